@@ -1,0 +1,52 @@
+//! Errors of the market module.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarketError {
+    /// The symbol is not configured.
+    UnknownSymbol(String),
+    /// The session string could not be parsed.
+    InvalidSession {
+        symbol: String,
+        session: String,
+        reason: String,
+    },
+    /// The time zone is not one of the supported IANA names.
+    UnsupportedTimezone { symbol: String, tz: String },
+    /// A numeric field of the spec is out of range.
+    InvalidSpec { symbol: String, reason: String },
+    /// Two specs share a symbol.
+    DuplicateSymbol(String),
+    /// No bar exists yet at the requested time (before history start).
+    NoData { symbol: String },
+}
+
+impl fmt::Display for MarketError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MarketError::UnknownSymbol(symbol) => write!(f, "unknown symbol {symbol:?}"),
+            MarketError::InvalidSession {
+                symbol,
+                session,
+                reason,
+            } => write!(f, "invalid session {session:?} for {symbol:?}: {reason}"),
+            MarketError::UnsupportedTimezone { symbol, tz } => write!(
+                f,
+                "unsupported timezone {tz:?} for {symbol:?} (supported: Etc/UTC, UTC, \
+                 America/New_York, Europe/London, Asia/Tokyo)"
+            ),
+            MarketError::InvalidSpec { symbol, reason } => {
+                write!(f, "invalid instrument spec for {symbol:?}: {reason}")
+            }
+            MarketError::DuplicateSymbol(symbol) => {
+                write!(f, "symbol {symbol:?} is configured more than once")
+            }
+            MarketError::NoData { symbol } => {
+                write!(f, "no market data for {symbol:?} at the requested time")
+            }
+        }
+    }
+}
+
+impl std::error::Error for MarketError {}

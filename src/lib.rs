@@ -1,0 +1,34 @@
+//! The trading-pro API contract.
+//!
+//! Everything here is derived from the hand-written specs under `specs/` by
+//! `build.rs`: the wire types ([`types`]) and the dropshot API trait
+//! ([`api::TradingApi`]). The server implements the trait; it never defines a
+//! wire struct of its own, so the spec and the server cannot drift apart
+//! without a compile error or a failing contract test.
+
+pub mod extract;
+
+/// Wire types of `specs/openapi.yaml` (component schemas, plus one struct per
+/// operation for its path parameters, query parameters and response headers).
+#[allow(clippy::all, missing_docs)]
+pub mod types {
+    include!(concat!(env!("OUT_DIR"), "/openapi_types.rs"));
+}
+
+/// The dropshot API trait of `specs/openapi.yaml`.
+pub mod api {
+    use crate::types::*;
+    include!(concat!(env!("OUT_DIR"), "/openapi_api.rs"));
+}
+
+/// Message types of `specs/asyncapi.yaml` (the WebSocket channel).
+#[allow(clippy::all, missing_docs)]
+pub mod messages {
+    include!(concat!(env!("OUT_DIR"), "/asyncapi_types.rs"));
+}
+
+/// The REST spec as written, for serving it and for contract tests.
+pub const OPENAPI_YAML: &str = include_str!("../specs/openapi.yaml");
+
+/// The API version this build answers as (sent in the `API-Version` header).
+pub const API_VERSION: &str = "v1";
