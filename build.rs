@@ -61,7 +61,15 @@ fn run() -> Result<()> {
     for (path, item) in spec.paths.paths.iter() {
         let item = item.as_item().ok_or("path items must not be references")?;
         for (method, op) in item.iter() {
-            methods.push(endpoint(&spec, &raw, &mut types, &mut header_structs, path, method, op)?);
+            methods.push(endpoint(
+                &spec,
+                &raw,
+                &mut types,
+                &mut header_structs,
+                path,
+                method,
+                op,
+            )?);
         }
     }
 
@@ -192,7 +200,9 @@ where
             let value = raw
                 .pointer(&format!("/components/{section}/{name}"))
                 .ok_or_else(|| format!("dangling reference {reference}"))?;
-            Ok(std::borrow::Cow::Owned(serde_json::from_value(value.clone())?))
+            Ok(std::borrow::Cow::Owned(serde_json::from_value(
+                value.clone(),
+            )?))
         }
     }
 }
@@ -232,11 +242,19 @@ fn endpoint(
 
     let mut args = Vec::new();
     if !path_params.is_empty() {
-        let ty = parameter_struct(types, format!("{type_prefix}Path"), &path_params.iter().collect::<Vec<_>>())?;
+        let ty = parameter_struct(
+            types,
+            format!("{type_prefix}Path"),
+            &path_params.iter().collect::<Vec<_>>(),
+        )?;
         args.push(quote! { path: crate::extract::ApiPath<#ty> });
     }
     if !query_params.is_empty() {
-        let ty = parameter_struct(types, format!("{type_prefix}Query"), &query_params.iter().collect::<Vec<_>>())?;
+        let ty = parameter_struct(
+            types,
+            format!("{type_prefix}Query"),
+            &query_params.iter().collect::<Vec<_>>(),
+        )?;
         args.push(quote! { query: crate::extract::ApiQuery<#ty> });
     }
     if let Some(body) = &op.request_body {
@@ -245,7 +263,10 @@ fn endpoint(
             .content
             .get("application/json")
             .ok_or_else(|| format!("{op_id}: request body must be application/json"))?;
-        let schema = media.schema.as_ref().ok_or_else(|| format!("{op_id}: request body has no schema"))?;
+        let schema = media
+            .schema
+            .as_ref()
+            .ok_or_else(|| format!("{op_id}: request body has no schema"))?;
         let id = types.add_type(&to_json_schema(&json_of(schema)?)?)?;
         let ty = types.get_type(&id)?.ident();
         args.push(quote! { body: crate::extract::ApiBody<#ty> });
@@ -257,11 +278,16 @@ fn endpoint(
         .iter()
         .find(|(code, _)| matches!(code, StatusCode::Code(c) if (200..300).contains(c)))
         .ok_or_else(|| format!("{op_id}: no 2xx response"))?;
-    let StatusCode::Code(status) = status else { unreachable!() };
+    let StatusCode::Code(status) = status else {
+        unreachable!()
+    };
     let response = resolve(response, raw, "responses")?;
     let body_ty = match response.content.get("application/json") {
         Some(media) => {
-            let schema = media.schema.as_ref().ok_or_else(|| format!("{op_id}: response has no schema"))?;
+            let schema = media
+                .schema
+                .as_ref()
+                .ok_or_else(|| format!("{op_id}: response has no schema"))?;
             let id = types.add_type(&to_json_schema(&json_of(schema)?)?)?;
             types.get_type(&id)?.ident()
         }
@@ -294,8 +320,12 @@ fn endpoint(
                         required.push(json!(name));
                     }
                 }
-                let struct_name = format!("{}Headers", names.iter().map(|n| pascal(n)).collect::<String>());
-                let schema = json!({ "type": "object", "properties": properties, "required": required });
+                let struct_name = format!(
+                    "{}Headers",
+                    names.iter().map(|n| pascal(n)).collect::<String>()
+                );
+                let schema =
+                    json!({ "type": "object", "properties": properties, "required": required });
                 let id = types.add_type_with_name(&to_json_schema(&schema)?, Some(struct_name))?;
                 let ty = types.get_type(&id)?.ident();
                 header_structs.insert(names, ty.clone());

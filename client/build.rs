@@ -14,7 +14,9 @@ fn main() {
         .with_derive("PartialEq");
     let tokens = progenitor::Generator::new(&settings)
         .generate_tokens(&spec)
-        .unwrap_or_else(|e| panic!("progenitor cannot generate a client from specs/openapi.yaml: {e}"));
+        .unwrap_or_else(|e| {
+            panic!("progenitor cannot generate a client from specs/openapi.yaml: {e}")
+        });
     let file: syn::File = syn::parse2(tokens).expect("progenitor emitted valid Rust");
     let out = Path::new(&env::var("OUT_DIR").unwrap()).join("client.rs");
     fs::write(out, prettyplease::unparse(&file)).expect("write generated client");

@@ -1,1 +1,24 @@
+//! trading-pro's server: implements the API trait generated from
+//! `specs/openapi.yaml` on top of a deterministic synthetic market.
+//!
+//! Where things live:
+//! * `api`: the REST handlers (one method per operation of the spec);
+//! * `market`: the price engine (bars at every resolution, quotes);
+//! * `catalog`: the symbols and search;
+//! * `cors`, `docs`: headers on every response, served specs and docs page;
+//! * `config`, `logging`, `server`: flags, logs, startup.
 
+pub mod api;
+pub mod catalog;
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod cors;
+pub mod docs;
+pub mod error;
+pub mod logging;
+pub mod market;
+pub mod server;
+
+pub use config::Config;
+pub use server::start;

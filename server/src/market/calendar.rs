@@ -102,7 +102,7 @@ impl Tz {
     }
 
     /// UTC offset in minutes in effect at the UTC minute `utc_min`.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     pub(crate) fn offset_at_utc(self, utc_min: i64) -> i64 {
         let standard = self.standard_offset();
         match self.dst_window(year_of_minute(utc_min)) {

@@ -182,8 +182,8 @@ impl PathModel {
             let bottom = o.min(c);
             // Squared uniforms make most wicks short and a few long.
             let high = top + (top as f64 * step * WICK_SCALE * up * up).round() as i64;
-            let low = (bottom - (bottom as f64 * step * WICK_SCALE * down * down).round() as i64)
-                .max(1);
+            let low =
+                (bottom - (bottom as f64 * step * WICK_SCALE * down * down).round() as i64).max(1);
 
             let x = (i as f64 + 0.5) / nf;
             let profile = if self.u_shaped_volume {
@@ -260,7 +260,13 @@ impl PathModel {
             for (s, slot) in prices.iter_mut().enumerate().take(s1).skip(s0 + 1) {
                 let frac = (s - s0) as f64 / (s1 - s0) as f64;
                 let line = p0 as f64 + (p1 - p0) as f64 * frac;
-                let noise = noise_scale * normal(draw(self.key, Stream::SecondNoise, date, minute * 60 + s as i64));
+                let noise = noise_scale
+                    * normal(draw(
+                        self.key,
+                        Stream::SecondNoise,
+                        date,
+                        minute * 60 + s as i64,
+                    ));
                 *slot = ((line + noise).round() as i64).clamp(bar.low, bar.high);
             }
         }
@@ -269,7 +275,13 @@ impl PathModel {
         let mut weights = [0.0f64; 60];
         let mut acc = 0.0;
         for (s, w) in weights.iter_mut().enumerate() {
-            acc += 0.25 + unit(draw(self.key, Stream::SecondVolume, date, minute * 60 + s as i64));
+            acc += 0.25
+                + unit(draw(
+                    self.key,
+                    Stream::SecondVolume,
+                    date,
+                    minute * 60 + s as i64,
+                ));
             *w = acc;
         }
         let mut volumes = [bar.volume; 60];

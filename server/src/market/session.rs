@@ -112,7 +112,11 @@ fn parse_days(digits: &str) -> Result<u8, String> {
     for c in digits.chars() {
         let bit = match c {
             '1'..='7' => 1u8 << (c as u8 - b'1'),
-            _ => return Err(format!("invalid day {c:?}, expected digits 1 (Sunday) to 7")),
+            _ => {
+                return Err(format!(
+                    "invalid day {c:?}, expected digits 1 (Sunday) to 7"
+                ))
+            }
         };
         if mask & bit != 0 {
             return Err(format!("day {c:?} listed twice"));

@@ -63,10 +63,11 @@ pub(crate) fn validate(spec: &InstrumentSpec) -> Result<ValidSpec, MarketError> 
     if !spec.initial_price.is_finite() || spec.initial_price <= 0.0 {
         return Err(invalid("initial_price must be a positive finite number"));
     }
-    let initial_ticks =
-        spec.initial_price * f64::from(spec.pricescale) / f64::from(spec.minmov);
+    let initial_ticks = spec.initial_price * f64::from(spec.pricescale) / f64::from(spec.minmov);
     if initial_ticks < 1.0 {
-        return Err(invalid("initial_price must be at least one tick (minmov / pricescale)"));
+        return Err(invalid(
+            "initial_price must be at least one tick (minmov / pricescale)",
+        ));
     }
     if spec.initial_price * f64::from(spec.pricescale) > MAX_PRICE_UNITS {
         return Err(invalid(
@@ -81,7 +82,9 @@ pub(crate) fn validate(spec: &InstrumentSpec) -> Result<ValidSpec, MarketError> 
     if !spec.avg_daily_volume.is_finite()
         || !(0.0..=MAX_DAILY_VOLUME).contains(&spec.avg_daily_volume)
     {
-        return Err(invalid("avg_daily_volume must be finite and within 0..=1e12"));
+        return Err(invalid(
+            "avg_daily_volume must be finite and within 0..=1e12",
+        ));
     }
     Ok(ValidSpec {
         session,

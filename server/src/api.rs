@@ -1,0 +1,367 @@
+//! The REST API: `trading_pro::api::TradingApi`, implemented.
+//!
+//! Handlers are thin: they validate input into domain values, ask the
+//! catalog or the market, and map the answer onto generated wire types.
+
+use dropshot::{HttpError, HttpResponseHeaders, HttpResponseOk, RequestContext};
+use schemars::JsonSchema;
+use serde::Serialize;
+use trading_pro::api::TradingApi;
+use trading_pro::extract::{ApiBody, ApiPath, ApiQuery};
+use trading_pro::types::*;
+
+use crate::catalog::{supported_resolutions, Symbol};
+use crate::clock::rfc3339;
+use crate::context::AppContext;
+use crate::error::ApiError;
+use crate::market::{BarQuery, Resolution};
+
+/// Most bars in one getBars response (documented in the spec).
+pub const MAX_BARS: usize = 5000;
+/// Most symbols in one quotes request (documented in the spec).
+pub const MAX_QUOTE_SYMBOLS: usize = 100;
+const DEFAULT_SEARCH_RESULTS: i64 = 30;
+const MAX_SEARCH_RESULTS: i64 = 100;
+
+type Response<T> = Result<HttpResponseHeaders<HttpResponseOk<T>, ApiVersionHeaders>, HttpError>;
+
+/// Turns a handler's outcome into a response carrying `API-Version` and the
+/// CORS headers, success or error alike.
+pub fn respond<T>(rqctx: &RequestContext<AppContext>, result: Result<T, ApiError>) -> Response<T>
+where
+    T: Serialize + JsonSchema + Send + Sync + 'static,
+{
+    let ctx = rqctx.context();
+    let request = rqctx.request.headers();
+    match result {
+        Ok(body) => {
+            let mut response = HttpResponseHeaders::new(
+                HttpResponseOk(body),
+                ApiVersionHeaders {
+                    api_version: trading_pro::API_VERSION.to_string(),
+                },
+            );
+            ctx.cors.decorate(request, response.headers_mut());
+            Ok(response)
+        }
+        Err(e) => Err(decorate_error(ctx, request, e.into_http())),
+    }
+}
+
+pub fn decorate_error(ctx: &AppContext, request: &http::HeaderMap, mut e: HttpError) -> HttpError {
+    let headers = e.headers.get_or_insert_with(Default::default);
+    headers.insert(
+        "api-version",
+        http::HeaderValue::from_static(trading_pro::API_VERSION),
+    );
+    ctx.cors.decorate(request, headers);
+    e
+}
+
+fn lookup<'a>(ctx: &'a AppContext, symbol: &str) -> Result<&'a Symbol, ApiError> {
+    ctx.catalog
+        .lookup(symbol)
+        .ok_or_else(|| ApiError::UnknownSymbol(symbol.to_string()))
+}
+
+fn in_range(name: &'static str, value: i64, min: i64, max: i64) -> Result<i64, ApiError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::OutOfRange {
+            name,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
+pub fn versions() -> Vec<VersionInfo> {
+    vec![
+        VersionInfo {
+            version: "v1".into(),
+            release_date: "2025-10-11".into(),
+            status: VersionStatus::Stable,
+            breaking_changes: vec![],
+            deprecation_notice: None,
+            sunset_date: None,
+        },
+        VersionInfo {
+            version: "v2".into(),
+            release_date: "TBD".into(),
+            status: VersionStatus::Planned,
+            breaking_changes: vec![
+                "Bar times in unix seconds instead of milliseconds".into(),
+                "Quote values renamed to descriptive field names".into(),
+            ],
+            deprecation_notice: None,
+            sunset_date: None,
+        },
+    ]
+}
+
+fn current_version() -> VersionInfo {
+    versions().into_iter().next().expect("v1 is listed")
+}
+
+fn to_wire(b: crate::market::Bar) -> Bar {
+    Bar {
+        time: b.time,
+        open: b.open,
+        high: b.high,
+        low: b.low,
+        close: b.close,
+        volume: b.volume,
+    }
+}
+
+fn bars(ctx: &AppContext, q: GetBarsQuery) -> Result<BarsResponse, ApiError> {
+    let symbol = lookup(ctx, &q.symbol)?;
+    let resolution = Resolution::parse(&q.resolution)
+        .ok_or_else(|| ApiError::UnsupportedResolution(q.resolution.clone()))?;
+    if q.from_time > q.to_time {
+        return Err(ApiError::InvalidRange {
+            from: q.from_time,
+            to: q.to_time,
+        });
+    }
+    let count_back = q
+        .count_back
+        .map(|n| in_range("count_back", n, 1, MAX_BARS as i64).map(|n| n as usize))
+        .transpose()?;
+    let query = BarQuery {
+        from_s: q.from_time,
+        to_s: q.to_time,
+        count_back,
+        limit: MAX_BARS,
+    };
+    let page = ctx
+        .market
+        .bars(&symbol.model.symbol, resolution, &query, ctx.clock.now_ms())?;
+    Ok(BarsResponse {
+        bars: page.bars.into_iter().map(to_wire).collect(),
+        no_data: page.no_data,
+        next_time: page.next_time,
+    })
+}
+
+fn quote(ctx: &AppContext, name: &str, now_ms: i64) -> QuoteData {
+    let found = ctx
+        .catalog
+        .lookup(name)
+        .map(|s| (s, ctx.market.quote(&s.model.symbol, now_ms)));
+    match found {
+        Some((s, Ok(q))) => QuoteData {
+            s: QuoteStatus::Ok,
+            n: name.to_string(),
+            errmsg: None,
+            v: QuoteValues {
+                lp: Some(q.last),
+                ask: Some(q.ask),
+                bid: Some(q.bid),
+                spread: Some(round_to(q.ask - q.bid, s.model.pricescale)),
+                open_price: Some(q.open),
+                high_price: Some(q.high),
+                low_price: Some(q.low),
+                prev_close_price: Some(q.prev_close),
+                volume: Some(q.volume),
+                ch: Some(round_to(q.change, s.model.pricescale)),
+                chp: Some((q.change_percent * 100.0).round() / 100.0),
+                short_name: Some(s.info.ticker.clone()),
+                exchange: Some(s.info.exchange.clone()),
+                description: Some(s.info.description.clone()),
+                original_name: Some(s.full_name()),
+            },
+        },
+        Some((_, Err(e))) => quote_error(name, e.to_string()),
+        None => quote_error(name, format!("unknown symbol {name:?}")),
+    }
+}
+
+fn quote_error(name: &str, errmsg: String) -> QuoteData {
+    QuoteData {
+        s: QuoteStatus::Error,
+        n: name.to_string(),
+        errmsg: Some(errmsg),
+        v: QuoteValues::default(),
+    }
+}
+
+/// Rounds a price difference to the symbol's tick grid, so `ch` reads like a
+/// price rather than a float subtraction artefact.
+fn round_to(x: f64, pricescale: u32) -> f64 {
+    let scale = f64::from(pricescale.max(1));
+    (x * scale).round() / scale
+}
+
+pub enum TradingServer {}
+
+impl TradingApi for TradingServer {
+    type Context = AppContext;
+
+    async fn get_service_index(rqctx: RequestContext<AppContext>) -> Response<ServiceIndex> {
+        let index = ServiceIndex {
+            name: "trading-pro".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            api_version: trading_pro::API_VERSION.into(),
+            description: "Market-data backend for TradingView-style charts: symbols, bars, quotes \
+                          and live bars over WebSocket."
+                .into(),
+            links: ServiceLinks {
+                docs: "/api/v1/docs".into(),
+                openapi_json: "/api/v1/openapi.json".into(),
+                openapi_yaml: "/api/v1/openapi.yaml".into(),
+                asyncapi: "/api/v1/ws/asyncapi".into(),
+                health: "/api/v1/health".into(),
+                datafeed_config: "/api/v1/datafeed/config".into(),
+                websocket: "/api/v1/ws".into(),
+            },
+        };
+        respond(&rqctx, Ok(index))
+    }
+
+    async fn get_health_status(rqctx: RequestContext<AppContext>) -> Response<HealthResponse> {
+        let now = rqctx.context().clock.now_ms();
+        let health = HealthResponse {
+            status: "ok".into(),
+            message: "Trading Pro API is running".into(),
+            timestamp: rfc3339(now),
+            api_version: trading_pro::API_VERSION.into(),
+            version_info: current_version(),
+        };
+        respond(&rqctx, Ok(health))
+    }
+
+    async fn get_api_versions(rqctx: RequestContext<AppContext>) -> Response<ApiMetadata> {
+        let meta = ApiMetadata {
+            current_version: trading_pro::API_VERSION.into(),
+            available_versions: versions(),
+            documentation_url: "/api/v1/docs".into(),
+            support_contact: "support@trading-pro.example".into(),
+        };
+        respond(&rqctx, Ok(meta))
+    }
+
+    async fn get_current_api_version(rqctx: RequestContext<AppContext>) -> Response<VersionInfo> {
+        respond(&rqctx, Ok(current_version()))
+    }
+
+    async fn get_config(rqctx: RequestContext<AppContext>) -> Response<DatafeedConfiguration> {
+        let catalog = &rqctx.context().catalog;
+        let mut exchanges = vec![Exchange {
+            value: String::new(),
+            name: "All Exchanges".into(),
+            desc: String::new(),
+        }];
+        exchanges.extend(catalog.exchanges().into_iter().map(|e| Exchange {
+            value: e.into(),
+            name: e.into(),
+            desc: e.into(),
+        }));
+        let mut symbols_types = vec![SymbolType {
+            name: "All types".into(),
+            value: String::new(),
+        }];
+        symbols_types.extend(catalog.types().into_iter().map(|t| SymbolType {
+            name: capitalize(t),
+            value: t.into(),
+        }));
+        let config = DatafeedConfiguration {
+            supported_resolutions: supported_resolutions()
+                .map(|r| r.as_str().to_string())
+                .collect(),
+            supports_marks: false,
+            supports_timescale_marks: false,
+            supports_time: true,
+            exchanges,
+            symbols_types,
+        };
+        respond(&rqctx, Ok(config))
+    }
+
+    async fn search_symbols(
+        rqctx: RequestContext<AppContext>,
+        query: ApiQuery<SearchSymbolsQuery>,
+    ) -> Response<Vec<SymbolSearchResult>> {
+        let result = (|| {
+            let q = query.into_inner()?;
+            let max = in_range(
+                "max_results",
+                q.max_results.unwrap_or(DEFAULT_SEARCH_RESULTS),
+                1,
+                MAX_SEARCH_RESULTS,
+            )?;
+            Ok(rqctx.context().catalog.search(
+                &q.user_input,
+                q.exchange.as_deref(),
+                q.symbol_type.as_deref(),
+                max as usize,
+            ))
+        })();
+        respond(&rqctx, result)
+    }
+
+    async fn resolve_symbol(
+        rqctx: RequestContext<AppContext>,
+        path: ApiPath<ResolveSymbolPath>,
+    ) -> Response<SymbolInfo> {
+        let result = path
+            .into_inner()
+            .map_err(ApiError::from)
+            .and_then(|p| lookup(rqctx.context(), &p.symbol).map(|s| s.info.clone()));
+        respond(&rqctx, result)
+    }
+
+    async fn get_bars(
+        rqctx: RequestContext<AppContext>,
+        query: ApiQuery<GetBarsQuery>,
+    ) -> Response<BarsResponse> {
+        let result = query
+            .into_inner()
+            .map_err(ApiError::from)
+            .and_then(|q| bars(rqctx.context(), q));
+        respond(&rqctx, result)
+    }
+
+    async fn get_quotes(
+        rqctx: RequestContext<AppContext>,
+        body: ApiBody<QuotesRequest>,
+    ) -> Response<Vec<QuoteData>> {
+        let ctx = rqctx.context();
+        let result = body.into_inner().map_err(ApiError::from).and_then(|req| {
+            if req.symbols.is_empty() || req.symbols.len() > MAX_QUOTE_SYMBOLS {
+                return Err(ApiError::QuoteSymbolCount(req.symbols.len()));
+            }
+            let now = ctx.clock.now_ms();
+            Ok(req.symbols.iter().map(|s| quote(ctx, s, now)).collect())
+        });
+        respond(&rqctx, result)
+    }
+
+    async fn datafeed_health_check(rqctx: RequestContext<AppContext>) -> Response<DatafeedHealth> {
+        let ctx = rqctx.context();
+        let health = DatafeedHealth {
+            status: "ok".into(),
+            symbols: ctx.catalog.len() as i64,
+            resolutions: supported_resolutions()
+                .map(|r| r.as_str().to_string())
+                .collect(),
+            seed: ctx.seed as i64,
+            server_time: ctx.clock.now_ms().div_euclid(1000),
+        };
+        respond(&rqctx, Ok(health))
+    }
+
+    async fn get_server_time(rqctx: RequestContext<AppContext>) -> Response<i64> {
+        respond(&rqctx, Ok(rqctx.context().clock.now_ms().div_euclid(1000)))
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}

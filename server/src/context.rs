@@ -1,0 +1,19 @@
+//! What every handler can see: the catalog, the market, the clock and the
+//! CORS policy. Passed explicitly as dropshot's server context.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::cors::CorsPolicy;
+use crate::market::Market;
+
+pub struct AppContext {
+    pub catalog: Catalog,
+    pub market: Arc<Market>,
+    pub clock: Clock,
+    pub cors: CorsPolicy,
+    pub seed: u64,
+    pub started: Instant,
+}

@@ -1,0 +1,291 @@
+//! Endpoints outside the contract: the spec itself (JSON and YAML), a
+//! readable docs page rendered from it, and CORS preflight for every path.
+//! They are unpublished, so they never appear in the generated OpenAPI.
+
+use std::fmt::Write;
+use std::sync::OnceLock;
+
+use dropshot::{ApiDescription, ApiEndpoint, ApiEndpointVersions, Body, HttpError, RequestContext};
+use http::{header, Method, Response, StatusCode};
+use serde_json::Value;
+use trading_pro::types::ResolveSymbolPath;
+
+use crate::api::decorate_error;
+use crate::context::AppContext;
+
+/// The hand-written spec as JSON (parsed once).
+pub fn openapi_json() -> &'static Value {
+    static SPEC: OnceLock<Value> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        serde_yaml::from_str(trading_pro::OPENAPI_YAML).expect("the embedded spec is valid YAML")
+    })
+}
+
+fn docs_page() -> &'static str {
+    static PAGE: OnceLock<String> = OnceLock::new();
+    PAGE.get_or_init(|| render_docs(openapi_json()))
+}
+
+fn respond(
+    rqctx: &RequestContext<AppContext>,
+    content_type: &'static str,
+    body: String,
+) -> Result<Response<Body>, HttpError> {
+    let mut response = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, content_type)
+        .header("api-version", trading_pro::API_VERSION)
+        .body(Body::from(body))
+        .map_err(|e| HttpError::for_internal_error(e.to_string()))?;
+    rqctx
+        .context()
+        .cors
+        .decorate(rqctx.request.headers(), response.headers_mut());
+    Ok(response)
+}
+
+#[dropshot::endpoint { method = GET, path = "/api/v1/openapi.json", unpublished = true }]
+async fn openapi_json_endpoint(
+    rqctx: RequestContext<AppContext>,
+) -> Result<Response<Body>, HttpError> {
+    respond(&rqctx, "application/json", openapi_json().to_string())
+}
+
+#[dropshot::endpoint { method = GET, path = "/api/v1/openapi.yaml", unpublished = true }]
+async fn openapi_yaml_endpoint(
+    rqctx: RequestContext<AppContext>,
+) -> Result<Response<Body>, HttpError> {
+    respond(
+        &rqctx,
+        "application/yaml",
+        trading_pro::OPENAPI_YAML.to_string(),
+    )
+}
+
+#[dropshot::endpoint { method = GET, path = "/api/v1/docs", unpublished = true }]
+async fn docs_endpoint(rqctx: RequestContext<AppContext>) -> Result<Response<Body>, HttpError> {
+    respond(&rqctx, "text/html; charset=utf-8", docs_page().to_string())
+}
+
+/// Answers a CORS preflight: 204 with the CORS headers for an allowed origin
+/// and method, 403 with a message otherwise.
+async fn preflight(rqctx: RequestContext<AppContext>) -> Result<Response<Body>, HttpError> {
+    let ctx = rqctx.context();
+    let request = rqctx.request.headers();
+    match ctx.cors.preflight(request) {
+        Some(headers) => {
+            let mut response = Response::builder().status(StatusCode::NO_CONTENT);
+            for (k, v) in headers {
+                response = response.header(k, v);
+            }
+            response
+                .header("api-version", trading_pro::API_VERSION)
+                .body(Body::empty())
+                .map_err(|e| HttpError::for_internal_error(e.to_string()))
+        }
+        None => Err(decorate_error(
+            ctx,
+            request,
+            HttpError::for_client_error(
+                Some("CorsRejected".into()),
+                dropshot::ClientErrorStatusCode::FORBIDDEN,
+                "CORS preflight rejected: the Origin is not allowed (see --cors-origin) or the \
+                 requested method is not GET or POST"
+                    .into(),
+            ),
+        )),
+    }
+}
+
+async fn preflight_symbol(
+    rqctx: RequestContext<AppContext>,
+    _path: dropshot::Path<ResolveSymbolPath>,
+) -> Result<Response<Body>, HttpError> {
+    preflight(rqctx).await
+}
+
+/// Registers the spec, the docs page and an `OPTIONS` handler for every path
+/// of the spec.
+pub fn register(api: &mut ApiDescription<AppContext>) -> Result<(), String> {
+    api.register(openapi_json_endpoint)
+        .map_err(|e| e.to_string())?;
+    api.register(openapi_yaml_endpoint)
+        .map_err(|e| e.to_string())?;
+    api.register(docs_endpoint).map_err(|e| e.to_string())?;
+    let paths = openapi_json()["paths"]
+        .as_object()
+        .ok_or("spec has no paths")?;
+    let extra = [
+        "/api/v1/openapi.json",
+        "/api/v1/openapi.yaml",
+        "/api/v1/docs",
+    ];
+    for path in paths.keys().map(String::as_str).chain(extra) {
+        let name = format!("preflight {path}");
+        let endpoint = if path.contains("{symbol}") {
+            ApiEndpoint::new(
+                name,
+                preflight_symbol,
+                Method::OPTIONS,
+                dropshot::CONTENT_TYPE_JSON,
+                path,
+                ApiEndpointVersions::All,
+            )
+        } else if path.contains('{') {
+            return Err(format!(
+                "no preflight handler for the path variables of {path}"
+            ));
+        } else {
+            ApiEndpoint::new(
+                name,
+                preflight,
+                Method::OPTIONS,
+                dropshot::CONTENT_TYPE_JSON,
+                path,
+                ApiEndpointVersions::All,
+            )
+        };
+        api.register(endpoint.visible(false))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn schema_name(schema: &Value) -> String {
+    if let Some(r) = schema["$ref"].as_str() {
+        return r.rsplit('/').next().unwrap_or(r).to_string();
+    }
+    match schema["type"].as_str() {
+        Some("array") => format!("array of {}", schema_name(&schema["items"])),
+        Some(t) => schema["format"]
+            .as_str()
+            .map_or(t.to_string(), |f| format!("{t} ({f})")),
+        None => "object".into(),
+    }
+}
+
+/// A self-contained HTML page (no scripts, no network) from the spec.
+fn render_docs(spec: &Value) -> String {
+    let mut h = String::new();
+    let info = &spec["info"];
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t} docs</title><style>\
+         body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}}\
+         code,pre{{background:#f4f4f4;padding:2px 4px}}pre{{white-space:pre-wrap;padding:8px}}\
+         .op{{border:1px solid #ddd;border-radius:6px;padding:0 1em;margin:1em 0}}\
+         .m{{font-weight:bold;color:#fff;padding:2px 6px;border-radius:4px;background:#2a7}}\
+         .POST{{background:#27a}}table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}}\
+         </style></head><body><h1>{t} <small>{v}</small></h1><pre>{d}</pre>\
+         <p>Machine-readable: <a href=\"/api/v1/openapi.json\">openapi.json</a> · \
+         <a href=\"/api/v1/openapi.yaml\">openapi.yaml</a> · WebSocket: <a href=\"/api/v1/ws/asyncapi\">AsyncAPI</a></p>",
+        t = esc(info["title"].as_str().unwrap_or("API")),
+        v = esc(info["version"].as_str().unwrap_or("")),
+        d = esc(info["description"].as_str().unwrap_or("")),
+    );
+    for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let m = method.to_uppercase();
+            let _ = write!(
+                h,
+                "<div class=\"op\"><h2><span class=\"m {m}\">{m}</span> <code>{p}</code></h2>\
+                 <p><b>{s}</b> (operationId <code>{id}</code>)</p><pre>{d}</pre>",
+                p = esc(path),
+                s = esc(op["summary"].as_str().unwrap_or("")),
+                id = esc(op["operationId"].as_str().unwrap_or("")),
+                d = esc(op["description"].as_str().unwrap_or("")),
+            );
+            if let Some(params) = op["parameters"].as_array() {
+                h.push_str("<table><tr><th>parameter</th><th>in</th><th>type</th><th>required</th><th>description</th></tr>");
+                for p in params {
+                    let _ = write!(
+                        h,
+                        "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        esc(p["name"].as_str().unwrap_or("")),
+                        esc(p["in"].as_str().unwrap_or("")),
+                        esc(&schema_name(&p["schema"])),
+                        p["required"].as_bool().unwrap_or(false),
+                        esc(p["description"].as_str().unwrap_or("")),
+                    );
+                }
+                h.push_str("</table>");
+            }
+            if let Some(body) = op.pointer("/requestBody/content/application~1json/schema") {
+                let _ = write!(h, "<p>Body: <code>{}</code></p>", esc(&schema_name(body)));
+            }
+            for (code, resp) in op["responses"].as_object().into_iter().flatten() {
+                let schema = resp
+                    .pointer("/content/application~1json/schema")
+                    .map(schema_name);
+                let _ = write!(
+                    h,
+                    "<p>{} → {}</p>",
+                    esc(code),
+                    esc(&schema.unwrap_or_else(|| resp["$ref"]
+                        .as_str()
+                        .unwrap_or("")
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .to_string()))
+                );
+            }
+            h.push_str("</div>");
+        }
+    }
+    h.push_str("<h2>Schemas</h2>");
+    for (name, schema) in spec
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let _ = write!(
+            h,
+            "<h3 id=\"{n}\">{n}</h3><p>{}</p>",
+            esc(schema["description"].as_str().unwrap_or("")),
+            n = esc(name)
+        );
+        if let Some(props) = schema["properties"].as_object() {
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            h.push_str(
+                "<table><tr><th>field</th><th>type</th><th>required</th><th>description</th></tr>",
+            );
+            for (p, s) in props {
+                let _ = write!(
+                    h,
+                    "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(p),
+                    esc(&schema_name(s)),
+                    required.contains(&p.as_str()),
+                    esc(s["description"].as_str().unwrap_or(""))
+                );
+            }
+            h.push_str("</table>");
+        } else if let Some(values) = schema["enum"].as_array() {
+            let values: Vec<String> = values
+                .iter()
+                .map(|v| esc(v.as_str().unwrap_or("")))
+                .collect();
+            let _ = write!(
+                h,
+                "<p>One of: <code>{}</code></p>",
+                values.join("</code>, <code>")
+            );
+        }
+    }
+    h.push_str("</body></html>");
+    h
+}

@@ -1,0 +1,96 @@
+//! Every way a request can be wrong, as a typed value, and how each becomes
+//! an HTTP error with a message that says what to fix.
+
+use dropshot::{ClientErrorStatusCode, HttpError};
+
+use crate::market::MarketError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    UnknownSymbol(String),
+    UnsupportedResolution(String),
+    InvalidRange {
+        from: i64,
+        to: i64,
+    },
+    OutOfRange {
+        name: &'static str,
+        value: i64,
+        min: i64,
+        max: i64,
+    },
+    QuoteSymbolCount(usize),
+    /// The request did not parse (query string, path or body); dropshot's
+    /// error already says why.
+    Malformed(HttpError),
+}
+
+impl ApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::UnknownSymbol(_) => "UnknownSymbol",
+            ApiError::UnsupportedResolution(_) => "UnsupportedResolution",
+            ApiError::InvalidRange { .. } => "InvalidRange",
+            ApiError::OutOfRange { .. } => "OutOfRange",
+            ApiError::QuoteSymbolCount(_) => "InvalidSymbolCount",
+            ApiError::Malformed(_) => "BadRequest",
+        }
+    }
+
+    pub fn into_http(self) -> HttpError {
+        let status = match self {
+            ApiError::UnknownSymbol(_) => ClientErrorStatusCode::NOT_FOUND,
+            ApiError::Malformed(e) => return e,
+            _ => ClientErrorStatusCode::BAD_REQUEST,
+        };
+        let code = self.code().to_string();
+        HttpError::for_client_error(Some(code), status, self.to_string())
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::UnknownSymbol(s) => write!(f, "unknown symbol {s:?}"),
+            ApiError::UnsupportedResolution(r) => write!(
+                f,
+                "unsupported resolution {r:?}; supported: 1, 5, 15, 30, 60, 240, D, W, M \
+                 (1D, 1W, 1M accepted as aliases)"
+            ),
+            ApiError::InvalidRange { from, to } => {
+                write!(f, "from_time ({from}) must not be after to_time ({to})")
+            }
+            ApiError::OutOfRange {
+                name,
+                value,
+                min,
+                max,
+            } => {
+                write!(f, "{name} must be between {min} and {max}, got {value}")
+            }
+            ApiError::QuoteSymbolCount(n) => write!(
+                f,
+                "symbols must list between 1 and {} symbols, got {n}",
+                crate::api::MAX_QUOTE_SYMBOLS
+            ),
+            ApiError::Malformed(e) => f.write_str(&e.external_message),
+        }
+    }
+}
+
+impl From<HttpError> for ApiError {
+    fn from(e: HttpError) -> Self {
+        ApiError::Malformed(e)
+    }
+}
+
+impl From<MarketError> for ApiError {
+    fn from(e: MarketError) -> Self {
+        match e {
+            MarketError::UnknownSymbol(s) => ApiError::UnknownSymbol(s),
+            // Every other market error is about instrument specs, which are
+            // validated at startup; a request cannot cause one.
+            other => ApiError::Malformed(HttpError::for_bad_request(None, other.to_string())),
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Assembling and starting the server: context, API description, listener.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use dropshot::{ApiDescription, ConfigDropshot, HandlerTaskMode, HttpServer, ServerBuilder};
+use slog::Logger;
+
+use crate::api::TradingServer;
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::context::AppContext;
+use crate::cors::CorsPolicy;
+use crate::market::Market;
+
+/// Largest request body accepted (a quotes request for 100 symbols is ~2 KiB).
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+pub fn build_context(config: &Config) -> Result<AppContext, String> {
+    let catalog = match &config.symbols {
+        Some(path) => Catalog::from_file(path).map_err(|e| e.to_string())?,
+        None => Catalog::default_catalog(),
+    };
+    let specs = catalog.iter().map(|s| s.model.clone()).collect();
+    let market =
+        Market::new(config.seed, specs).map_err(|e| format!("invalid symbol catalog: {e}"))?;
+    Ok(AppContext {
+        catalog,
+        market: Arc::new(market),
+        clock: Clock::new(
+            config.clock_start.map(|s| s.saturating_mul(1000)),
+            config.clock_speed,
+        ),
+        cors: CorsPolicy::new(config.cors_origins.iter().cloned()),
+        seed: config.seed,
+        started: Instant::now(),
+    })
+}
+
+/// Every endpoint: the spec's operations plus the unpublished extras.
+pub fn api_description() -> Result<ApiDescription<AppContext>, String> {
+    let mut api = trading_pro::api::trading_api_mod::api_description::<TradingServer>()
+        .map_err(|e| e.to_string())?;
+    crate::docs::register(&mut api)?;
+    Ok(api)
+}
+
+/// Starts serving; the returned server runs until closed.
+pub async fn start(config: &Config, log: Logger) -> Result<HttpServer<AppContext>, String> {
+    let context = build_context(config)?;
+    let market = Arc::clone(&context.market);
+    let now = context.clock.now_ms();
+    // Build the daily caches off the request path so the first chart load is
+    // as fast as the rest.
+    tokio::task::spawn_blocking(move || market.warm_up(now));
+    let dropshot_config = ConfigDropshot {
+        bind_address: config.bind,
+        default_request_body_max_bytes: MAX_REQUEST_BYTES,
+        default_handler_task_mode: HandlerTaskMode::CancelOnDisconnect,
+        ..Default::default()
+    };
+    ServerBuilder::new(api_description()?, context, log)
+        .config(dropshot_config)
+        .start()
+        .map_err(|e| format!("cannot start the server on {}: {e}", config.bind))
+}
