@@ -29,6 +29,8 @@ pub(crate) const MAX_TIME_MS: i64 = 4_102_444_800_000;
 const PATH_CACHE_DAYS: usize = 12;
 /// The chain is cheap, so extend it ahead in chunks to avoid a copy per new day.
 const CHAIN_CHUNK_DAYS: i64 = 64;
+/// How far behind the daily cache may be for a current-period request to top it up.
+const CHEAP_TOP_UP_DAYS: i64 = 120;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every guarded value is replaced wholesale, never left half-updated, so a panic in
@@ -314,15 +316,37 @@ impl Instrument {
     /// Daily bar of `day` as of `now_ms` (partial while its session runs).
     pub(crate) fn day_bar(&self, day: DaySession, now_ms: i64) -> Option<TickBar> {
         if day.end_ms() <= now_ms {
-            let cache = snapshot(&self.days);
-            if cache.through >= day.date {
-                if let Ok(i) = cache.bars.binary_search_by_key(&day.stamp(), |b| b.time) {
-                    return cache.bars.get(i).copied();
-                }
+            if let Some(bar) = self.cached_day_bar(day) {
+                return Some(bar);
             }
         }
         let path = self.day_path(day);
         path.aggregate(&self.model, 0, path.minutes.len(), now_ms)
+            .map(|bar| TickBar {
+                time: day.stamp(),
+                ..bar
+            })
+    }
+
+    fn cached_day_bar(&self, day: DaySession) -> Option<TickBar> {
+        let cache = snapshot(&self.days);
+        if cache.through < day.date {
+            return None;
+        }
+        let i = cache
+            .bars
+            .binary_search_by_key(&day.stamp(), |b| b.time)
+            .ok()?;
+        cache.bars.get(i).copied()
+    }
+
+    /// Daily bar of a completed day without touching the path cache.
+    fn completed_day_bar(&self, day: DaySession) -> Option<TickBar> {
+        if let Some(bar) = self.cached_day_bar(day) {
+            return Some(bar);
+        }
+        let path = self.compute_path(day, &self.chain_through(day.date));
+        path.aggregate(&self.model, 0, path.minutes.len(), i64::MAX)
             .map(|bar| TickBar {
                 time: day.stamp(),
                 ..bar
@@ -365,13 +389,21 @@ impl Instrument {
         } else {
             last.date - 1
         };
-        // Fill the cache first so the period's completed days are lookups, not paths.
-        self.days_through(complete_through.max(HISTORY_START_DAY - 1));
+        // Top the cache up when that is cheap (the usual case: a day or two behind), so
+        // repeated polls are lookups; a cold cache or a far-future clock must not trigger
+        // years of computation just for one period.
+        if complete_through - snapshot(&self.days).through <= CHEAP_TOP_UP_DAYS {
+            self.days_through(complete_through.max(HISTORY_START_DAY - 1));
+        }
         let mut acc: Option<TickBar> = None;
         for date in period_start_date(res, last.date)..=last.date {
-            let Some(bar) = self.day(date).and_then(|d| self.day_bar(d, now_ms)) else {
-                continue;
+            let Some(day) = self.day(date) else { continue };
+            let bar = if day.end_ms() <= now_ms {
+                self.completed_day_bar(day)
+            } else {
+                self.day_bar(day, now_ms)
             };
+            let Some(bar) = bar else { continue };
             match acc.as_mut() {
                 Some(a) => a.absorb(&bar),
                 None => acc = Some(bar),

@@ -1,0 +1,50 @@
+//! Starting a real server on an ephemeral port for a test.
+#![allow(dead_code)]
+
+use dropshot::HttpServer;
+use trading_pro_client::Client;
+use trading_server::context::AppContext;
+
+/// Thursday 2025-11-20 15:30:00 UTC: 10:30 in New York, so stocks, crypto and
+/// forex are all trading.
+pub const FROZEN_NOW_S: i64 = 1_763_652_600;
+
+pub struct TestServer {
+    pub server: HttpServer<AppContext>,
+    pub base: String,
+    pub client: Client,
+}
+
+impl TestServer {
+    /// A server on 127.0.0.1:0 with the given extra flags.
+    pub async fn start(extra: &[&str]) -> TestServer {
+        let mut args = vec!["--bind", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let config = trading_server::Config::from_args(args).expect("valid flags");
+        let server = trading_server::start(&config, trading_server::logging::discard())
+            .await
+            .expect("server starts");
+        let base = format!("http://{}", server.local_addr());
+        let client = Client::new(&base);
+        TestServer {
+            server,
+            base,
+            client,
+        }
+    }
+
+    /// A server whose clock stands still at [`FROZEN_NOW_S`]: every answer
+    /// is reproducible.
+    pub async fn frozen() -> TestServer {
+        let start = FROZEN_NOW_S.to_string();
+        TestServer::start(&["--clock-start", &start, "--clock-speed", "0"]).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn stop(self) {
+        self.server.close().await.expect("server closes");
+    }
+}

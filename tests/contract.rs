@@ -1,0 +1,270 @@
+//! The server's OpenAPI, as dropshot renders it from the implemented trait,
+//! must be equivalent to the hand-written `specs/openapi.yaml`: same paths,
+//! methods, operationIds, parameters, bodies, status codes, response headers
+//! and schemas. Descriptions and examples may differ; structure may not.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+fn spec() -> Value {
+    serde_yaml::from_str(trading_pro::OPENAPI_YAML).expect("spec parses")
+}
+
+fn rendered() -> Value {
+    let api = trading_server::server::api_description().expect("api description builds");
+    api.openapi("Trading Pro API", semver::Version::new(1, 0, 0))
+        .json()
+        .expect("renders")
+}
+
+/// Resolves `$ref`s and keeps only what is contract: types, fields,
+/// requiredness, items, enums and formats.
+fn schema(doc: &Value, s: &Value, depth: usize) -> Value {
+    if depth > 32 {
+        return json!("<recursion>");
+    }
+    if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+        let target = doc
+            .pointer(&r.replacen('#', "", 1))
+            .cloned()
+            .unwrap_or(json!({ "missing": r }));
+        return schema(doc, &target, depth + 1);
+    }
+    // schemars wraps a documented reference as `allOf: [ {$ref} ]`.
+    if let Some([only]) = s.get("allOf").and_then(Value::as_array).map(Vec::as_slice) {
+        return schema(doc, only, depth + 1);
+    }
+    let mut out = Map::new();
+    for key in ["type", "format"] {
+        if let Some(v) = s.get(key) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(props) = s.get("properties").and_then(Value::as_object) {
+        let props: BTreeMap<_, _> = props
+            .iter()
+            .map(|(k, v)| (k.clone(), schema(doc, v, depth + 1)))
+            .collect();
+        out.insert("properties".into(), json!(props));
+    }
+    let mut required: Vec<String> = s
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    required.sort();
+    if !required.is_empty() {
+        out.insert("required".into(), json!(required));
+    }
+    if let Some(items) = s.get("items") {
+        out.insert("items".into(), schema(doc, items, depth + 1));
+    }
+    if let Some(values) = s.get("enum").and_then(Value::as_array) {
+        let mut values: Vec<String> = values.iter().map(Value::to_string).collect();
+        values.sort();
+        out.insert("enum".into(), json!(values));
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(list) = s.get(key).and_then(Value::as_array) {
+            out.insert(
+                key.into(),
+                Value::Array(list.iter().map(|v| schema(doc, v, depth + 1)).collect()),
+            );
+        }
+    }
+    Value::Object(out)
+}
+
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => doc.pointer(&r.replacen('#', "", 1)).unwrap_or(v),
+        None => v,
+    }
+}
+
+fn content(doc: &Value, v: &Value) -> Value {
+    let mut out = BTreeMap::new();
+    for (mime, media) in v
+        .get("content")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        out.insert(
+            mime.clone(),
+            schema(doc, media.get("schema").unwrap_or(&Value::Null), 0),
+        );
+    }
+    json!(out)
+}
+
+/// The contract-relevant view of a whole document, keyed by "METHOD path".
+fn canonical(doc: &Value) -> BTreeMap<String, Value> {
+    let mut ops = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let mut params = BTreeMap::new();
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let p = resolve(doc, p);
+                params.insert(
+                    format!("{}:{}", p["in"].as_str().unwrap_or("?"), p["name"].as_str().unwrap_or("?")),
+                    json!({ "required": p["required"].as_bool().unwrap_or(false), "schema": schema(doc, &p["schema"], 0) }),
+                );
+            }
+            let body = op.get("requestBody").map(|b| {
+                let b = resolve(doc, b);
+                json!({ "required": b["required"].as_bool().unwrap_or(false), "content": content(doc, b) })
+            });
+            let mut responses = BTreeMap::new();
+            for (code, r) in op["responses"].as_object().into_iter().flatten() {
+                let r = resolve(doc, r);
+                let mut headers = BTreeMap::new();
+                for (name, h) in r
+                    .get("headers")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                {
+                    let h = resolve(doc, h);
+                    headers.insert(
+                        name.to_ascii_lowercase(),
+                        json!({ "required": h["required"].as_bool().unwrap_or(false), "schema": schema(doc, &h["schema"], 0) }),
+                    );
+                }
+                responses.insert(
+                    code.clone(),
+                    json!({ "content": content(doc, r), "headers": headers }),
+                );
+            }
+            ops.insert(
+                format!("{} {}", method.to_uppercase(), path),
+                json!({ "operationId": op["operationId"], "parameters": params, "requestBody": body, "responses": responses }),
+            );
+        }
+    }
+    ops
+}
+
+/// Every difference, as "where: spec says X, server says Y".
+fn differences(spec: &Value, server: &Value) -> Vec<String> {
+    fn walk(at: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: std::collections::BTreeSet<_> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    walk(
+                        &format!("{at}/{k}"),
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                        out,
+                    );
+                }
+            }
+            _ if a != b => out.push(format!("{at}: spec has {a}, server has {b}")),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        "",
+        &json!(canonical(spec)),
+        &json!(canonical(server)),
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn server_matches_the_spec() {
+    let diffs = differences(&spec(), &rendered());
+    assert!(
+        diffs.is_empty(),
+        "the server drifted from specs/openapi.yaml:\n{}",
+        diffs.join("\n")
+    );
+}
+
+#[test]
+fn the_comparison_sees_every_operation() {
+    let ops = canonical(&spec());
+    assert_eq!(ops.len(), 11, "{:?}", ops.keys().collect::<Vec<_>>());
+    assert_eq!(canonical(&rendered()).len(), 11);
+}
+
+/// A deliberate difference of each kind is caught, so the test above cannot
+/// pass by comparing nothing.
+#[test]
+fn deliberate_drift_is_caught() {
+    let server = rendered();
+    let mutations: Vec<(&str, fn(&mut Value))> = vec![
+        ("renamed field", |s| {
+            let props = s
+                .pointer_mut("/components/schemas/BarsResponse/properties")
+                .unwrap()
+                .as_object_mut()
+                .unwrap();
+            let v = props.remove("no_data").unwrap();
+            props.insert("noData".into(), v);
+        }),
+        ("changed field type", |s| {
+            *s.pointer_mut("/components/schemas/Bar/properties/time/type")
+                .unwrap() = json!("string");
+        }),
+        ("newly required field", |s| {
+            s.pointer_mut("/components/schemas/BarsResponse/required")
+                .unwrap()
+                .as_array_mut()
+                .unwrap()
+                .push(json!("next_time"));
+        }),
+        ("renamed operationId", |s| {
+            *s.pointer_mut("/paths/~1api~1v1~1datafeed~1bars/get/operationId")
+                .unwrap() = json!("getHistory");
+        }),
+        ("extra query parameter", |s| {
+            s.pointer_mut("/paths/~1api~1v1~1datafeed~1bars/get/parameters").unwrap().as_array_mut().unwrap().push(
+                json!({ "name": "limit", "in": "query", "required": false, "schema": { "type": "integer" } }),
+            );
+        }),
+        ("changed status code", |s| {
+            let r = s
+                .pointer_mut("/paths/~1api~1v1~1health/get/responses")
+                .unwrap()
+                .as_object_mut()
+                .unwrap();
+            let ok = r.remove("200").unwrap();
+            r.insert("201".into(), ok);
+        }),
+        ("removed path", |s| {
+            s["paths"]
+                .as_object_mut()
+                .unwrap()
+                .remove("/api/v1/datafeed/time");
+        }),
+        ("changed enum", |s| {
+            s.pointer_mut("/components/schemas/QuoteStatus/enum")
+                .unwrap()
+                .as_array_mut()
+                .unwrap()
+                .push(json!("partial"));
+        }),
+        ("dropped response header", |s| {
+            s.pointer_mut("/paths/~1api~1v1~1version/get/responses/200")
+                .unwrap()
+                .as_object_mut()
+                .unwrap()
+                .remove("headers");
+        }),
+    ];
+    for (what, mutate) in mutations {
+        let mut spec = spec();
+        mutate(&mut spec);
+        assert!(
+            !differences(&spec, &server).is_empty(),
+            "a {what} in the spec went unnoticed"
+        );
+    }
+}
