@@ -199,7 +199,8 @@ fn the_comparison_sees_every_operation() {
 #[test]
 fn deliberate_drift_is_caught() {
     let server = rendered();
-    let mutations: Vec<(&str, fn(&mut Value))> = vec![
+    type Mutation = (&'static str, fn(&mut Value));
+    let mutations: Vec<Mutation> = vec![
         ("renamed field", |s| {
             let props = s
                 .pointer_mut("/components/schemas/BarsResponse/properties")
