@@ -364,12 +364,11 @@ fn endpoint(
 }
 
 /// `specs/asyncapi.yaml` -> `asyncapi_types.rs` (WebSocket message types).
-/// Absent until the WebSocket channel lands; an empty module keeps the crate
-/// building without it.
 fn asyncapi(out_dir: &str) -> Result<()> {
-    let file = Path::new("specs/asyncapi.yaml");
-    if !file.exists() {
-        return write(out_dir, "asyncapi_types.rs", TokenStream::new());
-    }
-    Err("specs/asyncapi.yaml: code generation not implemented yet".into())
+    let text = fs::read_to_string("specs/asyncapi.yaml")?;
+    write(
+        out_dir,
+        "asyncapi_types.rs",
+        trading_pro_codegen::asyncapi_messages(&text, true)?,
+    )
 }

@@ -20,4 +20,13 @@ fn main() {
     let file: syn::File = syn::parse2(tokens).expect("progenitor emitted valid Rust");
     let out = Path::new(&env::var("OUT_DIR").unwrap()).join("client.rs");
     fs::write(out, prettyplease::unparse(&file)).expect("write generated client");
+
+    let asyncapi_path = "../specs/asyncapi.yaml";
+    println!("cargo:rerun-if-changed={asyncapi_path}");
+    let text = fs::read_to_string(asyncapi_path).expect("read specs/asyncapi.yaml");
+    let tokens = trading_pro_codegen::asyncapi_messages(&text, false)
+        .unwrap_or_else(|e| panic!("cannot generate messages from specs/asyncapi.yaml: {e}"));
+    let file: syn::File = syn::parse2(tokens).expect("codegen emitted valid Rust");
+    let out = Path::new(&env::var("OUT_DIR").unwrap()).join("messages.rs");
+    fs::write(out, prettyplease::unparse(&file)).expect("write generated messages");
 }

@@ -30,5 +30,8 @@ pub mod messages {
 /// The REST spec as written, for serving it and for contract tests.
 pub const OPENAPI_YAML: &str = include_str!("../specs/openapi.yaml");
 
+/// The WebSocket spec as written, for serving it and for contract tests.
+pub const ASYNCAPI_YAML: &str = include_str!("../specs/asyncapi.yaml");
+
 /// The API version this build answers as (sent in the `API-Version` header).
 pub const API_VERSION: &str = "v1";

@@ -129,23 +129,43 @@ struct Series {
     bars: Vec<Bar>,
 }
 
+/// Where the trading day stamped `stamp` (00:00 UTC) starts, for grouping
+/// intraday bars into D/W/M bars: forex sessions open at 17:00 New York the
+/// evening before (21:00 UTC in summer time, 22:00 UTC in winter); stock and
+/// crypto days start within their UTC date.
+fn trading_day_start(symbol: &str, stamp: i64) -> i64 {
+    const FOREX: [&str; 4] = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD"];
+    const US_DST_2024_MS: i64 = 1_710_054_000_000; // 2024-03-10 07:00 UTC
+    if !FOREX.contains(&symbol) {
+        return stamp;
+    }
+    stamp - if stamp > US_DST_2024_MS { 3 } else { 2 } * 3_600_000
+}
+
 /// Every coarse bar whose whole interval the fine series covers equals the
 /// exact aggregate of the fine bars in that interval. A coarse bar's interval
 /// ends where the next one starts, so the last bar is never checked.
 fn assert_aggregates(symbol: &str, fine: &Series, coarse: &Series) -> usize {
     let (fine_res, coarse_res) = (fine.res, coarse.res);
+    let from_intraday = fine_res.parse::<u32>().is_ok() && coarse_res.parse::<u32>().is_err();
+    let start = |b: &Bar| {
+        if from_intraday {
+            trading_day_start(symbol, b.time)
+        } else {
+            b.time
+        }
+    };
     let mut checked = 0;
     for w in coarse.bars.windows(2) {
         let (bar, next) = (&w[0], &w[1]);
-        if bar.time < fine.from * 1000 || next.time > fine.to * 1000 {
+        let (begin, end) = (start(bar), start(next));
+        if begin < fine.from * 1000 || end > fine.to * 1000 {
             continue;
         }
-        let fine = &fine.bars;
-        let parts: Vec<Bar> = fine
-            .iter()
-            .filter(|b| b.time >= bar.time && b.time < next.time)
-            .cloned()
-            .collect();
+        // Bars are sorted: the constituents are one contiguous slice.
+        let lo = fine.bars.partition_point(|b| b.time < begin);
+        let hi = fine.bars.partition_point(|b| b.time < end);
+        let parts = &fine.bars[lo..hi];
         assert!(
             !parts.is_empty(),
             "{symbol} {coarse_res} bar at {} has no {fine_res} bars",
@@ -153,15 +173,15 @@ fn assert_aggregates(symbol: &str, fine: &Series, coarse: &Series) -> usize {
         );
         // Intraday bars and W/M (from D) are stamped with their first part;
         // D, W and M from intraday bars at 00:00 UTC of the trading day.
-        let stamp = if coarse_res.parse::<u32>().is_ok() || fine_res == "D" {
-            parts[0].time
-        } else {
+        let stamp = if from_intraday {
             bar.time
+        } else {
+            parts[0].time
         };
         assert_eq!(
             Bar {
                 time: stamp,
-                ..aggregate(&parts)
+                ..aggregate(parts)
             },
             *bar,
             "{symbol}: {coarse_res} bar vs its {fine_res} bars"
@@ -171,7 +191,7 @@ fn assert_aggregates(symbol: &str, fine: &Series, coarse: &Series) -> usize {
     checked
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_coarser_bar_is_the_aggregate_of_finer_bars_for_every_symbol_and_pair() {
     let s = TestServer::frozen().await;
     let symbols: Vec<String> = s
@@ -228,7 +248,7 @@ async fn every_coarser_bar_is_the_aggregate_of_finer_bars_for_every_symbol_and_p
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_and_timestamps() {
     let s = TestServer::frozen().await;
     let c = &s.client;
@@ -275,7 +295,7 @@ async fn sessions_and_timestamps() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_bars_contract() {
     let s = TestServer::frozen().await;
     let c = &s.client;
@@ -352,7 +372,7 @@ async fn get_bars_contract() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_is_deterministic_per_seed_and_distinct_per_symbol() {
     let a = TestServer::start(&[
         "--seed",

@@ -24,7 +24,7 @@ fn error_of<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (u16, String) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_index_health_and_versions() {
     let s = TestServer::frozen().await;
     let c = &s.client;
@@ -75,7 +75,7 @@ async fn service_index_health_and_versions() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_lists_resolutions_exchanges_and_types() {
     let s = TestServer::frozen().await;
     let config = s.client.get_config().send().await.unwrap().into_inner();
@@ -95,7 +95,7 @@ async fn config_lists_resolutions_exchanges_and_types() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_ranks_exact_then_prefix_then_substring() {
     let s = TestServer::frozen().await;
     let search = |q: &'static str| s.client.search_symbols().user_input(q);
@@ -145,7 +145,7 @@ async fn search_ranks_exact_then_prefix_then_substring() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolve_returns_library_symbol_info() {
     let s = TestServer::frozen().await;
     let aapl = s
@@ -207,7 +207,7 @@ async fn resolve_returns_library_symbol_info() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quotes_come_from_the_bar_engine() {
     let s = TestServer::frozen().await;
     let req = QuotesRequest {
@@ -271,7 +271,7 @@ async fn quotes_come_from_the_bar_engine() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_a_4xx_with_a_message() {
     let s = TestServer::frozen().await;
     let c = &s.client;
@@ -325,7 +325,7 @@ async fn bad_requests_get_a_4xx_with_a_message() {
 
 /// Requests the generated client cannot even express: malformed bodies,
 /// query strings and paths, sent raw.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_never_get_a_5xx() {
     let s = TestServer::frozen().await;
     let http = reqwest::Client::new();
@@ -390,7 +390,7 @@ async fn malformed_requests_never_get_a_5xx() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_for_configured_origins_including_preflight() {
     let s = TestServer::start(&[
         "--cors-origin",
@@ -480,7 +480,7 @@ async fn cors_for_configured_origins_including_preflight() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_its_spec_and_docs() {
     let s = TestServer::frozen().await;
     let http = reqwest::Client::new();
@@ -515,7 +515,7 @@ async fn serves_its_spec_and_docs() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn symbols_file_replaces_the_catalog() {
     let dir = std::env::temp_dir().join(format!("trading-pro-symbols-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

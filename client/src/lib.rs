@@ -6,4 +6,12 @@ mod generated {
 }
 
 pub use generated::*;
+
+/// WebSocket message types, generated from `specs/asyncapi.yaml`.
+#[allow(clippy::all, missing_docs)]
+pub mod messages {
+    include!(concat!(env!("OUT_DIR"), "/messages.rs"));
+}
+
+pub mod ws;
 pub use progenitor_client::{Error, ResponseValue};

@@ -48,6 +48,35 @@ pub struct Config {
     /// Market clock speed: 1 is real time, 60 runs a minute per second, 0 freezes it.
     #[arg(long, env = "TRADING_CLOCK_SPEED", default_value_t = 1.0, value_parser = parse_speed)]
     pub clock_speed: f64,
+
+    /// How often live bars are recomputed and published, in milliseconds.
+    #[arg(long, env = "TRADING_BROADCAST_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub broadcast_interval_ms: u64,
+
+    /// Seconds a WebSocket client may stay silent (pongs count) before it is closed.
+    #[arg(long, env = "TRADING_HEARTBEAT_INTERVAL", default_value_t = 30.0, value_parser = parse_seconds)]
+    pub heartbeat_interval: f64,
+
+    /// Seconds after which a WebSocket connection is closed, however active.
+    #[arg(long, env = "TRADING_MAX_CONNECTION_LIFESPAN", default_value_t = 3600.0, value_parser = parse_seconds)]
+    pub max_connection_lifespan: f64,
+
+    /// Seconds a WebSocket client's socket may accept nothing before it is closed.
+    #[arg(long, env = "TRADING_SLOW_CLIENT_TIMEOUT", default_value_t = 10.0, value_parser = parse_seconds)]
+    pub slow_client_timeout: f64,
+
+    /// Most topics one WebSocket connection may subscribe to.
+    #[arg(long, env = "TRADING_MAX_SUBSCRIPTIONS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_subscriptions: u64,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && (0.05..=31_536_000.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be between 0.05 and 31536000 seconds".into())
+    }
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {

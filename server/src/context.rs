@@ -8,6 +8,7 @@ use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::cors::CorsPolicy;
 use crate::market::Market;
+use crate::ws::WsState;
 
 pub struct AppContext {
     pub catalog: Catalog,
@@ -16,4 +17,5 @@ pub struct AppContext {
     pub cors: CorsPolicy,
     pub seed: u64,
     pub started: Instant,
+    pub ws: Arc<WsState>,
 }

@@ -21,6 +21,19 @@ pub fn openapi_json() -> &'static Value {
     })
 }
 
+/// The hand-written AsyncAPI spec as JSON (parsed once).
+pub fn asyncapi_json() -> &'static Value {
+    static SPEC: OnceLock<Value> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        serde_yaml::from_str(trading_pro::ASYNCAPI_YAML).expect("the embedded spec is valid YAML")
+    })
+}
+
+fn asyncapi_page() -> &'static str {
+    static PAGE: OnceLock<String> = OnceLock::new();
+    PAGE.get_or_init(|| render_asyncapi(asyncapi_json()))
+}
+
 fn docs_page() -> &'static str {
     static PAGE: OnceLock<String> = OnceLock::new();
     PAGE.get_or_init(|| render_docs(openapi_json()))
@@ -65,6 +78,33 @@ async fn openapi_yaml_endpoint(
 #[dropshot::endpoint { method = GET, path = "/api/v1/docs", unpublished = true }]
 async fn docs_endpoint(rqctx: RequestContext<AppContext>) -> Result<Response<Body>, HttpError> {
     respond(&rqctx, "text/html; charset=utf-8", docs_page().to_string())
+}
+
+#[dropshot::endpoint { method = GET, path = "/api/v1/ws/asyncapi.json", unpublished = true }]
+async fn asyncapi_json_endpoint(
+    rqctx: RequestContext<AppContext>,
+) -> Result<Response<Body>, HttpError> {
+    respond(&rqctx, "application/json", asyncapi_json().to_string())
+}
+
+#[dropshot::endpoint { method = GET, path = "/api/v1/ws/asyncapi.yaml", unpublished = true }]
+async fn asyncapi_yaml_endpoint(
+    rqctx: RequestContext<AppContext>,
+) -> Result<Response<Body>, HttpError> {
+    respond(
+        &rqctx,
+        "application/yaml",
+        trading_pro::ASYNCAPI_YAML.to_string(),
+    )
+}
+
+#[dropshot::endpoint { method = GET, path = "/api/v1/ws/asyncapi", unpublished = true }]
+async fn asyncapi_endpoint(rqctx: RequestContext<AppContext>) -> Result<Response<Body>, HttpError> {
+    respond(
+        &rqctx,
+        "text/html; charset=utf-8",
+        asyncapi_page().to_string(),
+    )
 }
 
 /// Answers a CORS preflight: 204 with the CORS headers for an allowed origin
@@ -112,6 +152,11 @@ pub fn register(api: &mut ApiDescription<AppContext>) -> Result<(), String> {
     api.register(openapi_yaml_endpoint)
         .map_err(|e| e.to_string())?;
     api.register(docs_endpoint).map_err(|e| e.to_string())?;
+    api.register(asyncapi_json_endpoint)
+        .map_err(|e| e.to_string())?;
+    api.register(asyncapi_yaml_endpoint)
+        .map_err(|e| e.to_string())?;
+    api.register(asyncapi_endpoint).map_err(|e| e.to_string())?;
     let paths = openapi_json()["paths"]
         .as_object()
         .ok_or("spec has no paths")?;
@@ -119,6 +164,9 @@ pub fn register(api: &mut ApiDescription<AppContext>) -> Result<(), String> {
         "/api/v1/openapi.json",
         "/api/v1/openapi.yaml",
         "/api/v1/docs",
+        "/api/v1/ws/asyncapi.json",
+        "/api/v1/ws/asyncapi.yaml",
+        "/api/v1/ws/asyncapi",
     ];
     for path in paths.keys().map(String::as_str).chain(extra) {
         let name = format!("preflight {path}");
@@ -284,6 +332,110 @@ fn render_docs(spec: &Value) -> String {
                 "<p>One of: <code>{}</code></p>",
                 values.join("</code>, <code>")
             );
+        }
+    }
+    h.push_str("</body></html>");
+    h
+}
+
+/// A self-contained HTML page for the WebSocket channel, from the spec.
+fn render_asyncapi(spec: &Value) -> String {
+    let mut h = String::new();
+    let info = &spec["info"];
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title><style>\
+         body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}}\
+         code,pre{{background:#f4f4f4;padding:2px 4px}}pre{{white-space:pre-wrap;padding:8px}}\
+         table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}}\
+         </style></head><body><h1>{t} <small>{v}</small></h1><pre>{d}</pre>\
+         <p>Machine-readable: <a href=\"/api/v1/ws/asyncapi.json\">asyncapi.json</a> · \
+         <a href=\"/api/v1/ws/asyncapi.yaml\">asyncapi.yaml</a> · REST: <a href=\"/api/v1/docs\">docs</a></p>",
+        t = esc(info["title"].as_str().unwrap_or("WebSocket API")),
+        v = esc(info["version"].as_str().unwrap_or("")),
+        d = esc(info["description"].as_str().unwrap_or("")),
+    );
+    for (name, channel) in spec["channels"].as_object().into_iter().flatten() {
+        let _ = write!(
+            h,
+            "<h2>Channel <code>{}</code></h2><p>{}</p>",
+            esc(name),
+            esc(channel["description"].as_str().unwrap_or(""))
+        );
+        for (op, who) in [
+            ("publish", "Client to server"),
+            ("subscribe", "Server to client"),
+        ] {
+            let _ = write!(h, "<h3>{who}</h3><ul>");
+            for m in channel
+                .pointer(&format!("/{op}/message/oneOf"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let key = m["$ref"]
+                    .as_str()
+                    .unwrap_or("")
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("");
+                let message = &spec["components"]["messages"][key];
+                let example = message
+                    .pointer("/examples/0/payload")
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                let _ = write!(
+                    h,
+                    "<li><code>{}</code>: {} <pre>{}</pre></li>",
+                    esc(message["name"].as_str().unwrap_or(key)),
+                    esc(message["summary"]
+                        .as_str()
+                        .or(message["title"].as_str())
+                        .unwrap_or("")),
+                    esc(&example)
+                );
+            }
+            h.push_str("</ul>");
+        }
+    }
+    h.push_str("<h2>Schemas</h2>");
+    for (name, schema) in spec
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let _ = write!(
+            h,
+            "<h3>{}</h3><p>{}</p>",
+            esc(name),
+            esc(schema["description"].as_str().unwrap_or(""))
+        );
+        if let Some(props) = schema["properties"].as_object() {
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            h.push_str(
+                "<table><tr><th>field</th><th>type</th><th>required</th><th>description</th></tr>",
+            );
+            for (p, s) in props {
+                let ty = s["enum"]
+                    .as_array()
+                    .map(|e| format!("one of {}", Value::Array(e.clone())))
+                    .unwrap_or_else(|| schema_name(s));
+                let _ = write!(
+                    h,
+                    "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(p),
+                    esc(&ty),
+                    required.contains(&p.as_str()),
+                    esc(s["description"].as_str().unwrap_or(""))
+                );
+            }
+            h.push_str("</table>");
         }
     }
     h.push_str("</body></html>");

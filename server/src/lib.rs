@@ -3,6 +3,7 @@
 //!
 //! Where things live:
 //! * `api`: the REST handlers (one method per operation of the spec);
+//! * `ws`: live bars over WebSocket (hub, connections, broadcaster);
 //! * `market`: the price engine (bars at every resolution, quotes);
 //! * `catalog`: the symbols and search;
 //! * `cors`, `docs`: headers on every response, served specs and docs page;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod logging;
 pub mod market;
 pub mod server;
+pub mod ws;
 
 pub use config::Config;
 pub use server::start;

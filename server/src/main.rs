@@ -18,8 +18,8 @@ async fn main() {
     };
     info!(log, "listening"; "address" => %server.local_addr(), "seed" => config.seed);
     shutdown_signal().await;
-    info!(log, "shutting down");
-    if let Err(e) = server.close().await {
+    info!(log, "shutting down"; "websocket_connections" => server.app_private().ws.open_connections());
+    if let Err(e) = trading_server::server::stop(server).await {
         slog::error!(log, "shutdown failed"; "error" => e);
     }
 }

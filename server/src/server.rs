@@ -1,7 +1,7 @@
 //! Assembling and starting the server: context, API description, listener.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dropshot::{ApiDescription, ConfigDropshot, HandlerTaskMode, HttpServer, ServerBuilder};
 use slog::Logger;
@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::context::AppContext;
 use crate::cors::CorsPolicy;
 use crate::market::Market;
+use crate::ws::{Limits, WsState};
 
 /// Largest request body accepted (a quotes request for 100 symbols is ~2 KiB).
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -25,13 +26,22 @@ pub fn build_context(config: &Config) -> Result<AppContext, String> {
     let specs = catalog.iter().map(|s| s.model.clone()).collect();
     let market =
         Market::new(config.seed, specs).map_err(|e| format!("invalid symbol catalog: {e}"))?;
+    let market = Arc::new(market);
+    let clock = Clock::new(
+        config.clock_start.map(|s| s.saturating_mul(1000)),
+        config.clock_speed,
+    );
+    let limits = Limits {
+        heartbeat: Duration::from_secs_f64(config.heartbeat_interval),
+        max_lifespan: Duration::from_secs_f64(config.max_connection_lifespan),
+        slow_client: Duration::from_secs_f64(config.slow_client_timeout),
+        max_subscriptions: config.max_subscriptions as usize,
+    };
     Ok(AppContext {
         catalog,
-        market: Arc::new(market),
-        clock: Clock::new(
-            config.clock_start.map(|s| s.saturating_mul(1000)),
-            config.clock_speed,
-        ),
+        ws: Arc::new(WsState::new(Arc::clone(&market), clock.clone(), limits)),
+        market,
+        clock,
         cors: CorsPolicy::new(config.cors_origins.iter().cloned()),
         seed: config.seed,
         started: Instant::now(),
@@ -43,12 +53,17 @@ pub fn api_description() -> Result<ApiDescription<AppContext>, String> {
     let mut api = trading_pro::api::trading_api_mod::api_description::<TradingServer>()
         .map_err(|e| e.to_string())?;
     crate::docs::register(&mut api)?;
+    api.register(crate::ws::ws_endpoint)
+        .map_err(|e| e.to_string())?;
     Ok(api)
 }
 
 /// Starts serving; the returned server runs until closed.
 pub async fn start(config: &Config, log: Logger) -> Result<HttpServer<AppContext>, String> {
     let context = build_context(config)?;
+    context
+        .ws
+        .spawn_broadcaster(Duration::from_millis(config.broadcast_interval_ms));
     let market = Arc::clone(&context.market);
     let now = context.clock.now_ms();
     // Build the daily caches off the request path so the first chart load is
@@ -64,4 +79,15 @@ pub async fn start(config: &Config, log: Logger) -> Result<HttpServer<AppContext
         .config(dropshot_config)
         .start()
         .map_err(|e| format!("cannot start the server on {}: {e}", config.bind))
+}
+
+/// Graceful shutdown: WebSocket connections outlive their HTTP request, so
+/// they are closed first (1001, up to 5 s), then the HTTP server drains.
+pub async fn stop(server: HttpServer<AppContext>) -> Result<(), String> {
+    server
+        .app_private()
+        .ws
+        .shutdown(Duration::from_secs(5))
+        .await;
+    server.close().await
 }

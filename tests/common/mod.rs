@@ -45,6 +45,10 @@ impl TestServer {
     }
 
     pub async fn stop(self) {
-        self.server.close().await.expect("server closes");
+        trading_server::server::stop(self.server)
+            .await
+            .expect("server closes");
     }
 }
+
+pub mod ws;

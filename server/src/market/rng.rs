@@ -39,13 +39,32 @@ pub(crate) enum Stream {
     SecondNoise = 8,
     SecondVolume = 9,
     Spread = 10,
+    DayVolatility = 11,
+    DayHigh = 12,
+    DayLow = 13,
+    ExtremeAt = 14,
 }
 
 /// Random 64 bits at coordinates `(stream, a, b)` of the instrument keyed by `key`.
 pub(crate) fn draw(key: u64, stream: Stream, a: i64, b: i64) -> u64 {
-    let h = mix64(key ^ (stream as u64).wrapping_mul(GOLDEN));
-    let h = mix64(h ^ a as u64);
-    mix64(h ^ b as u64)
+    Draws::new(key, stream, a).at(b)
+}
+
+/// The draws `(stream, a, *)` of one instrument, with the fixed coordinates hashed once:
+/// a day's minute path needs thousands of them, and this makes each a single mix.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Draws(u64);
+
+impl Draws {
+    pub(crate) fn new(key: u64, stream: Stream, a: i64) -> Draws {
+        let h = mix64(key ^ (stream as u64).wrapping_mul(GOLDEN));
+        Draws(mix64(h ^ a as u64))
+    }
+
+    /// Same value as `draw(key, stream, a, b)`.
+    pub(crate) fn at(self, b: i64) -> u64 {
+        mix64(self.0 ^ b as u64)
+    }
 }
 
 /// Uniform in `[0, 1)` from the top 53 bits.

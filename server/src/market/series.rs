@@ -29,8 +29,6 @@ pub(crate) const MAX_TIME_MS: i64 = 4_102_444_800_000;
 const PATH_CACHE_DAYS: usize = 12;
 /// The chain is cheap, so extend it ahead in chunks to avoid a copy per new day.
 const CHAIN_CHUNK_DAYS: i64 = 64;
-/// How far behind the daily cache may be for a current-period request to top it up.
-const CHEAP_TOP_UP_DAYS: i64 = 120;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every guarded value is replaced wholesale, never left half-updated, so a panic in
@@ -240,7 +238,8 @@ impl Instrument {
         chain
     }
 
-    fn compute_path(&self, day: DaySession, chain: &[ChainDay]) -> DayPath {
+    /// Complete bar of `day`, stamped; O(1) given a chain that reaches its date.
+    fn full_day_bar(&self, day: DaySession, chain: &[ChainDay]) -> TickBar {
         let link = usize::try_from(day.date - HISTORY_START_DAY)
             .ok()
             .and_then(|i| chain.get(i))
@@ -249,11 +248,23 @@ impl Instrument {
                 open_ln: self.model.initial_ln(),
                 close_ln: self.model.initial_ln(),
             });
+        let bar = self.model.day_bar(
+            day.date,
+            self.model.ticks(link.open_ln),
+            self.model.ticks(link.close_ln),
+        );
+        TickBar {
+            time: day.stamp(),
+            ..bar
+        }
+    }
+
+    fn compute_path(&self, day: DaySession, chain: &[ChainDay]) -> DayPath {
+        let bar = self.full_day_bar(day, chain);
         let minutes = self.model.day_minutes(
             day.date,
             day.start_ms,
-            self.model.ticks(link.open_ln),
-            self.model.ticks(link.close_ln),
+            &bar,
             usize::try_from(day.minutes).unwrap_or(0),
         );
         DayPath { day, minutes }
@@ -297,28 +308,23 @@ impl Instrument {
             current.bars.len() + usize::try_from(through - current.through).unwrap_or(0),
         );
         bars.extend_from_slice(&current.bars);
-        for date in current.through + 1..=through {
-            let Some(day) = self.day(date) else { continue };
-            // Bypasses the path cache: a bulk fill would only evict the hot days.
-            let path = self.compute_path(day, &chain);
-            if let Some(bar) = path.aggregate(&self.model, 0, path.minutes.len(), i64::MAX) {
-                bars.push(TickBar {
-                    time: day.stamp(),
-                    ..bar
-                });
-            }
-        }
+        // O(1) per day: a cold fill of decades takes about a millisecond, so holding
+        // the extension mutex meanwhile only spares concurrent callers duplicate work.
+        bars.extend(
+            (current.through + 1..=through)
+                .filter_map(|date| self.day(date))
+                .map(|day| self.full_day_bar(day, &chain)),
+        );
         let cache = Arc::new(DayCache { through, bars });
         publish(&self.days, Arc::clone(&cache));
         cache
     }
 
-    /// Daily bar of `day` as of `now_ms` (partial while its session runs).
+    /// Daily bar of `day` as of `now_ms`. While its session runs it is the aggregate of
+    /// the minute path so far, which converges to the complete bar at the session end.
     pub(crate) fn day_bar(&self, day: DaySession, now_ms: i64) -> Option<TickBar> {
         if day.end_ms() <= now_ms {
-            if let Some(bar) = self.cached_day_bar(day) {
-                return Some(bar);
-            }
+            return Some(self.completed_day_bar(day));
         }
         let path = self.day_path(day);
         path.aggregate(&self.model, 0, path.minutes.len(), now_ms)
@@ -340,17 +346,10 @@ impl Instrument {
         cache.bars.get(i).copied()
     }
 
-    /// Daily bar of a completed day without touching the path cache.
-    fn completed_day_bar(&self, day: DaySession) -> Option<TickBar> {
-        if let Some(bar) = self.cached_day_bar(day) {
-            return Some(bar);
-        }
-        let path = self.compute_path(day, &self.chain_through(day.date));
-        path.aggregate(&self.model, 0, path.minutes.len(), i64::MAX)
-            .map(|bar| TickBar {
-                time: day.stamp(),
-                ..bar
-            })
+    /// Complete daily bar of `day`, from the cache or drawn directly.
+    fn completed_day_bar(&self, day: DaySession) -> TickBar {
+        self.cached_day_bar(day)
+            .unwrap_or_else(|| self.full_day_bar(day, &self.chain_through(day.date)))
     }
 
     /// Daily bars existing as of `now_ms` whose stamp is `< stamp_lt`.
@@ -384,22 +383,14 @@ impl Instrument {
     /// Weekly or monthly bar containing the newest trading day as of `now_ms`.
     pub(crate) fn current_period_bar(&self, res: Resolution, now_ms: i64) -> Option<TickBar> {
         let last = self.last_day_before(now_ms.saturating_add(1))?;
-        let complete_through = if last.end_ms() <= now_ms {
-            last.date
-        } else {
-            last.date - 1
-        };
-        // Top the cache up when that is cheap (the usual case: a day or two behind), so
-        // repeated polls are lookups; a cold cache or a far-future clock must not trigger
-        // years of computation just for one period.
-        if complete_through - snapshot(&self.days).through <= CHEAP_TOP_UP_DAYS {
-            self.days_through(complete_through.max(HISTORY_START_DAY - 1));
-        }
+        // Completed days are drawn straight from the chain (O(1) each) rather than
+        // through the daily cache, which a far-future clock could make costly to extend.
+        let chain = self.chain_through(last.date);
         let mut acc: Option<TickBar> = None;
         for date in period_start_date(res, last.date)..=last.date {
             let Some(day) = self.day(date) else { continue };
             let bar = if day.end_ms() <= now_ms {
-                self.completed_day_bar(day)
+                Some(self.full_day_bar(day, &chain))
             } else {
                 self.day_bar(day, now_ms)
             };
@@ -433,7 +424,8 @@ impl Instrument {
         out
     }
 
-    /// Precomputes the daily cache and today's minute path.
+    /// Precomputes the daily cache (O(days), about a millisecond for a decade) and
+    /// today's minute path. Optional: every request computes what it lacks cheaply.
     pub(crate) fn warm_up(&self, now_ms: i64) {
         let view = self.daily_view(now_ms, i64::MAX);
         drop(view);

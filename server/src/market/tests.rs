@@ -1286,5 +1286,184 @@ fn timing_report() {
             "{sym} cold 1-min week in 2020: {n} bars in {:?}",
             t.elapsed()
         );
+        let fresh = Market::new(1, specs()).unwrap();
+        let t = Instant::now();
+        let n = fresh
+            .bars(sym, Resolution::Day, &q(400), now)
+            .unwrap()
+            .bars
+            .len();
+        println!(
+            "{sym} cold D x400 (builds the 2019..2026 daily cache): {n} bars in {:?}",
+            t.elapsed()
+        );
+    }
+}
+
+/// Top-down generation: every day's minutes aggregate to exactly its daily bar, the bar
+/// drawn without them, for days long ago, recent days and the running day.
+#[test]
+fn daily_bar_equals_aggregate_of_its_minutes() {
+    let m = market(808);
+    let now = utc(2026, 3, 11, 15, 42) + 17_321;
+    let mut rng = Lcg(808);
+    for sym in SYMBOLS {
+        let inst = inst(&m, sym);
+        let daily = fetch(&m, sym, Resolution::Day, 0, now + 2 * DAY_MS, now);
+        let mut dates = Vec::new();
+        for (y0, m0, d0, y1, m1, d1, count) in [
+            (2019, 1, 1, 2019, 12, 31, 25),
+            (2021, 1, 1, 2021, 12, 31, 25),
+            (2026, 1, 1, 2026, 3, 10, 10),
+        ] {
+            for _ in 0..count {
+                dates.push(rng.range(days_from_civil(y0, m0, d0), days_from_civil(y1, m1, d1)));
+            }
+        }
+        dates.extend(days_from_civil(2019, 1, 1)..days_from_civil(2019, 1, 8));
+        let mut checked = 0;
+        for date in dates {
+            let Some(day) = inst.day(date) else { continue };
+            let bar = *daily
+                .iter()
+                .find(|b| b.time == date * DAY_MS)
+                .expect("daily bar of a trading day");
+            let minutes = fetch(&m, sym, Resolution::Min1, day.start_ms, day.end_ms(), now);
+            assert_eq!(minutes.len() as i64, day.minutes, "{sym} {date}");
+            let merged = merge(&minutes);
+            assert!(
+                same_ohlcv(&bar, &merged),
+                "{sym} {date}: {bar:?} != {merged:?}"
+            );
+            // The extremes are touched by distinct minutes, and minutes trade when the
+            // day has volume enough for all of them.
+            let touch = |f: &dyn Fn(&Bar) -> bool| -> Vec<usize> {
+                (0..minutes.len()).filter(|&i| f(&minutes[i])).collect()
+            };
+            let highs = touch(&|b| b.high == bar.high);
+            let lows = touch(&|b| b.low == bar.low);
+            assert!(
+                highs.iter().any(|h| lows.iter().any(|l| l != h)) || minutes.len() < 2,
+                "{sym} {date}: high and low only touched by one minute"
+            );
+            if bar.volume >= minutes.len() as f64 {
+                assert!(minutes.iter().all(|b| b.volume >= 1.0), "{sym} {date}");
+            }
+            // Unchanged by the cache: drawn directly on a fresh market too.
+            let fresh = market(808);
+            let direct = fresh
+                .bars(
+                    sym,
+                    Resolution::Day,
+                    &query(0, bar.time + 1, Some(1), 1),
+                    now,
+                )
+                .unwrap();
+            assert_eq!(direct.bars, vec![bar], "{sym} {date}");
+            checked += 1;
+        }
+        assert!(checked >= 30, "{sym}: only {checked} days");
+
+        // The running day, as of several instants inside its session: partial daily bar
+        // == aggregate of the minutes so far, the partial minute included.
+        let last = inst.last_day_before(now + 1).unwrap();
+        for k in 0..6 {
+            let at = last.start_ms + (now - last.start_ms) * k / 5 + k * 997;
+            let at = at.min(now);
+            if at >= last.end_ms() {
+                continue;
+            }
+            let day = m.current_bar(sym, Resolution::Day, at).unwrap().unwrap();
+            let minutes = fetch(&m, sym, Resolution::Min1, last.start_ms, at + 1, at);
+            let merged = merge(&minutes);
+            assert!(
+                same_ohlcv(&day, &merged),
+                "{sym} at {at}: {day:?} != {merged:?}"
+            );
+            assert_eq!(
+                m.current_bar(sym, Resolution::Min1, at).unwrap().as_ref(),
+                minutes.last(),
+            );
+        }
+    }
+}
+
+/// Daily bars drawn top-down keep realistic ranges and volumes.
+#[test]
+fn daily_ranges_and_volumes_are_realistic() {
+    let m = market(99);
+    let now = utc(2024, 1, 1, 0, 0);
+    for sym in SYMBOLS {
+        let s = m.spec(sym).unwrap().clone();
+        let days = fetch(&m, sym, Resolution::Day, 0, now, now);
+        let per_year = if s.session == "24x7" { 365.25 } else { 261.0 };
+        let sigma = s.annual_volatility / f64::sqrt(per_year);
+        let n = days.len() as f64;
+        let mean_range = days.iter().map(|d| (d.high / d.low).ln()).sum::<f64>() / n;
+        // A Brownian session's expected range is about 1.6 of its volatility.
+        assert!(
+            mean_range > 1.0 * sigma && mean_range < 4.0 * sigma,
+            "{sym}: mean range {mean_range} vs sigma {sigma}"
+        );
+        let mean_volume = days.iter().map(|d| d.volume).sum::<f64>() / n;
+        assert!(
+            (mean_volume / s.avg_daily_volume - 1.0).abs() < 0.15,
+            "{sym}: mean volume {mean_volume}"
+        );
+        for d in &days {
+            assert!(d.low <= d.open.min(d.close) && d.high >= d.open.max(d.close));
+        }
+        // Not every day's extreme is its open or close.
+        let wicks = days
+            .iter()
+            .filter(|d| d.high > d.open.max(d.close) && d.low < d.open.min(d.close))
+            .count();
+        assert!(
+            wicks as f64 > 0.5 * n,
+            "{sym}: {wicks} of {n} days with both wicks"
+        );
+    }
+}
+
+/// Thin instruments: minute volumes still sum exactly, zeros only when unavoidable.
+#[test]
+fn thin_volume_splits_exactly() {
+    for volume in [0.0, 7.0, 900.0, 2_000.0] {
+        let m = Market::new(
+            3,
+            vec![
+                InstrumentSpec {
+                    avg_daily_volume: volume,
+                    ..spec("THIN", "24x7", "Etc/UTC", 100, 10.0)
+                },
+                InstrumentSpec {
+                    avg_daily_volume: volume,
+                    ..spec("SHORT", "1000-1003", "Etc/UTC", 100, 10.0)
+                },
+            ],
+        )
+        .unwrap();
+        let now = utc(2020, 6, 1, 12, 0);
+        for (sym, n) in [("THIN", 1_440usize), ("SHORT", 3)] {
+            for date in days_from_civil(2020, 5, 1)..days_from_civil(2020, 5, 31) {
+                let Some(day) = inst(&m, sym).day(date) else {
+                    continue;
+                };
+                let bar = fetch(
+                    &m,
+                    sym,
+                    Resolution::Day,
+                    date * DAY_MS,
+                    date * DAY_MS + 1,
+                    now,
+                )[0];
+                let minutes = fetch(&m, sym, Resolution::Min1, day.start_ms, day.end_ms(), now);
+                assert_eq!(minutes.len(), n);
+                assert!(same_ohlcv(&bar, &merge(&minutes)), "{sym} {volume} {date}");
+                if bar.volume >= n as f64 {
+                    assert!(minutes.iter().all(|b| b.volume >= 1.0));
+                }
+            }
+        }
     }
 }

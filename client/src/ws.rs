@@ -1,0 +1,220 @@
+//! A typed client for the live-bars WebSocket (`/api/v1/ws`).
+//!
+//! A background task owns the socket: it answers pings, routes each reply to
+//! the request that carries its id, and forwards `bars.update` frames to the
+//! [`WsClient`] stream. Updates are buffered up to a bound; a consumer that
+//! stops reading stops the task reading the socket, so the server (not this
+//! process) absorbs the backlog, as its protocol intends.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::{SinkExt, Stream, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::messages::{
+    BarUpdate, BarsSubscriptionRequest, ClientMessage, ServerMessage, SubscriptionResponse,
+};
+
+/// Updates held for a consumer that is not reading yet.
+const UPDATE_BUFFER: usize = 4096;
+
+/// How a connection ended, as the server's close frame said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Closed {
+    pub code: u16,
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub enum WsError {
+    /// The connection could not be opened.
+    Connect(tungstenite::Error),
+    /// The connection ended (with the server's close frame, when it sent one).
+    Closed(Option<Closed>),
+    /// The server sent a reply of the wrong kind.
+    UnexpectedReply(String),
+}
+
+impl std::fmt::Display for WsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WsError::Connect(e) => write!(f, "cannot connect: {e}"),
+            WsError::Closed(Some(c)) => write!(f, "connection closed: {} {}", c.code, c.reason),
+            WsError::Closed(None) => write!(f, "connection closed"),
+            WsError::UnexpectedReply(r) => write!(f, "unexpected reply: {r}"),
+        }
+    }
+}
+
+impl std::error::Error for WsError {}
+
+struct Request {
+    message: ClientMessage,
+    reply: oneshot::Sender<ServerMessage>,
+}
+
+/// A connection to `/api/v1/ws`; also a [`Stream`] of bar updates.
+pub struct WsClient {
+    requests: mpsc::Sender<Request>,
+    updates: mpsc::Receiver<BarUpdate>,
+    closed: watch::Receiver<Option<Closed>>,
+}
+
+impl WsClient {
+    /// Connects to the server at `base_url` (`http://host:port` or `ws://host:port`).
+    pub async fn connect(base_url: &str) -> Result<WsClient, WsError> {
+        let base = base_url.trim_end_matches('/');
+        let base = base
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1);
+        let (socket, _) = tokio_tungstenite::connect_async(format!("{base}/api/v1/ws"))
+            .await
+            .map_err(WsError::Connect)?;
+        let (requests, request_rx) = mpsc::channel(64);
+        let (update_tx, updates) = mpsc::channel(UPDATE_BUFFER);
+        let (closed_tx, closed) = watch::channel(None);
+        tokio::spawn(run(socket, request_rx, update_tx, closed_tx));
+        Ok(WsClient {
+            requests,
+            updates,
+            closed,
+        })
+    }
+
+    /// Subscribes to `bars:{symbol}:{resolution}`; the reply says whether it worked.
+    pub async fn subscribe(
+        &self,
+        symbol: &str,
+        resolution: &str,
+    ) -> Result<SubscriptionResponse, WsError> {
+        let req = BarsSubscriptionRequest {
+            symbol: symbol.into(),
+            resolution: resolution.into(),
+        };
+        match self.request(ClientMessage::BarsSubscribe(req)).await? {
+            ServerMessage::BarsSubscribeResponse(r) => Ok(r),
+            other => Err(WsError::UnexpectedReply(other.type_name().into())),
+        }
+    }
+
+    /// Unsubscribes; unsubscribing from a topic not subscribed is fine.
+    pub async fn unsubscribe(
+        &self,
+        symbol: &str,
+        resolution: &str,
+    ) -> Result<SubscriptionResponse, WsError> {
+        let req = BarsSubscriptionRequest {
+            symbol: symbol.into(),
+            resolution: resolution.into(),
+        };
+        match self.request(ClientMessage::BarsUnsubscribe(req)).await? {
+            ServerMessage::BarsUnsubscribeResponse(r) => Ok(r),
+            other => Err(WsError::UnexpectedReply(other.type_name().into())),
+        }
+    }
+
+    async fn request(&self, message: ClientMessage) -> Result<ServerMessage, WsError> {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .requests
+            .send(Request { message, reply })
+            .await
+            .is_err()
+        {
+            return Err(WsError::Closed(self.closed()));
+        }
+        rx.await.map_err(|_| WsError::Closed(self.closed()))
+    }
+
+    /// The next bar update; `None` once the connection has ended.
+    pub async fn next_update(&mut self) -> Option<BarUpdate> {
+        self.updates.recv().await
+    }
+
+    /// The server's close frame, once the connection has ended.
+    pub fn closed(&self) -> Option<Closed> {
+        self.closed.borrow().clone()
+    }
+
+    /// Waits until the connection ends and returns the server's close frame.
+    pub async fn wait_closed(&mut self) -> Option<Closed> {
+        let _ = self.closed.wait_for(Option::is_some).await;
+        self.closed()
+    }
+}
+
+impl Stream for WsClient {
+    type Item = BarUpdate;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BarUpdate>> {
+        self.updates.poll_recv(cx)
+    }
+}
+
+async fn run<S>(
+    mut socket: tokio_tungstenite::WebSocketStream<S>,
+    mut requests: mpsc::Receiver<Request>,
+    updates: mpsc::Sender<BarUpdate>,
+    closed: watch::Sender<Option<Closed>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut pending: HashMap<String, oneshot::Sender<ServerMessage>> = HashMap::new();
+    let mut next_id = 0u64;
+    let mut close = None;
+    loop {
+        tokio::select! {
+            request = requests.recv() => {
+                // The client was dropped: say goodbye.
+                let Some(Request { message, reply }) = request else {
+                    let _ = socket.close(None).await;
+                    break;
+                };
+                next_id += 1;
+                let id = next_id.to_string();
+                if socket.send(Message::Text(message.encode(Some(&id)).into())).await.is_err() {
+                    break;
+                }
+                pending.insert(id, reply);
+            }
+            frame = socket.next() => match frame {
+                Some(Ok(Message::Text(text))) => match ServerMessage::decode(&text) {
+                    Ok((_, ServerMessage::BarsUpdate(update))) => {
+                        if updates.send(update).await.is_err() {
+                            // Nobody reads updates any more; replies still matter.
+                        }
+                    }
+                    Ok((Some(id), reply)) => {
+                        if let Some(tx) = pending.remove(&id) {
+                            let _ = tx.send(reply);
+                        }
+                    }
+                    Ok((None, _)) | Err(_) => {}
+                },
+                Some(Ok(Message::Ping(_))) => {
+                    // tungstenite queued the pong; flushing sends it.
+                    if socket.flush().await.is_err() { break; }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    close = Some(frame.map_or(Closed { code: 1005, reason: String::new() }, |f| Closed {
+                        code: f.code.into(),
+                        reason: f.reason.to_string(),
+                    }));
+                    // Complete the closing handshake.
+                    let _ = socket.flush().await;
+                    while let Some(Ok(_)) = socket.next().await {}
+                    break;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            }
+        }
+    }
+    let _ = closed.send(Some(close.unwrap_or(Closed {
+        code: 1006,
+        reason: "connection lost".into(),
+    })));
+}

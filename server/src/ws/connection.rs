@@ -1,0 +1,328 @@
+//! One WebSocket connection: reads requests, writes replies and updates,
+//! pings, and enforces the heartbeat, the lifespan and the size limits.
+//!
+//! A single task owns the socket and selects over the next incoming frame,
+//! queued output, the ping timer, the deadlines and shutdown, so nothing else
+//! ever waits on this client's socket.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dropshot::WebsocketConnection;
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use trading_pro::messages::{
+    BarsSubscriptionRequest, ClientMessage, ServerMessage, SubscriptionResponse, SubscriptionStatus,
+};
+
+use super::hub::{update_frame, ConnId, TopicKey};
+use super::outbox::Outbox;
+use super::WsState;
+use crate::catalog::Catalog;
+use crate::market::Resolution;
+
+/// Largest frame or message a client may send.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Why the server ends a connection: each has its documented close code.
+enum Ending {
+    ClientLeft,
+    Close(CloseCode, String),
+}
+
+pub async fn serve(conn: WebsocketConnection, state: Arc<WsState>, catalog: &Catalog) {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+        // Small buffers keep idle connections cheap; frames here are small.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0);
+    let ws = WebSocketStream::from_raw_socket(conn.into_inner(), Role::Server, Some(config)).await;
+    let mut conn = Connection {
+        id: state.hub.connection_id(),
+        outbox: Arc::new(Outbox::default()),
+        subscriptions: HashSet::new(),
+        state: Arc::clone(&state),
+        catalog,
+    };
+    state.connection_opened();
+    let ending = conn.run(ws).await;
+    for key in &conn.subscriptions {
+        state.hub.unsubscribe(key, conn.id);
+    }
+    state.connection_closed();
+    drop(ending);
+}
+
+struct Connection<'a> {
+    id: ConnId,
+    outbox: Arc<Outbox>,
+    subscriptions: HashSet<TopicKey>,
+    state: Arc<WsState>,
+    catalog: &'a Catalog,
+}
+
+impl Connection<'_> {
+    async fn run<S>(&mut self, mut ws: WebSocketStream<S>) -> Ending
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let limits = self.state.limits.clone();
+        let mut shutdown = self.state.shutdown.subscribe();
+        let lifespan_end = Instant::now() + limits.max_lifespan;
+        let mut alive_until = Instant::now() + limits.heartbeat;
+        let mut ping =
+            tokio::time::interval_at(Instant::now() + limits.heartbeat / 3, limits.heartbeat / 3);
+        let ending = loop {
+            tokio::select! {
+                frame = ws.next() => {
+                    alive_until = Instant::now() + limits.heartbeat;
+                    match frame {
+                        None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => break Ending::ClientLeft,
+                        Some(Err(WsError::Capacity(e))) => break Ending::Close(
+                            CloseCode::Size,
+                            format!("Message too big: {e} (limit {MAX_MESSAGE_BYTES} bytes)"),
+                        ),
+                        Some(Err(_)) => break Ending::ClientLeft,
+                        Some(Ok(Message::Text(text))) => {
+                            if let Err(ending) = self.handle(&text) {
+                                break ending;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            break Ending::Close(CloseCode::Unsupported, "Could not decode message".into())
+                        }
+                        // tungstenite queues the pong; flushing sends it now.
+                        Some(Ok(Message::Ping(_))) => {
+                            if ws.flush().await.is_err() { break Ending::ClientLeft }
+                        }
+                        Some(Ok(Message::Close(_))) => break Ending::ClientLeft,
+                        Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
+                    }
+                }
+                _ = self.outbox.ready() => {
+                    if self.outbox.overflowed() {
+                        break Ending::Close(CloseCode::Policy, "Client too slow: too many unread replies".into());
+                    }
+                    if let Err(ending) = self.flush(&mut ws).await {
+                        break ending;
+                    }
+                }
+                _ = ping.tick() => {
+                    let sent = timeout(limits.slow_client, ws.send(Message::Ping(Default::default()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        break Ending::Close(CloseCode::Policy, self.too_slow());
+                    }
+                }
+                _ = sleep_until(alive_until) => break Ending::Close(
+                    CloseCode::Policy,
+                    format!("Heartbeat timeout: no frame received within {:?}", limits.heartbeat),
+                ),
+                _ = sleep_until(lifespan_end) => break Ending::Close(
+                    CloseCode::Normal,
+                    format!("Connection lifespan of {:?} ended", limits.max_lifespan),
+                ),
+                _ = shutdown.changed() => break Ending::Close(CloseCode::Away, "Server shutting down".into()),
+            }
+        };
+        if let Ending::Close(code, reason) = &ending {
+            let frame = CloseFrame {
+                code: *code,
+                reason: reason.as_str().into(),
+            };
+            // Send our Close and wait (briefly) for the peer's, so the TCP
+            // connection is not torn down under a client still reading; a
+            // client that stopped reading may never see it.
+            let _ = timeout(Duration::from_secs(1), async {
+                if ws.close(Some(frame)).await.is_ok() {
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            })
+            .await;
+        }
+        ending
+    }
+
+    fn too_slow(&self) -> String {
+        format!(
+            "Client too slow: socket accepted nothing for {:?}",
+            self.state.limits.slow_client
+        )
+    }
+
+    /// Writes everything queued; a socket that accepts nothing for the
+    /// slow-client timeout ends the connection.
+    async fn flush<S>(&self, ws: &mut WebSocketStream<S>) -> Result<(), Ending>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let batch = self.outbox.take();
+        let messages = batch
+            .replies
+            .into_iter()
+            .map(|r| Message::Text(r.into()))
+            .chain(batch.updates.into_iter().map(Message::Text));
+        let mut stream = futures_util::stream::iter(messages.map(Ok));
+        match timeout(self.state.limits.slow_client, ws.send_all(&mut stream)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Ending::ClientLeft),
+            Err(_) => Err(Ending::Close(CloseCode::Policy, self.too_slow())),
+        }
+    }
+
+    /// Handles one text frame; an undecodable frame ends the connection with
+    /// 1003 and the protocol's reason.
+    fn handle(&mut self, text: &str) -> Result<(), Ending> {
+        let (id, message) = ClientMessage::decode(text)
+            .map_err(|e| Ending::Close(CloseCode::Unsupported, e.reason().into()))?;
+        let (reply, joined) = match message {
+            ClientMessage::BarsSubscribe(req) => {
+                let (reply, joined) = self.subscribe(&req);
+                (ServerMessage::BarsSubscribeResponse(reply), joined)
+            }
+            ClientMessage::BarsUnsubscribe(req) => (
+                ServerMessage::BarsUnsubscribeResponse(self.unsubscribe(&req)),
+                None,
+            ),
+        };
+        // The reply is queued before the subscription's first update.
+        if !self.outbox.push_reply(reply.encode(id.as_deref())) {
+            return Err(Ending::Close(
+                CloseCode::Policy,
+                "Client too slow: too many unread replies".into(),
+            ));
+        }
+        if let Some(key) = joined {
+            self.send_current_bar(&key);
+        }
+        Ok(())
+    }
+
+    /// Validates a request into a topic, or the error message for the reply.
+    fn topic(&self, req: &BarsSubscriptionRequest) -> Result<TopicKey, String> {
+        let symbol = self
+            .catalog
+            .lookup(&req.symbol)
+            .ok_or_else(|| format!("Unknown symbol {:?}", req.symbol))?;
+        let resolution = Resolution::parse(&req.resolution).ok_or_else(|| {
+            format!(
+                "Unsupported resolution {:?}; supported: 1, 5, 15, 30, 60, 240, D, W, M",
+                req.resolution
+            )
+        })?;
+        Ok(TopicKey {
+            symbol: symbol.info.ticker.clone(),
+            resolution,
+        })
+    }
+
+    /// The reply, and the topic when this request newly joined one.
+    fn subscribe(
+        &mut self,
+        req: &BarsSubscriptionRequest,
+    ) -> (SubscriptionResponse, Option<TopicKey>) {
+        let key = match self.topic(req) {
+            Ok(key) => key,
+            Err(message) => {
+                return (
+                    response(req, SubscriptionStatus::Error, message, String::new()),
+                    None,
+                )
+            }
+        };
+        let topic = key.name();
+        if self.subscriptions.contains(&key) {
+            let message = format!("Already subscribed to {topic}");
+            return (response(req, SubscriptionStatus::Ok, message, topic), None);
+        }
+        let max = self.state.limits.max_subscriptions;
+        if self.subscriptions.len() >= max {
+            let message = format!("Too many subscriptions: at most {max} per connection");
+            return (
+                response(req, SubscriptionStatus::Error, message, topic),
+                None,
+            );
+        }
+        self.subscriptions.insert(key.clone());
+        (
+            response(
+                req,
+                SubscriptionStatus::Ok,
+                format!("Subscribed to {topic}"),
+                topic,
+            ),
+            Some(key),
+        )
+    }
+
+    fn unsubscribe(&mut self, req: &BarsSubscriptionRequest) -> SubscriptionResponse {
+        let key = match self.topic(req) {
+            Ok(key) => key,
+            Err(message) => {
+                return response(req, SubscriptionStatus::Error, message, String::new())
+            }
+        };
+        let topic = key.name();
+        if self.subscriptions.remove(&key) {
+            self.state.hub.unsubscribe(&key, self.id);
+            self.outbox.drop_topic(&topic.as_str().into());
+            response(
+                req,
+                SubscriptionStatus::Ok,
+                format!("Unsubscribed from {topic}"),
+                topic,
+            )
+        } else {
+            response(
+                req,
+                SubscriptionStatus::Ok,
+                format!("Not subscribed to {topic}"),
+                topic,
+            )
+        }
+    }
+
+    /// Joins the topic and queues its current bar for this client.
+    fn send_current_bar(&self, key: &TopicKey) {
+        let hub = &self.state.hub;
+        match hub.subscribe(key, self.id, &self.outbox) {
+            Some(bar) => {
+                let name = key.name();
+                self.outbox.push_update(
+                    &name.as_str().into(),
+                    bar.time,
+                    &update_frame(key, &name, &bar),
+                );
+            }
+            None => {
+                let now = self.state.clock.now_ms();
+                if let Ok(Some(bar)) =
+                    self.state
+                        .market
+                        .current_bar(&key.symbol, key.resolution, now)
+                {
+                    hub.publish(key, bar);
+                }
+            }
+        }
+    }
+}
+
+fn response(
+    req: &BarsSubscriptionRequest,
+    status: SubscriptionStatus,
+    message: String,
+    topic: String,
+) -> SubscriptionResponse {
+    SubscriptionResponse {
+        status,
+        symbol: req.symbol.clone(),
+        message,
+        topic,
+    }
+}

@@ -1,0 +1,118 @@
+//! Topics and their subscribers.
+//!
+//! Publishing serializes an update once and hands the same bytes to every
+//! subscriber's outbox: O(subscribers of that topic), and nothing here ever
+//! waits on a socket. A connection's subscriptions are removed the moment it
+//! ends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use trading_pro::messages::{BarUpdate, ServerMessage};
+
+use super::outbox::Outbox;
+use crate::market::{Bar, Resolution};
+
+pub type ConnId = u64;
+
+/// `bars:{SYMBOL}:{RESOLUTION}` with the canonical ticker and resolution.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TopicKey {
+    pub symbol: String,
+    pub resolution: Resolution,
+}
+
+impl TopicKey {
+    pub fn name(&self) -> String {
+        format!("bars:{}:{}", self.symbol, self.resolution.as_str())
+    }
+}
+
+struct Topic {
+    name: Utf8Bytes,
+    subscribers: HashMap<ConnId, Arc<Outbox>>,
+    /// The last state published, so a new subscriber starts from it and the
+    /// broadcaster knows what changed.
+    last: Option<Bar>,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    topics: Mutex<HashMap<TopicKey, Topic>>,
+    next_id: AtomicU64,
+}
+
+/// The frame of a `bars.update` for a topic.
+pub fn update_frame(key: &TopicKey, topic: &str, bar: &Bar) -> Utf8Bytes {
+    let update = BarUpdate {
+        symbol: key.symbol.clone(),
+        resolution: key.resolution.as_str().to_string(),
+        topic: topic.to_string(),
+        time: bar.time,
+        open: bar.open,
+        high: bar.high,
+        low: bar.low,
+        close: bar.close,
+        volume: bar.volume,
+    };
+    Utf8Bytes::from(ServerMessage::BarsUpdate(update).encode(None))
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, HashMap<TopicKey, Topic>> {
+        self.topics.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn connection_id(&self) -> ConnId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Adds a subscriber; returns the topic's last published bar, if any.
+    pub fn subscribe(&self, key: &TopicKey, conn: ConnId, outbox: &Arc<Outbox>) -> Option<Bar> {
+        let mut topics = self.lock();
+        let topic = topics.entry(key.clone()).or_insert_with(|| Topic {
+            name: Utf8Bytes::from(key.name()),
+            subscribers: HashMap::new(),
+            last: None,
+        });
+        topic.subscribers.insert(conn, Arc::clone(outbox));
+        topic.last
+    }
+
+    pub fn unsubscribe(&self, key: &TopicKey, conn: ConnId) {
+        let mut topics = self.lock();
+        if let Some(topic) = topics.get_mut(key) {
+            topic.subscribers.remove(&conn);
+            if topic.subscribers.is_empty() {
+                topics.remove(key);
+            }
+        }
+    }
+
+    /// Topics with at least one subscriber, with their last published bar.
+    pub fn active(&self) -> Vec<(TopicKey, Option<Bar>)> {
+        self.lock()
+            .iter()
+            .map(|(k, t)| (k.clone(), t.last))
+            .collect()
+    }
+
+    /// Sends `bar` to every subscriber of the topic and remembers it.
+    pub fn publish(&self, key: &TopicKey, bar: Bar) {
+        let mut topics = self.lock();
+        let Some(topic) = topics.get_mut(key) else {
+            return;
+        };
+        topic.last = Some(bar);
+        let frame = update_frame(key, &topic.name, &bar);
+        for outbox in topic.subscribers.values() {
+            outbox.push_update(&topic.name, bar.time, &frame);
+        }
+    }
+
+    pub fn topic_count(&self) -> usize {
+        self.lock().len()
+    }
+}

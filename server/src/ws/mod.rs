@@ -1,0 +1,115 @@
+//! Live bars over WebSocket at `/api/v1/ws`, as `specs/asyncapi.yaml`
+//! describes them.
+//!
+//! * `connection`: one task per client (requests, replies, heartbeat, limits);
+//! * `outbox`: its bounded, coalescing outbound queue;
+//! * `hub`: topics and subscribers, fan-out;
+//! * `broadcaster`: market changes -> updates.
+
+mod broadcaster;
+mod connection;
+mod hub;
+mod outbox;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dropshot::{RequestContext, WebsocketChannelResult, WebsocketConnection};
+use tokio::sync::{watch, Notify};
+
+pub use broadcaster::Broadcaster;
+pub use connection::MAX_MESSAGE_BYTES;
+pub use hub::Hub;
+
+use crate::clock::Clock;
+use crate::context::AppContext;
+use crate::market::Market;
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub heartbeat: Duration,
+    pub max_lifespan: Duration,
+    pub slow_client: Duration,
+    pub max_subscriptions: usize,
+}
+
+/// Shared state of the WebSocket side.
+pub struct WsState {
+    pub hub: Arc<Hub>,
+    pub market: Arc<Market>,
+    pub clock: Clock,
+    pub limits: Limits,
+    shutdown: watch::Sender<bool>,
+    open: AtomicUsize,
+    all_closed: Notify,
+}
+
+impl WsState {
+    pub fn new(market: Arc<Market>, clock: Clock, limits: Limits) -> WsState {
+        WsState {
+            hub: Arc::new(Hub::default()),
+            market,
+            clock,
+            limits,
+            shutdown: watch::Sender::new(false),
+            open: AtomicUsize::new(0),
+            all_closed: Notify::new(),
+        }
+    }
+
+    /// Runs the broadcaster until shutdown.
+    pub fn spawn_broadcaster(&self, interval: Duration) {
+        let broadcaster = Broadcaster {
+            hub: Arc::clone(&self.hub),
+            market: Arc::clone(&self.market),
+            clock: self.clock.clone(),
+            interval,
+        };
+        tokio::spawn(broadcaster.run(self.shutdown.subscribe()));
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    fn connection_opened(&self) {
+        self.open.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn connection_closed(&self) {
+        if self.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.all_closed.notify_waiters();
+        }
+    }
+
+    /// Closes every connection with 1001 and waits (up to `grace`) until
+    /// they are gone.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(grace, async {
+            while self.open_connections() > 0 {
+                let closed = self.all_closed.notified();
+                if self.open_connections() == 0 {
+                    break;
+                }
+                // Re-check periodically: a notify can race a new connection.
+                let _ = tokio::time::timeout(Duration::from_millis(50), closed).await;
+            }
+        })
+        .await;
+    }
+}
+
+#[dropshot::channel { protocol = WEBSOCKETS, path = "/api/v1/ws", unpublished = true }]
+pub async fn ws_endpoint(
+    rqctx: RequestContext<AppContext>,
+    conn: WebsocketConnection,
+) -> WebsocketChannelResult {
+    let ctx = rqctx.context();
+    if *ctx.ws.shutdown.borrow() {
+        return Ok(());
+    }
+    connection::serve(conn, Arc::clone(&ctx.ws), &ctx.catalog).await;
+    Ok(())
+}

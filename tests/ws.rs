@@ -1,0 +1,537 @@
+//! Live bars over WebSocket, through the typed client and through raw frames,
+//! against real servers on ephemeral ports.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::ws::{self as raw, Received};
+use common::{TestServer, FROZEN_NOW_S};
+use futures::SinkExt;
+use serde_json::json;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+use trading_pro_client::messages::{BarUpdate, SubscriptionStatus};
+use trading_pro_client::ws::WsClient;
+
+/// Bounds every wait so a broken server fails the test instead of hanging it.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A market clock running 60x (a minute per second) with fast broadcasts.
+async fn live_server(extra: &[&str]) -> TestServer {
+    let start = FROZEN_NOW_S.to_string();
+    let mut args = vec![
+        "--clock-start",
+        &start,
+        "--clock-speed",
+        "60",
+        "--broadcast-interval-ms",
+        "50",
+    ];
+    args.extend_from_slice(extra);
+    TestServer::start(&args).await
+}
+
+async fn next(c: &mut WsClient) -> BarUpdate {
+    timeout(WAIT, c.next_update())
+        .await
+        .expect("an update in time")
+        .expect("connection open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_replies_with_topic_and_sends_the_current_bar() {
+    let s = TestServer::frozen().await;
+    let mut c = WsClient::connect(&s.base).await.unwrap();
+
+    let r = c.subscribe("aapl", "1").await.unwrap();
+    assert_eq!(
+        (r.status, r.symbol.as_str(), r.topic.as_str()),
+        (SubscriptionStatus::Ok, "aapl", "bars:AAPL:1")
+    );
+    assert!(r.message.contains("bars:AAPL:1"), "{}", r.message);
+    let first = next(&mut c).await;
+    assert_eq!(
+        (
+            first.topic.as_str(),
+            first.symbol.as_str(),
+            first.resolution.as_str()
+        ),
+        ("bars:AAPL:1", "AAPL", "1")
+    );
+    // The current bar is the one REST has for now.
+    let rest = s
+        .client
+        .get_bars()
+        .symbol("AAPL")
+        .resolution("1")
+        .from_time(FROZEN_NOW_S)
+        .to_time(FROZEN_NOW_S + 1)
+        .send()
+        .await
+        .unwrap();
+    let b = &rest.bars[0];
+    assert_eq!(
+        (
+            first.time,
+            first.open,
+            first.high,
+            first.low,
+            first.close,
+            first.volume
+        ),
+        (b.time, b.open, b.high, b.low, b.close, b.volume)
+    );
+
+    // Aliases map to the canonical topic; subscribing twice is one subscription.
+    assert_eq!(
+        c.subscribe("NASDAQ:MSFT", "1D").await.unwrap().topic,
+        "bars:MSFT:D"
+    );
+    assert_eq!(next(&mut c).await.topic, "bars:MSFT:D");
+    let again = c.subscribe("MSFT", "D").await.unwrap();
+    assert_eq!(
+        (again.status, again.topic.as_str()),
+        (SubscriptionStatus::Ok, "bars:MSFT:D")
+    );
+    assert!(again.message.contains("Already"), "{}", again.message);
+
+    // Errors are replies; the connection stays usable.
+    let bad = c.subscribe("NOPE", "1").await.unwrap();
+    assert_eq!(
+        (bad.status, bad.topic.as_str()),
+        (SubscriptionStatus::Error, "")
+    );
+    assert!(bad.message.contains("NOPE"), "{}", bad.message);
+    let bad = c.subscribe("AAPL", "7").await.unwrap();
+    assert_eq!(bad.status, SubscriptionStatus::Error);
+    assert!(bad.message.contains("resolution"), "{}", bad.message);
+
+    // Unsubscribe is idempotent.
+    for _ in 0..2 {
+        let u = c.unsubscribe("AAPL", "1").await.unwrap();
+        assert_eq!(
+            (u.status, u.topic.as_str()),
+            (SubscriptionStatus::Ok, "bars:AAPL:1")
+        );
+    }
+    assert!(c.subscribe("BTCUSD", "5").await.unwrap().status == SubscriptionStatus::Ok);
+    assert_eq!(
+        next(&mut c).await.topic,
+        "bars:BTCUSD:5",
+        "no stray update from the dropped or duplicate topics"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_only_for_subscribed_topics_and_none_after_unsubscribe() {
+    let s = live_server(&[]).await;
+    let mut c = WsClient::connect(&s.base).await.unwrap();
+    let mut other = WsClient::connect(&s.base).await.unwrap();
+    for (sym, res) in [("BTCUSD", "1"), ("ETHUSD", "5"), ("EURUSD", "1")] {
+        assert_eq!(
+            c.subscribe(sym, res).await.unwrap().status,
+            SubscriptionStatus::Ok
+        );
+    }
+    assert_eq!(
+        other.subscribe("SOLUSD", "1").await.unwrap().status,
+        SubscriptionStatus::Ok
+    );
+
+    let wanted: HashSet<&str> = ["bars:BTCUSD:1", "bars:ETHUSD:5", "bars:EURUSD:1"].into();
+    let mut seen = HashSet::new();
+    while seen.len() < 3 {
+        let u = next(&mut c).await;
+        assert!(wanted.contains(u.topic.as_str()), "unexpected {}", u.topic);
+        seen.insert(u.topic);
+    }
+    // Another client gets only its own topic.
+    for _ in 0..20 {
+        assert_eq!(next(&mut other).await.topic, "bars:SOLUSD:1");
+    }
+
+    c.unsubscribe("ETHUSD", "5").await.unwrap();
+    s.stop().await;
+}
+
+/// On the wire, no update of a topic follows the reply to its unsubscribe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_update_follows_an_unsubscribe_reply() {
+    let s = live_server(&[]).await;
+    let mut ws = raw::connect(&s.base).await;
+    for (sym, res) in [("BTCUSD", "1"), ("ETHUSD", "1")] {
+        raw::send(
+            &mut ws,
+            json!({"type": "bars.subscribe", "payload": {"symbol": sym, "resolution": res}}),
+        )
+        .await;
+    }
+    let mut eth_updates = 0;
+    while eth_updates < 5 {
+        if let Received::Frame(f) = raw::recv(&mut ws).await {
+            eth_updates +=
+                usize::from(f["payload"]["topic"] == "bars:ETHUSD:1" && f["type"] == "bars.update");
+        }
+    }
+    raw::send(&mut ws, json!({"type": "bars.unsubscribe", "id": "u", "payload": {"symbol": "ETHUSD", "resolution": "1"}})).await;
+    loop {
+        let Received::Frame(f) = raw::recv(&mut ws).await else {
+            panic!("closed")
+        };
+        if f["id"] == "u" {
+            break;
+        }
+    }
+    let mut after = 0;
+    while after < 40 {
+        let Received::Frame(f) = timeout(WAIT, raw::recv(&mut ws)).await.unwrap() else {
+            panic!("closed")
+        };
+        assert_eq!(
+            f["payload"]["topic"], "bars:BTCUSD:1",
+            "only the remaining topic after the reply"
+        );
+        after += 1;
+    }
+    s.stop().await;
+}
+
+/// Once a bar closes, REST returns exactly the last update sent for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_agrees_with_rest_history_across_rollovers() {
+    let s = live_server(&[]).await;
+    let mut c = WsClient::connect(&s.base).await.unwrap();
+    for (sym, res) in [("BTCUSD", "1"), ("AAPL", "1"), ("EURUSD", "5")] {
+        c.subscribe(sym, res).await.unwrap();
+    }
+    let mut last: std::collections::HashMap<String, BarUpdate> = Default::default();
+    let mut checked = HashSet::new();
+    while checked.len() < 3 {
+        let u = next(&mut c).await;
+        if let Some(prev) = last.get(&u.topic) {
+            assert!(u.time >= prev.time, "bar times never go back");
+            if u.time > prev.time {
+                let bars = s
+                    .client
+                    .get_bars()
+                    .symbol(&prev.symbol)
+                    .resolution(&prev.resolution)
+                    .from_time(prev.time / 1000)
+                    .to_time(prev.time / 1000 + 1)
+                    .send()
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .bars;
+                let b = &bars[0];
+                assert_eq!(
+                    (b.time, b.open, b.high, b.low, b.close, b.volume),
+                    (
+                        prev.time,
+                        prev.open,
+                        prev.high,
+                        prev.low,
+                        prev.close,
+                        prev.volume
+                    ),
+                    "{}: the closed bar's last update equals its history",
+                    u.topic
+                );
+                checked.insert(u.topic.clone());
+            }
+        }
+        last.insert(u.topic.clone(), u);
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_keeps_live_clients_and_closes_silent_ones() {
+    let s = TestServer::start(&["--heartbeat-interval", "0.5"]).await;
+    // The typed client answers pings, so it outlives several heartbeat intervals.
+    let c = WsClient::connect(&s.base).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(
+        c.subscribe("AAPL", "D").await.unwrap().status,
+        SubscriptionStatus::Ok
+    );
+
+    // A raw client that never reads never answers a ping.
+    let mut silent = raw::connect(&s.base).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (code, reason) = timeout(WAIT, raw::expect_close(&mut silent)).await.unwrap();
+    assert_eq!(
+        (code, &reason[..18.min(reason.len())]),
+        (1008, "Heartbeat timeout:"),
+        "{reason}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_end_at_their_maximum_lifespan() {
+    let s = TestServer::start(&["--max-connection-lifespan", "1"]).await;
+    let mut c = WsClient::connect(&s.base).await.unwrap();
+    let closed = timeout(WAIT, c.wait_closed()).await.unwrap().unwrap();
+    assert_eq!(closed.code, 1000);
+    assert!(closed.reason.contains("lifespan"), "{}", closed.reason);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_close_with_1003_and_the_reason() {
+    let s = TestServer::frozen().await;
+    // A bystander keeps working through every bad client below.
+    let bystander = WsClient::connect(&s.base).await.unwrap();
+    let cases: Vec<(Message, &str)> = vec![
+        (Message::Text("not json".into()), "Could not decode message"),
+        (Message::Text("[1, 2]".into()), "Could not decode message"),
+        (
+            Message::Text(r#"{"payload": {}}"#.into()),
+            "Could not decode message",
+        ),
+        (
+            Message::Binary(vec![1, 2, 3].into()),
+            "Could not decode message",
+        ),
+        (
+            Message::Text(r#"{"type": "bars.publish", "payload": {}}"#.into()),
+            "No matching type",
+        ),
+        (
+            Message::Text(r#"{"type": "bars.update", "payload": {}}"#.into()),
+            "No matching type",
+        ),
+        (
+            Message::Text(r#"{"type": "bars.subscribe"}"#.into()),
+            "Could not validate payload",
+        ),
+        (
+            Message::Text(r#"{"type": "bars.subscribe", "payload": {"symbol": 5}}"#.into()),
+            "Could not validate payload",
+        ),
+        (
+            Message::Text(
+                r#"{"type": "bars.subscribe", "payload": {"symbol": "A", "extra": 1}}"#.into(),
+            ),
+            "Could not validate payload",
+        ),
+        (
+            Message::Text(
+                format!(
+                    r#"{{"type": "bars.subscribe", "id": "{}", "payload": {{"symbol": "A"}}}}"#,
+                    "x".repeat(65)
+                )
+                .into(),
+            ),
+            "Could not validate payload",
+        ),
+    ];
+    for (frame, reason) in cases {
+        let mut ws = raw::connect(&s.base).await;
+        ws.send(frame.clone()).await.unwrap();
+        let (code, got) = timeout(WAIT, raw::expect_close(&mut ws)).await.unwrap();
+        assert_eq!((code, got.as_str()), (1003, reason), "frame {frame:?}");
+    }
+    // Over the size limit.
+    let mut ws = raw::connect(&s.base).await;
+    let big = json!({"type": "bars.subscribe", "payload": {"symbol": "A".repeat(70_000)}});
+    let _ = ws.send(Message::Text(big.to_string().into())).await;
+    let (code, reason) = timeout(WAIT, raw::expect_close(&mut ws)).await.unwrap();
+    assert_eq!(code, 1009);
+    assert!(reason.contains("65536"), "{reason}");
+
+    assert_eq!(
+        bystander.subscribe("AAPL", "1").await.unwrap().status,
+        SubscriptionStatus::Ok
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_frames_echo_request_ids_and_validate_against_the_spec() {
+    let s = TestServer::frozen().await;
+    let mut ws = raw::connect(&s.base).await;
+    raw::send(
+        &mut ws,
+        json!({"type": "bars.subscribe", "id": "req-1", "payload": {"symbol": "ETHUSD"}}),
+    )
+    .await;
+    let r = raw::reply(&mut ws).await;
+    assert_eq!(r["type"], "bars.subscribe.response");
+    assert_eq!(r["id"], "req-1");
+    assert_eq!(
+        r["payload"]["topic"], "bars:ETHUSD:1",
+        "resolution defaults to 1"
+    );
+    let Received::Frame(update) = raw::recv(&mut ws).await else {
+        panic!("expected the current bar")
+    };
+    assert_eq!(update["type"], "bars.update");
+    assert_eq!(update["payload"]["topic"], "bars:ETHUSD:1");
+    assert!(update.get("id").is_none());
+
+    raw::send(
+        &mut ws,
+        json!({"type": "bars.subscribe", "payload": {"symbol": "NOPE", "resolution": "1"}}),
+    )
+    .await;
+    let r = raw::reply(&mut ws).await;
+    assert_eq!(r["payload"]["status"], "error");
+    assert!(r.get("id").is_none(), "no id asked, none echoed");
+
+    raw::send(&mut ws, json!({"type": "bars.unsubscribe", "id": "7", "payload": {"symbol": "ETHUSD", "resolution": "1"}})).await;
+    let r = raw::reply(&mut ws).await;
+    assert_eq!(
+        (r["type"].as_str(), r["id"].as_str()),
+        (Some("bars.unsubscribe.response"), Some("7"))
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_per_connection_are_limited() {
+    let s = TestServer::start(&["--max-subscriptions", "3", "--clock-speed", "0"]).await;
+    let c = WsClient::connect(&s.base).await.unwrap();
+    for sym in ["AAPL", "MSFT", "KO"] {
+        assert_eq!(
+            c.subscribe(sym, "D").await.unwrap().status,
+            SubscriptionStatus::Ok
+        );
+    }
+    let r = c.subscribe("IBM", "D").await.unwrap();
+    assert_eq!(r.status, SubscriptionStatus::Error);
+    assert!(r.message.contains("at most 3"), "{}", r.message);
+    // Freeing one makes room again.
+    c.unsubscribe("KO", "D").await.unwrap();
+    assert_eq!(
+        c.subscribe("IBM", "D").await.unwrap().status,
+        SubscriptionStatus::Ok
+    );
+    s.stop().await;
+}
+
+/// A client that never reads is closed once its socket stops accepting data;
+/// meanwhile everybody else keeps getting updates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_does_not_hold_up_others() {
+    let s = live_server(&[
+        "--slow-client-timeout",
+        "1",
+        "--max-subscriptions",
+        "300",
+        "--heartbeat-interval",
+        "600",
+    ])
+    .await;
+    let mut healthy = WsClient::connect(&s.base).await.unwrap();
+    healthy.subscribe("BTCUSD", "1").await.unwrap();
+
+    // The stalled client subscribes to every topic (lots of traffic) and then never reads.
+    let mut stalled = raw::connect(&s.base).await;
+    let symbols: Vec<String> = s
+        .client
+        .search_symbols()
+        .user_input("")
+        .max_results(100)
+        .send()
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.ticker.clone())
+        .collect();
+    for sym in &symbols {
+        for res in ["1", "5", "15", "30", "60", "240", "D", "W", "M"] {
+            raw::send(
+                &mut stalled,
+                json!({"type": "bars.subscribe", "payload": {"symbol": sym, "resolution": res}}),
+            )
+            .await;
+        }
+    }
+    let mut received = 0;
+    let closed = loop {
+        assert_eq!(next(&mut healthy).await.topic, "bars:BTCUSD:1");
+        received += 1;
+        if received % 20 == 0 && s.server.app_private().ws.open_connections() == 1 {
+            break true;
+        }
+        if received > 20_000 {
+            break false;
+        }
+    };
+    assert!(closed, "the stalled client was never closed");
+    let (code, reason) = timeout(WAIT, raw::expect_close(&mut stalled))
+        .await
+        .unwrap();
+    assert!(
+        code == 1008 && reason.contains("too slow") || code == 1006,
+        "{code} {reason}"
+    );
+    // The healthy client is still served.
+    for _ in 0..5 {
+        next(&mut healthy).await;
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_every_connection_with_1001() {
+    let s = TestServer::frozen().await;
+    let mut a = WsClient::connect(&s.base).await.unwrap();
+    let mut b = WsClient::connect(&s.base).await.unwrap();
+    a.subscribe("AAPL", "1").await.unwrap();
+    b.subscribe("AAPL", "1").await.unwrap();
+    s.server
+        .app_private()
+        .ws
+        .shutdown(Duration::from_secs(5))
+        .await;
+    for c in [&mut a, &mut b] {
+        let closed = timeout(WAIT, c.wait_closed()).await.unwrap().unwrap();
+        assert_eq!(
+            (closed.code, closed.reason.as_str()),
+            (1001, "Server shutting down")
+        );
+    }
+    assert_eq!(s.server.app_private().ws.open_connections(), 0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_the_asyncapi_spec_and_page() {
+    let s = TestServer::frozen().await;
+    let http = reqwest::Client::new();
+    let json: serde_json::Value = http
+        .get(s.url("/api/v1/ws/asyncapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        json,
+        serde_yaml::from_str::<serde_json::Value>(trading_pro::ASYNCAPI_YAML).unwrap()
+    );
+    let page = http
+        .get(s.url("/api/v1/ws/asyncapi"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "bars.subscribe",
+        "bars.update",
+        "BarUpdate",
+        "Could not decode message",
+    ] {
+        assert!(page.contains(name), "page lists {name}");
+    }
+    s.stop().await;
+}
