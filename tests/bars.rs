@@ -194,17 +194,7 @@ fn assert_aggregates(symbol: &str, fine: &Series, coarse: &Series) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_coarser_bar_is_the_aggregate_of_finer_bars_for_every_symbol_and_pair() {
     let s = TestServer::frozen().await;
-    let symbols: Vec<String> = s
-        .client
-        .search_symbols()
-        .user_input("")
-        .max_results(100)
-        .send()
-        .await
-        .unwrap()
-        .iter()
-        .map(|h| h.ticker.clone())
-        .collect();
+    let symbols = s.tickers().await;
     assert!(symbols.len() >= 20);
     let client = &s.client;
     let checked: Vec<usize> = stream::iter(symbols.iter())

@@ -432,17 +432,7 @@ async fn a_client_that_never_reads_does_not_hold_up_others() {
 
     // The stalled client subscribes to every topic (lots of traffic) and then never reads.
     let mut stalled = raw::connect(&s.base).await;
-    let symbols: Vec<String> = s
-        .client
-        .search_symbols()
-        .user_input("")
-        .max_results(100)
-        .send()
-        .await
-        .unwrap()
-        .iter()
-        .map(|h| h.ticker.clone())
-        .collect();
+    let symbols = s.tickers().await;
     for sym in &symbols {
         for res in ["1", "5", "15", "30", "60", "240", "D", "W", "M"] {
             raw::send(

@@ -94,10 +94,7 @@ impl WsClient {
             symbol: symbol.into(),
             resolution: resolution.into(),
         };
-        match self.request(ClientMessage::BarsSubscribe(req)).await? {
-            ServerMessage::BarsSubscribeResponse(r) => Ok(r),
-            other => Err(WsError::UnexpectedReply(other.type_name().into())),
-        }
+        subscription_reply(self.request(ClientMessage::BarsSubscribe(req)).await?)
     }
 
     /// Unsubscribes; unsubscribing from a topic not subscribed is fine.
@@ -110,10 +107,7 @@ impl WsClient {
             symbol: symbol.into(),
             resolution: resolution.into(),
         };
-        match self.request(ClientMessage::BarsUnsubscribe(req)).await? {
-            ServerMessage::BarsUnsubscribeResponse(r) => Ok(r),
-            other => Err(WsError::UnexpectedReply(other.type_name().into())),
-        }
+        subscription_reply(self.request(ClientMessage::BarsUnsubscribe(req)).await?)
     }
 
     async fn request(&self, message: ClientMessage) -> Result<ServerMessage, WsError> {
@@ -151,6 +145,16 @@ impl Stream for WsClient {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BarUpdate>> {
         self.updates.poll_recv(cx)
+    }
+}
+
+/// The subscription reply inside a server message (both kinds share its shape).
+fn subscription_reply(reply: ServerMessage) -> Result<SubscriptionResponse, WsError> {
+    match reply {
+        ServerMessage::BarsSubscribeResponse(r) | ServerMessage::BarsUnsubscribeResponse(r) => {
+            Ok(r)
+        }
+        other => Err(WsError::UnexpectedReply(other.type_name().into())),
     }
 }
 

@@ -217,21 +217,19 @@ impl Catalog {
 
     /// Exchanges in catalog order, without duplicates.
     pub fn exchanges(&self) -> Vec<&str> {
-        let mut seen = Vec::new();
-        for s in &self.symbols {
-            if !seen.contains(&s.info.exchange.as_str()) {
-                seen.push(s.info.exchange.as_str());
-            }
-        }
-        seen
+        self.distinct(|s| &s.info.exchange)
     }
 
     /// Symbol types in catalog order, without duplicates.
     pub fn types(&self) -> Vec<&str> {
-        let mut seen = Vec::new();
-        for s in &self.symbols {
-            if !seen.contains(&s.info.type_.as_str()) {
-                seen.push(s.info.type_.as_str());
+        self.distinct(|s| &s.info.type_)
+    }
+
+    fn distinct<'a>(&'a self, field: impl Fn(&'a Symbol) -> &'a String) -> Vec<&'a str> {
+        let mut seen: Vec<&str> = Vec::new();
+        for value in self.symbols.iter().map(field) {
+            if !seen.contains(&value.as_str()) {
+                seen.push(value);
             }
         }
         seen

@@ -40,6 +40,21 @@ impl TestServer {
         TestServer::start(&["--clock-start", &start, "--clock-speed", "0"]).await
     }
 
+    /// Every ticker in the server's catalog.
+    pub async fn tickers(&self) -> Vec<String> {
+        let hits = self
+            .client
+            .search_symbols()
+            .user_input("")
+            .max_results(100)
+            .send()
+            .await;
+        hits.expect("search works")
+            .iter()
+            .map(|h| h.ticker.clone())
+            .collect()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
