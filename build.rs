@@ -40,7 +40,8 @@ fn run() -> Result<()> {
         println!("cargo:rerun-if-changed={spec}");
     }
     let text = fs::read_to_string("specs/openapi.yaml")?;
-    let raw: Value = serde_yaml::from_str(&text)?;
+    let mut raw: Value = serde_yaml::from_str(&text)?;
+    trading_pro_codegen::relax_parameter_ranges(&mut raw);
     let spec: OpenAPI = serde_json::from_value(raw.clone())
         .map_err(|e| format!("specs/openapi.yaml is not a valid OpenAPI 3.0 document: {e}"))?;
 

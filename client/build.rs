@@ -7,7 +7,11 @@ fn main() {
     let spec_path = "../specs/openapi.yaml";
     println!("cargo:rerun-if-changed={spec_path}");
     let text = fs::read_to_string(spec_path).expect("read specs/openapi.yaml");
-    let spec: openapiv3::OpenAPI = serde_yaml::from_str(&text).expect("parse specs/openapi.yaml");
+    let mut raw: serde_json::Value = serde_yaml::from_str(&text).expect("parse specs/openapi.yaml");
+    // Same types as the server: plain integers, ranges enforced server-side.
+    trading_pro_codegen::relax_parameter_ranges(&mut raw);
+    let spec: openapiv3::OpenAPI =
+        serde_json::from_value(raw).expect("specs/openapi.yaml is OpenAPI 3.0");
     let mut settings = progenitor::GenerationSettings::default();
     settings
         .with_interface(progenitor::InterfaceStyle::Builder)

@@ -287,10 +287,23 @@ async fn bad_requests_get_a_4xx_with_a_message() {
     assert_eq!(st, 404);
     assert!(m.contains("unknown symbol"), "{m}");
 
+    // The typed client cannot even send an unsupported resolution (it is an
+    // enum in the spec), so these go raw.
+    let http = reqwest::Client::new();
     for res in ["7", "1S", "", "d", "2D"] {
-        let (st, m) = error_of(bars("AAPL", res, 0, 1).send().await);
-        assert_eq!(st, 400, "resolution {res:?}");
-        assert!(m.contains("unsupported resolution"), "{m}");
+        let url = s.url(&format!(
+            "/api/v1/datafeed/bars?symbol=AAPL&resolution={res}&from_time=0&to_time=1"
+        ));
+        let r = http.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 400, "resolution {res:?}");
+        let m = r.json::<serde_json::Value>().await.unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            m.contains("unsupported resolution") && m.contains("supported: 1, 5"),
+            "{m}"
+        );
     }
     let (st, m) = error_of(bars("AAPL", "D", 10, 5).send().await);
     assert_eq!(st, 400);

@@ -218,7 +218,7 @@ async fn the_stream_agrees_with_rest_history_across_rollovers() {
                     .client
                     .get_bars()
                     .symbol(&prev.symbol)
-                    .resolution(&prev.resolution)
+                    .resolution(prev.resolution.as_str())
                     .from_time(prev.time / 1000)
                     .to_time(prev.time / 1000 + 1)
                     .send()

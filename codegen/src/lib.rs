@@ -221,3 +221,32 @@ fn direction(doc: &Value, operation: &Value, enum_name: &str) -> Result<TokenStr
         }
     })
 }
+
+/// Removes `minimum`/`maximum` from the schemas of operation parameters.
+///
+/// The spec states parameter ranges for clients and fuzzers, but the server
+/// enforces them itself with a message naming the parameter ("count_back
+/// must be between 1 and 5000, got 0"). Left in, typify would turn
+/// `minimum: 1` into `NonZeroU64`: a different wire format than the spec's
+/// `int64`, and serde's anonymous "invalid value" instead of that message.
+pub fn relax_parameter_ranges(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut().filter_map(Value::as_object_mut) {
+        for op in item.values_mut().filter_map(Value::as_object_mut) {
+            let params = op.get_mut("parameters").and_then(Value::as_array_mut);
+            for schema in params
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get_mut("schema"))
+            {
+                if let Some(schema) = schema.as_object_mut() {
+                    for key in ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"] {
+                        schema.remove(key);
+                    }
+                }
+            }
+        }
+    }
+}

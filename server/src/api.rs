@@ -118,8 +118,8 @@ fn to_wire(b: crate::market::Bar) -> Bar {
 
 fn bars(ctx: &AppContext, q: GetBarsQuery) -> Result<BarsResponse, ApiError> {
     let symbol = lookup(ctx, &q.symbol)?;
-    let resolution = Resolution::parse(&q.resolution)
-        .ok_or_else(|| ApiError::UnsupportedResolution(q.resolution.clone()))?;
+    let resolution = Resolution::parse(&q.resolution.to_string())
+        .ok_or_else(|| ApiError::UnsupportedResolution(q.resolution.to_string()))?;
     if q.from_time > q.to_time {
         return Err(ApiError::InvalidRange {
             from: q.from_time,
@@ -144,6 +144,18 @@ fn bars(ctx: &AppContext, q: GetBarsQuery) -> Result<BarsResponse, ApiError> {
         no_data: page.no_data,
         next_time: page.next_time,
     })
+}
+
+/// `resolution` is the only enum among getBars' parameters, so serde's
+/// "unknown variant" can only be about it: say so, with the supported list.
+fn bars_query_error(e: HttpError) -> ApiError {
+    let message = &e.external_message;
+    match message.split_once("unknown variant `") {
+        Some((_, rest)) => {
+            ApiError::UnsupportedResolution(rest.split('`').next().unwrap_or("").into())
+        }
+        None => ApiError::Malformed(e),
+    }
 }
 
 fn quote(ctx: &AppContext, name: &str, now_ms: i64) -> QuoteData {
@@ -319,7 +331,7 @@ impl TradingApi for TradingServer {
     ) -> Response<BarsResponse> {
         let result = query
             .into_inner()
-            .map_err(ApiError::from)
+            .map_err(bars_query_error)
             .and_then(|q| bars(rqctx.context(), q));
         respond(&rqctx, result)
     }
