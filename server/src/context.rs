@@ -2,7 +2,6 @@
 //! CORS policy. Passed explicitly as dropshot's server context.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::catalog::Catalog;
 use crate::clock::Clock;
@@ -16,6 +15,5 @@ pub struct AppContext {
     pub clock: Clock,
     pub cors: CorsPolicy,
     pub seed: u64,
-    pub started: Instant,
     pub ws: Arc<WsState>,
 }

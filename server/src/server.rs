@@ -1,7 +1,7 @@
 //! Assembling and starting the server: context, API description, listener.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dropshot::{ApiDescription, ConfigDropshot, HandlerTaskMode, HttpServer, ServerBuilder};
 use slog::Logger;
@@ -44,7 +44,6 @@ pub fn build_context(config: &Config) -> Result<AppContext, String> {
         clock,
         cors: CorsPolicy::new(config.cors_origins.iter().cloned()),
         seed: config.seed,
-        started: Instant::now(),
     })
 }
 

@@ -111,8 +111,4 @@ impl Hub {
             outbox.push_update(&topic.name, bar.time, &frame);
         }
     }
-
-    pub fn topic_count(&self) -> usize {
-        self.lock().len()
-    }
 }

@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+// Validates an AsyncAPI document with @asyncapi/parser (schema validation plus
+// its built-in Spectral ruleset) and prints every diagnostic.
+// Exits 1 if any diagnostic has error severity (or the document cannot be
+// parsed at all), 0 otherwise; warnings are printed but do not fail.
+//
+// Usage: node scripts/validate-asyncapi.mjs <asyncapi.yaml>
+
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { DiagnosticSeverity, Parser, fromFile } from "@asyncapi/parser";
+
+const SEVERITY_NAMES = {
+  [DiagnosticSeverity.Error]: "error",
+  [DiagnosticSeverity.Warning]: "warning",
+  [DiagnosticSeverity.Information]: "info",
+  [DiagnosticSeverity.Hint]: "hint",
+};
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+
+// The input's path relative to the repository root (absolute if outside it).
+function displayPath(file) {
+  const relative = path.relative(repoRoot, path.resolve(file));
+  return relative.startsWith("..") || path.isAbsolute(relative)
+    ? path.resolve(file)
+    : relative.split(path.sep).join("/");
+}
+
+const input = process.argv[2];
+if (!input) {
+  console.error("usage: node scripts/validate-asyncapi.mjs <asyncapi.yaml>");
+  process.exit(1);
+}
+const shown = displayPath(input);
+
+const parser = new Parser();
+const { document, diagnostics } = await fromFile(parser, input).parse();
+
+const counts = { error: 0, warning: 0, info: 0, hint: 0 };
+const sorted = [...diagnostics].sort(
+  (a, b) =>
+    a.severity - b.severity ||
+    a.range.start.line - b.range.start.line ||
+    a.range.start.character - b.range.start.character,
+);
+for (const d of sorted) {
+  const severity = SEVERITY_NAMES[d.severity] ?? `severity ${d.severity}`;
+  counts[severity] = (counts[severity] ?? 0) + 1;
+  const where = `${shown}:${d.range.start.line + 1}:${d.range.start.character + 1}`;
+  const at = d.path && d.path.length > 0 ? ` at ${d.path.join(".")}` : "";
+  console.log(`${where} ${severity} ${d.code}: ${d.message}${at}`);
+}
+
+const summary = `${shown}: ${counts.error} error(s), ${counts.warning} warning(s), ${counts.info} info, ${counts.hint} hint(s)`;
+if (counts.error > 0 || document === undefined) {
+  console.error(`${summary}: AsyncAPI validation FAILED`);
+  process.exit(1);
+}
+console.log(`${summary}: valid AsyncAPI ${document.version()}`);

@@ -1,0 +1,104 @@
+/**
+ * This file was generated from specs/asyncapi.yaml (Trading Pro WebSocket API 1.0.0).
+ * Generator: clients/typescript/scripts/gen-asyncapi.mjs (json-schema-to-typescript).
+ * Do not edit it by hand: change the spec and run scripts/generate.
+ */
+
+/**
+ * Optional request id, echoed in the reply.
+ */
+export type FrameId = string;
+
+export interface BarsSubscribeFrame {
+  type: "bars.subscribe";
+  id?: FrameId;
+  payload: BarsSubscriptionRequest;
+}
+
+export interface BarsUnsubscribeFrame {
+  type: "bars.unsubscribe";
+  id?: FrameId;
+  payload: BarsSubscriptionRequest;
+}
+
+export interface BarsSubscribeResponseFrame {
+  type: "bars.subscribe.response";
+  id?: FrameId;
+  payload: SubscriptionResponse;
+}
+
+export interface BarsUnsubscribeResponseFrame {
+  type: "bars.unsubscribe.response";
+  id?: FrameId;
+  payload: SubscriptionResponse;
+}
+
+export interface BarsUpdateFrame {
+  type: "bars.update";
+  payload: BarUpdate;
+}
+
+export interface BarsSubscriptionRequest {
+  /**
+   * Symbol, case-insensitive (`EXCHANGE:SYMBOL` accepted).
+   */
+  symbol: string;
+  /**
+   * One of 1, 5, 15, 30, 60, 240, D, W, M (aliases 1D, 1W, 1M); default 1.
+   */
+  resolution?: string;
+}
+
+export type SubscriptionStatus = "ok" | "error";
+
+export interface SubscriptionResponse {
+  status: SubscriptionStatus;
+  /**
+   * The symbol as requested.
+   */
+  symbol: string;
+  /**
+   * What happened, or what was wrong.
+   */
+  message: string;
+  /**
+   * The topic, `bars:{SYMBOL}:{RESOLUTION}` (canonical); empty when the request named no valid topic.
+   */
+  topic: string;
+}
+
+/**
+ * A bar (as in `GET /api/v1/datafeed/bars`) with the topic it belongs to.
+ */
+export interface BarUpdate {
+  symbol: string;
+  /**
+   * Canonical resolution.
+   */
+  resolution: string;
+  topic: string;
+  /**
+   * Start of the bar, unix milliseconds.
+   */
+  time: number;
+  open: number;
+  high: number;
+  low: number;
+  close: number;
+  volume: number;
+}
+
+/**
+ * Every frame a client sends (the `publish` messages of the channels).
+ */
+export type ClientMessage =
+  | BarsSubscribeFrame
+  | BarsUnsubscribeFrame;
+
+/**
+ * Every frame the server sends (the `subscribe` messages of the channels).
+ */
+export type ServerMessage =
+  | BarsSubscribeResponseFrame
+  | BarsUnsubscribeResponseFrame
+  | BarsUpdateFrame;
