@@ -297,6 +297,11 @@ async fn bad_frames_close_with_1003_and_the_reason() {
             Message::Binary(vec![1, 2, 3].into()),
             "Could not decode message",
         ),
+        // A text frame whose bytes are not UTF-8.
+        (
+            Message::Frame(invalid_utf8_text_frame()),
+            "Could not decode message",
+        ),
         (
             Message::Text(r#"{"type": "bars.publish", "payload": {}}"#.into()),
             "No matching type",
@@ -349,6 +354,16 @@ async fn bad_frames_close_with_1003_and_the_reason() {
         SubscriptionStatus::Ok
     );
     s.stop().await;
+}
+
+/// A final text frame carrying bytes that are not UTF-8.
+fn invalid_utf8_text_frame() -> tokio_tungstenite::tungstenite::protocol::frame::Frame {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
+        vec![0xff, 0xfe, 0x7b],
+        OpCode::Data(Data::Text),
+        true,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,6 +88,10 @@ impl Connection<'_> {
                             CloseCode::Size,
                             format!("Message too big: {e} (limit {MAX_MESSAGE_BYTES} bytes)"),
                         ),
+                        // A text frame that is not UTF-8 cannot be JSON.
+                        Some(Err(WsError::Utf8(_))) => {
+                            break Ending::Close(CloseCode::Unsupported, "Could not decode message".into())
+                        }
                         Some(Err(_)) => break Ending::ClientLeft,
                         Some(Ok(Message::Text(text))) => {
                             if let Err(ending) = self.handle(&text) {
