@@ -14,8 +14,7 @@
 // byte-identical file; scripts/check-generated relies on that.
 
 import { readFile, writeFile } from "node:fs/promises";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { displayPath } from "./paths.mjs";
 import { compile } from "json-schema-to-typescript";
 import { parse } from "yaml";
 
@@ -26,15 +25,6 @@ const MESSAGE_REF_PREFIX = "#/components/messages/";
 const TYPE_NAME = /^[A-Z][A-Za-z0-9]*$/;
 const RESERVED_NAMES = new Set(["ClientMessage", "ServerMessage"]);
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
-
-// The input's path relative to the repository root (absolute if outside it).
-function displayPath(file) {
-  const relative = path.relative(repoRoot, path.resolve(file));
-  return relative.startsWith("..") || path.isAbsolute(relative)
-    ? path.resolve(file)
-    : relative.split(path.sep).join("/");
-}
 
 function fail(message) {
   console.error(`gen-asyncapi: ${message}`);

@@ -6,8 +6,7 @@
 //
 // Usage: node scripts/validate-asyncapi.mjs <asyncapi.yaml>
 
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { displayPath } from "./paths.mjs";
 import { DiagnosticSeverity, Parser, fromFile } from "@asyncapi/parser";
 
 const SEVERITY_NAMES = {
@@ -17,15 +16,6 @@ const SEVERITY_NAMES = {
   [DiagnosticSeverity.Hint]: "hint",
 };
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
-
-// The input's path relative to the repository root (absolute if outside it).
-function displayPath(file) {
-  const relative = path.relative(repoRoot, path.resolve(file));
-  return relative.startsWith("..") || path.isAbsolute(relative)
-    ? path.resolve(file)
-    : relative.split(path.sep).join("/");
-}
 
 const input = process.argv[2];
 if (!input) {
@@ -35,7 +25,14 @@ if (!input) {
 const shown = displayPath(input);
 
 const parser = new Parser();
-const { document, diagnostics } = await fromFile(parser, input).parse();
+let parsed;
+try {
+  parsed = await fromFile(parser, input).parse();
+} catch (err) {
+  console.error(`validate-asyncapi: cannot read ${shown}: ${err instanceof Error ? err.message : err}`);
+  process.exit(1);
+}
+const { document, diagnostics } = parsed;
 
 const counts = { error: 0, warning: 0, info: 0, hint: 0 };
 const sorted = [...diagnostics].sort(
