@@ -33,6 +33,11 @@ async fn live_server(extra: &[&str]) -> TestServer {
     TestServer::start(&args).await
 }
 
+fn wall_clock_us() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.unwrap().as_micros() as i64
+}
+
 async fn next(c: &mut WsClient) -> BarUpdate {
     timeout(WAIT, c.next_update())
         .await
@@ -45,6 +50,7 @@ async fn subscribe_replies_with_topic_and_sends_the_current_bar() {
     let s = TestServer::frozen().await;
     let mut c = WsClient::connect(&s.base).await.unwrap();
 
+    let before = wall_clock_us();
     let r = c.subscribe("aapl", "1").await.unwrap();
     assert_eq!(
         (r.status, r.symbol.as_str(), r.topic.as_str()),
@@ -60,6 +66,16 @@ async fn subscribe_replies_with_topic_and_sends_the_current_bar() {
         ),
         ("bars:AAPL:1", "AAPL", "1")
     );
+    // Stamped with the wall-clock instant it was published.
+    assert!(
+        (before..=wall_clock_us()).contains(&first.published_us),
+        "published_us {} outside [{before}, now]",
+        first.published_us
+    );
+    // A later subscriber to the unchanged (frozen) topic gets that same state.
+    let mut late = WsClient::connect(&s.base).await.unwrap();
+    late.subscribe("AAPL", "1").await.unwrap();
+    assert_eq!(next(&mut late).await, first);
     // The current bar is the one REST has for now.
     let rest = s
         .client

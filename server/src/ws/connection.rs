@@ -20,7 +20,7 @@ use trading_pro::messages::{
     BarsSubscriptionRequest, ClientMessage, ServerMessage, SubscriptionResponse, SubscriptionStatus,
 };
 
-use super::hub::{update_frame, ConnId, TopicKey};
+use super::hub::{ConnId, TopicKey};
 use super::outbox::Outbox;
 use super::WsState;
 use crate::catalog::Catalog;
@@ -294,25 +294,16 @@ impl Connection<'_> {
     /// Joins the topic and queues its current bar for this client.
     fn send_current_bar(&self, key: &TopicKey) {
         let hub = &self.state.hub;
-        match hub.subscribe(key, self.id, &self.outbox) {
-            Some(bar) => {
-                let name = key.name();
-                self.outbox.push_update(
-                    &name.as_str().into(),
-                    bar.time,
-                    &update_frame(key, &name, &bar),
-                );
-            }
-            None => {
-                let now = self.state.clock.now_ms();
-                if let Ok(Some(bar)) =
-                    self.state
-                        .market
-                        .current_bar(&key.symbol, key.resolution, now)
-                {
-                    hub.publish(key, bar);
-                }
-            }
+        if hub.subscribe(key, self.id, &self.outbox) {
+            return;
+        }
+        let now = self.state.clock.now_ms();
+        if let Ok(Some(bar)) = self
+            .state
+            .market
+            .current_bar(&key.symbol, key.resolution, now)
+        {
+            hub.publish(key, bar);
         }
     }
 }

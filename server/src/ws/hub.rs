@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use trading_pro::messages::{BarUpdate, ServerMessage};
@@ -33,9 +34,9 @@ impl TopicKey {
 struct Topic {
     name: Utf8Bytes,
     subscribers: HashMap<ConnId, Arc<Outbox>>,
-    /// The last state published, so a new subscriber starts from it and the
-    /// broadcaster knows what changed.
-    last: Option<Bar>,
+    /// The last state published and its frame, so a new subscriber starts
+    /// from it and the broadcaster knows what changed.
+    last: Option<(Bar, Utf8Bytes)>,
 }
 
 #[derive(Default)]
@@ -44,8 +45,16 @@ pub struct Hub {
     next_id: AtomicU64,
 }
 
-/// The frame of a `bars.update` for a topic.
-pub fn update_frame(key: &TopicKey, topic: &str, bar: &Bar) -> Utf8Bytes {
+/// Wall-clock unix microseconds: when an update leaves the server (the
+/// market clock may be frozen or sped up, so it cannot be used here).
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The frame of a `bars.update` for a topic, stamped with the current time.
+fn update_frame(key: &TopicKey, topic: &str, bar: &Bar) -> Utf8Bytes {
     let update = BarUpdate {
         symbol: key.symbol.clone(),
         resolution: key.resolution.as_str().to_string(),
@@ -56,6 +65,7 @@ pub fn update_frame(key: &TopicKey, topic: &str, bar: &Bar) -> Utf8Bytes {
         low: bar.low,
         close: bar.close,
         volume: bar.volume,
+        published_us: now_us(),
     };
     Utf8Bytes::from(ServerMessage::BarsUpdate(update).encode(None))
 }
@@ -69,8 +79,9 @@ impl Hub {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a subscriber; returns the topic's last published bar, if any.
-    pub fn subscribe(&self, key: &TopicKey, conn: ConnId, outbox: &Arc<Outbox>) -> Option<Bar> {
+    /// Adds a subscriber and queues the topic's last published state for it;
+    /// false when nothing was published yet.
+    pub fn subscribe(&self, key: &TopicKey, conn: ConnId, outbox: &Arc<Outbox>) -> bool {
         let mut topics = self.lock();
         let topic = topics.entry(key.clone()).or_insert_with(|| Topic {
             name: Utf8Bytes::from(key.name()),
@@ -78,7 +89,13 @@ impl Hub {
             last: None,
         });
         topic.subscribers.insert(conn, Arc::clone(outbox));
-        topic.last
+        match &topic.last {
+            Some((bar, frame)) => {
+                outbox.push_update(&topic.name, bar.time, frame);
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn unsubscribe(&self, key: &TopicKey, conn: ConnId) {
@@ -95,7 +112,7 @@ impl Hub {
     pub fn active(&self) -> Vec<(TopicKey, Option<Bar>)> {
         self.lock()
             .iter()
-            .map(|(k, t)| (k.clone(), t.last))
+            .map(|(k, t)| (k.clone(), t.last.as_ref().map(|(bar, _)| *bar)))
             .collect()
     }
 
@@ -105,10 +122,10 @@ impl Hub {
         let Some(topic) = topics.get_mut(key) else {
             return;
         };
-        topic.last = Some(bar);
         let frame = update_frame(key, &topic.name, &bar);
         for outbox in topic.subscribers.values() {
             outbox.push_update(&topic.name, bar.time, &frame);
         }
+        topic.last = Some((bar, frame));
     }
 }

@@ -86,6 +86,10 @@ export interface BarUpdate {
   low: number;
   close: number;
   volume: number;
+  /**
+   * When the server published this state, unix microseconds. Every subscriber gets the same value, so `now - published_us` is the delivery lag a client sees (useful to spot a stale feed).
+   */
+  published_us: number;
 }
 
 /**
