@@ -1,5 +1,7 @@
 //! Structured logging (slog): terminal lines for people, JSON for machines.
 
+use std::io::LineWriter;
+
 use slog::Drain;
 
 use crate::config::{LogFormat, LogLevel};
@@ -25,7 +27,9 @@ pub fn logger(level: LogLevel, format: LogFormat) -> slog::Logger {
                 .fuse()
         }
         LogFormat::Json => {
-            let drain = slog_json::Json::default(std::io::stderr()).fuse();
+            // stderr is unbuffered and the JSON drain writes a record in
+            // many small pieces: a LineWriter makes that one write per line.
+            let drain = slog_json::Json::default(LineWriter::new(std::io::stderr())).fuse();
             slog_async::Async::new(drain)
                 .build()
                 .fuse()
