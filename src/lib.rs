@@ -6,6 +6,7 @@
 //! wire struct of its own, so the spec and the server cannot drift apart
 //! without a compile error or a failing contract test.
 
+pub mod encoded;
 pub mod extract;
 
 /// Wire types of `specs/openapi.yaml` (component schemas, plus one struct per

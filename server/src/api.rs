@@ -3,13 +3,15 @@
 //! Handlers are thin: they validate input into domain values, ask the
 //! catalog or the market, and map the answer onto generated wire types.
 
-use dropshot::{HttpError, HttpResponseHeaders, HttpResponseOk, RequestContext};
+use dropshot::{HttpCodedResponse, HttpError, HttpResponseHeaders, HttpResponseOk, RequestContext};
 use schemars::JsonSchema;
 use serde::Serialize;
 use trading_pro::api::TradingApi;
+use trading_pro::encoded::EncodedOk;
 use trading_pro::extract::{ApiBody, ApiPath, ApiQuery};
 use trading_pro::types::*;
 
+use crate::bars_json::{self, PriceFormat};
 use crate::catalog::{supported_resolutions, Symbol};
 use crate::clock::rfc3339;
 use crate::context::AppContext;
@@ -23,7 +25,8 @@ pub const MAX_QUOTE_SYMBOLS: usize = 100;
 const DEFAULT_SEARCH_RESULTS: i64 = 30;
 const MAX_SEARCH_RESULTS: i64 = 100;
 
-type Response<T> = Result<HttpResponseHeaders<HttpResponseOk<T>, ApiVersionHeaders>, HttpError>;
+type Response<T> = Headed<HttpResponseOk<T>>;
+type Headed<R> = Result<HttpResponseHeaders<R, ApiVersionHeaders>, HttpError>;
 
 /// Turns a handler's outcome into a response carrying `API-Version` and the
 /// CORS headers, success or error alike.
@@ -31,12 +34,20 @@ pub fn respond<T>(rqctx: &RequestContext<AppContext>, result: Result<T, ApiError
 where
     T: Serialize + JsonSchema + Send + Sync + 'static,
 {
+    respond_with(rqctx, result.map(HttpResponseOk))
+}
+
+/// [`respond`] for any success type, such as a pre-encoded body.
+fn respond_with<R>(rqctx: &RequestContext<AppContext>, result: Result<R, ApiError>) -> Headed<R>
+where
+    R: HttpCodedResponse,
+{
     let ctx = rqctx.context();
     let request = rqctx.request.headers();
     match result {
         Ok(body) => {
             let mut response = HttpResponseHeaders::new(
-                HttpResponseOk(body),
+                body,
                 ApiVersionHeaders {
                     api_version: trading_pro::API_VERSION.to_string(),
                 },
@@ -105,18 +116,7 @@ fn current_version() -> VersionInfo {
     versions().into_iter().next().expect("v1 is listed")
 }
 
-fn to_wire(b: crate::market::Bar) -> Bar {
-    Bar {
-        time: b.time,
-        open: b.open,
-        high: b.high,
-        low: b.low,
-        close: b.close,
-        volume: b.volume,
-    }
-}
-
-fn bars(ctx: &AppContext, q: GetBarsQuery) -> Result<BarsResponse, ApiError> {
+fn bars(ctx: &AppContext, q: GetBarsQuery) -> Result<EncodedOk<BarsResponse>, ApiError> {
     let symbol = lookup(ctx, &q.symbol)?;
     let resolution = Resolution::parse(&q.resolution.to_string())
         .ok_or_else(|| ApiError::UnsupportedResolution(q.resolution.to_string()))?;
@@ -139,11 +139,8 @@ fn bars(ctx: &AppContext, q: GetBarsQuery) -> Result<BarsResponse, ApiError> {
     let page = ctx
         .market
         .bars(&symbol.model.symbol, resolution, &query, ctx.clock.now_ms())?;
-    Ok(BarsResponse {
-        bars: page.bars.into_iter().map(to_wire).collect(),
-        no_data: page.no_data,
-        next_time: page.next_time,
-    })
+    let prices = PriceFormat::for_pricescale(symbol.info.pricescale);
+    Ok(EncodedOk::from_json(bars_json::encode(&page, prices)))
 }
 
 /// `resolution` is the only enum among getBars' parameters, so serde's
@@ -328,12 +325,12 @@ impl TradingApi for TradingServer {
     async fn get_bars(
         rqctx: RequestContext<AppContext>,
         query: ApiQuery<GetBarsQuery>,
-    ) -> Response<BarsResponse> {
+    ) -> Headed<EncodedOk<BarsResponse>> {
         let result = query
             .into_inner()
             .map_err(bars_query_error)
             .and_then(|q| bars(rqctx.context(), q));
-        respond(&rqctx, result)
+        respond_with(&rqctx, result)
     }
 
     async fn get_quotes(
