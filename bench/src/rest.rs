@@ -1,0 +1,176 @@
+//! REST scenarios: fixed concurrency, one request in flight per connection,
+//! against a frozen market clock so every run asks for the same bars.
+
+use std::time::{Duration, Instant};
+
+use crate::http;
+use crate::server::{self, Process};
+use crate::stats::{self, Percentiles};
+use crate::Options;
+
+struct Scenario {
+    name: &'static str,
+    method: &'static str,
+    path: String,
+    body: String,
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let get = |name, path: String| Scenario {
+        name,
+        method: "GET",
+        path,
+        body: String::new(),
+    };
+    let to = server::CLOCK_START;
+    let symbols: Vec<String> = [
+        "AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "NFLX", "AMD", "INTC", "JPM", "V",
+        "WMT", "KO", "DIS", "IBM", "BTCUSD", "ETHUSD", "EURUSD", "GBPUSD",
+    ]
+    .iter()
+    .map(|s| format!("\"{s}\""))
+    .collect();
+    vec![
+        get("health", "/api/v1/health".into()),
+        get(
+            "bars D x400",
+            format!("/api/v1/datafeed/bars?symbol=AAPL&resolution=D&from_time=0&to_time={to}&count_back=400"),
+        ),
+        get(
+            "bars 1 x5000",
+            format!("/api/v1/datafeed/bars?symbol=BTCUSD&resolution=1&from_time=0&to_time={to}&count_back=5000"),
+        ),
+        Scenario {
+            name: "quotes x20",
+            method: "POST",
+            path: "/api/v1/datafeed/quotes".into(),
+            body: format!("{{\"symbols\":[{}]}}", symbols.join(",")),
+        },
+    ]
+}
+
+struct Measurement {
+    requests: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+    cpu_seconds: f64,
+}
+
+async fn run(
+    server: &Process,
+    s: &Scenario,
+    conns: usize,
+    duration: Duration,
+) -> Result<Measurement, String> {
+    let request = http::request(s.method, &s.path, &s.body);
+    let mut streams = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        streams.push(
+            http::connect(&server.address)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    // Warm each connection (and the server's caches) outside the measurement.
+    for c in &mut streams {
+        http::exchange(c, &request)
+            .await
+            .map_err(|e| format!("{}: {e}", s.name))?;
+    }
+    let cpu_before = server.cpu_seconds();
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|mut c| {
+            let request = request.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    http::exchange(&mut c, &request)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    latencies.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                }
+                Ok::<_, String>(latencies)
+            })
+        })
+        .collect();
+    let mut latencies_us = Vec::new();
+    for t in tasks {
+        latencies_us.extend(t.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = start.elapsed();
+    let cpu_seconds = server.cpu_seconds() - cpu_before;
+    Ok(Measurement {
+        requests: latencies_us.len(),
+        elapsed,
+        latencies_us,
+        cpu_seconds,
+    })
+}
+
+/// Runs every REST scenario and prints its table; false if any failed.
+pub async fn run_all(o: &Options) -> bool {
+    let server = match server::trading_server(&o.server, &[("--clock-speed", "0".into())]).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("trading-bench: {e}");
+            return false;
+        }
+    };
+    let concurrencies: &[usize] = if o.quick { &[4] } else { &[32, 256] };
+    println!(
+        "REST, {} run(s) of {:?} each, medians; server {} ({})\n",
+        o.runs, o.duration, o.server, server.address
+    );
+    stats::header(
+        &[
+            "scenario",
+            "conns",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "p999 ms",
+            "server CPU ms / 1k req",
+        ],
+        1,
+    );
+    let mut ok = true;
+    for s in scenarios() {
+        for &conns in concurrencies {
+            let mut rows: Vec<(f64, Option<Percentiles>, f64)> = Vec::new();
+            for _ in 0..o.runs {
+                match run(&server, &s, conns, o.duration).await {
+                    Ok(mut m) => rows.push((
+                        m.requests as f64 / m.elapsed.as_secs_f64(),
+                        Percentiles::of(&mut m.latencies_us),
+                        m.cpu_seconds * 1000.0 / (m.requests.max(1) as f64 / 1000.0),
+                    )),
+                    Err(e) => {
+                        eprintln!("{} at {conns} connections failed: {e}", s.name);
+                        ok = false;
+                    }
+                }
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            let latency: Vec<_> = rows.iter().map(|r| r.1).collect();
+            let [p50, p99, p999] = Percentiles::cells(Percentiles::median_of(&latency));
+            stats::row(&[
+                s.name.to_string(),
+                conns.to_string(),
+                format!("{:.0}", stats::median(rows.iter().map(|r| r.0).collect())),
+                p50,
+                p99,
+                p999,
+                format!("{:.1}", stats::median(rows.iter().map(|r| r.2).collect())),
+            ]);
+        }
+    }
+    println!();
+    server.stop().await;
+    ok
+}

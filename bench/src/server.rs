@@ -1,0 +1,197 @@
+//! The processes under test: `trading-server` and the bare baseline server,
+//! each started as a child so its CPU time and memory can be read from
+//! `/proc` apart from the load generator's.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+/// A fixed market instant (Thursday 2025-11-20 15:30 UTC, US market open),
+/// so every run sees the same bars; the session closes 5.5 market hours
+/// later, which at clock speed 100 is about 198 s of wall time.
+pub const CLOCK_START: i64 = 1_763_652_600;
+
+/// A running child; killed when dropped so a failed scenario leaves nothing
+/// behind.
+pub struct Process {
+    child: Child,
+    pub address: String,
+    pub pid: u32,
+}
+
+/// Where the child reports its address: trading-server logs it on stderr,
+/// the baseline prints it on stdout.
+#[derive(Clone, Copy)]
+pub enum Reports {
+    Stdout,
+    Stderr,
+}
+
+/// Starts `program` and waits for the line that carries
+/// `"address":"HOST:PORT"`.
+pub async fn spawn(program: &Path, args: &[String], reports: Reports) -> Result<Process, String> {
+    let mut command = Command::new(program);
+    command.args(args).kill_on_drop(true);
+    match reports {
+        Reports::Stderr => command.stderr(Stdio::piped()).stdout(Stdio::null()),
+        Reports::Stdout => command.stdout(Stdio::piped()).stderr(Stdio::inherit()),
+    };
+    let mut child = command.spawn().map_err(|e| {
+        format!(
+            "cannot start {}: {e} (build it with cargo build --release -p trading-server -p trading-bench)",
+            program.display()
+        )
+    })?;
+    let pid = child.id().ok_or("the child exited at once")?;
+    let pipe: Box<dyn AsyncRead + Unpin + Send> = match reports {
+        Reports::Stderr => Box::new(child.stderr.take().ok_or("no stderr")?),
+        Reports::Stdout => Box::new(child.stdout.take().ok_or("no stdout")?),
+    };
+    let mut lines = BufReader::new(pipe).lines();
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.split("\"address\":\"").nth(1) {
+                return rest.split('"').next().map(str::to_string);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| format!("{} did not report its address", program.display()))?;
+    // Keep draining the log so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Process {
+        child,
+        address,
+        pid,
+    })
+}
+
+/// `trading-server` on a free loopback port with the fixed market instant.
+/// The address line is logged at info, so the level stays there.
+pub async fn trading_server(path: &str, flags: &[(&str, String)]) -> Result<Process, String> {
+    let mut args: Vec<String> = [
+        "--bind",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+        "--clock-start",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(CLOCK_START.to_string());
+    for (flag, value) in flags {
+        args.push(flag.to_string());
+        args.push(value.clone());
+    }
+    spawn(Path::new(path), &args, Reports::Stderr).await
+}
+
+impl Process {
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.pid)
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid)
+    }
+
+    /// Kills the child and reaps it, so its fds and port are gone before
+    /// the next scenario starts.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// CPU seconds (user + system) a process has used so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after ')'.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    // utime and stime are fields 14 and 15 of the file: 12 and 13 after ')'.
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// Resident memory of a process (VmRSS), KiB; 0 when it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Bytes the server's side of each connection from one of `peers` has
+/// queued in the kernel and not had acknowledged (`tx_queue` in
+/// /proc/net/tcp): how much of a stalled reader's data the kernel absorbed
+/// before the server itself would have to hold it.
+pub fn send_queues(server_port: u16, peers: &[u16]) -> Vec<u64> {
+    let peers: std::collections::HashSet<u16> = peers.iter().copied().collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let port = |address: &str| u16::from_str_radix(address.rsplit(':').next()?, 16).ok();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // State 01 is ESTABLISHED.
+            if *f.get(3)? != "01"
+                || port(f.get(1)?)? != server_port
+                || !peers.contains(&port(f.get(2)?)?)
+            {
+                return None;
+            }
+            u64::from_str_radix(f.get(4)?.split(':').next()?, 16).ok()
+        })
+        .collect()
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit and returns the result.
+/// Done first thing in `main`, so the servers this process starts inherit
+/// it: each side of every WebSocket connection holds one descriptor.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
+}
