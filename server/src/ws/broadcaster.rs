@@ -1,7 +1,11 @@
 //! Turns the market's current bars into updates for subscribed topics.
 //!
-//! Ticks at the configured interval, only over topics that have subscribers,
-//! and publishes only what changed. When a topic's bar rolls over it first
+//! Every topic with subscribers is looked at once per interval, and only what
+//! changed is published. Topics are spread over the interval in slots of a
+//! few milliseconds rather than all published at one instant: one burst of
+//! every topic to every subscriber would queue the last subscriber behind
+//! all the others (at 10,000 connections, for a good part of the interval),
+//! while a slot's share goes out at once on an otherwise idle server. When a topic's bar rolls over it first
 //! publishes the closed bar's final state (what `GET /bars` returns for it
 //! from then on), then the new bar.
 
@@ -14,6 +18,17 @@ use super::hub::{Hub, TopicKey};
 use crate::clock::Clock;
 use crate::market::{Bar, BarQuery, Market};
 
+/// A slot lasts at least this long...
+const MIN_SLOT: Duration = Duration::from_millis(5);
+/// ...and an interval has at most this many.
+const MAX_SLOTS: u32 = 64;
+
+/// How many slots an interval is split into.
+pub fn slots(interval: Duration) -> u32 {
+    let fit = interval.as_micros() / MIN_SLOT.as_micros();
+    fit.clamp(1, u128::from(MAX_SLOTS)) as u32
+}
+
 pub struct Broadcaster {
     pub hub: Arc<Hub>,
     pub market: Arc<Market>,
@@ -23,18 +38,23 @@ pub struct Broadcaster {
 
 impl Broadcaster {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.interval);
+        let slots = slots(self.interval);
+        let mut tick = tokio::time::interval(self.interval / slots);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut slot = 0;
         loop {
             tokio::select! {
-                _ = tick.tick() => self.publish_changes(self.clock.now_ms()),
+                _ = tick.tick() => {
+                    self.publish_changes(self.clock.now_ms(), slot, slots);
+                    slot = (slot + 1) % slots;
+                }
                 _ = shutdown.changed() => return,
             }
         }
     }
 
-    pub fn publish_changes(&self, now_ms: i64) {
-        for (key, last) in self.hub.active() {
+    fn publish_changes(&self, now_ms: i64, slot: u32, slots: u32) {
+        for (key, last) in self.hub.active(u64::from(slot), u64::from(slots)) {
             let Ok(Some(bar)) = self.market.current_bar(&key.symbol, key.resolution, now_ms) else {
                 continue;
             };

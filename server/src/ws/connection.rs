@@ -40,8 +40,10 @@ pub async fn serve(conn: WebsocketConnection, state: Arc<WsState>, catalog: &Cat
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
         // Small buffers keep idle connections cheap; frames here are small.
+        // Writes are buffered up to 4 KiB so a batch of queued frames goes
+        // out in one syscall (`send_all` flushes at its end).
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0);
+        .write_buffer_size(4 * 1024);
     let ws = WebSocketStream::from_raw_socket(conn.into_inner(), Role::Server, Some(config)).await;
     let mut conn = Connection {
         id: state.hub.connection_id(),
@@ -74,14 +76,17 @@ impl Connection<'_> {
     {
         let limits = self.state.limits.clone();
         let mut shutdown = self.state.shutdown.subscribe();
-        let lifespan_end = Instant::now() + limits.max_lifespan;
-        let mut alive_until = Instant::now() + limits.heartbeat;
+        // Both deadlines live across iterations: a sleep made anew in every
+        // `select!` would re-register a timer for every frame sent.
+        let lifespan_end = sleep_until(Instant::now() + limits.max_lifespan);
+        let heartbeat = sleep_until(Instant::now() + limits.heartbeat);
+        tokio::pin!(lifespan_end, heartbeat);
         let mut ping =
             tokio::time::interval_at(Instant::now() + limits.heartbeat / 3, limits.heartbeat / 3);
         let ending = loop {
             tokio::select! {
                 frame = ws.next() => {
-                    alive_until = Instant::now() + limits.heartbeat;
+                    heartbeat.as_mut().reset(Instant::now() + limits.heartbeat);
                     match frame {
                         None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => break Ending::ClientLeft,
                         Some(Err(WsError::Capacity(e))) => break Ending::Close(
@@ -123,11 +128,11 @@ impl Connection<'_> {
                         break Ending::Close(CloseCode::Policy, self.too_slow());
                     }
                 }
-                _ = sleep_until(alive_until) => break Ending::Close(
+                _ = &mut heartbeat => break Ending::Close(
                     CloseCode::Policy,
                     format!("Heartbeat timeout: no frame received within {:?}", limits.heartbeat),
                 ),
-                _ = sleep_until(lifespan_end) => break Ending::Close(
+                _ = &mut lifespan_end => break Ending::Close(
                     CloseCode::Normal,
                     format!("Connection lifespan of {:?} ended", limits.max_lifespan),
                 ),

@@ -33,6 +33,9 @@ impl TopicKey {
 
 struct Topic {
     name: Utf8Bytes,
+    /// Which of the broadcaster's slots publishes this topic (see
+    /// `broadcaster`): topics take slots in turn, so they spread evenly.
+    phase: u64,
     subscribers: HashMap<ConnId, Arc<Outbox>>,
     /// The last state published and its frame, so a new subscriber starts
     /// from it and the broadcaster knows what changed.
@@ -43,6 +46,7 @@ struct Topic {
 pub struct Hub {
     topics: Mutex<HashMap<TopicKey, Topic>>,
     next_id: AtomicU64,
+    next_phase: AtomicU64,
 }
 
 /// Wall-clock unix microseconds: when an update leaves the server (the
@@ -85,6 +89,7 @@ impl Hub {
         let mut topics = self.lock();
         let topic = topics.entry(key.clone()).or_insert_with(|| Topic {
             name: Utf8Bytes::from(key.name()),
+            phase: self.next_phase.fetch_add(1, Ordering::Relaxed),
             subscribers: HashMap::new(),
             last: None,
         });
@@ -108,10 +113,12 @@ impl Hub {
         }
     }
 
-    /// Topics with at least one subscriber, with their last published bar.
-    pub fn active(&self) -> Vec<(TopicKey, Option<Bar>)> {
+    /// Topics with at least one subscriber in slot `slot` of `slots`, with
+    /// their last published bar.
+    pub fn active(&self, slot: u64, slots: u64) -> Vec<(TopicKey, Option<Bar>)> {
         self.lock()
             .iter()
+            .filter(|(_, t)| t.phase % slots == slot)
             .map(|(k, t)| (k.clone(), t.last.as_ref().map(|(bar, _)| *bar)))
             .collect()
     }
