@@ -54,21 +54,22 @@ impl Broadcaster {
     }
 
     fn publish_changes(&self, now_ms: i64, slot: u32, slots: u32) {
-        for (key, last) in self.hub.active(u64::from(slot), u64::from(slots)) {
+        for topic in self.hub.active(u64::from(slot), u64::from(slots)) {
+            let key = &topic.key;
             let Ok(Some(bar)) = self.market.current_bar(&key.symbol, key.resolution, now_ms) else {
                 continue;
             };
-            match last {
+            match topic.last_bar() {
                 Some(prev) if prev == bar => {}
                 Some(prev) if prev.time < bar.time => {
-                    if let Some(closed) = self.final_state(&key, prev.time, now_ms) {
+                    if let Some(closed) = self.final_state(key, prev.time, now_ms) {
                         if closed != prev {
-                            self.hub.publish(&key, closed);
+                            topic.publish(closed);
                         }
                     }
-                    self.hub.publish(&key, bar);
+                    topic.publish(bar);
                 }
-                _ => self.hub.publish(&key, bar),
+                _ => topic.publish(bar),
             }
         }
     }

@@ -5,7 +5,7 @@
 //! queued output, the ping timer, the deadlines and shutdown, so nothing else
 //! ever waits on this client's socket.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use trading_pro::messages::{
     BarsSubscriptionRequest, ClientMessage, ServerMessage, SubscriptionResponse, SubscriptionStatus,
 };
 
-use super::hub::{ConnId, TopicKey};
+use super::hub::{ConnId, Cursor, TopicKey};
 use super::outbox::Outbox;
 use super::WsState;
 use crate::catalog::Catalog;
@@ -48,13 +48,13 @@ pub async fn serve(conn: WebsocketConnection, state: Arc<WsState>, catalog: &Cat
     let mut conn = Connection {
         id: state.hub.connection_id(),
         outbox: Arc::new(Outbox::default()),
-        subscriptions: HashSet::new(),
+        subscriptions: HashMap::new(),
         state: Arc::clone(&state),
         catalog,
     };
     state.connection_opened();
     let ending = conn.run(ws).await;
-    for key in &conn.subscriptions {
+    for key in conn.subscriptions.keys() {
         state.hub.unsubscribe(key, conn.id);
     }
     state.connection_closed();
@@ -64,7 +64,8 @@ pub async fn serve(conn: WebsocketConnection, state: Arc<WsState>, catalog: &Cat
 struct Connection<'a> {
     id: ConnId,
     outbox: Arc<Outbox>,
-    subscriptions: HashSet<TopicKey>,
+    /// Followed topics, each with what this client has been sent of it.
+    subscriptions: HashMap<TopicKey, Cursor>,
     state: Arc<WsState>,
     catalog: &'a Catalog,
 }
@@ -164,18 +165,24 @@ impl Connection<'_> {
         )
     }
 
-    /// Writes everything queued; a socket that accepts nothing for the
+    /// Writes the queued replies, then every followed topic's states this
+    /// client has not been sent yet; a socket that accepts nothing for the
     /// slow-client timeout ends the connection.
-    async fn flush<S>(&self, ws: &mut WebSocketStream<S>) -> Result<(), Ending>
+    async fn flush<S>(&mut self, ws: &mut WebSocketStream<S>) -> Result<(), Ending>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let batch = self.outbox.take();
-        let messages = batch
-            .replies
+        let (replies, updated) = self.outbox.take();
+        let mut updates = Vec::new();
+        if updated {
+            for cursor in self.subscriptions.values_mut() {
+                cursor.take_new(&mut updates);
+            }
+        }
+        let messages = replies
             .into_iter()
             .map(|r| Message::Text(r.into()))
-            .chain(batch.updates.into_iter().map(Message::Text));
+            .chain(updates.into_iter().map(Message::Text));
         let mut stream = futures_util::stream::iter(messages.map(Ok));
         match timeout(self.state.limits.slow_client, ws.send_all(&mut stream)).await {
             Ok(Ok(())) => Ok(()),
@@ -207,7 +214,7 @@ impl Connection<'_> {
             ));
         }
         if let Some(key) = joined {
-            self.send_current_bar(&key);
+            self.join(key);
         }
         Ok(())
     }
@@ -245,7 +252,7 @@ impl Connection<'_> {
             }
         };
         let topic = key.name();
-        if self.subscriptions.contains(&key) {
+        if self.subscriptions.contains_key(&key) {
             let message = format!("Already subscribed to {topic}");
             return (response(req, SubscriptionStatus::Ok, message, topic), None);
         }
@@ -257,7 +264,6 @@ impl Connection<'_> {
                 None,
             );
         }
-        self.subscriptions.insert(key.clone());
         (
             response(
                 req,
@@ -277,9 +283,8 @@ impl Connection<'_> {
             }
         };
         let topic = key.name();
-        if self.subscriptions.remove(&key) {
+        if self.subscriptions.remove(&key).is_some() {
             self.state.hub.unsubscribe(&key, self.id);
-            self.outbox.drop_topic(&topic.as_str().into());
             response(
                 req,
                 SubscriptionStatus::Ok,
@@ -296,20 +301,22 @@ impl Connection<'_> {
         }
     }
 
-    /// Joins the topic and queues its current bar for this client.
-    fn send_current_bar(&self, key: &TopicKey) {
-        let hub = &self.state.hub;
-        if hub.subscribe(key, self.id, &self.outbox) {
-            return;
+    /// Follows the topic, starting from its current bar: the last one
+    /// published, or (for a topic nobody followed) the market's current bar,
+    /// published now.
+    fn join(&mut self, key: TopicKey) {
+        let cursor = self.state.hub.subscribe(&key, self.id, &self.outbox);
+        if cursor.topic.last_bar().is_none() {
+            let now = self.state.clock.now_ms();
+            if let Ok(Some(bar)) = self
+                .state
+                .market
+                .current_bar(&key.symbol, key.resolution, now)
+            {
+                cursor.topic.publish(bar);
+            }
         }
-        let now = self.state.clock.now_ms();
-        if let Ok(Some(bar)) = self
-            .state
-            .market
-            .current_bar(&key.symbol, key.resolution, now)
-        {
-            hub.publish(key, bar);
-        }
+        self.subscriptions.insert(key, cursor);
     }
 }
 

@@ -1,9 +1,18 @@
 //! Topics and their subscribers.
 //!
-//! Publishing serializes an update once and hands the same bytes to every
-//! subscriber's outbox: O(subscribers of that topic), and nothing here ever
-//! waits on a socket. A connection's subscriptions are removed the moment it
-//! ends.
+//! Fan-out is pull-based. Publishing serializes an update once, stores it in
+//! the topic as the newest state, and wakes the topic's subscribers; each
+//! connection then takes, for every topic it follows, whatever it has not
+//! sent yet. A publish therefore costs one flag per subscriber, whether or not
+//! that subscriber keeps up, and a subscriber that falls behind skips to the
+//! newest state instead of building a backlog: nothing per update is ever
+//! queued per connection, so memory does not grow with a slow reader.
+//!
+//! A topic keeps two states: the newest, and the final state of the bar
+//! before it. A subscriber that missed a rollover still gets the closed
+//! bar's final state (what `GET /bars` returns for it) before the new bar.
+//! Nothing here ever waits on a socket, and a connection's subscriptions are
+//! removed the moment it ends.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,20 +40,87 @@ impl TopicKey {
     }
 }
 
-struct Topic {
-    name: Utf8Bytes,
-    /// Which of the broadcaster's slots publishes this topic (see
+/// One published state of a topic's bar, already encoded.
+struct State {
+    /// Increases with every publish of the topic.
+    version: u64,
+    bar: Bar,
+    frame: Utf8Bytes,
+}
+
+#[derive(Default)]
+struct Inner {
+    subscribers: HashMap<ConnId, Arc<Outbox>>,
+    /// The final state of the bar before `newest`'s (its bar time differs).
+    closed: Option<State>,
+    newest: Option<State>,
+    versions: u64,
+}
+
+pub struct Topic {
+    pub key: TopicKey,
+    name: String,
+    /// Which of the broadcaster's slots looks at this topic (see
     /// `broadcaster`): topics take slots in turn, so they spread evenly.
     phase: u64,
-    subscribers: HashMap<ConnId, Arc<Outbox>>,
-    /// The last state published and its frame, so a new subscriber starts
-    /// from it and the broadcaster knows what changed.
-    last: Option<(Bar, Utf8Bytes)>,
+    inner: Mutex<Inner>,
+}
+
+/// Where a subscriber is in a topic: the version it has sent last.
+pub struct Cursor {
+    pub topic: Arc<Topic>,
+    sent: u64,
+}
+
+impl Topic {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The bar last published, so the broadcaster knows what changed.
+    pub fn last_bar(&self) -> Option<Bar> {
+        self.lock().newest.as_ref().map(|s| s.bar)
+    }
+
+    /// Stores `bar` as the newest state and wakes every subscriber.
+    pub fn publish(&self, bar: Bar) {
+        let frame = update_frame(&self.key, &self.name, &bar);
+        let mut inner = self.lock();
+        inner.versions += 1;
+        let state = State {
+            version: inner.versions,
+            bar,
+            frame,
+        };
+        match inner.newest.take() {
+            Some(old) if old.bar.time != bar.time => inner.closed = Some(old),
+            _ => {}
+        }
+        inner.newest = Some(state);
+        for outbox in inner.subscribers.values() {
+            outbox.wake();
+        }
+    }
+}
+
+impl Cursor {
+    /// Appends the frames this subscriber has not sent yet: the closed bar's
+    /// final state if it missed it, then the newest state.
+    pub fn take_new(&mut self, frames: &mut Vec<Utf8Bytes>) {
+        let inner = self.topic.lock();
+        if let Some(closed) = inner.closed.as_ref().filter(|s| s.version > self.sent) {
+            frames.push(closed.frame.clone());
+        }
+        if let Some(newest) = inner.newest.as_ref().filter(|s| s.version > self.sent) {
+            frames.push(newest.frame.clone());
+            self.sent = newest.version;
+        }
+    }
 }
 
 #[derive(Default)]
 pub struct Hub {
-    topics: Mutex<HashMap<TopicKey, Topic>>,
+    topics: Mutex<HashMap<TopicKey, Arc<Topic>>>,
     next_id: AtomicU64,
     next_phase: AtomicU64,
 }
@@ -75,7 +151,7 @@ fn update_frame(key: &TopicKey, topic: &str, bar: &Bar) -> Utf8Bytes {
 }
 
 impl Hub {
-    fn lock(&self) -> MutexGuard<'_, HashMap<TopicKey, Topic>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<TopicKey, Arc<Topic>>> {
         self.topics.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -83,56 +159,118 @@ impl Hub {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a subscriber and queues the topic's last published state for it;
-    /// false when nothing was published yet.
-    pub fn subscribe(&self, key: &TopicKey, conn: ConnId, outbox: &Arc<Outbox>) -> bool {
+    /// Adds a subscriber, positioned to receive the topic's newest state
+    /// (not the closed bar before it). The topic's `last_bar` is None until
+    /// something is published.
+    pub fn subscribe(&self, key: &TopicKey, conn: ConnId, outbox: &Arc<Outbox>) -> Cursor {
         let mut topics = self.lock();
-        let topic = topics.entry(key.clone()).or_insert_with(|| Topic {
-            name: Utf8Bytes::from(key.name()),
-            phase: self.next_phase.fetch_add(1, Ordering::Relaxed),
-            subscribers: HashMap::new(),
-            last: None,
+        let topic = topics.entry(key.clone()).or_insert_with(|| {
+            Arc::new(Topic {
+                key: key.clone(),
+                name: key.name(),
+                phase: self.next_phase.fetch_add(1, Ordering::Relaxed),
+                inner: Mutex::default(),
+            })
         });
-        topic.subscribers.insert(conn, Arc::clone(outbox));
-        match &topic.last {
-            Some((bar, frame)) => {
-                outbox.push_update(&topic.name, bar.time, frame);
-                true
+        let mut inner = topic.lock();
+        inner.subscribers.insert(conn, Arc::clone(outbox));
+        let sent = match &inner.newest {
+            Some(newest) => {
+                outbox.wake();
+                newest.version - 1
             }
-            None => false,
+            None => inner.versions,
+        };
+        drop(inner);
+        Cursor {
+            topic: Arc::clone(topic),
+            sent,
         }
     }
 
     pub fn unsubscribe(&self, key: &TopicKey, conn: ConnId) {
         let mut topics = self.lock();
-        if let Some(topic) = topics.get_mut(key) {
-            topic.subscribers.remove(&conn);
-            if topic.subscribers.is_empty() {
+        if let Some(topic) = topics.get(key) {
+            let mut inner = topic.lock();
+            inner.subscribers.remove(&conn);
+            if inner.subscribers.is_empty() {
+                drop(inner);
                 topics.remove(key);
             }
         }
     }
 
-    /// Topics with at least one subscriber in slot `slot` of `slots`, with
-    /// their last published bar.
-    pub fn active(&self, slot: u64, slots: u64) -> Vec<(TopicKey, Option<Bar>)> {
+    /// Topics with at least one subscriber in slot `slot` of `slots`.
+    pub fn active(&self, slot: u64, slots: u64) -> Vec<Arc<Topic>> {
         self.lock()
+            .values()
+            .filter(|t| t.phase % slots == slot)
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar(time: i64, close: f64) -> Bar {
+        Bar {
+            time,
+            open: 1.0,
+            high: 2.0,
+            low: 0.5,
+            close,
+            volume: 10.0,
+        }
+    }
+
+    /// (bar time, close) of each frame a cursor takes.
+    fn take(cursor: &mut Cursor) -> Vec<(i64, f64)> {
+        let mut frames = Vec::new();
+        cursor.take_new(&mut frames);
+        frames
             .iter()
-            .filter(|(_, t)| t.phase % slots == slot)
-            .map(|(k, t)| (k.clone(), t.last.as_ref().map(|(bar, _)| *bar)))
+            .map(|f| {
+                let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
+                let p = &v["payload"];
+                (p["time"].as_i64().unwrap(), p["close"].as_f64().unwrap())
+            })
             .collect()
     }
 
-    /// Sends `bar` to every subscriber of the topic and remembers it.
-    pub fn publish(&self, key: &TopicKey, bar: Bar) {
-        let mut topics = self.lock();
-        let Some(topic) = topics.get_mut(key) else {
-            return;
+    #[test]
+    fn a_subscriber_gets_the_newest_state_and_the_final_state_of_a_missed_bar() {
+        let hub = Hub::default();
+        let key = TopicKey {
+            symbol: "AAPL".into(),
+            resolution: Resolution::parse("1").unwrap(),
         };
-        let frame = update_frame(key, &topic.name, &bar);
-        for outbox in topic.subscribers.values() {
-            outbox.push_update(&topic.name, bar.time, &frame);
-        }
-        topic.last = Some((bar, frame));
+        let (a, b) = (Arc::new(Outbox::default()), Arc::new(Outbox::default()));
+        let mut early = hub.subscribe(&key, 1, &a);
+        assert_eq!(take(&mut early), []);
+        early.topic.publish(bar(60, 1.0));
+        assert!(a.take().1, "a publish flags the subscriber");
+        assert_eq!(take(&mut early), [(60, 1.0)]);
+
+        // Behind by several states and a rollover: the closed bar's final
+        // state, then the newest; nothing in between.
+        early.topic.publish(bar(60, 1.1));
+        early.topic.publish(bar(60, 1.2));
+        early.topic.publish(bar(120, 2.0));
+        early.topic.publish(bar(120, 2.1));
+        assert_eq!(take(&mut early), [(60, 1.2), (120, 2.1)]);
+        assert_eq!(take(&mut early), []);
+
+        // A new subscriber starts from the newest state only.
+        let mut late = hub.subscribe(&key, 2, &b);
+        assert!(b.take().1, "joining a published topic flags it");
+        assert_eq!(take(&mut late), [(120, 2.1)]);
+
+        // Leaving frees the topic once nobody follows it.
+        hub.unsubscribe(&key, 1);
+        assert_eq!(hub.active(0, 1).len(), 1);
+        hub.unsubscribe(&key, 2);
+        assert!(hub.active(0, 1).is_empty());
     }
 }

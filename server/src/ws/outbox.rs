@@ -1,114 +1,72 @@
-//! A connection's outbound queue: bounded by construction, and coalescing.
+//! A connection's outbound side: its queued replies, and the flag saying a
+//! topic it follows has something new.
 //!
-//! Replies queue in order (bounded; overflowing means the client sends
-//! requests without reading the answers). Bar updates coalesce: for each
-//! topic at most the newest state of two bars is held (the closed bar's final
-//! state and the new bar), so a slow reader gets the latest value of every
-//! bar it is behind on instead of an unbounded backlog, and memory per
-//! connection stays proportional to its subscriptions.
+//! Replies queue in order, bounded: overflowing means the client sends
+//! requests without reading the answers. Updates are not queued here at all
+//! (see `hub`): a publish only raises the flag, and the connection takes the
+//! newest state of each topic when it gets to write, so memory per
+//! connection stays the same however far behind its reader is.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Replies held for a client that is not reading before it counts as stuck.
 pub const MAX_QUEUED_REPLIES: usize = 256;
-/// States of distinct bars held per topic (see module docs).
-const BARS_PER_TOPIC: usize = 2;
-
-struct PendingUpdate {
-    topic: Utf8Bytes,
-    bar_time: i64,
-    frame: Utf8Bytes,
-}
 
 #[derive(Default)]
-struct State {
-    replies: VecDeque<String>,
-    updates: VecDeque<PendingUpdate>,
+struct Replies {
+    queue: VecDeque<String>,
     overflowed: bool,
 }
 
 #[derive(Default)]
 pub struct Outbox {
-    state: Mutex<State>,
+    replies: Mutex<Replies>,
+    updated: AtomicBool,
     notify: Notify,
 }
 
-/// What the writer takes out in one go.
-pub struct Batch {
-    pub replies: Vec<String>,
-    pub updates: Vec<Utf8Bytes>,
-}
-
 impl Outbox {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Replies> {
+        self.replies.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues a reply; false when the client has left too many unread.
     pub fn push_reply(&self, frame: String) -> bool {
-        let mut s = self.lock();
-        if s.replies.len() >= MAX_QUEUED_REPLIES {
-            s.overflowed = true;
+        let mut r = self.lock();
+        if r.queue.len() >= MAX_QUEUED_REPLIES {
+            r.overflowed = true;
             return false;
         }
-        s.replies.push_back(frame);
-        drop(s);
+        r.queue.push_back(frame);
+        drop(r);
         self.notify.notify_one();
         true
     }
 
-    /// Queues a bar update, replacing a queued state of the same bar.
-    pub fn push_update(&self, topic: &Utf8Bytes, bar_time: i64, frame: &Utf8Bytes) {
-        let mut s = self.lock();
-        let mut same_topic = 0;
-        let mut oldest = None;
-        for (i, u) in s.updates.iter_mut().enumerate() {
-            if u.topic == *topic {
-                if u.bar_time == bar_time {
-                    u.frame = frame.clone();
-                    return;
-                }
-                same_topic += 1;
-                oldest.get_or_insert(i);
-            }
+    /// A followed topic has a new state. Cheap when already flagged, which
+    /// is what a publish to a subscriber that is behind costs.
+    pub fn wake(&self) {
+        if !self.updated.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
         }
-        if same_topic >= BARS_PER_TOPIC {
-            if let Some(i) = oldest {
-                s.updates.remove(i);
-            }
-        }
-        s.updates.push_back(PendingUpdate {
-            topic: topic.clone(),
-            bar_time,
-            frame: frame.clone(),
-        });
-        drop(s);
-        self.notify.notify_one();
     }
 
-    /// Forgets queued updates of a topic the client unsubscribed from.
-    pub fn drop_topic(&self, topic: &Utf8Bytes) {
-        self.lock().updates.retain(|u| u.topic != *topic);
-    }
-
-    /// Everything queued, replies first.
-    pub fn take(&self) -> Batch {
-        let mut s = self.lock();
-        Batch {
-            replies: s.replies.drain(..).collect(),
-            updates: s.updates.drain(..).map(|u| u.frame).collect(),
-        }
+    /// The queued replies, and whether topics may have new states (the flag
+    /// is cleared, so a publish from now on wakes the connection again).
+    pub fn take(&self) -> (Vec<String>, bool) {
+        let updated = self.updated.swap(false, Ordering::AcqRel);
+        (self.lock().queue.drain(..).collect(), updated)
     }
 
     pub fn overflowed(&self) -> bool {
         self.lock().overflowed
     }
 
-    /// Resolves when something was queued since the last call.
+    /// Resolves when something was queued or flagged since the last call.
     pub async fn ready(&self) {
         self.notify.notified().await
     }
@@ -118,24 +76,6 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    fn b(s: &str) -> Utf8Bytes {
-        Utf8Bytes::from(s.to_string())
-    }
-
-    #[test]
-    fn coalesces_per_bar_and_bounds_per_topic() {
-        let o = Outbox::default();
-        let (t1, t2) = (b("bars:A:1"), b("bars:B:1"));
-        o.push_update(&t1, 60, &b("a60-1"));
-        o.push_update(&t1, 60, &b("a60-2"));
-        o.push_update(&t2, 60, &b("b60"));
-        o.push_update(&t1, 120, &b("a120"));
-        o.push_update(&t1, 180, &b("a180"));
-        let batch = o.take();
-        assert_eq!(batch.updates, [b("b60"), b("a120"), b("a180")]);
-        assert!(o.take().updates.is_empty());
-    }
-
     #[test]
     fn replies_are_bounded() {
         let o = Outbox::default();
@@ -144,5 +84,16 @@ mod tests {
         }
         assert!(!o.push_reply("one too many".into()));
         assert!(o.overflowed());
+    }
+
+    #[test]
+    fn the_update_flag_is_taken_once() {
+        let o = Outbox::default();
+        assert_eq!(o.take(), (Vec::new(), false));
+        o.wake();
+        o.wake();
+        assert!(o.push_reply("r".into()));
+        assert_eq!(o.take(), (vec!["r".to_string()], true));
+        assert_eq!(o.take(), (Vec::new(), false));
     }
 }
