@@ -53,6 +53,7 @@ struct Measurement {
     requests: usize,
     elapsed: Duration,
     latencies_us: Vec<u32>,
+    server_us: Vec<u32>,
     cpu_seconds: f64,
 }
 
@@ -78,6 +79,7 @@ async fn run(
             .map_err(|e| format!("{}: {e}", s.name))?;
     }
     let cpu_before = server.cpu_seconds();
+    server.server_times().start();
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = streams
@@ -103,10 +105,13 @@ async fn run(
     }
     let elapsed = start.elapsed();
     let cpu_seconds = server.cpu_seconds() - cpu_before;
+    // The log is written asynchronously: give its last lines a moment.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(Measurement {
         requests: latencies_us.len(),
         elapsed,
         latencies_us,
+        server_us: server.server_times().take(),
         cpu_seconds,
     })
 }
@@ -133,6 +138,7 @@ pub async fn run_all(o: &Options) -> bool {
             "p50 ms",
             "p99 ms",
             "p999 ms",
+            "server p99 ms",
             "server CPU ms / 1k req",
         ],
         1,
@@ -140,13 +146,14 @@ pub async fn run_all(o: &Options) -> bool {
     let mut ok = true;
     for s in scenarios() {
         for &conns in concurrencies {
-            let mut rows: Vec<(f64, Option<Percentiles>, f64)> = Vec::new();
+            let mut rows: Vec<(f64, Option<Percentiles>, f64, Option<Percentiles>)> = Vec::new();
             for _ in 0..o.runs {
                 match run(&server, &s, conns, o.duration).await {
                     Ok(mut m) => rows.push((
                         m.requests as f64 / m.elapsed.as_secs_f64(),
                         Percentiles::of(&mut m.latencies_us),
                         m.cpu_seconds * 1000.0 / (m.requests.max(1) as f64 / 1000.0),
+                        Percentiles::of(&mut m.server_us),
                     )),
                     Err(e) => {
                         eprintln!("{} at {conns} connections failed: {e}", s.name);
@@ -159,6 +166,8 @@ pub async fn run_all(o: &Options) -> bool {
             }
             let latency: Vec<_> = rows.iter().map(|r| r.1).collect();
             let [p50, p99, p999] = Percentiles::cells(Percentiles::median_of(&latency));
+            let server: Vec<_> = rows.iter().map(|r| r.3).collect();
+            let [_, server_p99, _] = Percentiles::cells(Percentiles::median_of(&server));
             stats::row(&[
                 s.name.to_string(),
                 conns.to_string(),
@@ -166,6 +175,7 @@ pub async fn run_all(o: &Options) -> bool {
                 p50,
                 p99,
                 p999,
+                server_p99,
                 format!("{:.1}", stats::median(rows.iter().map(|r| r.2).collect())),
             ]);
         }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -20,6 +21,37 @@ pub struct Process {
     child: Child,
     pub address: String,
     pub pid: u32,
+    server_times: ServerTimes,
+}
+
+/// The `latency_us` of each request trading-server logs ("request
+/// completed", from dropshot): the time the server spent on it, from the
+/// request read to the response ready, without the wait in the socket.
+/// Collected only between `start` and `take`.
+#[derive(Clone, Default)]
+pub struct ServerTimes(Arc<Mutex<Option<Vec<u32>>>>);
+
+impl ServerTimes {
+    fn record(&self, line: &str) {
+        let mut times = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(times) = times.as_mut() else { return };
+        let value = line.split("\"latency_us\":").nth(1).and_then(|rest| {
+            let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+            digits.parse().ok()
+        });
+        if let Some(us) = value {
+            times.push(us);
+        }
+    }
+
+    pub fn start(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Vec::new());
+    }
+
+    pub fn take(&self) -> Vec<u32> {
+        let mut times = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        times.take().unwrap_or_default()
+    }
 }
 
 /// Where the child reports its address: trading-server logs it on stderr,
@@ -64,11 +96,18 @@ pub async fn spawn(program: &Path, args: &[String], reports: Reports) -> Result<
     .flatten()
     .ok_or_else(|| format!("{} did not report its address", program.display()))?;
     // Keep draining the log so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let server_times = ServerTimes::default();
+    let times = server_times.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            times.record(&line);
+        }
+    });
     Ok(Process {
         child,
         address,
         pid,
+        server_times,
     })
 }
 
@@ -102,6 +141,10 @@ impl Process {
 
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.pid)
+    }
+
+    pub fn server_times(&self) -> &ServerTimes {
+        &self.server_times
     }
 
     /// Kills the child and reaps it, so its fds and port are gone before

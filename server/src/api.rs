@@ -136,11 +136,18 @@ fn bars(ctx: &AppContext, q: GetBarsQuery) -> Result<EncodedOk<BarsResponse>, Ap
         count_back,
         limit: MAX_BARS,
     };
-    let page = ctx
-        .market
-        .bars(&symbol.model.symbol, resolution, &query, ctx.clock.now_ms())?;
+    let now = ctx.clock.now_ms();
+    let ticker = &symbol.model.symbol;
+    let page = ctx.market.bars(ticker, resolution, &query, now)?;
     let prices = PriceFormat::for_pricescale(symbol.info.pricescale);
-    Ok(EncodedOk::from_json(bars_json::encode(&page, prices)))
+    let closed = ctx
+        .bar_cache
+        .get(&ctx.market, ticker, resolution, prices, now);
+    Ok(EncodedOk::from_json(bars_json::encode(
+        &page,
+        prices,
+        closed.as_deref(),
+    )))
 }
 
 /// `resolution` is the only enum among getBars' parameters, so serde's

@@ -60,18 +60,65 @@ impl PriceFormat {
     }
 }
 
+/// A run of ascending bars already encoded, each object followed by a
+/// comma, so the JSON of any stretch of them is one slice to copy.
+pub struct EncodedRun {
+    bars: Vec<Bar>,
+    /// Where bar i's object (and its comma) ends in `json`.
+    ends: Vec<usize>,
+    json: Vec<u8>,
+}
+
+impl EncodedRun {
+    pub fn new(bars: Vec<Bar>, prices: Option<PriceFormat>) -> EncodedRun {
+        let mut json = Vec::with_capacity(bars.len() * (MAX_BAR_BYTES + 1));
+        let mut ends = Vec::with_capacity(bars.len());
+        for bar in &bars {
+            write_bar(&mut json, bar, prices);
+            json.push(b',');
+            ends.push(json.len());
+        }
+        EncodedRun { bars, ends, json }
+    }
+
+    /// The JSON (no trailing comma) of the longest stretch of this run that
+    /// `bars` starts with, and how many bars that is. Bars are compared
+    /// whole, so the slice is exactly what encoding them would write.
+    fn prefix_of(&self, bars: &[Bar]) -> Option<(&[u8], usize)> {
+        let first = bars.first()?;
+        let i = self
+            .bars
+            .binary_search_by_key(&first.time, |b| b.time)
+            .ok()?;
+        let n = self.bars[i..]
+            .iter()
+            .zip(bars)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        (n > 0).then(|| (&self.json[start..self.ends[i + n - 1] - 1], n))
+    }
+}
+
 /// `{"bars":[...],"no_data":...,"next_time":...}` as the spec's
-/// `BarsResponse` (`next_time` left out when there is none).
-pub fn encode(page: &BarsPage, prices: Option<PriceFormat>) -> Vec<u8> {
+/// `BarsResponse` (`next_time` left out when there is none). Bars that
+/// `memo` holds are copied from it.
+pub fn encode(page: &BarsPage, prices: Option<PriceFormat>, memo: Option<&EncodedRun>) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + page.bars.len() * (MAX_BAR_BYTES + 1));
     out.extend_from_slice(b"{\"bars\":[");
-    for (i, bar) in page.bars.iter().enumerate() {
+    let mut rest = &page.bars[..];
+    if let Some((json, n)) = memo.and_then(|m| m.prefix_of(rest)) {
+        out.extend_from_slice(json);
+        rest = &rest[n..];
+        if !rest.is_empty() {
+            out.push(b',');
+        }
+    }
+    for (i, bar) in rest.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        if !prices.is_some_and(|p| write_bar_fast(&mut out, bar, p)) {
-            write_bar_slowly(&mut out, bar);
-        }
+        write_bar(&mut out, bar, prices);
     }
     out.extend_from_slice(b"],\"no_data\":");
     out.extend_from_slice(if page.no_data { b"true" } else { b"false" });
@@ -81,6 +128,12 @@ pub fn encode(page: &BarsPage, prices: Option<PriceFormat>) -> Vec<u8> {
     }
     out.push(b'}');
     out
+}
+
+fn write_bar(out: &mut Vec<u8>, bar: &Bar, prices: Option<PriceFormat>) {
+    if !prices.is_some_and(|p| write_bar_fast(out, bar, p)) {
+        write_bar_slowly(out, bar);
+    }
 }
 
 /// Writes one bar in place at the end of `out`; false (and nothing written)
@@ -351,7 +404,7 @@ mod tests {
                 })
                 .collect();
             let p = page(bars, Some(1_546_300_740_000), false);
-            let json = encode(&p, Some(format));
+            let json = encode(&p, Some(format), None);
             assert_eq!(decode(&json), expected(&p), "pricescale {pricescale}");
         }
     }
@@ -386,7 +439,7 @@ mod tests {
         // decoded the same way.
         let reference = decode(&serde_json::to_vec(&expected(&p)).unwrap());
         for format in [None, PriceFormat::for_pricescale(100)] {
-            assert_eq!(decode(&encode(&p, format)), reference);
+            assert_eq!(decode(&encode(&p, format, None)), reference);
         }
     }
 
@@ -394,7 +447,7 @@ mod tests {
     fn empty_pages_and_flags() {
         for (next, no_data) in [(None, true), (Some(0), false), (Some(-5), true)] {
             let p = page(Vec::new(), next, no_data);
-            let json = encode(&p, PriceFormat::for_pricescale(100));
+            let json = encode(&p, PriceFormat::for_pricescale(100), None);
             assert_eq!(decode(&json), expected(&p));
             assert_eq!(json.windows(9).any(|w| w == b"next_time"), next.is_some());
         }
@@ -411,11 +464,43 @@ mod tests {
             close: 0.000_07,
             volume: 976.0,
         };
-        let json = String::from_utf8(encode(&page(vec![bar], None, false), format)).unwrap();
+        let json = String::from_utf8(encode(&page(vec![bar], None, false), format, None)).unwrap();
         assert_eq!(
             json,
             r#"{"bars":[{"time":0,"open":1.5,"high":1.00001,"low":2,"close":0.00007,"volume":976}],"no_data":false}"#
         );
         assert!(PriceFormat::for_pricescale(8).is_none());
+    }
+
+    #[test]
+    fn a_memo_only_changes_how_fast_not_what() {
+        let format = PriceFormat::for_pricescale(100);
+        let bars: Vec<Bar> = (0..400)
+            .map(|i| Bar {
+                time: i * 86_400_000,
+                open: (10_000 + i) as f64 / 100.0,
+                high: (10_100 + i) as f64 / 100.0,
+                low: (9_900 + i) as f64 / 100.0,
+                close: (10_050 + i) as f64 / 100.0,
+                volume: (1_000 + i) as f64,
+            })
+            .collect();
+        let memo = EncodedRun::new(bars[100..300].to_vec(), format);
+        let mut changed = bars[150..250].to_vec();
+        changed[40].close = 12_345.0 / 100.0;
+        for slice in [
+            bars[100..300].to_vec(), // all of it
+            bars[120..180].to_vec(), // inside
+            bars[250..400].to_vec(), // runs past its end
+            bars[50..200].to_vec(),  // starts before it: not used
+            changed,                 // differs from it at bar 40
+            bars[299..300].to_vec(),
+            Vec::new(),
+        ] {
+            let p = page(slice, Some(7), false);
+            let plain = encode(&p, format, None);
+            assert_eq!(encode(&p, format, Some(&memo)), plain);
+            assert_eq!(decode(&plain), expected(&p));
+        }
     }
 }

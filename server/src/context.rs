@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::bar_cache::BarCache;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::cors::CorsPolicy;
@@ -12,6 +13,8 @@ use crate::ws::WsState;
 pub struct AppContext {
     pub catalog: Catalog,
     pub market: Arc<Market>,
+    /// Encoded closed D/W/M bars, shared by every getBars.
+    pub bar_cache: BarCache,
     pub clock: Clock,
     pub cors: CorsPolicy,
     pub seed: u64,

@@ -10,6 +10,7 @@
 //! * `config`, `logging`, `server`: flags, logs, startup.
 
 pub mod api;
+pub mod bar_cache;
 pub mod bars_json;
 pub mod catalog;
 pub mod clock;

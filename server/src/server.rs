@@ -7,6 +7,7 @@ use dropshot::{ApiDescription, ConfigDropshot, HandlerTaskMode, HttpServer, Serv
 use slog::Logger;
 
 use crate::api::TradingServer;
+use crate::bar_cache::BarCache;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -41,6 +42,7 @@ pub fn build_context(config: &Config) -> Result<AppContext, String> {
         catalog,
         ws: Arc::new(WsState::new(Arc::clone(&market), clock.clone(), limits)),
         market,
+        bar_cache: BarCache::default(),
         clock,
         cors: CorsPolicy::new(config.cors_origins.iter().cloned()),
         seed: config.seed,
