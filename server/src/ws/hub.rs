@@ -63,6 +63,9 @@ pub struct Topic {
     /// Which of the broadcaster's slots looks at this topic (see
     /// `broadcaster`): topics take slots in turn, so they spread evenly.
     phase: u64,
+    /// `Inner::versions`, readable without the lock: a subscriber checks it
+    /// to skip a topic with nothing new.
+    version: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -97,6 +100,7 @@ impl Topic {
             _ => {}
         }
         inner.newest = Some(state);
+        self.version.store(inner.versions, Ordering::Release);
         for outbox in inner.subscribers.values() {
             outbox.wake();
         }
@@ -107,6 +111,9 @@ impl Cursor {
     /// Appends the frames this subscriber has not sent yet: the closed bar's
     /// final state if it missed it, then the newest state.
     pub fn take_new(&mut self, frames: &mut Vec<Utf8Bytes>) {
+        if self.topic.version.load(Ordering::Acquire) <= self.sent {
+            return;
+        }
         let inner = self.topic.lock();
         if let Some(closed) = inner.closed.as_ref().filter(|s| s.version > self.sent) {
             frames.push(closed.frame.clone());
@@ -169,6 +176,7 @@ impl Hub {
                 key: key.clone(),
                 name: key.name(),
                 phase: self.next_phase.fetch_add(1, Ordering::Relaxed),
+                version: AtomicU64::new(0),
                 inner: Mutex::default(),
             })
         });

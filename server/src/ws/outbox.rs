@@ -50,7 +50,10 @@ impl Outbox {
     /// A followed topic has a new state. Cheap when already flagged, which
     /// is what a publish to a subscriber that is behind costs.
     pub fn wake(&self) {
-        if !self.updated.swap(true, Ordering::AcqRel) {
+        // A plain load first: for a subscriber that is behind, the flag is
+        // already up, and reading it leaves its cache line shared instead of
+        // taking it away from the connection's core.
+        if !self.updated.load(Ordering::Acquire) && !self.updated.swap(true, Ordering::AcqRel) {
             self.notify.notify_one();
         }
     }
