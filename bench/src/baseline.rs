@@ -148,7 +148,8 @@ fn slots(interval: Duration) -> usize {
 
 /// One client. Like dropshot's sockets, this one keeps Nagle's algorithm
 /// on. A client behind by several ticks gets only the newest (the watch
-/// channel keeps one value), as trading-server's outbox coalesces.
+/// channel keeps one value), as trading-server's subscribers skip to a
+/// topic's newest state.
 async fn connection(
     tcp: TcpStream,
     mut ticks: watch::Receiver<Arc<Vec<Utf8Bytes>>>,

@@ -2,8 +2,8 @@
 //! describes them.
 //!
 //! * `connection`: one task per client (requests, replies, heartbeat, limits);
-//! * `outbox`: its bounded, coalescing outbound queue;
-//! * `hub`: topics and subscribers, fan-out;
+//! * `outbox`: its queued replies and its "a followed topic changed" flag;
+//! * `hub`: topics, their newest states, and pull-based fan-out;
 //! * `broadcaster`: market changes -> updates.
 
 mod broadcaster;
