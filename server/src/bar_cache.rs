@@ -27,7 +27,8 @@ struct Entry {
 
 #[derive(Default)]
 pub struct BarCache {
-    entries: RwLock<HashMap<(String, Resolution), Entry>>,
+    /// By resolution, then symbol, so a lookup needs no owned key.
+    entries: RwLock<HashMap<Resolution, HashMap<String, Entry>>>,
 }
 
 impl BarCache {
@@ -44,10 +45,9 @@ impl BarCache {
         if resolution.intraday_minutes().is_some() {
             return None;
         }
-        let key = (symbol.to_string(), resolution);
         {
             let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(e) = entries.get(&key) {
+            if let Some(e) = entries.get(&resolution).and_then(|m| m.get(symbol)) {
                 if now_ms.saturating_sub(e.built_at_ms) < REBUILD_AFTER_MS {
                     return Some(Arc::clone(&e.run));
                 }
@@ -61,7 +61,9 @@ impl BarCache {
         self.entries
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, entry);
+            .entry(resolution)
+            .or_default()
+            .insert(symbol.to_string(), entry);
         Some(run)
     }
 }

@@ -215,6 +215,8 @@ impl Cursor<'_> {
         if negative {
             self.put(b"-");
         }
+        // One arm per scale so each division is by a constant (a multiply),
+        // not a hardware divide.
         let (whole, mut frac) = match decimals {
             0 => return self.put_u64(n),
             1 => (n / 10, n % 10),

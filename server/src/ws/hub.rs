@@ -54,7 +54,6 @@ struct Inner {
     /// The final state of the bar before `newest`'s (its bar time differs).
     closed: Option<State>,
     newest: Option<State>,
-    versions: u64,
 }
 
 pub struct Topic {
@@ -63,8 +62,9 @@ pub struct Topic {
     /// Which of the broadcaster's slots looks at this topic (see
     /// `broadcaster`): topics take slots in turn, so they spread evenly.
     phase: u64,
-    /// `Inner::versions`, readable without the lock: a subscriber checks it
-    /// to skip a topic with nothing new.
+    /// The newest state's version (0 before any), written under the lock
+    /// and readable without it: a subscriber checks it to skip a topic with
+    /// nothing new.
     version: AtomicU64,
     inner: Mutex<Inner>,
 }
@@ -89,9 +89,9 @@ impl Topic {
     pub fn publish(&self, bar: Bar) {
         let frame = update_frame(&self.key, &self.name, &bar);
         let mut inner = self.lock();
-        inner.versions += 1;
+        let version = self.version.load(Ordering::Relaxed) + 1;
         let state = State {
-            version: inner.versions,
+            version,
             bar,
             frame,
         };
@@ -100,7 +100,7 @@ impl Topic {
             _ => {}
         }
         inner.newest = Some(state);
-        self.version.store(inner.versions, Ordering::Release);
+        self.version.store(version, Ordering::Release);
         for outbox in inner.subscribers.values() {
             outbox.wake();
         }
@@ -187,7 +187,7 @@ impl Hub {
                 outbox.wake();
                 newest.version - 1
             }
-            None => inner.versions,
+            None => topic.version.load(Ordering::Relaxed),
         };
         drop(inner);
         Cursor {
