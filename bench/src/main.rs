@@ -6,6 +6,7 @@
 //! check that keeps the harness from rotting.
 
 mod baseline;
+mod engine;
 mod http;
 mod rest;
 mod server;
@@ -16,10 +17,11 @@ mod ws_scenarios;
 use std::time::Duration;
 
 const USAGE: &str =
-    "usage: trading-bench [--server PATH] [--quick] [--only rest|ws] [--runs N] [--seconds S]";
+    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|ws] [--runs N] [--seconds S]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Part {
+    Engine,
     Rest,
     Ws,
 }
@@ -51,9 +53,10 @@ fn parse_args(args: &[String], fd_limit: u64) -> Result<Options, String> {
             "--quick" => o.quick = true,
             "--only" => {
                 o.only = Some(match value("--only")?.as_str() {
+                    "engine" => Part::Engine,
                     "rest" => Part::Rest,
                     "ws" => Part::Ws,
-                    other => return Err(format!("--only: rest or ws, not {other}")),
+                    other => return Err(format!("--only: engine, rest or ws, not {other}")),
                 })
             }
             "--runs" => {
@@ -105,10 +108,14 @@ async fn main() {
         }
     };
     let mut ok = true;
-    if options.only != Some(Part::Ws) {
+    let runs = |part| options.only.is_none_or(|only| only == part);
+    if runs(Part::Engine) {
+        ok &= engine::run_all(&options);
+    }
+    if runs(Part::Rest) {
         ok &= rest::run_all(&options).await;
     }
-    if options.only != Some(Part::Rest) {
+    if runs(Part::Ws) {
         ok &= ws_scenarios::run_all(&options).await;
     }
     if !ok {
