@@ -12,6 +12,9 @@ use crate::server::CLOCK_START;
 use crate::stats;
 use crate::Options;
 
+/// One measured operation over the market and the catalog's symbols.
+type Operation = Box<dyn Fn(&Market, &[String]) -> usize>;
+
 struct Case {
     name: &'static str,
     /// Operations one call of `run` performs.
@@ -19,7 +22,7 @@ struct Case {
     /// Calls of `run` per timed run.
     reps: usize,
     /// Returns how many results it produced (0 means it measured nothing).
-    run: Box<dyn Fn(&Market, &[String]) -> usize>,
+    run: Operation,
 }
 
 fn bars(market: &Market, symbol: &str, res: Resolution, count: usize) -> usize {
@@ -30,7 +33,9 @@ fn bars(market: &Market, symbol: &str, res: Resolution, count: usize) -> usize {
         limit: 5000,
     };
     let now = CLOCK_START * 1000;
-    market.bars(symbol, res, &query, now).map_or(0, |p| p.bars.len())
+    market
+        .bars(symbol, res, &query, now)
+        .map_or(0, |p| p.bars.len())
 }
 
 fn cases() -> Vec<Case> {
@@ -133,7 +138,10 @@ pub fn run_all(o: &Options) -> bool {
             eprintln!("{}: produced nothing", case.name);
             ok = false;
         }
-        stats::row(&[case.name.to_string(), format!("{:.3}", stats::median(per_op))]);
+        stats::row(&[
+            case.name.to_string(),
+            format!("{:.3}", stats::median(per_op)),
+        ]);
     }
     println!();
     ok

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod bar_cache;
 pub mod bars_json;
+pub mod calendar;
 pub mod catalog;
 pub mod clock;
 pub mod config;

@@ -12,7 +12,7 @@ pub enum MarketError {
         session: String,
         reason: String,
     },
-    /// The time zone is not one of the supported IANA names.
+    /// The time zone is not in the IANA time-zone database.
     UnsupportedTimezone { symbol: String, tz: String },
     /// A numeric field of the spec is out of range.
     InvalidSpec { symbol: String, reason: String },
@@ -33,8 +33,8 @@ impl fmt::Display for MarketError {
             } => write!(f, "invalid session {session:?} for {symbol:?}: {reason}"),
             MarketError::UnsupportedTimezone { symbol, tz } => write!(
                 f,
-                "unsupported timezone {tz:?} for {symbol:?} (supported: Etc/UTC, UTC, \
-                 America/New_York, Europe/London, Asia/Tokyo)"
+                "unknown timezone {tz:?} for {symbol:?} (expected an IANA name such as \
+                 America/New_York, Europe/Berlin or Etc/UTC)"
             ),
             MarketError::InvalidSpec { symbol, reason } => {
                 write!(f, "invalid instrument spec for {symbol:?}: {reason}")

@@ -21,14 +21,11 @@
 //!   exactly. Daily, weekly and monthly history therefore never simulates minutes.
 //! - `now_ms` is clamped to 2100-01-01 to bound cache growth.
 
-mod calendar;
 mod error;
 mod page;
 mod path;
-mod resolution;
 mod rng;
 mod series;
-mod session;
 mod spec;
 
 #[cfg(test)]
@@ -37,8 +34,8 @@ mod tests;
 use std::collections::HashMap;
 use std::fmt;
 
+pub use crate::calendar::Resolution;
 pub use error::MarketError;
-pub use resolution::{ParseResolutionError, Resolution};
 pub use spec::InstrumentSpec;
 
 use page::{select, SliceSource};

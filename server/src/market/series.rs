@@ -10,14 +10,15 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use super::calendar::{civil_from_days, days_from_civil, Tz, DAY_MS, MINUTE_MS};
 use super::page::BarSource;
 use super::path::{ChainDay, PathModel, TickBar};
-use super::resolution::Resolution;
 use super::rng::{hash_str, mix64};
-use super::session::Session;
 use super::spec::{InstrumentSpec, ValidSpec};
 use super::Bar;
+use crate::calendar::civil::{DAY_MS, MINUTE_MS};
+use crate::calendar::{
+    period_end_date, period_key, period_start_date, Resolution, TradingCalendar, TradingDay,
+};
 
 /// 2019-01-01T00:00:00Z.
 pub(crate) const HISTORY_START_MS: i64 = 1_546_300_800_000;
@@ -44,29 +45,10 @@ fn publish<T>(l: &RwLock<Arc<T>>, value: Arc<T>) {
     *l.write().unwrap_or_else(PoisonError::into_inner) = value;
 }
 
-/// One trading day: its date and its session in UTC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct DaySession {
-    pub date: i64,
-    pub start_ms: i64,
-    pub minutes: i64,
-}
-
-impl DaySession {
-    pub(crate) fn end_ms(&self) -> i64 {
-        self.start_ms + self.minutes * MINUTE_MS
-    }
-
-    /// Daily bars are stamped at 00:00 UTC of the trading date.
-    pub(crate) fn stamp(&self) -> i64 {
-        self.date * DAY_MS
-    }
-}
-
 /// The complete minute path of one trading day.
 #[derive(Debug)]
 pub(crate) struct DayPath {
-    pub day: DaySession,
+    pub day: TradingDay,
     pub minutes: Vec<TickBar>,
 }
 
@@ -116,8 +98,7 @@ pub(crate) struct DayCache {
 #[derive(Debug)]
 pub(crate) struct Instrument {
     pub spec: InstrumentSpec,
-    session: Session,
-    tz: Tz,
+    calendar: TradingCalendar,
     pub model: PathModel,
     /// Indexed by `date - HISTORY_START_DAY`.
     chain: RwLock<Arc<Vec<ChainDay>>>,
@@ -136,13 +117,12 @@ impl Instrument {
             valid.initial_ticks,
             spec.annual_volatility,
             spec.avg_daily_volume,
-            valid.session.days_per_week(),
-            valid.session.is_continuous(),
+            valid.calendar.session().days_per_week(),
+            valid.calendar.session().is_continuous(),
         );
         Instrument {
             spec,
-            session: valid.session,
-            tz: valid.tz,
+            calendar: valid.calendar,
             model,
             chain: RwLock::new(Arc::new(Vec::new())),
             chain_extend: Mutex::new(()),
@@ -171,37 +151,25 @@ impl Instrument {
     }
 
     /// The trading day of `date`, if it is one and lies entirely inside history.
-    pub(crate) fn day(&self, date: i64) -> Option<DaySession> {
+    pub(crate) fn day(&self, date: i64) -> Option<TradingDay> {
         if !(HISTORY_START_DAY..=MAX_TIME_MS / DAY_MS + 8).contains(&date) {
             return None;
         }
-        let (start, end) = self.session.bounds(self.tz, date)?;
-        let start_ms = start * MINUTE_MS;
-        (start_ms >= HISTORY_START_MS).then_some(DaySession {
-            date,
-            start_ms,
-            minutes: end - start,
-        })
+        self.calendar
+            .day(date)
+            .filter(|day| day.start_ms >= HISTORY_START_MS)
     }
 
     /// The newest trading day whose session starts strictly before `bound_ms`.
-    pub(crate) fn last_day_before(&self, bound_ms: i64) -> Option<DaySession> {
+    pub(crate) fn last_day_before(&self, bound_ms: i64) -> Option<TradingDay> {
         if bound_ms <= HISTORY_START_MS {
             return None;
         }
-        let bound = bound_ms.min(MAX_TIME_MS + DAY_MS);
-        // A session opens at most a day plus a time-zone offset before its date, so
-        // starting three dates later cannot miss one.
-        let mut date = (bound - 1).div_euclid(DAY_MS) + 3;
-        while date >= HISTORY_START_DAY {
-            if let Some(day) = self.day(date) {
-                if day.start_ms < bound {
-                    return Some(day);
-                }
-            }
-            date -= 1;
-        }
-        None
+        // Days that start before history are not in it, and neither is any
+        // earlier one.
+        self.calendar
+            .last_day_starting_before(bound_ms.min(MAX_TIME_MS + DAY_MS))
+            .filter(|day| day.start_ms >= HISTORY_START_MS)
     }
 
     /// Whether the session is open at `now_ms`.
@@ -228,7 +196,9 @@ impl Instrument {
         let mut prev = chain.last().map_or(self.model.initial_ln(), |c| c.close_ln);
         let mut d = HISTORY_START_DAY + chain.len() as i64;
         while d <= target {
-            let day = self.model.chain_step(prev, d, self.session.trades_on(d));
+            let day = self
+                .model
+                .chain_step(prev, d, self.calendar.session().trades_on(d));
             prev = day.close_ln;
             chain.push(day);
             d += 1;
@@ -239,7 +209,7 @@ impl Instrument {
     }
 
     /// Complete bar of `day`, stamped; O(1) given a chain that reaches its date.
-    fn full_day_bar(&self, day: DaySession, chain: &[ChainDay]) -> TickBar {
+    fn full_day_bar(&self, day: TradingDay, chain: &[ChainDay]) -> TickBar {
         let link = usize::try_from(day.date - HISTORY_START_DAY)
             .ok()
             .and_then(|i| chain.get(i))
@@ -259,7 +229,7 @@ impl Instrument {
         }
     }
 
-    fn compute_path(&self, day: DaySession, chain: &[ChainDay]) -> DayPath {
+    fn compute_path(&self, day: TradingDay, chain: &[ChainDay]) -> DayPath {
         let bar = self.full_day_bar(day, chain);
         let minutes = self.model.day_minutes(
             day.date,
@@ -271,7 +241,7 @@ impl Instrument {
     }
 
     /// Minute path of `day`, through a small LRU cache.
-    pub(crate) fn day_path(&self, day: DaySession) -> Arc<DayPath> {
+    pub(crate) fn day_path(&self, day: TradingDay) -> Arc<DayPath> {
         {
             let mut paths = lock(&self.paths);
             if let Some(i) = paths.iter().position(|p| p.day.date == day.date) {
@@ -322,7 +292,7 @@ impl Instrument {
 
     /// Daily bar of `day` as of `now_ms`. While its session runs it is the aggregate of
     /// the minute path so far, which converges to the complete bar at the session end.
-    pub(crate) fn day_bar(&self, day: DaySession, now_ms: i64) -> Option<TickBar> {
+    pub(crate) fn day_bar(&self, day: TradingDay, now_ms: i64) -> Option<TickBar> {
         if day.end_ms() <= now_ms {
             return Some(self.completed_day_bar(day));
         }
@@ -334,7 +304,7 @@ impl Instrument {
             })
     }
 
-    fn cached_day_bar(&self, day: DaySession) -> Option<TickBar> {
+    fn cached_day_bar(&self, day: TradingDay) -> Option<TickBar> {
         let cache = snapshot(&self.days);
         if cache.through < day.date {
             return None;
@@ -347,7 +317,7 @@ impl Instrument {
     }
 
     /// Complete daily bar of `day`, from the cache or drawn directly.
-    fn completed_day_bar(&self, day: DaySession) -> TickBar {
+    fn completed_day_bar(&self, day: TradingDay) -> TickBar {
         self.cached_day_bar(day)
             .unwrap_or_else(|| self.full_day_bar(day, &self.chain_through(day.date)))
     }
@@ -484,7 +454,7 @@ impl BarSource for DailyView {
 /// One intraday bar position: bucket `bucket` of a trading day.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Slot {
-    pub day: DaySession,
+    pub day: TradingDay,
     pub bucket: i64,
 }
 
@@ -524,29 +494,6 @@ impl BarSource for IntradaySource<'_> {
     }
 }
 
-/// Identifies the week (ISO, Monday-based) or month of a trading date.
-pub(crate) fn period_key(res: Resolution, date: i64) -> i64 {
-    match res {
-        Resolution::Month => {
-            let (y, m, _) = civil_from_days(date);
-            y * 12 + i64::from(m)
-        }
-        // 1970-01-01 was a Thursday: shifting by 3 makes weeks start on Monday.
-        _ => (date + 3).div_euclid(7),
-    }
-}
-
-/// First calendar date of the week or month containing `date`.
-pub(crate) fn period_start_date(res: Resolution, date: i64) -> i64 {
-    match res {
-        Resolution::Month => {
-            let (y, m, _) = civil_from_days(date);
-            days_from_civil(y, m, 1)
-        }
-        _ => (date + 3).div_euclid(7) * 7 - 3,
-    }
-}
-
 /// Exclusive stamp bound that covers every trading day of every week or month whose bar
 /// is stamped before `to_ms`.
 pub(crate) fn period_end_ms(res: Resolution, to_ms: i64) -> i64 {
@@ -554,15 +501,7 @@ pub(crate) fn period_end_ms(res: Resolution, to_ms: i64) -> i64 {
         return to_ms;
     }
     let last_date = (to_ms.min(MAX_TIME_MS + 62 * DAY_MS) - 1).div_euclid(DAY_MS);
-    let next_start = match res {
-        Resolution::Month => {
-            let (y, m, _) = civil_from_days(last_date);
-            let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-            days_from_civil(y, m, 1)
-        }
-        _ => period_start_date(res, last_date) + 7,
-    };
-    next_start * DAY_MS
+    period_end_date(res, last_date) * DAY_MS
 }
 
 /// Groups ascending daily bars into week or month bars stamped by their first day.

@@ -1,8 +1,7 @@
 //! Instrument configuration and its validation.
 
-use super::calendar::Tz;
 use super::error::MarketError;
-use super::session::Session;
+use crate::calendar::{CalendarError, TradingCalendar};
 
 /// Largest `price * pricescale` accepted for the initial price. With the chain bounded to
 /// about 20x the initial price (plus intraday headroom), tick counts times `minmov` stay
@@ -17,8 +16,7 @@ pub struct InstrumentSpec {
     pub symbol: String,
     /// TradingView session string: `24x7`, `HHMM-HHMM` or `HHMM-HHMM:DAYS`.
     pub session: String,
-    /// IANA time zone: `Etc/UTC` (or `UTC`), `America/New_York`, `Europe/London`,
-    /// `Asia/Tokyo`.
+    /// IANA time zone name, such as `Etc/UTC`, `America/New_York` or `Asia/Kolkata`.
     pub timezone: String,
     /// Price tick is `minmov / pricescale`.
     pub pricescale: u32,
@@ -31,8 +29,7 @@ pub struct InstrumentSpec {
 }
 
 pub(crate) struct ValidSpec {
-    pub session: Session,
-    pub tz: Tz,
+    pub calendar: TradingCalendar,
     /// Initial price in ticks (>= 1).
     pub initial_ticks: f64,
 }
@@ -45,14 +42,16 @@ pub(crate) fn validate(spec: &InstrumentSpec) -> Result<ValidSpec, MarketError> 
     if spec.symbol.trim().is_empty() {
         return Err(invalid("symbol must not be empty"));
     }
-    let session = Session::parse(&spec.session).map_err(|reason| MarketError::InvalidSession {
-        symbol: spec.symbol.clone(),
-        session: spec.session.clone(),
-        reason,
-    })?;
-    let tz = Tz::parse(&spec.timezone).ok_or_else(|| MarketError::UnsupportedTimezone {
-        symbol: spec.symbol.clone(),
-        tz: spec.timezone.clone(),
+    let calendar = TradingCalendar::new(&spec.session, &spec.timezone).map_err(|e| match e {
+        CalendarError::Session { session, reason } => MarketError::InvalidSession {
+            symbol: spec.symbol.clone(),
+            session,
+            reason,
+        },
+        CalendarError::Timezone(tz) => MarketError::UnsupportedTimezone {
+            symbol: spec.symbol.clone(),
+            tz,
+        },
     })?;
     if spec.pricescale == 0 {
         return Err(invalid("pricescale must be positive"));
@@ -87,8 +86,7 @@ pub(crate) fn validate(spec: &InstrumentSpec) -> Result<ValidSpec, MarketError> 
         ));
     }
     Ok(ValidSpec {
-        session,
-        tz,
+        calendar,
         initial_ticks,
     })
 }

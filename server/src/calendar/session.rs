@@ -4,14 +4,15 @@
 //! is a single contiguous interval of local wall-clock time which, for overnight
 //! sessions, starts on the previous calendar day. No exchange holidays are modelled.
 
-use super::calendar::{weekday, Tz, DAY_MINUTES};
+use super::civil::{weekday, DAY_MINUTES};
+use super::tz::Tz;
 
 /// Monday..Friday as weekday bits (bit 0 = Sunday).
 const WEEKDAYS: u8 = 0b011_1110;
 const ALL_DAYS: u8 = 0b111_1111;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Session {
+pub struct Session {
     /// Local minutes from 00:00 of the trading date to the session start; negative when
     /// the session opens on the previous calendar day.
     start_off: i64,
@@ -25,7 +26,7 @@ impl Session {
     /// Accepts `24x7`, `HHMM-HHMM` (Monday to Friday) and `HHMM-HHMM:DAYS` with DAYS the
     /// TradingView digits 1 = Sunday .. 7 = Saturday. Multi-range sessions
     /// (`0930-1200,1300-1600`, `...|...`) are rejected rather than half-supported.
-    pub(crate) fn parse(text: &str) -> Result<Session, String> {
+    pub fn parse(text: &str) -> Result<Session, String> {
         if text == "24x7" {
             return Ok(Session {
                 start_off: 0,
@@ -61,30 +62,30 @@ impl Session {
         })
     }
 
-    pub(crate) fn trades_on(&self, date: i64) -> bool {
+    pub fn trades_on(&self, date: i64) -> bool {
         self.days & (1 << weekday(date)) != 0
     }
 
-    pub(crate) fn days_per_week(&self) -> u32 {
+    pub fn days_per_week(&self) -> u32 {
         self.days.count_ones()
     }
 
     /// Sessions that span the full 24 hours leave no overnight break, so consecutive
     /// trading days chain without an opening gap.
-    pub(crate) fn is_continuous(&self) -> bool {
+    pub fn is_continuous(&self) -> bool {
         self.end_off - self.start_off == DAY_MINUTES
     }
 
-    /// `[start, end)` in UTC minutes of the session of trading date `date`, or `None`
-    /// when the date is not a trading day or the session vanishes in a DST gap.
-    pub(crate) fn bounds(&self, tz: Tz, date: i64) -> Option<(i64, i64)> {
+    /// `[start, end)` in UTC milliseconds of the session of trading date `date`, or
+    /// `None` when the date is not a trading day or the session vanishes in a DST gap.
+    pub fn bounds(&self, tz: &Tz, date: i64) -> Option<(i64, i64)> {
         if !self.trades_on(date) {
             return None;
         }
-        let midnight = date * DAY_MINUTES;
-        let start = tz.local_to_utc(midnight + self.start_off);
-        let end = tz.local_to_utc(midnight + self.end_off);
-        (end > start).then_some((start, end))
+        let midnight = date * DAY_MINUTES * 60;
+        let start = tz.local_to_utc(midnight + self.start_off * 60);
+        let end = tz.local_to_utc(midnight + self.end_off * 60);
+        (end > start).then_some((start * 1000, end * 1000))
     }
 }
 
