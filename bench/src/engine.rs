@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use trading_server::catalog::Catalog;
 use trading_server::market::{BarQuery, Market, Resolution};
+use trading_server::synthetic::Synthetic;
 
 use crate::server::CLOCK_START;
 use crate::stats;
@@ -46,10 +46,7 @@ fn cases() -> Vec<Case> {
             ops: 26,
             reps: 1,
             run: Box::new(|_, symbols| {
-                let catalog = Catalog::default_catalog();
-                let specs = catalog.iter().map(|s| s.model.clone()).collect();
-                let market = Market::new(42, specs).expect("valid catalog");
-                market.warm_up(CLOCK_START * 1000);
+                Synthetic::builtin(42).market().warm_up(CLOCK_START * 1000);
                 symbols.len()
             }),
         },
@@ -112,10 +109,9 @@ fn cases() -> Vec<Case> {
 
 /// Prints the engine table: µs per operation, median of the runs.
 pub fn run_all(o: &Options) -> bool {
-    let catalog = Catalog::default_catalog();
-    let symbols: Vec<String> = catalog.iter().map(|s| s.model.symbol.clone()).collect();
-    let specs = catalog.iter().map(|s| s.model.clone()).collect();
-    let market = Market::new(42, specs).expect("valid catalog");
+    let synthetic = Synthetic::builtin(42);
+    let market = synthetic.market();
+    let symbols: Vec<String> = market.symbols().map(str::to_string).collect();
     market.warm_up(CLOCK_START * 1000);
     let runs = if o.quick { 1 } else { o.runs.max(5) };
     println!("Synthetic engine in-process, {runs} run(s), medians\n");
@@ -123,12 +119,12 @@ pub fn run_all(o: &Options) -> bool {
     let mut ok = true;
     for case in cases() {
         // One untimed run warms the caches that a long-running server has warm.
-        let mut produced = (case.run)(&market, &symbols);
+        let mut produced = (case.run)(market, &symbols);
         let mut per_op = Vec::new();
         for _ in 0..runs {
             let start = Instant::now();
             for _ in 0..case.reps {
-                produced = (case.run)(&market, &symbols);
+                produced = (case.run)(market, &symbols);
             }
             let ops = case.ops * case.reps;
             per_op.push(start.elapsed().as_secs_f64() * 1e6 / ops as f64);

@@ -1,7 +1,7 @@
 //! The REST API: `trading_pro::api::TradingApi`, implemented.
 //!
-//! Handlers are thin: they validate input into domain values, ask the
-//! catalog or the market, and map the answer onto generated wire types.
+//! Handlers are thin: they validate input into domain values, ask the data
+//! source (`source`), and map the answer onto generated wire types.
 
 use dropshot::{HttpCodedResponse, HttpError, HttpResponseHeaders, HttpResponseOk, RequestContext};
 use schemars::JsonSchema;
@@ -12,11 +12,12 @@ use trading_pro::extract::{ApiBody, ApiPath, ApiQuery};
 use trading_pro::types::*;
 
 use crate::bars_json::{self, PriceFormat};
-use crate::catalog::{supported_resolutions, Symbol};
+use crate::calendar::Resolution;
+use crate::catalog::{Catalog, Symbol};
 use crate::clock::rfc3339;
 use crate::context::AppContext;
 use crate::error::ApiError;
-use crate::market::{BarQuery, Resolution};
+use crate::source::BarQuery;
 
 /// Most bars in one getBars response (documented in the spec).
 pub const MAX_BARS: usize = 5000;
@@ -69,8 +70,8 @@ pub fn decorate_error(ctx: &AppContext, request: &http::HeaderMap, mut e: HttpEr
     e
 }
 
-fn lookup<'a>(ctx: &'a AppContext, symbol: &str) -> Result<&'a Symbol, ApiError> {
-    ctx.catalog
+fn lookup<'a>(catalog: &'a Catalog, symbol: &str) -> Result<&'a Symbol, ApiError> {
+    catalog
         .lookup(symbol)
         .ok_or_else(|| ApiError::UnknownSymbol(symbol.to_string()))
 }
@@ -116,10 +117,17 @@ fn current_version() -> VersionInfo {
     versions().into_iter().next().expect("v1 is listed")
 }
 
-fn bars(ctx: &AppContext, q: GetBarsQuery) -> Result<EncodedOk<BarsResponse>, ApiError> {
-    let symbol = lookup(ctx, &q.symbol)?;
+async fn bars(ctx: &AppContext, q: GetBarsQuery) -> Result<EncodedOk<BarsResponse>, ApiError> {
+    let catalog = ctx.source.catalog();
+    let symbol = lookup(&catalog, &q.symbol)?;
     let resolution = Resolution::parse(&q.resolution.to_string())
         .ok_or_else(|| ApiError::UnsupportedResolution(q.resolution.to_string()))?;
+    if let Some(why) = symbol.unserved_reason(resolution) {
+        return Err(ApiError::UnservedResolution {
+            resolution: q.resolution.to_string(),
+            why,
+        });
+    }
     if q.from_time > q.to_time {
         return Err(ApiError::InvalidRange {
             from: q.from_time,
@@ -137,16 +145,13 @@ fn bars(ctx: &AppContext, q: GetBarsQuery) -> Result<EncodedOk<BarsResponse>, Ap
         limit: MAX_BARS,
     };
     let now = ctx.clock.now_ms();
-    let ticker = &symbol.model.symbol;
-    let page = ctx.market.bars(ticker, resolution, &query, now)?;
+    let page = ctx.source.bars(symbol, resolution, &query, now).await?;
     let prices = PriceFormat::for_pricescale(symbol.info.pricescale);
-    let closed = ctx
-        .bar_cache
-        .get(&ctx.market, ticker, resolution, prices, now);
+    let memo = ctx.source.encoded_history(symbol, resolution, now);
     Ok(EncodedOk::from_json(bars_json::encode(
         &page,
         prices,
-        closed.as_deref(),
+        memo.as_deref(),
     )))
 }
 
@@ -162,36 +167,37 @@ fn bars_query_error(e: HttpError) -> ApiError {
     }
 }
 
-fn quote(ctx: &AppContext, name: &str, now_ms: i64) -> QuoteData {
-    let found = ctx
-        .catalog
-        .lookup(name)
-        .map(|s| (s, ctx.market.quote(&s.model.symbol, now_ms)));
-    match found {
-        Some((s, Ok(q))) => QuoteData {
-            s: QuoteStatus::Ok,
-            n: name.to_string(),
-            errmsg: None,
-            v: QuoteValues {
-                lp: Some(q.last),
-                ask: Some(q.ask),
-                bid: Some(q.bid),
-                spread: Some(round_to(q.ask - q.bid, s.model.pricescale)),
-                open_price: Some(q.open),
-                high_price: Some(q.high),
-                low_price: Some(q.low),
-                prev_close_price: Some(q.prev_close),
-                volume: Some(q.volume),
-                ch: Some(round_to(q.change, s.model.pricescale)),
-                chp: Some((q.change_percent * 100.0).round() / 100.0),
-                short_name: Some(s.info.ticker.clone()),
-                exchange: Some(s.info.exchange.clone()),
-                description: Some(s.info.description.clone()),
-                original_name: Some(s.full_name()),
-            },
+async fn quote(ctx: &AppContext, catalog: &Catalog, name: &str, now_ms: i64) -> QuoteData {
+    let Some(s) = catalog.lookup(name) else {
+        return quote_error(name, format!("unknown symbol {name:?}"));
+    };
+    let q = match ctx.source.quote(s, now_ms).await {
+        Ok(Some(q)) => q,
+        Ok(None) => return quote_error(name, format!("no market data for {name:?} yet")),
+        Err(e) => return quote_error(name, e.to_string()),
+    };
+    let pricescale = u32::try_from(s.info.pricescale).unwrap_or(1);
+    QuoteData {
+        s: QuoteStatus::Ok,
+        n: name.to_string(),
+        errmsg: None,
+        v: QuoteValues {
+            lp: Some(q.last),
+            ask: q.ask,
+            bid: q.bid,
+            spread: q.ask.zip(q.bid).map(|(a, b)| round_to(a - b, pricescale)),
+            open_price: Some(q.open),
+            high_price: Some(q.high),
+            low_price: Some(q.low),
+            prev_close_price: Some(q.prev_close),
+            volume: Some(q.volume),
+            ch: Some(round_to(q.change, pricescale)),
+            chp: Some((q.change_percent * 100.0).round() / 100.0),
+            short_name: Some(s.info.ticker.clone()),
+            exchange: Some(s.info.exchange.clone()),
+            description: Some(s.info.description.clone()),
+            original_name: Some(s.full_name()),
         },
-        Some((_, Err(e))) => quote_error(name, e.to_string()),
-        None => quote_error(name, format!("unknown symbol {name:?}")),
     }
 }
 
@@ -264,7 +270,7 @@ impl TradingApi for TradingServer {
     }
 
     async fn get_config(rqctx: RequestContext<AppContext>) -> Response<DatafeedConfiguration> {
-        let catalog = &rqctx.context().catalog;
+        let catalog = rqctx.context().source.catalog();
         let mut exchanges = vec![Exchange {
             value: String::new(),
             name: "All Exchanges".into(),
@@ -284,9 +290,7 @@ impl TradingApi for TradingServer {
             value: t.into(),
         }));
         let config = DatafeedConfiguration {
-            supported_resolutions: supported_resolutions()
-                .map(|r| r.as_str().to_string())
-                .collect(),
+            supported_resolutions: served_resolutions(&catalog),
             supports_marks: false,
             supports_timescale_marks: false,
             supports_time: true,
@@ -308,7 +312,7 @@ impl TradingApi for TradingServer {
                 1,
                 MAX_SEARCH_RESULTS,
             )?;
-            Ok(rqctx.context().catalog.search(
+            Ok(rqctx.context().source.catalog().search(
                 &q.user_input,
                 q.exchange.as_deref(),
                 q.symbol_type.as_deref(),
@@ -322,10 +326,11 @@ impl TradingApi for TradingServer {
         rqctx: RequestContext<AppContext>,
         path: ApiPath<ResolveSymbolPath>,
     ) -> Response<SymbolInfo> {
+        let catalog = rqctx.context().source.catalog();
         let result = path
             .into_inner()
             .map_err(ApiError::from)
-            .and_then(|p| lookup(rqctx.context(), &p.symbol).map(|s| s.info.clone()));
+            .and_then(|p| lookup(&catalog, &p.symbol).map(|s| s.info.clone()));
         respond(&rqctx, result)
     }
 
@@ -333,10 +338,10 @@ impl TradingApi for TradingServer {
         rqctx: RequestContext<AppContext>,
         query: ApiQuery<GetBarsQuery>,
     ) -> Headed<EncodedOk<BarsResponse>> {
-        let result = query
-            .into_inner()
-            .map_err(bars_query_error)
-            .and_then(|q| bars(rqctx.context(), q));
+        let result = match query.into_inner().map_err(bars_query_error) {
+            Ok(q) => bars(rqctx.context(), q).await,
+            Err(e) => Err(e),
+        };
         respond_with(&rqctx, result)
     }
 
@@ -345,24 +350,31 @@ impl TradingApi for TradingServer {
         body: ApiBody<QuotesRequest>,
     ) -> Response<Vec<QuoteData>> {
         let ctx = rqctx.context();
-        let result = body.into_inner().map_err(ApiError::from).and_then(|req| {
-            if req.symbols.is_empty() || req.symbols.len() > MAX_QUOTE_SYMBOLS {
-                return Err(ApiError::QuoteSymbolCount(req.symbols.len()));
+        let result = match body.into_inner().map_err(ApiError::from) {
+            Ok(req) if req.symbols.is_empty() || req.symbols.len() > MAX_QUOTE_SYMBOLS => {
+                Err(ApiError::QuoteSymbolCount(req.symbols.len()))
             }
-            let now = ctx.clock.now_ms();
-            Ok(req.symbols.iter().map(|s| quote(ctx, s, now)).collect())
-        });
+            Ok(req) => {
+                let now = ctx.clock.now_ms();
+                let catalog = ctx.source.catalog();
+                let mut quotes = Vec::with_capacity(req.symbols.len());
+                for name in &req.symbols {
+                    quotes.push(quote(ctx, &catalog, name, now).await);
+                }
+                Ok(quotes)
+            }
+            Err(e) => Err(e),
+        };
         respond(&rqctx, result)
     }
 
     async fn datafeed_health_check(rqctx: RequestContext<AppContext>) -> Response<DatafeedHealth> {
         let ctx = rqctx.context();
+        let catalog = ctx.source.catalog();
         let health = DatafeedHealth {
             status: "ok".into(),
-            symbols: ctx.catalog.len() as i64,
-            resolutions: supported_resolutions()
-                .map(|r| r.as_str().to_string())
-                .collect(),
+            symbols: catalog.len() as i64,
+            resolutions: served_resolutions(&catalog),
             seed: ctx.seed as i64,
             server_time: ctx.clock.now_ms().div_euclid(1000),
         };
@@ -372,6 +384,15 @@ impl TradingApi for TradingServer {
     async fn get_server_time(rqctx: RequestContext<AppContext>) -> Response<i64> {
         respond(&rqctx, Ok(rqctx.context().clock.now_ms().div_euclid(1000)))
     }
+}
+
+/// Every resolution some symbol serves, in TradingView's order.
+fn served_resolutions(catalog: &Catalog) -> Vec<String> {
+    Resolution::ALL
+        .into_iter()
+        .filter(|r| catalog.iter().any(|s| s.serves(*r)))
+        .map(|r| r.as_str().to_string())
+        .collect()
 }
 
 fn capitalize(s: &str) -> String {

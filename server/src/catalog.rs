@@ -1,19 +1,20 @@
-//! The symbol catalog: what symbols exist, how they are described to the
-//! chart (`SymbolInfo`), how their synthetic prices behave, and search.
+//! The symbols a data source serves: their wire description (`SymbolInfo`),
+//! which resolutions each one serves, lookup and search. The same for every
+//! source; each source builds its catalog from its own symbols.
 
 use std::collections::HashMap;
-use std::path::Path;
 
-use serde::Deserialize;
-use trading_pro::types::{DataStatus, PriceFormat, SymbolInfo, SymbolSearchResult};
+use trading_pro::types::{SymbolInfo, SymbolSearchResult};
 
-use crate::market::{InstrumentSpec, Resolution};
+use crate::calendar::Resolution;
 
-/// One symbol: its wire description and its price model.
+/// One symbol: its wire description, and what the API matches it by.
 #[derive(Clone, Debug)]
 pub struct Symbol {
     pub info: SymbolInfo,
-    pub model: InstrumentSpec,
+    /// Bit `r as usize` set for each resolution served (from
+    /// `info.supported_resolutions`).
+    served: u16,
     /// Upper-cased ticker, `EXCHANGE:TICKER` and description, for matching.
     ticker_key: String,
     full_name_key: String,
@@ -21,20 +22,60 @@ pub struct Symbol {
 }
 
 impl Symbol {
+    pub fn new(info: SymbolInfo) -> Symbol {
+        let served = info
+            .supported_resolutions
+            .iter()
+            .filter_map(|r| Resolution::parse(r))
+            .fold(0u16, |mask, r| mask | (1 << r as usize));
+        let ticker_key = info.ticker.to_ascii_uppercase();
+        let full_name_key = format!("{}:{}", info.exchange, info.ticker).to_ascii_uppercase();
+        let description_key = info.description.to_ascii_uppercase();
+        Symbol {
+            info,
+            served,
+            ticker_key,
+            full_name_key,
+            description_key,
+        }
+    }
+
+    pub fn ticker(&self) -> &str {
+        &self.info.ticker
+    }
+
     pub fn full_name(&self) -> String {
         format!("{}:{}", self.info.exchange, self.info.ticker)
     }
-}
 
-/// An entry of a `--symbols` file: a `SymbolInfo` plus optional price-model
-/// parameters (sensible defaults are derived from the symbol type).
-#[derive(Deserialize)]
-struct SymbolFileEntry {
-    #[serde(flatten)]
-    info: SymbolInfo,
-    initial_price: Option<f64>,
-    annual_volatility: Option<f64>,
-    avg_daily_volume: Option<f64>,
+    /// Whether bars of `res` are served for this symbol.
+    pub fn serves(&self, res: Resolution) -> bool {
+        self.served & (1 << res as usize) != 0
+    }
+
+    /// The resolutions served, finest first.
+    pub fn resolutions(&self) -> impl Iterator<Item = Resolution> + '_ {
+        Resolution::ALL.into_iter().filter(|r| self.serves(*r))
+    }
+
+    /// Why `res` is not served, for an error message; None when it is.
+    pub fn unserved_reason(&self, res: Resolution) -> Option<String> {
+        if self.serves(res) {
+            return None;
+        }
+        let served: Vec<&str> = self.resolutions().map(Resolution::as_str).collect();
+        Some(if served.is_empty() {
+            format!("{} has no bars yet", self.info.ticker)
+        } else {
+            format!(
+                "{} is served at {} only: its data is no finer than {} \
+                 (coarser resolutions are aggregated, finer ones cannot be)",
+                self.info.ticker,
+                served.join(", "),
+                served[0]
+            )
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -48,17 +89,15 @@ impl std::fmt::Display for CatalogError {
 
 impl std::error::Error for CatalogError {}
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Catalog {
     symbols: Vec<Symbol>,
     by_ticker: HashMap<String, usize>,
 }
 
-pub const SUPPORTED_RESOLUTIONS: [&str; 9] = ["1", "5", "15", "30", "60", "240", "D", "W", "M"];
-const INTRADAY: [&str; 6] = ["1", "5", "15", "30", "60", "240"];
-
 impl Catalog {
-    pub fn new(symbols: Vec<Symbol>) -> Result<Catalog, CatalogError> {
+    pub fn new(infos: Vec<SymbolInfo>) -> Result<Catalog, CatalogError> {
+        let symbols: Vec<Symbol> = infos.into_iter().map(Symbol::new).collect();
         let mut by_ticker = HashMap::new();
         for (i, s) in symbols.iter().enumerate() {
             if s.info.ticker.trim().is_empty() {
@@ -72,71 +111,6 @@ impl Catalog {
             }
         }
         Ok(Catalog { symbols, by_ticker })
-    }
-
-    /// The built-in catalog: US stocks on NASDAQ and NYSE, crypto and forex.
-    pub fn default_catalog() -> Catalog {
-        let symbols = DEFAULT_SYMBOLS
-            .iter()
-            .map(|d| {
-                let kind = d.kind;
-                let info = symbol_info(d.ticker, d.description, d.exchange, kind, d.price);
-                let model = InstrumentSpec {
-                    symbol: d.ticker.to_string(),
-                    session: info.session.clone(),
-                    timezone: info.timezone.clone(),
-                    pricescale: info.pricescale as u32,
-                    minmov: info.minmov as u32,
-                    initial_price: d.price,
-                    annual_volatility: d.volatility,
-                    avg_daily_volume: d.volume,
-                };
-                Symbol::new(info, model)
-            })
-            .collect();
-        Catalog::new(symbols).expect("the built-in catalog is valid")
-    }
-
-    /// Loads a JSON array of `SymbolInfo` objects (each optionally with
-    /// `initial_price`, `annual_volatility`, `avg_daily_volume`).
-    pub fn from_file(path: &Path) -> Result<Catalog, CatalogError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| CatalogError(format!("cannot read {}: {e}", path.display())))?;
-        let entries: Vec<SymbolFileEntry> = serde_json::from_str(&text).map_err(|e| {
-            CatalogError(format!(
-                "{} is not a JSON array of symbol infos: {e}",
-                path.display()
-            ))
-        })?;
-        if entries.is_empty() {
-            return Err(CatalogError(format!("{} lists no symbols", path.display())));
-        }
-        let symbols = entries
-            .into_iter()
-            .map(|e| {
-                let defaults = Kind::from_type(&e.info.type_).defaults();
-                let to_u32 = |v: i64, what: &str| {
-                    u32::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| {
-                        CatalogError(format!(
-                            "{}: {what} must be a positive integer",
-                            e.info.ticker
-                        ))
-                    })
-                };
-                let model = InstrumentSpec {
-                    symbol: e.info.ticker.clone(),
-                    session: e.info.session.clone(),
-                    timezone: e.info.timezone.clone(),
-                    pricescale: to_u32(e.info.pricescale, "pricescale")?,
-                    minmov: to_u32(e.info.minmov, "minmov")?,
-                    initial_price: e.initial_price.unwrap_or(100.0),
-                    annual_volatility: e.annual_volatility.unwrap_or(defaults.0),
-                    avg_daily_volume: e.avg_daily_volume.unwrap_or(defaults.1),
-                };
-                Ok(Symbol::new(e.info, model))
-            })
-            .collect::<Result<Vec<_>, CatalogError>>()?;
-        Catalog::new(symbols)
     }
 
     pub fn len(&self) -> usize {
@@ -236,368 +210,21 @@ impl Catalog {
     }
 }
 
-impl Symbol {
-    fn new(info: SymbolInfo, model: InstrumentSpec) -> Symbol {
-        let ticker_key = info.ticker.to_ascii_uppercase();
-        let full_name_key = format!("{}:{}", info.exchange, info.ticker).to_ascii_uppercase();
-        let description_key = info.description.to_ascii_uppercase();
-        Symbol {
-            info,
-            model,
-            ticker_key,
-            full_name_key,
-            description_key,
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Stock,
-    Crypto,
-    Forex,
-}
-
-impl Kind {
-    fn from_type(t: &str) -> Kind {
-        match t {
-            "crypto" => Kind::Crypto,
-            "forex" => Kind::Forex,
-            _ => Kind::Stock,
-        }
-    }
-
-    /// (annual volatility, average daily volume) when a file gives none.
-    fn defaults(self) -> (f64, f64) {
-        match self {
-            Kind::Stock => (0.30, 20_000_000.0),
-            Kind::Crypto => (0.65, 50_000.0),
-            Kind::Forex => (0.08, 1_000_000.0),
-        }
-    }
-}
-
-fn symbol_info(
-    ticker: &str,
-    description: &str,
-    exchange: &str,
-    kind: Kind,
-    price: f64,
-) -> SymbolInfo {
-    // Enough decimals for four or five significant digits at any price.
-    let crypto_scale = if price < 10.0 { 10_000 } else { 100 };
-    let (type_, session, timezone, pricescale, currency) = match kind {
-        Kind::Stock => ("stock", "0930-1600", "America/New_York", 100, "USD"),
-        Kind::Crypto => ("crypto", "24x7", "Etc/UTC", crypto_scale, "USD"),
-        Kind::Forex => {
-            let scale = if ticker.ends_with("JPY") {
-                1000
-            } else {
-                100_000
-            };
-            (
-                "forex",
-                "1700-1700:23456",
-                "America/New_York",
-                scale,
-                &ticker[3..],
-            )
-        }
+/// The resolution fields of a `SymbolInfo` for a symbol whose finest data
+/// is `base` (None: no data yet): every resolution from `base` up is
+/// served, as the exact aggregate of the base bars.
+pub fn set_resolutions(info: &mut SymbolInfo, base: Option<Resolution>) {
+    let served: Vec<Resolution> = match base {
+        Some(base) => Resolution::ALL.into_iter().filter(|r| *r >= base).collect(),
+        None => Vec::new(),
     };
-    SymbolInfo {
-        name: ticker.to_string(),
-        ticker: ticker.to_string(),
-        description: description.to_string(),
-        type_: type_.to_string(),
-        session: session.to_string(),
-        timezone: timezone.to_string(),
-        exchange: exchange.to_string(),
-        listed_exchange: exchange.to_string(),
-        format: PriceFormat::Price,
-        pricescale,
-        minmov: 1,
-        has_intraday: true,
-        has_daily: true,
-        has_weekly_and_monthly: true,
-        supported_resolutions: SUPPORTED_RESOLUTIONS
-            .iter()
-            .map(|r| r.to_string())
-            .collect(),
-        intraday_multipliers: INTRADAY.iter().map(|r| r.to_string()).collect(),
-        volume_precision: 0,
-        data_status: DataStatus::Streaming,
-        currency_code: currency.to_string(),
-    }
+    info.has_intraday = served.iter().any(|r| r.is_intraday());
+    info.has_daily = served.contains(&Resolution::Day);
+    info.has_weekly_and_monthly = served.contains(&Resolution::Week);
+    info.supported_resolutions = served.iter().map(|r| r.as_str().to_string()).collect();
+    info.intraday_multipliers = served
+        .iter()
+        .filter(|r| r.is_intraday())
+        .map(|r| r.as_str().to_string())
+        .collect();
 }
-
-/// Resolutions this server builds, in the order TradingView lists them.
-pub fn supported_resolutions() -> impl Iterator<Item = Resolution> {
-    Resolution::ALL.into_iter()
-}
-
-struct DefaultSymbol {
-    ticker: &'static str,
-    description: &'static str,
-    exchange: &'static str,
-    kind: Kind,
-    price: f64,
-    volatility: f64,
-    volume: f64,
-}
-
-const fn sym(
-    ticker: &'static str,
-    description: &'static str,
-    exchange: &'static str,
-    kind: Kind,
-    price: f64,
-    volatility: f64,
-    volume: f64,
-) -> DefaultSymbol {
-    DefaultSymbol {
-        ticker,
-        description,
-        exchange,
-        kind,
-        price,
-        volatility,
-        volume,
-    }
-}
-
-const DEFAULT_SYMBOLS: &[DefaultSymbol] = &[
-    sym(
-        "AAPL",
-        "Apple Inc.",
-        "NASDAQ",
-        Kind::Stock,
-        150.0,
-        0.28,
-        60_000_000.0,
-    ),
-    sym(
-        "MSFT",
-        "Microsoft Corporation",
-        "NASDAQ",
-        Kind::Stock,
-        300.0,
-        0.26,
-        25_000_000.0,
-    ),
-    sym(
-        "GOOGL",
-        "Alphabet Inc. Class A",
-        "NASDAQ",
-        Kind::Stock,
-        130.0,
-        0.30,
-        30_000_000.0,
-    ),
-    sym(
-        "AMZN",
-        "Amazon.com, Inc.",
-        "NASDAQ",
-        Kind::Stock,
-        140.0,
-        0.33,
-        45_000_000.0,
-    ),
-    sym(
-        "NVDA",
-        "NVIDIA Corporation",
-        "NASDAQ",
-        Kind::Stock,
-        120.0,
-        0.50,
-        250_000_000.0,
-    ),
-    sym(
-        "META",
-        "Meta Platforms, Inc.",
-        "NASDAQ",
-        Kind::Stock,
-        320.0,
-        0.38,
-        18_000_000.0,
-    ),
-    sym(
-        "TSLA",
-        "Tesla, Inc.",
-        "NASDAQ",
-        Kind::Stock,
-        220.0,
-        0.60,
-        100_000_000.0,
-    ),
-    sym(
-        "NFLX",
-        "Netflix, Inc.",
-        "NASDAQ",
-        Kind::Stock,
-        450.0,
-        0.40,
-        5_000_000.0,
-    ),
-    sym(
-        "AMD",
-        "Advanced Micro Devices, Inc.",
-        "NASDAQ",
-        Kind::Stock,
-        110.0,
-        0.50,
-        55_000_000.0,
-    ),
-    sym(
-        "INTC",
-        "Intel Corporation",
-        "NASDAQ",
-        Kind::Stock,
-        35.0,
-        0.35,
-        40_000_000.0,
-    ),
-    sym(
-        "JPM",
-        "JPMorgan Chase & Co.",
-        "NYSE",
-        Kind::Stock,
-        150.0,
-        0.24,
-        9_000_000.0,
-    ),
-    sym(
-        "V",
-        "Visa Inc.",
-        "NYSE",
-        Kind::Stock,
-        240.0,
-        0.22,
-        6_000_000.0,
-    ),
-    sym(
-        "WMT",
-        "Walmart Inc.",
-        "NYSE",
-        Kind::Stock,
-        60.0,
-        0.18,
-        15_000_000.0,
-    ),
-    sym(
-        "KO",
-        "The Coca-Cola Company",
-        "NYSE",
-        Kind::Stock,
-        60.0,
-        0.15,
-        12_000_000.0,
-    ),
-    sym(
-        "DIS",
-        "The Walt Disney Company",
-        "NYSE",
-        Kind::Stock,
-        100.0,
-        0.30,
-        10_000_000.0,
-    ),
-    sym(
-        "IBM",
-        "International Business Machines Corporation",
-        "NYSE",
-        Kind::Stock,
-        140.0,
-        0.22,
-        4_000_000.0,
-    ),
-    sym(
-        "BA",
-        "The Boeing Company",
-        "NYSE",
-        Kind::Stock,
-        200.0,
-        0.40,
-        7_000_000.0,
-    ),
-    sym(
-        "XOM",
-        "Exxon Mobil Corporation",
-        "NYSE",
-        Kind::Stock,
-        100.0,
-        0.27,
-        16_000_000.0,
-    ),
-    sym(
-        "BTCUSD",
-        "Bitcoin / US Dollar",
-        "CRYPTO",
-        Kind::Crypto,
-        40_000.0,
-        0.65,
-        30_000.0,
-    ),
-    sym(
-        "ETHUSD",
-        "Ethereum / US Dollar",
-        "CRYPTO",
-        Kind::Crypto,
-        2_500.0,
-        0.75,
-        400_000.0,
-    ),
-    sym(
-        "SOLUSD",
-        "Solana / US Dollar",
-        "CRYPTO",
-        Kind::Crypto,
-        100.0,
-        0.95,
-        3_000_000.0,
-    ),
-    sym(
-        "XRPUSD",
-        "XRP / US Dollar",
-        "CRYPTO",
-        Kind::Crypto,
-        0.60,
-        0.85,
-        900_000_000.0,
-    ),
-    sym(
-        "EURUSD",
-        "Euro / US Dollar",
-        "FOREX",
-        Kind::Forex,
-        1.10,
-        0.07,
-        1_500_000.0,
-    ),
-    sym(
-        "GBPUSD",
-        "British Pound / US Dollar",
-        "FOREX",
-        Kind::Forex,
-        1.27,
-        0.08,
-        1_000_000.0,
-    ),
-    sym(
-        "USDJPY",
-        "US Dollar / Japanese Yen",
-        "FOREX",
-        Kind::Forex,
-        145.0,
-        0.09,
-        1_200_000.0,
-    ),
-    sym(
-        "AUDUSD",
-        "Australian Dollar / US Dollar",
-        "FOREX",
-        Kind::Forex,
-        0.66,
-        0.10,
-        700_000.0,
-    ),
-];

@@ -20,9 +20,20 @@ pub struct Config {
     #[arg(long, env = "TRADING_SEED", default_value_t = 42, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
     pub seed: u64,
 
-    /// JSON file with a list of symbol infos to serve instead of the built-in catalog.
-    #[arg(long, env = "TRADING_SYMBOLS")]
+    /// JSON file with a list of symbol infos to serve instead of the built-in catalog
+    /// (synthetic market only; a store keeps its own symbols).
+    #[arg(long, env = "TRADING_SYMBOLS", conflicts_with = "store")]
     pub symbols: Option<PathBuf>,
+
+    /// Serve real data from this store instead of the synthetic market: a file path or
+    /// `sqlite:PATH` (an embedded SQLite file, created if missing).
+    #[arg(long, env = "TRADING_STORE")]
+    pub store: Option<String>,
+
+    /// Bearer token that `POST /api/v1/ingest/*` requests must carry. Without it (or
+    /// without a store) ingest is off.
+    #[arg(long, env = "TRADING_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<String>,
 
     /// Browser origin allowed to call the API (repeatable; `*` allows any).
     #[arg(

@@ -1,22 +1,20 @@
-//! What every handler can see: the catalog, the market, the clock and the
-//! CORS policy. Passed explicitly as dropshot's server context.
+//! What every handler can see: the data source, the clock, the CORS policy
+//! and the WebSocket side. Passed explicitly as dropshot's server context.
 
 use std::sync::Arc;
 
-use crate::bar_cache::BarCache;
-use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::cors::CorsPolicy;
-use crate::market::Market;
+use crate::source::DataSource;
 use crate::ws::WsState;
 
 pub struct AppContext {
-    pub catalog: Catalog,
-    pub market: Arc<Market>,
-    /// Encoded closed D/W/M bars, shared by every getBars.
-    pub bar_cache: BarCache,
+    /// Where bars come from: the synthetic market or a store.
+    pub source: Arc<dyn DataSource>,
     pub clock: Clock,
     pub cors: CorsPolicy,
     pub seed: u64,
+    /// The bearer token ingest requests must carry; None disables ingest.
+    pub ingest_token: Option<String>,
     pub ws: Arc<WsState>,
 }

@@ -3,12 +3,17 @@
 
 use dropshot::{ClientErrorStatusCode, HttpError};
 
-use crate::market::MarketError;
+use crate::source::SourceError;
 
 #[derive(Debug)]
 pub enum ApiError {
     UnknownSymbol(String),
     UnsupportedResolution(String),
+    /// A resolution the API knows but this symbol does not serve.
+    UnservedResolution {
+        resolution: String,
+        why: String,
+    },
     InvalidRange {
         from: i64,
         to: i64,
@@ -23,17 +28,22 @@ pub enum ApiError {
     /// The request did not parse (query string, path or body); dropshot's
     /// error already says why.
     Malformed(HttpError),
+    /// The data source cannot answer (a store that cannot be read): 503.
+    Unavailable(String),
 }
 
 impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::UnknownSymbol(_) => "UnknownSymbol",
-            ApiError::UnsupportedResolution(_) => "UnsupportedResolution",
+            ApiError::UnsupportedResolution(_) | ApiError::UnservedResolution { .. } => {
+                "UnsupportedResolution"
+            }
             ApiError::InvalidRange { .. } => "InvalidRange",
             ApiError::OutOfRange { .. } => "OutOfRange",
             ApiError::QuoteSymbolCount(_) => "InvalidSymbolCount",
             ApiError::Malformed(_) => "BadRequest",
+            ApiError::Unavailable(_) => "Unavailable",
         }
     }
 
@@ -41,6 +51,13 @@ impl ApiError {
         let status = match self {
             ApiError::UnknownSymbol(_) => ClientErrorStatusCode::NOT_FOUND,
             ApiError::Malformed(e) => return e,
+            ApiError::Unavailable(why) => {
+                // The cause (a file, a database error) goes to the log only.
+                let mut e = HttpError::for_unavail(Some("Unavailable".into()), why);
+                e.external_message =
+                    "the data source cannot answer now; the server log says why".into();
+                return e;
+            }
             _ => ClientErrorStatusCode::BAD_REQUEST,
         };
         let code = self.code().to_string();
@@ -57,6 +74,9 @@ impl std::fmt::Display for ApiError {
                 "unsupported resolution {r:?}; supported: 1, 5, 15, 30, 60, 240, D, W, M \
                  (1D, 1W, 1M accepted as aliases)"
             ),
+            ApiError::UnservedResolution { resolution, why } => {
+                write!(f, "resolution {resolution:?} is not available: {why}")
+            }
             ApiError::InvalidRange { from, to } => {
                 write!(f, "from_time ({from}) must not be after to_time ({to})")
             }
@@ -74,6 +94,7 @@ impl std::fmt::Display for ApiError {
                 crate::api::MAX_QUOTE_SYMBOLS
             ),
             ApiError::Malformed(e) => f.write_str(&e.external_message),
+            ApiError::Unavailable(why) => f.write_str(why),
         }
     }
 }
@@ -84,13 +105,8 @@ impl From<HttpError> for ApiError {
     }
 }
 
-impl From<MarketError> for ApiError {
-    fn from(e: MarketError) -> Self {
-        match e {
-            MarketError::UnknownSymbol(s) => ApiError::UnknownSymbol(s),
-            // Every other market error is about instrument specs, which are
-            // validated at startup; a request cannot cause one.
-            other => ApiError::Malformed(HttpError::for_bad_request(None, other.to_string())),
-        }
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> Self {
+        ApiError::Unavailable(e.to_string())
     }
 }

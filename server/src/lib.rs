@@ -1,10 +1,15 @@
 //! trading-pro's server: implements the API trait generated from
-//! `specs/openapi.yaml` on top of a deterministic synthetic market.
+//! `specs/openapi.yaml` on top of a data source: a deterministic synthetic
+//! market, or a store of real data.
 //!
 //! Where things live:
 //! * `api`: the REST handlers (one method per operation of the spec);
 //! * `ws`: live bars over WebSocket (hub, connections, broadcaster);
-//! * `market`: the price engine (bars at every resolution, quotes);
+//! * `source`: the data-source interface every handler asks;
+//! * `synthetic` and `market`: the synthetic market (the default source)
+//!   and its price engine;
+//! * `store`: real data (an embedded SQLite file), its import and ingest;
+//! * `calendar`: sessions, time zones, resolutions: what a bar means;
 //! * `catalog`: the symbols and search;
 //! * `cors`, `docs`: headers on every response, served specs and docs page;
 //! * `config`, `logging`, `server`: flags, logs, startup.
@@ -23,6 +28,10 @@ pub mod error;
 pub mod logging;
 pub mod market;
 pub mod server;
+pub mod source;
+pub mod store;
+pub mod synthetic;
+pub mod volume;
 pub mod ws;
 
 pub use config::Config;

@@ -7,31 +7,47 @@ use dropshot::{ApiDescription, ConfigDropshot, HandlerTaskMode, HttpServer, Serv
 use slog::Logger;
 
 use crate::api::TradingServer;
-use crate::bar_cache::BarCache;
-use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::context::AppContext;
 use crate::cors::CorsPolicy;
-use crate::market::Market;
-use crate::ws::{Limits, WsState};
+use crate::source::{DataSource, UpdateSink};
+use crate::synthetic::Synthetic;
+use crate::ws::{Hub, Limits, WsState};
 
 /// Largest request body accepted (a quotes request for 100 symbols is ~2 KiB).
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-pub fn build_context(config: &Config) -> Result<AppContext, String> {
-    let catalog = match &config.symbols {
-        Some(path) => Catalog::from_file(path).map_err(|e| e.to_string())?,
-        None => Catalog::default_catalog(),
+/// The data source the flags choose: `--store`, else the synthetic market
+/// (`--symbols` or the built-in catalog). A store pushes its changes to `hub`.
+fn open_source(
+    config: &Config,
+    hub: &Arc<Hub>,
+    clock: &Clock,
+) -> Result<Arc<dyn DataSource>, String> {
+    if let Some(store) = &config.store {
+        let sink: Arc<dyn UpdateSink> = Arc::clone(hub) as Arc<dyn UpdateSink>;
+        return crate::store::open_source(store, sink);
+    }
+    let synthetic = match &config.symbols {
+        Some(path) => Synthetic::from_file(config.seed, path).map_err(|e| e.to_string())?,
+        None => Synthetic::builtin(config.seed),
     };
-    let specs = catalog.iter().map(|s| s.model.clone()).collect();
-    let market =
-        Market::new(config.seed, specs).map_err(|e| format!("invalid symbol catalog: {e}"))?;
-    let market = Arc::new(market);
+    // Build the daily caches off the request path so the first chart load
+    // is as fast as the rest.
+    let market = Arc::clone(synthetic.market());
+    let now = clock.now_ms();
+    std::thread::spawn(move || market.warm_up(now));
+    Ok(Arc::new(synthetic))
+}
+
+pub fn build_context(config: &Config) -> Result<AppContext, String> {
     let clock = Clock::new(
         config.clock_start.map(|s| s.saturating_mul(1000)),
         config.clock_speed,
     );
+    let hub = Arc::new(Hub::default());
+    let source = open_source(config, &hub, &clock)?;
     let limits = Limits {
         heartbeat: Duration::from_secs_f64(config.heartbeat_interval),
         max_lifespan: Duration::from_secs_f64(config.max_connection_lifespan),
@@ -39,13 +55,17 @@ pub fn build_context(config: &Config) -> Result<AppContext, String> {
         max_subscriptions: config.max_subscriptions as usize,
     };
     Ok(AppContext {
-        catalog,
-        ws: Arc::new(WsState::new(Arc::clone(&market), clock.clone(), limits)),
-        market,
-        bar_cache: BarCache::default(),
+        ws: Arc::new(WsState::new(
+            hub,
+            Arc::clone(&source),
+            clock.clone(),
+            limits,
+        )),
+        source,
         clock,
         cors: CorsPolicy::new(config.cors_origins.iter().cloned()),
         seed: config.seed,
+        ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
     })
 }
 
@@ -65,11 +85,6 @@ pub async fn start(config: &Config, log: Logger) -> Result<HttpServer<AppContext
     context
         .ws
         .spawn_broadcaster(Duration::from_millis(config.broadcast_interval_ms));
-    let market = Arc::clone(&context.market);
-    let now = context.clock.now_ms();
-    // Build the daily caches off the request path so the first chart load is
-    // as fast as the rest.
-    tokio::task::spawn_blocking(move || market.warm_up(now));
     let dropshot_config = ConfigDropshot {
         bind_address: config.bind,
         default_request_body_max_bytes: MAX_REQUEST_BYTES,

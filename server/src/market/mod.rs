@@ -35,6 +35,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub use crate::calendar::Resolution;
+pub use crate::source::{Bar, BarQuery, BarsPage};
 pub use error::MarketError;
 pub use spec::InstrumentSpec;
 
@@ -49,41 +50,6 @@ pub const HISTORY_START_MS: i64 = series::HISTORY_START_MS;
 pub const MAX_TIME_MS: i64 = series::MAX_TIME_MS;
 /// Upper bound applied to `BarQuery::limit`, protecting memory against absurd limits.
 pub const MAX_LIMIT: usize = 100_000;
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Bar {
-    /// Unix milliseconds of the bar start (00:00 UTC of the trading date for D/W/M).
-    pub time: i64,
-    pub open: f64,
-    pub high: f64,
-    pub low: f64,
-    pub close: f64,
-    pub volume: f64,
-}
-
-/// A TradingView `getBars` request. The caller validates `from_s <= to_s` and the limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BarQuery {
-    /// Inclusive range start, unix seconds.
-    pub from_s: i64,
-    /// Exclusive range end, unix seconds.
-    pub to_s: i64,
-    /// When set, return the last `n` bars before `to_s`, ignoring `from_s`.
-    pub count_back: Option<usize>,
-    /// Maximum bars returned (the newest are kept); capped at [`MAX_LIMIT`].
-    pub limit: usize,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct BarsPage {
-    /// Ascending by time, without duplicates.
-    pub bars: Vec<Bar>,
-    /// True only when no bar exists before `to_s` at all.
-    pub no_data: bool,
-    /// Unix ms of the newest bar older than the first returned bar (or older than
-    /// `from_s` when `bars` is empty); `None` when there is none.
-    pub next_time: Option<i64>,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QuoteSnapshot {

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::hub::{Hub, TopicKey};
 use crate::clock::Clock;
-use crate::market::{Bar, BarQuery, Market};
+use crate::source::{Bar, BarQuery, DataSource};
 
 /// A slot lasts at least this long...
 const MIN_SLOT: Duration = Duration::from_millis(5);
@@ -31,7 +31,7 @@ pub fn slots(interval: Duration) -> u32 {
 
 pub struct Broadcaster {
     pub hub: Arc<Hub>,
-    pub market: Arc<Market>,
+    pub source: Arc<dyn DataSource>,
     pub clock: Clock,
     pub interval: Duration,
 }
@@ -45,7 +45,7 @@ impl Broadcaster {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    self.publish_changes(self.clock.now_ms(), slot, slots);
+                    self.publish_changes(self.clock.now_ms(), slot, slots).await;
                     slot = (slot + 1) % slots;
                 }
                 _ = shutdown.changed() => return,
@@ -53,19 +53,25 @@ impl Broadcaster {
         }
     }
 
-    fn publish_changes(&self, now_ms: i64, slot: u32, slots: u32) {
+    async fn publish_changes(&self, now_ms: i64, slot: u32, slots: u32) {
+        let catalog = self.source.catalog();
         for topic in self.hub.active(u64::from(slot), u64::from(slots)) {
             let key = &topic.key;
-            let Ok(Some(bar)) = self.market.current_bar(&key.symbol, key.resolution, now_ms) else {
+            let Some(symbol) = catalog.lookup(&key.symbol) else {
+                continue;
+            };
+            let Ok(Some(bar)) = self
+                .source
+                .current_bar(symbol, key.resolution, now_ms)
+                .await
+            else {
                 continue;
             };
             match topic.last_bar() {
                 Some(prev) if prev == bar => {}
                 Some(prev) if prev.time < bar.time => {
-                    if let Some(closed) = self.final_state(key, prev.time, now_ms) {
-                        if closed != prev {
-                            topic.publish(closed);
-                        }
+                    if let Some(closed) = self.final_state(symbol, key, prev.time, now_ms).await {
+                        topic.publish(closed);
                     }
                     topic.publish(bar);
                 }
@@ -74,8 +80,14 @@ impl Broadcaster {
         }
     }
 
-    /// The bar starting at `time` as the market has it now.
-    fn final_state(&self, key: &TopicKey, time: i64, now_ms: i64) -> Option<Bar> {
+    /// The bar starting at `time` as the source has it now.
+    async fn final_state(
+        &self,
+        symbol: &crate::catalog::Symbol,
+        key: &TopicKey,
+        time: i64,
+        now_ms: i64,
+    ) -> Option<Bar> {
         let from_s = time.div_euclid(1000);
         let query = BarQuery {
             from_s,
@@ -84,8 +96,9 @@ impl Broadcaster {
             limit: 1,
         };
         let page = self
-            .market
-            .bars(&key.symbol, key.resolution, &query, now_ms)
+            .source
+            .bars(symbol, key.resolution, &query, now_ms)
+            .await
             .ok()?;
         page.bars.into_iter().find(|b| b.time == time)
     }

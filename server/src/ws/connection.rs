@@ -23,8 +23,7 @@ use trading_pro::messages::{
 use super::hub::{ConnId, Cursor, TopicKey};
 use super::outbox::Outbox;
 use super::WsState;
-use crate::catalog::Catalog;
-use crate::market::Resolution;
+use crate::calendar::Resolution;
 
 /// Largest frame or message a client may send.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -35,7 +34,7 @@ enum Ending {
     Close(CloseCode, String),
 }
 
-pub async fn serve(conn: WebsocketConnection, state: Arc<WsState>, catalog: &Catalog) {
+pub async fn serve(conn: WebsocketConnection, state: Arc<WsState>) {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
@@ -50,7 +49,6 @@ pub async fn serve(conn: WebsocketConnection, state: Arc<WsState>, catalog: &Cat
         outbox: Arc::new(Outbox::default()),
         subscriptions: HashMap::new(),
         state: Arc::clone(&state),
-        catalog,
     };
     state.connection_opened();
     let ending = conn.run(ws).await;
@@ -61,16 +59,15 @@ pub async fn serve(conn: WebsocketConnection, state: Arc<WsState>, catalog: &Cat
     drop(ending);
 }
 
-struct Connection<'a> {
+struct Connection {
     id: ConnId,
     outbox: Arc<Outbox>,
     /// Followed topics, each with what this client has been sent of it.
     subscriptions: HashMap<TopicKey, Cursor>,
     state: Arc<WsState>,
-    catalog: &'a Catalog,
 }
 
-impl Connection<'_> {
+impl Connection {
     async fn run<S>(&mut self, mut ws: WebSocketStream<S>) -> Ending
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -100,7 +97,7 @@ impl Connection<'_> {
                         }
                         Some(Err(_)) => break Ending::ClientLeft,
                         Some(Ok(Message::Text(text))) => {
-                            if let Err(ending) = self.handle(&text) {
+                            if let Err(ending) = self.handle(&text).await {
                                 break ending;
                             }
                         }
@@ -193,7 +190,7 @@ impl Connection<'_> {
 
     /// Handles one text frame; an undecodable frame ends the connection with
     /// 1003 and the protocol's reason.
-    fn handle(&mut self, text: &str) -> Result<(), Ending> {
+    async fn handle(&mut self, text: &str) -> Result<(), Ending> {
         let (id, message) = ClientMessage::decode(text)
             .map_err(|e| Ending::Close(CloseCode::Unsupported, e.reason().into()))?;
         let (reply, joined) = match message {
@@ -214,15 +211,15 @@ impl Connection<'_> {
             ));
         }
         if let Some(key) = joined {
-            self.join(key);
+            self.join(key).await;
         }
         Ok(())
     }
 
     /// Validates a request into a topic, or the error message for the reply.
     fn topic(&self, req: &BarsSubscriptionRequest) -> Result<TopicKey, String> {
-        let symbol = self
-            .catalog
+        let catalog = self.state.source.catalog();
+        let symbol = catalog
             .lookup(&req.symbol)
             .ok_or_else(|| format!("Unknown symbol {:?}", req.symbol))?;
         let resolution = Resolution::parse(&req.resolution).ok_or_else(|| {
@@ -231,6 +228,12 @@ impl Connection<'_> {
                 req.resolution
             )
         })?;
+        if let Some(why) = symbol.unserved_reason(resolution) {
+            return Err(format!(
+                "Unsupported resolution {:?}: {why}",
+                req.resolution
+            ));
+        }
         Ok(TopicKey {
             symbol: symbol.info.ticker.clone(),
             resolution,
@@ -302,18 +305,24 @@ impl Connection<'_> {
     }
 
     /// Follows the topic, starting from its current bar: the last one
-    /// published, or (for a topic nobody followed) the market's current bar,
-    /// published now.
-    fn join(&mut self, key: TopicKey) {
+    /// published, or (for a topic nobody followed) the source's current
+    /// bar. That read happens after the topic exists, so whatever a pushing
+    /// source publishes meanwhile is not lost, and `init` never overwrites
+    /// it with the older state read here.
+    async fn join(&mut self, key: TopicKey) {
         let cursor = self.state.hub.subscribe(&key, self.id, &self.outbox);
         if cursor.topic.last_bar().is_none() {
             let now = self.state.clock.now_ms();
-            if let Ok(Some(bar)) = self
-                .state
-                .market
-                .current_bar(&key.symbol, key.resolution, now)
-            {
-                cursor.topic.publish(bar);
+            let catalog = self.state.source.catalog();
+            if let Some(symbol) = catalog.lookup(&key.symbol) {
+                if let Ok(Some(bar)) = self
+                    .state
+                    .source
+                    .current_bar(symbol, key.resolution, now)
+                    .await
+                {
+                    cursor.topic.init(bar);
+                }
             }
         }
         self.subscriptions.insert(key, cursor);

@@ -23,7 +23,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use trading_pro::messages::{BarUpdate, ServerMessage};
 
 use super::outbox::Outbox;
-use crate::market::{Bar, Resolution};
+use crate::calendar::Resolution;
+use crate::source::{Bar, UpdateSink};
 
 pub type ConnId = u64;
 
@@ -85,13 +86,41 @@ impl Topic {
         self.lock().newest.as_ref().map(|s| s.bar)
     }
 
-    /// Stores `bar` as the newest state and wakes every subscriber.
+    /// Stores `bar` as the newest state and wakes every subscriber. A bar
+    /// older than the newest, or equal to it, changes nothing: a topic never
+    /// goes back in time, whoever publishes to it and in whatever order
+    /// their reads and publishes interleave.
     pub fn publish(&self, bar: Bar) {
-        let frame = update_frame(&self.key, &self.name, &bar);
         let mut inner = self.lock();
-        let version = self.version.load(Ordering::Relaxed) + 1;
+        Self::publish_locked(&self.key, &self.name, &self.version, &mut inner, bar);
+    }
+
+    /// Publishes `bar` only if nothing has been published yet: the first
+    /// state of a topic someone just joined, read from the source after the
+    /// topic existed, so a publish that came in meanwhile wins.
+    pub fn init(&self, bar: Bar) {
+        let mut inner = self.lock();
+        if inner.newest.is_none() {
+            Self::publish_locked(&self.key, &self.name, &self.version, &mut inner, bar);
+        }
+    }
+
+    fn publish_locked(
+        key: &TopicKey,
+        name: &str,
+        version: &AtomicU64,
+        inner: &mut Inner,
+        bar: Bar,
+    ) {
+        if let Some(newest) = &inner.newest {
+            if newest.bar == bar || newest.bar.time > bar.time {
+                return;
+            }
+        }
+        let frame = update_frame(key, name, &bar);
+        let version_now = version.load(Ordering::Relaxed) + 1;
         let state = State {
-            version,
+            version: version_now,
             bar,
             frame,
         };
@@ -100,7 +129,7 @@ impl Topic {
             _ => {}
         }
         inner.newest = Some(state);
-        self.version.store(version, Ordering::Release);
+        version.store(version_now, Ordering::Release);
         for outbox in inner.subscribers.values() {
             outbox.wake();
         }
@@ -208,12 +237,37 @@ impl Hub {
         }
     }
 
+    /// The topic of `key`, if someone follows it.
+    pub fn topic(&self, key: &TopicKey) -> Option<Arc<Topic>> {
+        self.lock().get(key).cloned()
+    }
+
     /// Topics with at least one subscriber in slot `slot` of `slots`.
     pub fn active(&self, slot: u64, slots: u64) -> Vec<Arc<Topic>> {
         self.lock()
             .values()
             .filter(|t| t.phase % slots == slot)
             .cloned()
+            .collect()
+    }
+}
+
+/// A pushing source's changed bars go to the topic that follows them, if any.
+impl UpdateSink for Hub {
+    fn publish(&self, symbol: &str, resolution: Resolution, bar: Bar) {
+        let key = TopicKey {
+            symbol: symbol.to_string(),
+            resolution,
+        };
+        if let Some(topic) = self.topic(&key) {
+            topic.publish(bar);
+        }
+    }
+
+    fn followed(&self) -> Vec<(String, Resolution)> {
+        self.lock()
+            .keys()
+            .map(|k| (k.symbol.clone(), k.resolution))
             .collect()
     }
 }

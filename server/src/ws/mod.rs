@@ -4,7 +4,8 @@
 //! * `connection`: one task per client (requests, replies, heartbeat, limits);
 //! * `outbox`: its queued replies and its "a followed topic changed" flag;
 //! * `hub`: topics, their newest states, and pull-based fan-out;
-//! * `broadcaster`: market changes -> updates.
+//! * `broadcaster`: clock-driven source changes -> updates (a pushing
+//!   source publishes to the hub itself, see `source`).
 
 mod broadcaster;
 mod connection;
@@ -24,7 +25,7 @@ pub use hub::Hub;
 
 use crate::clock::Clock;
 use crate::context::AppContext;
-use crate::market::Market;
+use crate::source::{DataSource, Live};
 
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -37,7 +38,7 @@ pub struct Limits {
 /// Shared state of the WebSocket side.
 pub struct WsState {
     pub hub: Arc<Hub>,
-    pub market: Arc<Market>,
+    pub source: Arc<dyn DataSource>,
     pub clock: Clock,
     pub limits: Limits,
     shutdown: watch::Sender<bool>,
@@ -46,10 +47,16 @@ pub struct WsState {
 }
 
 impl WsState {
-    pub fn new(market: Arc<Market>, clock: Clock, limits: Limits) -> WsState {
+    /// `hub` is also the pushing source's update sink, so it is made first.
+    pub fn new(
+        hub: Arc<Hub>,
+        source: Arc<dyn DataSource>,
+        clock: Clock,
+        limits: Limits,
+    ) -> WsState {
         WsState {
-            hub: Arc::new(Hub::default()),
-            market,
+            hub,
+            source,
             clock,
             limits,
             shutdown: watch::Sender::new(false),
@@ -58,11 +65,15 @@ impl WsState {
         }
     }
 
-    /// Runs the broadcaster until shutdown.
+    /// Runs the broadcaster until shutdown, for a source whose bars change
+    /// with the clock; a pushing source publishes its own changes.
     pub fn spawn_broadcaster(&self, interval: Duration) {
+        if self.source.live() != Live::Clock {
+            return;
+        }
         let broadcaster = Broadcaster {
             hub: Arc::clone(&self.hub),
-            market: Arc::clone(&self.market),
+            source: Arc::clone(&self.source),
             clock: self.clock.clone(),
             interval,
         };
@@ -110,6 +121,6 @@ pub async fn ws_endpoint(
     if *ctx.ws.shutdown.borrow() {
         return Ok(());
     }
-    connection::serve(conn, Arc::clone(&ctx.ws), &ctx.catalog).await;
+    connection::serve(conn, Arc::clone(&ctx.ws)).await;
     Ok(())
 }
