@@ -232,13 +232,15 @@ fn endpoint(
 
     let mut path_params = Vec::new();
     let mut query_params = Vec::new();
+    let mut header_params = Vec::new();
     for p in &op.parameters {
         match resolve(p, raw, "parameters")?.into_owned() {
             Parameter::Path { parameter_data, .. } => path_params.push(parameter_data),
             Parameter::Query { parameter_data, .. } => query_params.push(parameter_data),
+            Parameter::Header { parameter_data, .. } => header_params.push(parameter_data),
             other => {
                 return Err(format!(
-                    "{op_id}: only path and query parameters are supported, got {:?}",
+                    "{op_id}: only path, query and header parameters are supported, got {:?}",
                     other.parameter_data_ref().name
                 )
                 .into())
@@ -262,6 +264,14 @@ fn endpoint(
             &query_params.iter().collect::<Vec<_>>(),
         )?;
         args.push(quote! { query: crate::extract::ApiQuery<#ty> });
+    }
+    if !header_params.is_empty() {
+        let ty = parameter_struct(
+            types,
+            format!("{type_prefix}Headers"),
+            &header_params.iter().collect::<Vec<_>>(),
+        )?;
+        args.push(quote! { headers: crate::extract::ApiHeader<#ty> });
     }
     if let Some(body) = &op.request_body {
         let body = resolve(body, raw, "requestBodies")?;
@@ -342,6 +352,18 @@ fn endpoint(
         ok_ty = quote! { dropshot::HttpResponseHeaders<#ok_ty, #ty> };
     }
 
+    // `x-body-max-bytes` raises dropshot's default body limit for one
+    // operation (ingest takes megabytes; everything else a few KiB).
+    let body_limit = match op.extensions.get("x-body-max-bytes") {
+        Some(v) => {
+            let n = v
+                .as_u64()
+                .ok_or_else(|| format!("{op_id}: x-body-max-bytes must be a positive integer"))?
+                as usize;
+            quote! { request_body_max_bytes = #n, }
+        }
+        None => quote! {},
+    };
     let method_ident = format_ident!("{}", method.to_uppercase());
     let tags = &op.tags;
     let mut docs = Vec::new();
@@ -362,6 +384,7 @@ fn endpoint(
             path = #path,
             operation_id = #op_id,
             tags = [#(#tags),*],
+            #body_limit
         }]
         async fn #fn_name(
             rqctx: dropshot::RequestContext<Self::Context>,

@@ -9,8 +9,8 @@
 
 use async_trait::async_trait;
 use dropshot::{
-    ApiEndpointBodyContentType, ExclusiveExtractor, ExtractorMetadata, HttpError, Path, Query,
-    RequestContext, ServerContext, SharedExtractor, TypedBody,
+    ApiEndpointBodyContentType, ExclusiveExtractor, ExtractorMetadata, Header, HttpError, Path,
+    Query, RequestContext, ServerContext, SharedExtractor, TypedBody,
 };
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -49,6 +49,10 @@ shared_wrapper!(
 shared_wrapper!(
     /// Path parameters, described like `dropshot::Path<T>`.
     ApiPath wraps Path
+);
+shared_wrapper!(
+    /// Header parameters, described like `dropshot::Header<T>`.
+    ApiHeader wraps Header
 );
 
 /// A JSON body, described like `dropshot::TypedBody<T>`.

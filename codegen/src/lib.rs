@@ -242,7 +242,14 @@ pub fn relax_parameter_ranges(doc: &mut Value) {
                 .filter_map(|p| p.get_mut("schema"))
             {
                 if let Some(schema) = schema.as_object_mut() {
-                    for key in ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"] {
+                    for key in [
+                        "minimum",
+                        "maximum",
+                        "exclusiveMinimum",
+                        "exclusiveMaximum",
+                        "minLength",
+                        "maxLength",
+                    ] {
                         schema.remove(key);
                     }
                 }

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use trading_pro::api::TradingApi;
 use trading_pro::encoded::EncodedOk;
-use trading_pro::extract::{ApiBody, ApiPath, ApiQuery};
+use trading_pro::extract::{ApiBody, ApiHeader, ApiPath, ApiQuery};
 use trading_pro::types::*;
 
 use crate::bars_json::{self, PriceFormat};
@@ -18,6 +18,7 @@ use crate::clock::rfc3339;
 use crate::context::AppContext;
 use crate::error::ApiError;
 use crate::source::BarQuery;
+use crate::store::ingest::{BarIn, IngestError, IngestRequest, TradeIn, MAX_ITEMS};
 
 /// Most bars in one getBars response (documented in the spec).
 pub const MAX_BARS: usize = 5000;
@@ -375,15 +376,138 @@ impl TradingApi for TradingServer {
             status: "ok".into(),
             symbols: catalog.len() as i64,
             resolutions: served_resolutions(&catalog),
+            source: ctx.source.kind().into(),
             seed: ctx.seed as i64,
             server_time: ctx.clock.now_ms().div_euclid(1000),
         };
         respond(&rqctx, Ok(health))
     }
 
+    async fn ingest_trades(
+        rqctx: RequestContext<AppContext>,
+        headers: ApiHeader<IngestTradesHeaders>,
+        body: ApiBody<TradesIngestRequest>,
+    ) -> Response<IngestResponse> {
+        let key = headers.into_inner().map(|h| h.idempotency_key);
+        let request = body.into_inner().map(|b| {
+            IngestRequest::Trades(
+                b.trades
+                    .into_iter()
+                    .map(|t| TradeIn {
+                        symbol: t.symbol,
+                        time: t.time,
+                        price: t.price,
+                        size: t.size,
+                    })
+                    .collect(),
+            )
+        });
+        let result = ingest(&rqctx, key, request).await;
+        respond(&rqctx, result)
+    }
+
+    async fn ingest_bars(
+        rqctx: RequestContext<AppContext>,
+        headers: ApiHeader<IngestBarsHeaders>,
+        body: ApiBody<BarsIngestRequest>,
+    ) -> Response<IngestResponse> {
+        let key = headers.into_inner().map(|h| h.idempotency_key);
+        let request = body.into_inner().map(|b| IngestRequest::Bars {
+            resolution: b.resolution.and_then(|r| Resolution::parse(&r.to_string())),
+            bars: b
+                .bars
+                .into_iter()
+                .map(|b| BarIn {
+                    symbol: b.symbol,
+                    time: b.time,
+                    open: b.open,
+                    high: b.high,
+                    low: b.low,
+                    close: b.close,
+                    volume: b.volume,
+                })
+                .collect(),
+        });
+        let result = ingest(&rqctx, key, request).await;
+        respond(&rqctx, result)
+    }
+
     async fn get_server_time(rqctx: RequestContext<AppContext>) -> Response<i64> {
         respond(&rqctx, Ok(rqctx.context().clock.now_ms().div_euclid(1000)))
     }
+}
+
+/// Checks that the server takes ingest and that the request carries its
+/// token, then applies the request. Nothing about the body is looked at (or
+/// told) before the caller has proven who it is.
+async fn ingest(
+    rqctx: &RequestContext<AppContext>,
+    key: Result<Option<String>, HttpError>,
+    request: Result<IngestRequest, HttpError>,
+) -> Result<IngestResponse, ApiError> {
+    let ctx = rqctx.context();
+    let Some(ingest) = ctx.source.ingest() else {
+        return Err(ApiError::IngestDisabled(
+            "this server takes no ingest: it serves the synthetic market; start it with \
+             --store PATH (and --ingest-token) to ingest real data"
+                .into(),
+        ));
+    };
+    let Some(expected) = &ctx.ingest_token else {
+        return Err(ApiError::IngestDisabled(
+            "this server takes no ingest: no ingest token is configured (--ingest-token or \
+             TRADING_INGEST_TOKEN)"
+                .into(),
+        ));
+    };
+    let header = rqctx.request.headers().get(http::header::AUTHORIZATION);
+    let token = header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(ApiError::Unauthenticated(
+            "ingest needs the header Authorization: Bearer TOKEN".into(),
+        ));
+    };
+    if !same_secret(token.as_bytes(), expected.as_bytes()) {
+        return Err(ApiError::Forbidden(
+            "the bearer token is not this server's ingest token".into(),
+        ));
+    }
+    let key = key?;
+    let request = request?;
+    let (what, code) = match &request {
+        IngestRequest::Trades(_) => ("trades", "InvalidTrade"),
+        IngestRequest::Bars { .. } => ("bars", "InvalidBar"),
+    };
+    if request.is_empty() || request.len() > MAX_ITEMS {
+        return Err(ApiError::InvalidIngest {
+            code,
+            message: format!(
+                "{what} must list between 1 and {MAX_ITEMS} items, got {}",
+                request.len()
+            ),
+        });
+    }
+    let now = ctx.clock.now_ms();
+    match ingest.apply(request, key, now).await {
+        Ok(receipt) => Ok(IngestResponse {
+            applied: receipt.applied as i64,
+        }),
+        Err(IngestError::Invalid(message)) => Err(ApiError::InvalidIngest { code, message }),
+        Err(IngestError::KeyReused(message)) => Err(ApiError::KeyReused(message)),
+        Err(IngestError::Unavailable(why)) => Err(ApiError::Unavailable(why)),
+    }
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Every resolution some symbol serves, in TradingView's order.

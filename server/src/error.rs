@@ -30,6 +30,19 @@ pub enum ApiError {
     Malformed(HttpError),
     /// The data source cannot answer (a store that cannot be read): 503.
     Unavailable(String),
+    /// The server takes no ingest; says what is missing (403).
+    IngestDisabled(String),
+    /// No usable bearer token (401, with `WWW-Authenticate`).
+    Unauthenticated(String),
+    /// A token, but not the right one (403).
+    Forbidden(String),
+    /// An ingest request that breaks a rule: which item and why (400).
+    InvalidIngest {
+        code: &'static str,
+        message: String,
+    },
+    /// An `Idempotency-Key` reused for a different request (422).
+    KeyReused(String),
 }
 
 impl ApiError {
@@ -44,6 +57,11 @@ impl ApiError {
             ApiError::QuoteSymbolCount(_) => "InvalidSymbolCount",
             ApiError::Malformed(_) => "BadRequest",
             ApiError::Unavailable(_) => "Unavailable",
+            ApiError::IngestDisabled(_) => "IngestDisabled",
+            ApiError::Unauthenticated(_) => "Unauthenticated",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::InvalidIngest { code, .. } => code,
+            ApiError::KeyReused(_) => "IdempotencyKeyReused",
         }
     }
 
@@ -58,10 +76,23 @@ impl ApiError {
                     "the data source cannot answer now; the server log says why".into();
                 return e;
             }
+            ApiError::IngestDisabled(_) | ApiError::Forbidden(_) => {
+                ClientErrorStatusCode::FORBIDDEN
+            }
+            ApiError::Unauthenticated(_) => ClientErrorStatusCode::UNAUTHORIZED,
+            ApiError::KeyReused(_) => ClientErrorStatusCode::UNPROCESSABLE_ENTITY,
             _ => ClientErrorStatusCode::BAD_REQUEST,
         };
         let code = self.code().to_string();
-        HttpError::for_client_error(Some(code), status, self.to_string())
+        let challenge = matches!(self, ApiError::Unauthenticated(_));
+        let mut e = HttpError::for_client_error(Some(code), status, self.to_string());
+        if challenge {
+            e.headers.get_or_insert_with(Default::default).insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"trading-pro ingest\""),
+            );
+        }
+        e
     }
 }
 
@@ -94,7 +125,12 @@ impl std::fmt::Display for ApiError {
                 crate::api::MAX_QUOTE_SYMBOLS
             ),
             ApiError::Malformed(e) => f.write_str(&e.external_message),
-            ApiError::Unavailable(why) => f.write_str(why),
+            ApiError::Unavailable(why)
+            | ApiError::IngestDisabled(why)
+            | ApiError::Unauthenticated(why)
+            | ApiError::Forbidden(why)
+            | ApiError::KeyReused(why) => f.write_str(why),
+            ApiError::InvalidIngest { message, .. } => f.write_str(message),
         }
     }
 }

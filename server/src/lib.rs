@@ -8,7 +8,8 @@
 //! * `source`: the data-source interface every handler asks;
 //! * `synthetic` and `market`: the synthetic market (the default source)
 //!   and its price engine;
-//! * `store`: real data (an embedded SQLite file), its import and ingest;
+//! * `store`: real data (an embedded SQLite file) and its live ingest;
+//! * `import`: the `import` and `export` commands (CSV files);
 //! * `calendar`: sessions, time zones, resolutions: what a bar means;
 //! * `catalog`: the symbols and search;
 //! * `cors`, `docs`: headers on every response, served specs and docs page;
@@ -25,6 +26,7 @@ pub mod context;
 pub mod cors;
 pub mod docs;
 pub mod error;
+pub mod import;
 pub mod logging;
 pub mod market;
 pub mod server;

@@ -1,10 +1,50 @@
-use clap::Parser;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 use slog::{info, o};
+use trading_server::import::{self, ExportArgs, ImportArgs};
 use trading_server::{logging, Config};
 
+/// `trading-server [FLAGS]` serves; `import` and `export` move bars in and
+/// out of a store.
+#[derive(Parser)]
+#[command(
+    name = "trading-server",
+    version,
+    about = "trading-pro market-data server (REST + WebSocket)",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import bars from CSV files (or symbols from a JSON file) into a store.
+    Import(ImportArgs),
+    /// Write a symbol's bars from a store as CSV, in the format import reads.
+    Export(ExportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let done = match &cli.command {
+        Some(Command::Import(args)) => import::import(args),
+        Some(Command::Export(args)) => import::export(args),
+        None => serve(cli.serve),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(import::Failed) => ExitCode::FAILURE,
+    }
+}
+
 #[tokio::main]
-async fn main() {
-    let config = Config::parse();
+async fn serve(config: Config) -> Result<(), import::Failed> {
     let log = logging::logger(config.log_level, config.log_format);
     let server = match trading_server::start(&config, log.new(o!())).await {
         Ok(server) => server,
@@ -13,15 +53,19 @@ async fn main() {
             // Give the async drain a moment to flush before exiting.
             drop(log);
             eprintln!("trading-server: {e}");
-            std::process::exit(1);
+            return Err(import::Failed);
         }
     };
-    info!(log, "listening"; "address" => %server.local_addr(), "seed" => config.seed);
+    info!(log, "listening";
+        "address" => %server.local_addr(),
+        "source" => server.app_private().source.kind(),
+        "seed" => config.seed);
     shutdown_signal().await;
     info!(log, "shutting down"; "websocket_connections" => server.app_private().ws.open_connections());
     if let Err(e) = trading_server::server::stop(server).await {
         slog::error!(log, "shutdown failed"; "error" => e);
     }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

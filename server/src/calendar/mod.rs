@@ -89,21 +89,31 @@ impl std::error::Error for CalendarError {}
 #[derive(Clone, Debug)]
 pub struct TradingCalendar {
     session: Session,
+    /// The session as written, for messages.
+    session_text: String,
     tz: Tz,
 }
 
 impl TradingCalendar {
-    pub fn new(session: &str, timezone: &str) -> Result<TradingCalendar, CalendarError> {
+    pub fn new(session_text: &str, timezone: &str) -> Result<TradingCalendar, CalendarError> {
         let tz = Tz::parse(timezone).ok_or_else(|| CalendarError::Timezone(timezone.into()))?;
-        let session = Session::parse(session).map_err(|reason| CalendarError::Session {
-            session: session.into(),
+        let session = Session::parse(session_text).map_err(|reason| CalendarError::Session {
+            session: session_text.into(),
             reason,
         })?;
-        Ok(TradingCalendar { session, tz })
+        Ok(TradingCalendar {
+            session,
+            session_text: session_text.into(),
+            tz,
+        })
     }
 
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    pub fn session_text(&self) -> &str {
+        &self.session_text
     }
 
     pub fn tz(&self) -> &Tz {

@@ -1,16 +1,241 @@
 //! Real market data: stores of bars, fed by CSV import and live ingest.
+//!
+//! A store keeps symbols (their `SymbolInfo`), one base series per symbol
+//! at the finest resolution it was given, and every coarser resolution as
+//! the exact aggregate of that base, kept up to date at write time
+//! (`chain`). It serves reads as a [`DataSource`] and takes writes through
+//! [`Store`] (import, symbols) and [`Ingest`] (live trades and bars).
+//!
+//! * `bar`: a bar as stored (exact volume, first and last trade times);
+//! * `chain`: which resolution is built from which, and the aggregation;
+//! * `ingest`: the rules for live trades and bars;
+//! * `sqlite`: the embedded engine (`--store PATH` or `sqlite:PATH`).
+//!
+//! Every engine passes the same conformance suite
+//! (`server/tests/store_conformance.rs`).
 
+pub mod bar;
+pub mod chain;
+pub mod ingest;
+pub mod sqlite;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use trading_pro::types::SymbolInfo;
 
+use crate::calendar::{Resolution, TradingCalendar};
+use crate::catalog::{set_resolutions, Catalog, Symbol};
 use crate::source::{DataSource, UpdateSink};
 
-/// The write side of a store: live trades and bars.
-#[async_trait]
-pub trait Ingest: Send + Sync {}
+pub use bar::StoredBar;
+pub use ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
 
-/// Opens the store `url` names as a data source.
-pub fn open_source(url: &str, _sink: Arc<dyn UpdateSink>) -> Result<Arc<dyn DataSource>, String> {
-    Err(format!("cannot open store {url:?}: not built yet"))
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The request cannot be applied as asked; the message says why.
+    Invalid(String),
+    /// The store itself failed (a file that cannot be written, a database
+    /// error).
+    Failed(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Invalid(m) | StoreError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where a store lives, from `--store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+}
+
+impl StoreUrl {
+    /// `sqlite:PATH`, or a bare path (an embedded SQLite file).
+    pub fn parse(text: &str) -> Result<StoreUrl, String> {
+        if text.trim().is_empty() {
+            return Err("--store needs a file path or sqlite:PATH".into());
+        }
+        if let Some(path) = text.strip_prefix("sqlite://") {
+            return Ok(StoreUrl::Sqlite(path.into()));
+        }
+        if let Some(path) = text.strip_prefix("sqlite:") {
+            return Ok(StoreUrl::Sqlite(path.into()));
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Err(format!(
+                "--store {text:?}: PostgreSQL stores are not supported yet; use a file path \
+                 (an embedded SQLite store)"
+            ));
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            return Err(format!(
+                "--store {text:?}: unknown store type {scheme:?}; use a file path or sqlite:PATH"
+            ));
+        }
+        Ok(StoreUrl::Sqlite(text.into()))
+    }
+}
+
+/// Opens the store `url` names as the server's data source; it pushes the
+/// bars its writes change to `sink`.
+pub fn open_source(url: &str, sink: Arc<dyn UpdateSink>) -> Result<Arc<dyn DataSource>, String> {
+    match StoreUrl::parse(url)? {
+        StoreUrl::Sqlite(path) => Ok(Arc::new(
+            sqlite::SqliteStore::open_for_serving(&path, sink).map_err(|e| e.to_string())?,
+        )),
+    }
+}
+
+/// Opens the store `url` names for the import and export commands.
+pub fn open(url: &str) -> Result<Box<dyn Store>, String> {
+    match StoreUrl::parse(url)? {
+        StoreUrl::Sqlite(path) => Ok(Box::new(
+            sqlite::SqliteStore::open(&path).map_err(|e| e.to_string())?,
+        )),
+    }
+}
+
+/// A store's symbol: its description, its base resolution (None until it
+/// has bars) and its trading calendar.
+#[derive(Clone, Debug)]
+pub struct SymbolRecord {
+    pub id: i64,
+    /// As served: the resolution fields follow from `base`.
+    pub info: SymbolInfo,
+    pub base: Option<Resolution>,
+    /// The finest storable resolution the registration listed: where a
+    /// symbol's first trades go.
+    pub declared_base: Option<Resolution>,
+    pub calendar: TradingCalendar,
+}
+
+impl SymbolRecord {
+    pub fn new(
+        id: i64,
+        mut info: SymbolInfo,
+        base: Option<Resolution>,
+    ) -> Result<SymbolRecord, String> {
+        let calendar = TradingCalendar::new(&info.session, &info.timezone)
+            .map_err(|e| format!("{}: {e}", info.ticker))?;
+        let declared_base = info
+            .supported_resolutions
+            .iter()
+            .filter_map(|r| Resolution::parse(r))
+            .filter(|r| chain::is_base(*r))
+            .min();
+        set_resolutions(&mut info, base);
+        Ok(SymbolRecord {
+            id,
+            info,
+            base,
+            declared_base,
+            calendar,
+        })
+    }
+}
+
+/// A store's symbols as of one moment: the catalog the API serves, and the
+/// records behind it.
+#[derive(Default)]
+pub struct Records {
+    catalog: Arc<Catalog>,
+    by_ticker: HashMap<String, SymbolRecord>,
+}
+
+impl Records {
+    pub fn new(records: Vec<SymbolRecord>) -> Result<Records, String> {
+        let catalog =
+            Catalog::new(records.iter().map(|r| r.info.clone()).collect()).map_err(|e| e.0)?;
+        let by_ticker = records
+            .into_iter()
+            .map(|r| (r.info.ticker.to_ascii_uppercase(), r))
+            .collect();
+        Ok(Records {
+            catalog: Arc::new(catalog),
+            by_ticker,
+        })
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The record of a catalog symbol.
+    pub fn get(&self, symbol: &Symbol) -> Option<&SymbolRecord> {
+        self.by_ticker.get(&symbol.ticker().to_ascii_uppercase())
+    }
+
+    /// The record a request names (case-insensitive, `EXCHANGE:TICKER`).
+    pub fn lookup(&self, name: &str) -> Option<&SymbolRecord> {
+        self.catalog.lookup(name).and_then(|s| self.get(s))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &SymbolRecord> {
+        self.by_ticker.values()
+    }
+}
+
+/// What registering or updating a symbol did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    Added,
+    Updated,
+    Unchanged,
+}
+
+/// One file's bars on their way into a store. Nothing is visible until
+/// [`ImportSink::commit`]; dropping the sink without committing stores
+/// nothing.
+pub trait ImportSink {
+    /// Stores a bar at the import's resolution. False when this import
+    /// already stored a bar at that time (the first one stays).
+    fn put(&mut self, bar: &StoredBar) -> Result<bool, StoreError>;
+
+    /// Rebuilds the coarser resolutions, registers or updates the symbol as
+    /// `info`, and makes everything durable at once.
+    fn commit(self: Box<Self>, info: SymbolInfo) -> Result<(), StoreError>;
+}
+
+/// A store as the import and export commands use it; the server reads it
+/// as a [`DataSource`] and writes to it through [`Ingest`].
+pub trait Store {
+    /// Every symbol, with its record.
+    fn records(&self) -> Result<Records, StoreError>;
+
+    /// Registers new symbols and updates existing ones (matched by ticker,
+    /// case-insensitively), all or none. Changing the session or time zone
+    /// of a symbol that has bars is refused: its bars would no longer fit.
+    fn upsert_symbols(
+        &self,
+        infos: Vec<SymbolInfo>,
+    ) -> Result<Vec<(String, Registered)>, StoreError>;
+
+    /// Starts importing bars of `ticker` at `resolution`, which must be the
+    /// symbol's base resolution if it has one. `info` describes a symbol
+    /// the store does not know yet (registered at commit).
+    fn begin_import<'a>(
+        &'a self,
+        info: &SymbolInfo,
+        resolution: Resolution,
+    ) -> Result<Box<dyn ImportSink + 'a>, StoreError>;
+
+    /// Every bar of `symbol` at `resolution` with time in `[from, to)`, in
+    /// time order.
+    fn scan(
+        &self,
+        symbol: &SymbolRecord,
+        resolution: Resolution,
+        from: i64,
+        to: i64,
+        each: &mut dyn FnMut(&StoredBar) -> Result<(), String>,
+    ) -> Result<(), StoreError>;
 }

@@ -1,0 +1,288 @@
+//! How a store keeps every coarser resolution the exact aggregate of its
+//! base bars, at write time, so a read is a range scan of one resolution.
+//!
+//! Each served resolution is built from the next finer one that divides
+//! it: 5 from 1, 15 from 5, 30 from 15, 60 from 30, 240 from 60, D from 240
+//! (or from the base, if that is coarser), W and M from D. Aggregating an
+//! aggregate is exact here (first, last, max, min and an exact volume sum),
+//! so every level equals the aggregate of the base bars directly.
+//!
+//! A write records which base bars it touched ([`Dirty`]); each level then
+//! rebuilds the buckets those cover from its children, and its own rebuilt
+//! bars are what the next level rebuilds from.
+
+use crate::calendar::civil::DAY_MS;
+use crate::calendar::{
+    period_end_date, period_key, period_start_date, Resolution, TradingCalendar, TradingDay,
+};
+
+use super::bar::StoredBar;
+
+/// The resolutions served for a base resolution, finest first.
+pub fn served(base: Resolution) -> impl Iterator<Item = Resolution> {
+    Resolution::ALL.into_iter().filter(move |r| *r >= base)
+}
+
+/// Whether bars may be imported or ingested at `res` (W and M cannot be a
+/// symbol's finest data: they are only ever aggregates).
+pub fn is_base(res: Resolution) -> bool {
+    !matches!(res, Resolution::Week | Resolution::Month)
+}
+
+/// The resolution `res` is built from, for a symbol whose base is `base`;
+/// None for the base itself.
+pub fn child_of(res: Resolution, base: Resolution) -> Option<Resolution> {
+    if res <= base {
+        return None;
+    }
+    match res {
+        Resolution::Week | Resolution::Month => Some(Resolution::Day),
+        // The next finer intraday resolution; every one divides the next.
+        _ => Resolution::ALL
+            .into_iter()
+            .filter(|r| *r < res && *r >= base)
+            .max(),
+    }
+}
+
+/// Time ranges (inclusive, unix ms) of bars a write changed at one level,
+/// sorted and disjoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dirty {
+    ranges: Vec<(i64, i64)>,
+}
+
+impl Dirty {
+    /// Records a changed bar. Bars written in time order (the common case)
+    /// extend one range; a gap of more than a day starts another, so a
+    /// sparse write does not rebuild everything in between.
+    pub fn add(&mut self, time: i64) {
+        if let Some(last) = self.ranges.last_mut() {
+            if time >= last.0 && time <= last.1.saturating_add(DAY_MS) {
+                last.1 = last.1.max(time);
+                return;
+            }
+        }
+        self.ranges.push((time, time));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Sorted, overlapping ranges merged.
+    pub fn ranges(&self) -> Vec<(i64, i64)> {
+        let mut ranges = self.ranges.clone();
+        ranges.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+        for (lo, hi) in ranges {
+            match merged.last_mut() {
+                Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        merged
+    }
+}
+
+/// The bucket of `res` a child bar at `child_time` belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Bucket {
+    /// Same key, same bucket.
+    key: i64,
+    /// The span of child times it covers: `[start, end)`.
+    start: i64,
+    end: i64,
+    /// The parent's stamp; None for W and M, stamped at their first child.
+    stamp: Option<i64>,
+}
+
+/// Maps child bars to their buckets at one resolution, remembering the last
+/// trading day it looked up (children come in time order).
+pub struct Buckets<'a> {
+    calendar: &'a TradingCalendar,
+    res: Resolution,
+    day: Option<TradingDay>,
+}
+
+impl<'a> Buckets<'a> {
+    pub fn new(calendar: &'a TradingCalendar, res: Resolution) -> Buckets<'a> {
+        Buckets {
+            calendar,
+            res,
+            day: None,
+        }
+    }
+
+    fn day_of(&mut self, t: i64) -> Option<TradingDay> {
+        if let Some(day) = self.day.filter(|d| d.contains(t)) {
+            return Some(day);
+        }
+        self.day = self.calendar.day_containing(t);
+        self.day
+    }
+
+    fn bucket(&mut self, child_time: i64) -> Option<Bucket> {
+        match self.res {
+            Resolution::Week | Resolution::Month => {
+                let date = child_time.div_euclid(DAY_MS);
+                Some(Bucket {
+                    key: period_key(self.res, date),
+                    start: period_start_date(self.res, date) * DAY_MS,
+                    end: period_end_date(self.res, date) * DAY_MS,
+                    stamp: None,
+                })
+            }
+            Resolution::Day => {
+                let day = self.day_of(child_time)?;
+                Some(Bucket {
+                    key: day.date,
+                    start: day.start_ms,
+                    end: day.end_ms(),
+                    stamp: Some(day.stamp()),
+                })
+            }
+            res => {
+                let minutes = i64::from(res.intraday_minutes()?);
+                let day = self.day_of(child_time)?;
+                let start = day.bucket_start(minutes, child_time);
+                Some(Bucket {
+                    key: start,
+                    start,
+                    end: (start + minutes * 60_000).min(day.end_ms()),
+                    stamp: Some(start),
+                })
+            }
+        }
+    }
+
+    /// The child-time spans to rebuild at this resolution for children
+    /// that changed in `dirty`: whole buckets, merged.
+    pub fn spans(&mut self, dirty: &Dirty) -> Vec<(i64, i64)> {
+        let mut spans: Vec<(i64, i64)> = Vec::new();
+        for (lo, hi) in dirty.ranges() {
+            let (Some(first), Some(last)) = (self.bucket(lo), self.bucket(hi)) else {
+                continue;
+            };
+            match spans.last_mut() {
+                Some(prev) if first.start <= prev.1 => prev.1 = prev.1.max(last.end),
+                _ => spans.push((first.start, last.end)),
+            }
+        }
+        spans
+    }
+
+    /// An aggregator of children, in time order, into bars of this
+    /// resolution.
+    pub fn aggregator(self) -> Aggregator<'a> {
+        Aggregator {
+            buckets: self,
+            current: None,
+        }
+    }
+}
+
+/// Folds children (in time order) into the bars of one resolution.
+pub struct Aggregator<'a> {
+    buckets: Buckets<'a>,
+    current: Option<(i64, StoredBar)>,
+}
+
+impl Aggregator<'_> {
+    /// Adds a child; returns the previous bar when this child starts a new
+    /// one. A child outside every session (which validation never lets in)
+    /// is left out.
+    pub fn push(&mut self, child: &StoredBar) -> Option<StoredBar> {
+        let bucket = self.buckets.bucket(child.time)?;
+        match &mut self.current {
+            Some((key, bar)) if *key == bucket.key => {
+                // An overflowing sum keeps the bar as it was: volumes that
+                // large were refused at write time.
+                let _ = bar.absorb(child);
+                None
+            }
+            _ => {
+                let bar = StoredBar {
+                    time: bucket.stamp.unwrap_or(child.time),
+                    ..*child
+                };
+                self.current
+                    .replace((bucket.key, bar))
+                    .map(|(_, done)| done)
+            }
+        }
+    }
+
+    /// The last bar.
+    pub fn finish(self) -> Option<StoredBar> {
+        self.current.map(|(_, bar)| bar)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::Volume;
+
+    #[test]
+    fn every_level_is_built_from_the_next_finer() {
+        let r = |s| Resolution::parse(s).unwrap();
+        let one = r("1");
+        let chain: Vec<_> = served(one)
+            .map(|res| (res.as_str(), child_of(res, one).map(Resolution::as_str)))
+            .collect();
+        assert_eq!(
+            chain,
+            [
+                ("1", None),
+                ("5", Some("1")),
+                ("15", Some("5")),
+                ("30", Some("15")),
+                ("60", Some("30")),
+                ("240", Some("60")),
+                ("D", Some("240")),
+                ("W", Some("D")),
+                ("M", Some("D")),
+            ]
+        );
+        assert_eq!(child_of(r("D"), r("240")), Some(r("240")));
+        assert_eq!(child_of(r("D"), r("D")), None);
+        assert_eq!(child_of(r("M"), r("D")), Some(r("D")));
+        assert_eq!(served(r("D")).count(), 3);
+    }
+
+    #[test]
+    fn buckets_align_to_the_session_and_never_span_two_days() {
+        let cal = TradingCalendar::new("0930-1600", "America/New_York").unwrap();
+        // 2024-07-01 (Monday) 13:30 UTC is 09:30 in New York.
+        let open = 1_719_840_600_000;
+        let minute = 60_000;
+        let bar = |i: i64| StoredBar {
+            time: open + i * minute,
+            open: 1.0,
+            high: 2.0,
+            low: 0.5,
+            close: 1.5,
+            volume: Volume::parse("1").unwrap(),
+            first_ms: open + i * minute,
+            last_ms: open + i * minute,
+        };
+        let mut agg = Buckets::new(&cal, Resolution::Min240).aggregator();
+        let mut out = Vec::new();
+        for i in 0..390 {
+            out.extend(agg.push(&bar(i)));
+        }
+        out.extend(agg.finish());
+        // 09:30-13:30 and the short 13:30-16:00.
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].time, open);
+        assert_eq!(out[1].time, open + 240 * minute);
+        assert_eq!(out[0].volume, Volume::parse("240").unwrap());
+        assert_eq!(out[1].volume, Volume::parse("150").unwrap());
+
+        let mut day = Buckets::new(&cal, Resolution::Day);
+        let mut dirty = Dirty::default();
+        dirty.add(open + 5 * minute);
+        assert_eq!(day.spans(&dirty), [(open, open + 390 * minute)]);
+    }
+}

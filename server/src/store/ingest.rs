@@ -1,0 +1,391 @@
+//! Live ingest: what a feed sends (trades, or bars at a symbol's base
+//! resolution), the rules each item must follow, and where in a symbol's
+//! base series it lands. Every store applies requests through these, so
+//! they all accept and refuse exactly the same things.
+
+use async_trait::async_trait;
+
+use crate::calendar::civil::DAY_MS;
+use crate::calendar::{Resolution, TradingCalendar};
+use crate::clock::rfc3339;
+use crate::volume::Volume;
+
+use super::bar::StoredBar;
+
+/// Most items in one request (documented in the spec).
+pub const MAX_ITEMS: usize = 10_000;
+/// How far ahead of the server's clock a trade or bar may be.
+pub const FUTURE_TOLERANCE_MS: i64 = 10_000;
+/// How long an `Idempotency-Key` is remembered.
+pub const KEY_RETENTION_MS: i64 = 24 * 3_600_000;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TradeIn {
+    pub symbol: String,
+    pub time: i64,
+    pub price: f64,
+    pub size: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BarIn {
+    pub symbol: String,
+    pub time: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum IngestRequest {
+    Trades(Vec<TradeIn>),
+    Bars {
+        resolution: Option<Resolution>,
+        bars: Vec<BarIn>,
+    },
+}
+
+/// What a request applied: the body of the 200, stored with its
+/// idempotency key so a retry gets the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IngestReceipt {
+    pub applied: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestError {
+    /// The request breaks a rule; the message names the item and why.
+    /// Nothing was applied.
+    Invalid(String),
+    /// The idempotency key was used before for a different request.
+    KeyReused(String),
+    /// The store could not apply it; nothing was acknowledged.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for IngestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IngestError::Invalid(m) | IngestError::KeyReused(m) | IngestError::Unavailable(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+/// The write side of a store.
+#[async_trait]
+pub trait Ingest: Send + Sync {
+    /// Validates and applies `request` as one unit, durably, and publishes
+    /// the changed bars. With a `key` already applied (same request), the
+    /// receipt of that first application, and nothing applied again.
+    async fn apply(
+        &self,
+        request: IngestRequest,
+        key: Option<String>,
+        now_ms: i64,
+    ) -> Result<IngestReceipt, IngestError>;
+}
+
+impl IngestRequest {
+    /// `trades` or `bars`: keys are remembered per endpoint.
+    pub fn endpoint(&self) -> &'static str {
+        match self {
+            IngestRequest::Trades(_) => "trades",
+            IngestRequest::Bars { .. } => "bars",
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            IngestRequest::Trades(t) => t.len(),
+            IngestRequest::Bars { bars, .. } => bars.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A stable digest of the request, to tell a retry (same key, same
+    /// request) from a key reused for something else. FNV-1a: stable
+    /// across builds and platforms, which is all this needs.
+    pub fn fingerprint(&self) -> i64 {
+        let mut h = Fnv::default();
+        h.write(self.endpoint().as_bytes());
+        match self {
+            IngestRequest::Trades(trades) => {
+                for t in trades {
+                    h.write(t.symbol.as_bytes());
+                    h.write(&[0]);
+                    h.write(&t.time.to_le_bytes());
+                    h.write(&t.price.to_bits().to_le_bytes());
+                    h.write(&t.size.to_bits().to_le_bytes());
+                }
+            }
+            IngestRequest::Bars { resolution, bars } => {
+                h.write(resolution.map_or("", Resolution::as_str).as_bytes());
+                for b in bars {
+                    h.write(b.symbol.as_bytes());
+                    h.write(&[0]);
+                    h.write(&b.time.to_le_bytes());
+                    for v in [b.open, b.high, b.low, b.close, b.volume] {
+                        h.write(&v.to_bits().to_le_bytes());
+                    }
+                }
+            }
+        }
+        h.0 as i64
+    }
+}
+
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Checks an `Idempotency-Key`: 1 to 255 printable ASCII characters.
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(format!(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters, got {} bytes",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The start of the `base` bar that contains the instant `t` (unix ms), or
+/// why there is none.
+pub fn bar_time(calendar: &TradingCalendar, base: Resolution, t: i64) -> Result<i64, String> {
+    let day = calendar.day_containing(t).ok_or_else(|| {
+        format!(
+            "time {} is outside the session ({} {})",
+            rfc3339(t),
+            calendar.session_text(),
+            calendar.tz().name()
+        )
+    })?;
+    Ok(match base.intraday_minutes() {
+        Some(minutes) => day.bucket_start(i64::from(minutes), t),
+        None => day.stamp(),
+    })
+}
+
+/// Checks that `t` is the start of a `base` bar: on the grid of the
+/// session (intraday), or 00:00 UTC of a trading date (D).
+pub fn check_on_grid(calendar: &TradingCalendar, base: Resolution, t: i64) -> Result<(), String> {
+    if base.intraday_minutes().is_none() {
+        let date = t.div_euclid(DAY_MS);
+        if t != date * DAY_MS {
+            return Err(format!(
+                "time {} is not a daily bar's time (00:00 UTC of the trading date)",
+                rfc3339(t)
+            ));
+        }
+        return match calendar.day(date) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "{} is not a trading day of the session {}",
+                &rfc3339(t)[..10],
+                calendar.session_text()
+            )),
+        };
+    }
+    let start = bar_time(calendar, base, t)?;
+    if start != t {
+        return Err(format!(
+            "time {} is not on the {}-minute grid of the session (the bar containing it starts at {})",
+            rfc3339(t),
+            base.as_str(),
+            rfc3339(start)
+        ));
+    }
+    Ok(())
+}
+
+/// A trade checked against its symbol: the bar it lands in and its size.
+pub fn check_trade(
+    t: &TradeIn,
+    calendar: &TradingCalendar,
+    base: Resolution,
+    now_ms: i64,
+) -> Result<(i64, Volume), String> {
+    if !(t.price.is_finite() && t.price > 0.0) {
+        return Err(format!("price must be positive, got {}", t.price));
+    }
+    let size = Volume::from_f64(t.size).map_err(|e| format!("size {e}"))?;
+    if size.is_negative() {
+        return Err(format!("size must not be negative, got {}", t.size));
+    }
+    check_not_future(t.time, now_ms)?;
+    Ok((bar_time(calendar, base, t.time)?, size))
+}
+
+/// A bar checked against its symbol, as the store keeps it.
+pub fn check_bar(
+    b: &BarIn,
+    calendar: &TradingCalendar,
+    base: Resolution,
+    now_ms: i64,
+) -> Result<StoredBar, String> {
+    for (name, v) in [
+        ("open", b.open),
+        ("high", b.high),
+        ("low", b.low),
+        ("close", b.close),
+    ] {
+        if !v.is_finite() {
+            return Err(format!("{name} is not a finite number"));
+        }
+    }
+    check_ohlc(b.open, b.high, b.low, b.close)?;
+    let volume = Volume::from_f64(b.volume).map_err(|e| format!("volume {e}"))?;
+    if volume.is_negative() {
+        return Err(format!("volume must not be negative, got {}", b.volume));
+    }
+    check_not_future(b.time, now_ms)?;
+    check_on_grid(calendar, base, b.time)?;
+    Ok(whole_bar(
+        calendar,
+        base,
+        b.time,
+        [b.open, b.high, b.low, b.close],
+        volume,
+    ))
+}
+
+/// A bar given whole (imported or ingested as a bar): its open and close
+/// count as trades at its start and its end.
+pub fn whole_bar(
+    calendar: &TradingCalendar,
+    base: Resolution,
+    time: i64,
+    [open, high, low, close]: [f64; 4],
+    volume: Volume,
+) -> StoredBar {
+    let end = match (base.intraday_minutes(), calendar.day_containing(time)) {
+        (Some(m), Some(day)) => (time + i64::from(m) * 60_000).min(day.end_ms()),
+        (None, _) => calendar
+            .day(time.div_euclid(DAY_MS))
+            .map_or(time + DAY_MS, |d| d.end_ms()),
+        (Some(m), None) => time + i64::from(m) * 60_000,
+    };
+    StoredBar {
+        time,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        first_ms: time,
+        last_ms: end - 1,
+    }
+}
+
+/// `high` is the highest price and `low` the lowest.
+pub fn check_ohlc(open: f64, high: f64, low: f64, close: f64) -> Result<(), String> {
+    if high < open.max(close).max(low) {
+        return Err(format!(
+            "high {high} is below the open, close or low (open {open}, low {low}, close {close})"
+        ));
+    }
+    if low > open.min(close) {
+        return Err(format!(
+            "low {low} is above the open or close (open {open}, close {close})"
+        ));
+    }
+    Ok(())
+}
+
+fn check_not_future(t: i64, now_ms: i64) -> Result<(), String> {
+    if t > now_ms.saturating_add(FUTURE_TOLERANCE_MS) {
+        return Err(format!(
+            "time {} is more than {} s ahead of the server's clock ({})",
+            rfc3339(t),
+            FUTURE_TOLERANCE_MS / 1000,
+            rfc3339(now_ms)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trades_land_in_their_bar_or_say_why_not() {
+        let cal = TradingCalendar::new("0930-1600", "America/New_York").unwrap();
+        let five = Resolution::Min5;
+        // 2024-07-01 13:37:12 UTC = 09:37:12 New York: the 09:35 bar.
+        let t = 1_719_841_032_000;
+        let trade = |price, size, time| TradeIn {
+            symbol: "X".into(),
+            time,
+            price,
+            size,
+        };
+        let now = t + 60_000;
+        let (bar, size) = check_trade(&trade(10.0, 2.5, t), &cal, five, now).unwrap();
+        assert_eq!(bar, 1_719_840_900_000);
+        assert_eq!(size.to_string(), "2.5");
+        let err = |tr: TradeIn| check_trade(&tr, &cal, five, now).unwrap_err();
+        assert!(err(trade(0.0, 1.0, t)).contains("price must be positive"));
+        assert!(err(trade(1.0, -1.0, t)).contains("size must not be negative"));
+        assert!(err(trade(1.0, 0.123456789, t)).contains("more than 8 decimal places"));
+        assert!(err(trade(1.0, 1.0, t + 3_600_000)).contains("ahead of the server's clock"));
+        let night = t + 12 * 3_600_000;
+        let e = check_trade(&trade(1.0, 1.0, night), &cal, five, night).unwrap_err();
+        assert!(e.contains("outside the session"), "{e}");
+    }
+
+    #[test]
+    fn bars_must_be_on_the_grid_and_consistent() {
+        let cal = TradingCalendar::new("0930-1600", "America/New_York").unwrap();
+        let open = 1_719_840_600_000; // 09:30 New York
+        assert!(check_on_grid(&cal, Resolution::Min5, open + 300_000).is_ok());
+        let e = check_on_grid(&cal, Resolution::Min5, open + 60_000).unwrap_err();
+        assert!(e.contains("not on the 5-minute grid"), "{e}");
+        let monday = 1_719_792_000_000; // 2024-07-01 00:00 UTC
+        assert!(check_on_grid(&cal, Resolution::Day, monday).is_ok());
+        let e = check_on_grid(&cal, Resolution::Day, monday - 2 * DAY_MS).unwrap_err();
+        assert!(e.contains("not a trading day"), "{e}");
+        assert!(check_ohlc(10.0, 9.0, 8.0, 9.5)
+            .unwrap_err()
+            .contains("high 9 is below"));
+        assert!(check_ohlc(10.0, 12.0, 10.5, 11.0)
+            .unwrap_err()
+            .contains("low 10.5 is above"));
+    }
+
+    #[test]
+    fn fingerprints_tell_requests_apart() {
+        let t = |price| {
+            IngestRequest::Trades(vec![TradeIn {
+                symbol: "X".into(),
+                time: 1,
+                price,
+                size: 1.0,
+            }])
+        };
+        assert_eq!(t(1.0).fingerprint(), t(1.0).fingerprint());
+        assert_ne!(t(1.0).fingerprint(), t(1.5).fingerprint());
+        assert!(check_key("batch-1").is_ok());
+        assert!(check_key("").is_err() && check_key("é").is_err());
+    }
+}

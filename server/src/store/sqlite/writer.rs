@@ -1,0 +1,553 @@
+//! The server's one writer: a thread that owns the write connection.
+//!
+//! Ingest requests queue here (bounded: a full queue makes the request
+//! wait, not the server grow). The thread takes every request waiting and
+//! applies them in one transaction, each inside a savepoint so one bad
+//! request does not undo the others; one sync to disk then makes all of
+//! them durable. Only after that does it publish the changed bars (so a
+//! subscriber never sees a bar that a crash could take back) and answer.
+//! Everything it publishes, it publishes in commit order, from this one
+//! thread.
+//!
+//! Between requests it watches for commits by other processes (an import)
+//! and refreshes the symbols and the followed topics' live bars.
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::tables;
+use crate::calendar::Resolution;
+use crate::source::UpdateSink;
+use crate::store::chain::{is_base, served, Dirty};
+use crate::store::ingest::{
+    check_bar, check_key, check_trade, IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS,
+};
+use crate::store::{Records, StoredBar, SymbolRecord};
+
+/// Requests that may wait for the writer.
+const QUEUE: usize = 1024;
+/// Most requests in one transaction.
+const MAX_BATCH: usize = 256;
+/// How often the writer looks for other processes' commits when idle.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// How long a request waits for room in the queue before a 503.
+const QUEUE_WAIT: Duration = Duration::from_secs(30);
+/// Bars published per resolution after one transaction, at most (a feed
+/// catching up after an outage may close many at once).
+const MAX_PUBLISHED: usize = 32;
+
+type Reply = oneshot::Sender<Result<IngestReceipt, IngestError>>;
+
+struct Job {
+    request: IngestRequest,
+    key: Option<String>,
+    now_ms: i64,
+    reply: Reply,
+}
+
+pub struct Writer {
+    jobs: SyncSender<Job>,
+}
+
+impl Writer {
+    pub fn start(
+        conn: Connection,
+        path: PathBuf,
+        records: Arc<RwLock<Arc<Records>>>,
+        sink: Arc<dyn UpdateSink>,
+    ) -> Writer {
+        let (jobs, queue) = mpsc::sync_channel(QUEUE);
+        let current = Arc::clone(&records.read().unwrap_or_else(PoisonError::into_inner));
+        let mut worker = Worker {
+            conn,
+            path,
+            shared: records,
+            records: current,
+            sink,
+            data_version: 0,
+            last_prune: Instant::now(),
+            now_ms: 0,
+        };
+        worker.data_version = worker.data_version().unwrap_or(0);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || worker.run(queue))
+            .expect("spawn the store writer thread");
+        Writer { jobs }
+    }
+
+    /// Queues a request and waits for its answer.
+    pub async fn submit(
+        &self,
+        request: IngestRequest,
+        key: Option<String>,
+        now_ms: i64,
+    ) -> Result<IngestReceipt, IngestError> {
+        if let Some(key) = &key {
+            check_key(key).map_err(IngestError::Invalid)?;
+        }
+        let (reply, answer) = oneshot::channel();
+        let mut job = Job {
+            request,
+            key,
+            now_ms,
+            reply,
+        };
+        let deadline = Instant::now() + QUEUE_WAIT;
+        loop {
+            match self.jobs.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    job = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err(TrySendError::Full(_)) => {
+                    return Err(IngestError::Unavailable(
+                        "the store is not keeping up: the ingest queue stayed full; retry".into(),
+                    ))
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+            }
+        }
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+fn stopped() -> IngestError {
+    IngestError::Unavailable("the store's writer has stopped".into())
+}
+
+struct Worker {
+    conn: Connection,
+    path: PathBuf,
+    /// What the request path reads; replaced after a commit changes symbols.
+    shared: Arc<RwLock<Arc<Records>>>,
+    records: Arc<Records>,
+    sink: Arc<dyn UpdateSink>,
+    /// `PRAGMA data_version` when last looked: it changes when another
+    /// connection commits.
+    data_version: i64,
+    last_prune: Instant,
+    /// The newest request's clock, for expiring idempotency keys.
+    now_ms: i64,
+}
+
+/// What one transaction changed for one symbol.
+struct Touched {
+    record: SymbolRecord,
+    /// The newest bar of each served resolution before the transaction.
+    before: Vec<(Resolution, Option<i64>)>,
+}
+
+/// A transaction's work in progress.
+#[derive(Default)]
+struct Work {
+    touched: BTreeMap<i64, Touched>,
+    /// Symbols that got their base resolution in this transaction.
+    new_bases: HashMap<i64, Resolution>,
+}
+
+impl Worker {
+    fn run(mut self, queue: Receiver<Job>) {
+        loop {
+            match queue.recv_timeout(WATCH_EVERY) {
+                Ok(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match queue.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    self.watch();
+                    self.apply(batch);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.watch();
+                    self.prune();
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn data_version(&self) -> rusqlite::Result<i64> {
+        self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+    }
+
+    /// Another process committed (an import): serve its symbols, and give
+    /// the followed topics their bars as they are now.
+    fn watch(&mut self) {
+        let Ok(version) = self.data_version() else {
+            return;
+        };
+        if version == self.data_version {
+            return;
+        }
+        self.data_version = version;
+        match tables::load_symbols(&self.conn) {
+            Ok((records, problems)) => {
+                for problem in problems {
+                    eprintln!("store {}: {problem}", self.path.display());
+                }
+                if let Ok(records) = Records::new(records) {
+                    self.set_records(records);
+                }
+            }
+            Err(e) => eprintln!("store {}: cannot reload symbols: {e}", self.path.display()),
+        }
+        for (ticker, res) in self.sink.followed() {
+            let Some(record) = self.records.lookup(&ticker) else {
+                continue;
+            };
+            if record.base.is_some_and(|base| res >= base) {
+                if let Ok(Some(bar)) = tables::latest_bar(&self.conn, record.id, res) {
+                    self.sink.publish(&record.info.ticker, res, bar);
+                }
+            }
+        }
+    }
+
+    fn set_records(&mut self, records: Records) {
+        let records = Arc::new(records);
+        *self.shared.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&records);
+        self.records = records;
+    }
+
+    /// Forgets idempotency keys older than their retention, now and then.
+    fn prune(&mut self) {
+        if self.last_prune.elapsed() < Duration::from_secs(600) || self.now_ms == 0 {
+            return;
+        }
+        self.last_prune = Instant::now();
+        let _ = tables::prune_keys(&self.conn, self.now_ms - KEY_RETENTION_MS);
+    }
+
+    fn apply(&mut self, batch: Vec<Job>) {
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut work = Work::default();
+        let outcome = self.transaction(&batch, &mut work, &mut answers);
+        if let Err(e) = outcome {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            let why = format!("the store could not apply the request: {e}");
+            eprintln!("store {}: {why}", self.path.display());
+            for job in batch {
+                let _ = job.reply.send(Err(IngestError::Unavailable(why.clone())));
+            }
+            return;
+        }
+        if !work.new_bases.is_empty() {
+            self.adopt_bases(&work.new_bases);
+        }
+        self.publish(&work);
+        for (job, answer) in batch.into_iter().zip(answers) {
+            let _ = job.reply.send(answer);
+        }
+    }
+
+    /// Applies every job in one transaction; `answers` gets one per job.
+    /// An error here is the store's, and undoes the whole transaction.
+    fn transaction(
+        &mut self,
+        batch: &[Job],
+        work: &mut Work,
+        answers: &mut Vec<Result<IngestReceipt, IngestError>>,
+    ) -> rusqlite::Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let gen = tables::next_gen(&self.conn)?;
+        for job in batch {
+            self.now_ms = self.now_ms.max(job.now_ms);
+            self.conn.execute_batch("SAVEPOINT job")?;
+            let bases_before = work.new_bases.clone();
+            match self.job(job, gen, work)? {
+                Ok(receipt) => {
+                    self.conn.execute_batch("RELEASE job")?;
+                    answers.push(Ok(receipt));
+                }
+                Err(e) => {
+                    self.conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                    work.new_bases = bases_before;
+                    answers.push(Err(e));
+                }
+            }
+        }
+        self.conn.execute_batch("COMMIT")
+    }
+
+    /// One request: its key, its validation, its writes.
+    fn job(
+        &self,
+        job: &Job,
+        gen: i64,
+        work: &mut Work,
+    ) -> rusqlite::Result<Result<IngestReceipt, IngestError>> {
+        let endpoint = job.request.endpoint();
+        let fingerprint = job.request.fingerprint();
+        if let Some(key) = &job.key {
+            if let Some((stored, applied, created)) = tables::find_key(&self.conn, endpoint, key)? {
+                if created >= job.now_ms - KEY_RETENTION_MS {
+                    return Ok(if stored == fingerprint {
+                        Ok(IngestReceipt {
+                            applied: applied as usize,
+                        })
+                    } else {
+                        Err(IngestError::KeyReused(format!(
+                            "Idempotency-Key {key:?} was already used for a different {endpoint} \
+                             request; use a new key for a new request"
+                        )))
+                    });
+                }
+            }
+        }
+        let applied = match &job.request {
+            IngestRequest::Trades(trades) => self.trades(trades, job.now_ms, gen, work)?,
+            IngestRequest::Bars { resolution, bars } => {
+                self.bars(*resolution, bars, job.now_ms, gen, work)?
+            }
+        };
+        let applied = match applied {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Some(key) = &job.key {
+            tables::insert_key(
+                &self.conn,
+                endpoint,
+                key,
+                fingerprint,
+                applied as i64,
+                job.now_ms,
+            )?;
+        }
+        Ok(Ok(IngestReceipt { applied }))
+    }
+
+    /// The record a request names, with the base its writes go to: the
+    /// symbol's own, one set earlier in this transaction, or (for its first
+    /// bars) the finest its registration lists, else one minute.
+    fn target(&self, name: &str, work: &Work) -> Option<(SymbolRecord, Resolution, bool)> {
+        let record = self.records.lookup(name)?;
+        if let Some(base) = record
+            .base
+            .or_else(|| work.new_bases.get(&record.id).copied())
+        {
+            return Some((record.clone(), base, false));
+        }
+        let declared = record.declared_base.unwrap_or(Resolution::Min1);
+        Some((record.clone(), declared, true))
+    }
+
+    fn trades(
+        &self,
+        trades: &[crate::store::ingest::TradeIn],
+        now_ms: i64,
+        gen: i64,
+        work: &mut Work,
+    ) -> rusqlite::Result<Result<usize, IngestError>> {
+        // Validate everything before writing anything.
+        let mut placed = Vec::with_capacity(trades.len());
+        let mut targets: HashMap<String, (SymbolRecord, Resolution, bool)> = HashMap::new();
+        for (i, t) in trades.iter().enumerate() {
+            let target = match targets.get(&t.symbol) {
+                Some(target) => target.clone(),
+                None => match self.target(&t.symbol, work) {
+                    Some(target) => {
+                        targets.insert(t.symbol.clone(), target.clone());
+                        target
+                    }
+                    None => {
+                        return Ok(Err(IngestError::Invalid(format!(
+                            "trades[{i}]: unknown symbol {:?}",
+                            t.symbol
+                        ))))
+                    }
+                },
+            };
+            let (record, base, _) = &target;
+            match check_trade(t, &record.calendar, *base, now_ms) {
+                Ok((bar_time, size)) => placed.push((record.id, *base, bar_time, size)),
+                Err(why) => {
+                    return Ok(Err(IngestError::Invalid(format!(
+                        "trades[{i}] ({}): {why}",
+                        record.info.ticker
+                    ))))
+                }
+            }
+        }
+        // Fold each bar's trades, in request order, into its stored state.
+        let mut bars: BTreeMap<(i64, i64), (Resolution, StoredBar)> = BTreeMap::new();
+        for (i, ((id, base, bar_time, size), t)) in placed.into_iter().zip(trades).enumerate() {
+            let added = match bars.entry((id, bar_time)) {
+                Entry::Occupied(mut e) => e.get_mut().1.add_trade(t.time, t.price, size),
+                Entry::Vacant(e) => match tables::get(&self.conn, id, base, bar_time)? {
+                    Some(mut bar) => {
+                        let added = bar.add_trade(t.time, t.price, size);
+                        e.insert((base, bar));
+                        added
+                    }
+                    None => {
+                        e.insert((base, StoredBar::of_trade(bar_time, t.time, t.price, size)));
+                        Some(())
+                    }
+                },
+            };
+            if added.is_none() {
+                return Ok(Err(IngestError::Invalid(format!(
+                    "trades[{i}]: the bar's volume would overflow"
+                ))));
+            }
+        }
+        let targets: Vec<_> = targets.into_values().collect();
+        self.write(targets, bars, gen, work)?;
+        Ok(Ok(trades.len()))
+    }
+
+    fn bars(
+        &self,
+        resolution: Option<Resolution>,
+        bars_in: &[crate::store::ingest::BarIn],
+        now_ms: i64,
+        gen: i64,
+        work: &mut Work,
+    ) -> rusqlite::Result<Result<usize, IngestError>> {
+        let mut bars: BTreeMap<(i64, i64), (Resolution, StoredBar)> = BTreeMap::new();
+        let mut first_at: HashMap<(i64, i64), usize> = HashMap::new();
+        let mut targets: HashMap<i64, (SymbolRecord, Resolution, bool)> = HashMap::new();
+        for (i, b) in bars_in.iter().enumerate() {
+            let invalid = |why: String| Ok(Err(IngestError::Invalid(format!("bars[{i}]: {why}"))));
+            let Some((record, base, new)) = self.target(&b.symbol, work) else {
+                return invalid(format!("unknown symbol {:?}", b.symbol));
+            };
+            let base = match (resolution, new) {
+                (Some(r), _) if !is_base(r) => {
+                    return invalid(format!(
+                        "bars cannot be ingested at {}: it is built from daily bars",
+                        r.as_str()
+                    ))
+                }
+                (Some(r), true) => r,
+                (Some(r), false) if r != base => {
+                    return invalid(format!(
+                        "{} has {} bars: its base resolution is {}, not {}",
+                        record.info.ticker,
+                        base.as_str(),
+                        base.as_str(),
+                        r.as_str()
+                    ))
+                }
+                _ => base,
+            };
+            let bar = match check_bar(b, &record.calendar, base, now_ms) {
+                Ok(bar) => bar,
+                Err(why) => return invalid(format!("({}) {why}", record.info.ticker)),
+            };
+            if let Some(first) = first_at.insert((record.id, bar.time), i) {
+                return invalid(format!(
+                    "{} at {} is also bars[{first}]: a bar may appear once per request",
+                    record.info.ticker, b.time
+                ));
+            }
+            bars.insert((record.id, bar.time), (base, bar));
+            targets.insert(record.id, (record, base, new));
+        }
+        self.write(targets.into_values().collect(), bars, gen, work)?;
+        Ok(Ok(bars_in.len()))
+    }
+
+    /// Stores base bars and rebuilds the coarser ones over them.
+    fn write(
+        &self,
+        targets: Vec<(SymbolRecord, Resolution, bool)>,
+        bars: BTreeMap<(i64, i64), (Resolution, StoredBar)>,
+        gen: i64,
+        work: &mut Work,
+    ) -> rusqlite::Result<()> {
+        for (record, base, new) in &targets {
+            if let Entry::Vacant(slot) = work.touched.entry(record.id) {
+                let mut before = Vec::new();
+                for res in served(*base) {
+                    let newest = tables::latest(&self.conn, record.id, res, 1)?;
+                    before.push((res, newest.first().map(|b| b.time)));
+                }
+                slot.insert(Touched {
+                    record: record.clone(),
+                    before,
+                });
+            }
+            if *new {
+                tables::set_base(&self.conn, record.id, *base)?;
+                work.new_bases.insert(record.id, *base);
+            }
+        }
+        let mut dirty: BTreeMap<i64, Dirty> = BTreeMap::new();
+        for ((id, _), (base, bar)) in &bars {
+            tables::overwrite(&self.conn, *id, *base, bar, gen)?;
+            dirty.entry(*id).or_default().add(bar.time);
+        }
+        for (record, base, _) in &targets {
+            if let Some(dirty) = dirty.get(&record.id) {
+                tables::rebuild(&self.conn, record.id, &record.calendar, *base, dirty, gen)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Symbols that got their first bars now serve their resolutions.
+    fn adopt_bases(&mut self, bases: &HashMap<i64, Resolution>) {
+        let records: Vec<SymbolRecord> = self
+            .records
+            .iter()
+            .map(|r| match bases.get(&r.id) {
+                Some(base) => {
+                    let mut info = r.info.clone();
+                    crate::catalog::set_resolutions(&mut info, Some(*base));
+                    SymbolRecord {
+                        info,
+                        base: Some(*base),
+                        ..r.clone()
+                    }
+                }
+                None => r.clone(),
+            })
+            .collect();
+        if let Ok(records) = Records::new(records) {
+            self.set_records(records);
+        }
+    }
+
+    /// After the commit: every bar from the newest before it on, in order,
+    /// for each resolution of each symbol the transaction touched.
+    fn publish(&self, work: &Work) {
+        for (id, touched) in &work.touched {
+            let base = work.new_bases.get(id).copied().or(touched.record.base);
+            let Some(base) = base else { continue };
+            for res in served(base) {
+                let before = touched
+                    .before
+                    .iter()
+                    .find(|(r, _)| *r == res)
+                    .and_then(|(_, t)| *t);
+                let Ok(bars) = tables::since(
+                    &self.conn,
+                    *id,
+                    res,
+                    before.unwrap_or(i64::MIN),
+                    MAX_PUBLISHED,
+                ) else {
+                    continue;
+                };
+                for bar in bars {
+                    self.sink
+                        .publish(&touched.record.info.ticker, res, bar.to_bar());
+                }
+            }
+        }
+    }
+}
