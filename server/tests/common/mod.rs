@@ -66,4 +66,5 @@ impl TestServer {
     }
 }
 
+pub mod store;
 pub mod ws;
