@@ -66,5 +66,6 @@ impl TestServer {
     }
 }
 
+pub mod process;
 pub mod store;
 pub mod ws;
