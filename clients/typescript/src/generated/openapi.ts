@@ -208,7 +208,7 @@ export interface paths {
         };
         /**
          * Datafeed health
-         * @description Whether the datafeed engine is serving, with its catalog size and seed.
+         * @description Whether the datafeed is serving, with its data source, catalog size and seed.
          */
         get: operations["datafeedHealthCheck"];
         put?: never;
@@ -233,6 +233,85 @@ export interface paths {
         get: operations["getServerTime"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/ingest/trades": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ingest trades
+         * @description Applies up to 10,000 trades to the store. Every trade updates the
+         *     current bar of every resolution its symbol serves, and the changed
+         *     bars go out on the WebSocket at once (a trade that starts a new bar
+         *     sends the closed bar's final state first). A trade older than the
+         *     current bar amends history: the bar containing it, and every coarser
+         *     bar containing that, stay exact aggregates.
+         *
+         *     The request is validated whole before anything is applied: a trade
+         *     for an unknown symbol, a non-positive price, a negative size (or one
+         *     with more than 8 decimal places), a time outside the symbol's
+         *     session, or a time more than 10 seconds ahead of the server's clock
+         *     is a 400 naming the trade's index (`trades[3]: ...`), and nothing of
+         *     the request is applied.
+         *
+         *     A 200 means the trades are durable: they survive a crash of the
+         *     server. Within a bar, the trade with the earliest `time` sets the
+         *     open and the latest sets the close (a tie goes to the one applied
+         *     last).
+         *
+         *     Retries are safe with an `Idempotency-Key`: a request whose key was
+         *     already applied (within 24 hours) is answered as the first time and
+         *     not applied again; the same key with a different body is a 422.
+         *
+         *     Errors: 401 without a bearer token, 403 with a wrong one, and 403
+         *     when the server takes no ingest (no `--store`, or no
+         *     `--ingest-token`); the message says which.
+         */
+        post: operations["ingestTrades"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/ingest/bars": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ingest bars
+         * @description For feeds that already produce bars: up to 10,000 bars at each
+         *     symbol's base resolution (the finest it has data at). A bar replaces
+         *     the stored bar with the same time, or adds it; coarser bars, the
+         *     WebSocket stream and durability follow exactly as for trades.
+         *
+         *     Each bar must be on its resolution's grid (aligned to the session
+         *     start, inside the session), have `low <= open, close <= high`, a
+         *     volume that is not negative, and a time no more than 10 seconds
+         *     ahead of the server's clock; a symbol may appear once per time. A
+         *     bar that breaks a rule is a 400 naming its index (`bars[3]: ...`),
+         *     and nothing of the request is applied.
+         *
+         *     `resolution` must be the symbol's base resolution when given; for a
+         *     symbol that has no bars yet it sets it (1, 5, 15, 30, 60, 240 or D).
+         *     Authentication and `Idempotency-Key` work as for trades.
+         */
+        post: operations["ingestBars"];
         delete?: never;
         options?: never;
         head?: never;
@@ -567,9 +646,81 @@ export interface components {
             /** @description `EXCHANGE:SYMBOL`. */
             original_name?: string;
         };
+        TradesIngestRequest: {
+            /** @description 1 to 10,000 trades, applied in this order. */
+            trades: components["schemas"]["Trade"][];
+        };
+        /** @description One trade (a print) of a symbol in the store. */
+        Trade: {
+            /**
+             * @description The symbol (case-insensitive, `EXCHANGE:SYMBOL` accepted).
+             * @example BTCUSD
+             */
+            symbol: string;
+            /**
+             * Format: int64
+             * @description When it happened, unix milliseconds.
+             * @example 1732460412345
+             */
+            time: number;
+            /**
+             * Format: double
+             * @description Positive.
+             * @example 43123.5
+             */
+            price: number;
+            /**
+             * Format: double
+             * @description Not negative; at most 8 decimal places.
+             * @example 0.015
+             */
+            size: number;
+        };
+        BarsIngestRequest: {
+            resolution?: components["schemas"]["Resolution"];
+            /** @description 1 to 10,000 bars at the symbols' base resolution. */
+            bars: components["schemas"]["IngestBar"][];
+        };
+        /** @description One bar of a symbol in the store, at its base resolution. */
+        IngestBar: {
+            /** @example BTCUSD */
+            symbol: string;
+            /**
+             * Format: int64
+             * @description Start of the bar, unix milliseconds (00:00 UTC of the trading date for D).
+             * @example 1732460400000
+             */
+            time: number;
+            /** Format: double */
+            open: number;
+            /** Format: double */
+            high: number;
+            /** Format: double */
+            low: number;
+            /** Format: double */
+            close: number;
+            /**
+             * Format: double
+             * @description Not negative; at most 8 decimal places.
+             */
+            volume: number;
+        };
+        IngestResponse: {
+            /**
+             * Format: int64
+             * @description How many trades (or bars) the request applied.
+             * @example 1000
+             */
+            applied: number;
+        };
         DatafeedHealth: {
             /** @example ok */
             status: string;
+            /**
+             * @description Where the data comes from: `synthetic` (the seeded market) or `sqlite` (a store started with `--store`).
+             * @example synthetic
+             */
+            source: string;
             /**
              * Format: int64
              * @description Number of symbols in the catalog.
@@ -579,7 +730,7 @@ export interface components {
             resolutions: string[];
             /**
              * Format: int64
-             * @description Seed of the synthetic market.
+             * @description Seed of the synthetic market (reported for a store too, where it is unused).
              * @example 42
              */
             seed: number;
@@ -916,6 +1067,72 @@ export interface operations {
                 content: {
                     /** @example 1732406400 */
                     "application/json": number;
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    ingestTrades: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Any string of 1 to 255 printable ASCII characters, unique per logical request.
+                 * @example feed-7-batch-000123
+                 */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TradesIngestRequest"];
+            };
+        };
+        responses: {
+            /** @description The trades are applied and durable. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IngestResponse"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    ingestBars: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Any string of 1 to 255 printable ASCII characters, unique per logical request.
+                 * @example feed-7-batch-000124
+                 */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BarsIngestRequest"];
+            };
+        };
+        responses: {
+            /** @description The bars are applied and durable. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IngestResponse"];
                 };
             };
             "4XX": components["responses"]["Error"];
