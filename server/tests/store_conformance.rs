@@ -176,12 +176,10 @@ impl Layout {
         let mut out: BTreeMap<i64, Ref> = BTreeMap::new();
         for m in minutes {
             let (key, stamp) = self.bucket(res, m.time);
-            out.entry(key)
-                .and_modify(|b| b.absorb(m))
-                .or_insert(Ref {
-                    time: stamp.unwrap_or(midnight_utc(self.local(m.time).date())),
-                    ..*m
-                });
+            out.entry(key).and_modify(|b| b.absorb(m)).or_insert(Ref {
+                time: stamp.unwrap_or(midnight_utc(self.local(m.time).date())),
+                ..*m
+            });
         }
         out.into_values().collect()
     }
@@ -378,7 +376,11 @@ async fn session_buckets_follow_the_local_clock_across_dst(engine: &dyn Engine) 
     let (from, to) = (ms("2024-03-01T00:00:00Z"), ms("2024-03-20T00:00:00Z"));
     for res in ["5", "30", "60", "240", "D", "W", "M"] {
         let got = bars(&s.client, "ACME", res, from, to).await;
-        let want: Vec<Bar> = layout.aggregate(res, &minutes).iter().map(Ref::bar).collect();
+        let want: Vec<Bar> = layout
+            .aggregate(res, &minutes)
+            .iter()
+            .map(Ref::bar)
+            .collect();
         assert_eq!(got, want, "{res}");
     }
     let fours = bars(&s.client, "ACME", "240", from, to).await;
@@ -488,7 +490,10 @@ async fn only_resolutions_the_data_supports_are_served(engine: &dyn Engine) {
     let config = c.get_config().send().await.unwrap();
     assert_eq!(config.supported_resolutions, ["D", "W", "M"]);
     let health = c.datafeed_health_check().send().await.unwrap();
-    assert_eq!((health.symbols, health.source.as_str()), (1, engine_kind(&store)));
+    assert_eq!(
+        (health.symbols, health.source.as_str()),
+        (1, engine_kind(&store))
+    );
 
     let mut ws = raw::connect(&s.base).await;
     let reply = subscribe(&mut ws, "DAILY", "5").await;
@@ -498,7 +503,10 @@ async fn only_resolutions_the_data_supports_are_served(engine: &dyn Engine) {
     let reply = subscribe(&mut ws, "DAILY", "W").await;
     assert_eq!(reply["payload"]["status"], "ok");
     let week = update(&mut ws).await;
-    assert_eq!((week["time"].as_i64(), week["volume"].as_f64()), (Some(ms("2024-01-02T00:00:00Z")), Some(300.0)));
+    assert_eq!(
+        (week["time"].as_i64(), week["volume"].as_f64()),
+        (Some(ms("2024-01-02T00:00:00Z")), Some(300.0))
+    );
     s.stop().await;
 }
 
@@ -522,7 +530,10 @@ async fn ingested_trades_stream_at_once_and_close_into_history(engine: &dyn Engi
     let c = with_token(&s.base, TOKEN);
     let mut ws = raw::connect(&s.base).await;
     for res in ["1", "D"] {
-        assert_eq!(subscribe(&mut ws, "LIVE", res).await["payload"]["status"], "ok");
+        assert_eq!(
+            subscribe(&mut ws, "LIVE", res).await["payload"]["status"],
+            "ok"
+        );
         update(&mut ws).await;
     }
 
@@ -538,20 +549,26 @@ async fn ingested_trades_stream_at_once_and_close_into_history(engine: &dyn Engi
         assert_eq!(ingest(&c, vec![trade("LIVE", at, price, size)]).await, 1);
     }
     let mut seen = Vec::new();
-    while seen.last().map(bar_of) != Some(Bar {
-        time: bar_time,
-        open: 101.5,
-        high: 103.25,
-        low: 100.75,
-        close: 100.75,
-        volume: 3.75,
-    }) {
+    while seen.last().map(bar_of)
+        != Some(Bar {
+            time: bar_time,
+            open: 101.5,
+            high: 103.25,
+            low: 100.75,
+            close: 100.75,
+            volume: 3.75,
+        })
+    {
         let u = update(&mut ws).await;
         if u["resolution"] == "1" {
             seen.push(u);
         }
     }
-    ingest(&c, vec![trade("LIVE", bar_time + MINUTE + 5_000, 99.0, 1.0)]).await;
+    ingest(
+        &c,
+        vec![trade("LIVE", bar_time + MINUTE + 5_000, 99.0, 1.0)],
+    )
+    .await;
     // The closed bar is final already; the next one follows it.
     let next = loop {
         let u = update(&mut ws).await;
@@ -562,10 +579,36 @@ async fn ingested_trades_stream_at_once_and_close_into_history(engine: &dyn Engi
     assert_eq!(bar_of(&next).time, bar_time + MINUTE);
     assert_eq!(bar_of(&next).close, 99.0);
 
+    // One request that closes several bars at once (a feed catching up):
+    // each closed bar's final state arrives, in order, then the new one.
+    let catch_up: Vec<Trade> = (2..6)
+        .map(|m| trade("LIVE", bar_time + m * MINUTE + 10_000, 90.0 + m as f64, 1.0))
+        .collect();
+    ingest(&c, catch_up).await;
+    let mut times = Vec::new();
+    while times.last() != Some(&(bar_time + 5 * MINUTE)) {
+        let u = update(&mut ws).await;
+        if u["resolution"] == "1" {
+            times.push(bar_of(&u).time);
+        }
+    }
+    let expected: Vec<i64> = (1..6).map(|m| bar_time + m * MINUTE).collect();
+    assert_eq!(times, expected[expected.len() - times.len()..]);
+    assert!(
+        times.len() >= 4,
+        "every closed bar of the catch-up: {times:?}"
+    );
+
     let history = bars(&s.client, "LIVE", "1", day, day + DAY).await;
     let closed = history.iter().find(|b| b.time == bar_time).unwrap();
     assert_eq!(
-        (closed.open, closed.high, closed.low, closed.close, closed.volume),
+        (
+            closed.open,
+            closed.high,
+            closed.low,
+            closed.close,
+            closed.volume
+        ),
         (101.5, 103.25, 100.75, 100.75, 3.75)
     );
     // Every coarser resolution is still the aggregate of the minutes.
@@ -610,7 +653,11 @@ async fn late_trades_amend_history_exactly(engine: &dyn Engine) {
     let layout = Layout::utc_24x7();
     for res in ["1", "15", "240", "D", "W", "M"] {
         let got = bars(&s.client, "LATE", res, day - 40 * DAY, day + 40 * DAY).await;
-        let want: Vec<Bar> = layout.aggregate(res, &expected).iter().map(Ref::bar).collect();
+        let want: Vec<Bar> = layout
+            .aggregate(res, &expected)
+            .iter()
+            .map(Ref::bar)
+            .collect();
         assert_eq!(got, want, "{res}");
     }
     s.stop().await;
@@ -638,9 +685,18 @@ async fn a_bad_trade_refuses_the_whole_request(engine: &dyn Engine) {
         (trade("BAD", day, 0.0, 1.0), "price must be positive"),
         (trade("BAD", day, -3.0, 1.0), "price must be positive"),
         (trade("BAD", day, 1.0, -1.0), "size must not be negative"),
-        (trade("BAD", day, 1.0, 0.123456789), "more than 8 decimal places"),
-        (trade("BAD", now + 3_600_000, 1.0, 1.0), "ahead of the server's clock"),
-        (trade("BAD", day + 13 * 3_600_000, 1.0, 1.0), "outside the session"),
+        (
+            trade("BAD", day, 1.0, 0.123456789),
+            "more than 8 decimal places",
+        ),
+        (
+            trade("BAD", now + 3_600_000, 1.0, 1.0),
+            "ahead of the server's clock",
+        ),
+        (
+            trade("BAD", day + 13 * 3_600_000, 1.0, 1.0),
+            "outside the session",
+        ),
     ];
     let before = bars(&s.client, "BAD", "1", day, day + DAY).await;
     for (bad, reason) in cases {
@@ -675,7 +731,10 @@ async fn retries_with_the_same_key_apply_once(engine: &dyn Engine) {
     let c = with_token(&s.base, TOKEN);
     let at = day + 20 * MINUTE;
     let body = || TradesIngestRequest {
-        trades: vec![trade("IDEM", at, 50.0, 1.5), trade("IDEM", at + 1, 51.0, 2.0)],
+        trades: vec![
+            trade("IDEM", at, 50.0, 1.5),
+            trade("IDEM", at + 1, 51.0, 2.0),
+        ],
     };
     for _ in 0..3 {
         let answer = c
@@ -697,7 +756,10 @@ async fn retries_with_the_same_key_apply_once(engine: &dyn Engine) {
             .await,
     );
     assert_eq!(status, 422);
-    assert!(message.contains("already used for a different"), "{message}");
+    assert!(
+        message.contains("already used for a different"),
+        "{message}"
+    );
     let history = bars(&s.client, "IDEM", "1", day, day + DAY).await;
     assert_eq!(history.last().unwrap().volume, 3.5, "applied once");
     // Keys are per endpoint, and a new key applies again.
@@ -743,16 +805,29 @@ async fn ingested_bars_replace_and_follow_the_rules(engine: &dyn Engine) {
         };
         c.ingest_bars().body(body).send()
     };
-    send(Some("5"), vec![bar(day + 10 * MINUTE, 11.0)]).await.unwrap();
-    send(None, vec![bar(day + 150 * MINUTE, 11.5)]).await.unwrap();
+    send(Some("5"), vec![bar(day + 10 * MINUTE, 11.0)])
+        .await
+        .unwrap();
+    send(None, vec![bar(day + 150 * MINUTE, 11.5)])
+        .await
+        .unwrap();
     let history = bars(&s.client, "FIVE", "5", day, day + DAY).await;
-    let replaced = history.iter().find(|b| b.time == day + 10 * MINUTE).unwrap();
+    let replaced = history
+        .iter()
+        .find(|b| b.time == day + 10 * MINUTE)
+        .unwrap();
     assert_eq!((replaced.close, replaced.volume), (11.0, 42.0));
     assert_eq!(history.last().unwrap().time, day + 150 * MINUTE);
 
     let cases = [
-        (send(None, vec![bar(day + 11 * MINUTE, 11.0)]).await, "not on the 5-minute grid"),
-        (send(Some("1"), vec![bar(day, 11.0)]).await, "base resolution is 5"),
+        (
+            send(None, vec![bar(day + 11 * MINUTE, 11.0)]).await,
+            "not on the 5-minute grid",
+        ),
+        (
+            send(Some("1"), vec![bar(day, 11.0)]).await,
+            "base resolution is 5",
+        ),
         (
             send(None, vec![bar(day, 11.0), bar(day, 10.5)]).await,
             "a bar may appear once per request",
@@ -809,7 +884,10 @@ async fn a_running_server_serves_what_an_import_adds(engine: &dyn Engine) {
     let store = import_minutes(engine, &dir, "FIRST", &minutes, &[]);
     let s = store_server(&store, &[]).await;
     let mut ws = raw::connect(&s.base).await;
-    assert_eq!(subscribe(&mut ws, "FIRST", "1").await["payload"]["status"], "ok");
+    assert_eq!(
+        subscribe(&mut ws, "FIRST", "1").await["payload"]["status"],
+        "ok"
+    );
     assert_eq!(bar_of(&update(&mut ws).await).time, minutes[119].time);
 
     let later = minute_bars((120..180).map(|i| day + i * MINUTE), 12);
@@ -839,7 +917,10 @@ async fn a_running_server_serves_what_an_import_adds(engine: &dyn Engine) {
         if hits.contains(&"SECOND".to_string()) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "SECOND never appeared");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "SECOND never appeared"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let history = bars(&s.client, "FIRST", "1", day, day + DAY).await;
@@ -876,7 +957,10 @@ async fn ingest_needs_a_store_a_token_and_the_right_one(engine: &dyn Engine) {
             .await,
     );
     assert_eq!(status, 403);
-    assert!(message.contains("no ingest token is configured"), "{message}");
+    assert!(
+        message.contains("no ingest token is configured"),
+        "{message}"
+    );
     untokened.stop().await;
 
     let s = store_server(&store, &[]).await;
@@ -899,7 +983,10 @@ async fn ingest_needs_a_store_a_token_and_the_right_one(engine: &dyn Engine) {
             .await,
     );
     assert_eq!(status, 403);
-    assert!(message.contains("not this server's ingest token"), "{message}");
+    assert!(
+        message.contains("not this server's ingest token"),
+        "{message}"
+    );
     s.stop().await;
 }
 

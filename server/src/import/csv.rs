@@ -11,10 +11,10 @@
 //!   column is ignored.
 //!
 //! Times may be unix seconds, milliseconds, microseconds or nanoseconds
-//! (told apart by size), ISO 8601 dates (`2024-01-31`) or date-times
-//! (`2024-01-31T14:30:00`, a space for the `T` is fine) with or without a
-//! `Z` or `±HH:MM` offset. A date-time without an offset is wall-clock time
-//! in the import's time zone.
+//! (told apart by size), ISO 8601 dates (`2024-01-31`, or MetaTrader's
+//! `2024.01.31`) or date-times (`2024-01-31T14:30:00`, a space for the `T`
+//! is fine) with or without a `Z` or `±HH:MM` offset. A date-time without an
+//! offset is wall-clock time in the import's time zone.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -226,6 +226,14 @@ pub fn parse_time(text: &str) -> Result<TimeValue, String> {
     if t.is_empty() {
         return Err("missing time".into());
     }
+    // MetaTrader writes dates as 2024.01.31.
+    let dotted;
+    let t = if t.len() >= 10 && t.as_bytes()[4] == b'.' && t.as_bytes()[7] == b'.' {
+        dotted = format!("{}-{}-{}", &t[..4], &t[5..7], &t[8..]);
+        dotted.as_str()
+    } else {
+        t
+    };
     if let Some(digits) = t.strip_prefix('-').or(Some(t)) {
         if digits.bytes().all(|b| b.is_ascii_digit()) {
             let v: i64 = t.parse().map_err(|_| unparsable())?;

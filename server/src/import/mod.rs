@@ -167,7 +167,7 @@ pub fn import(args: &ImportArgs) -> Result<(), Failed> {
     if args.symbol.is_none() && !args.files.is_empty() {
         return Err(fail("import", "CSV files need --symbol SYM --resolution R"));
     }
-    let store = store::open(&args.store).map_err(|e| fail("import", e))?;
+    let store = store::open(&args.store, true).map_err(|e| fail("import", e))?;
     if let Some(path) = &args.symbols {
         register(store.as_ref(), path)?;
     }
@@ -288,8 +288,13 @@ fn import_file(
     if let Some(bar) = &progress {
         bar.finish_and_clear();
     }
-    if summary.stored == 0 && summary.rows > 0 {
+    if summary.stored == 0 {
         report(&shown, &summary);
+        if summary.rows == 0 {
+            // No rows, no change: committing would register the symbol
+            // (pricescale 1) and fix its base resolution without any bars.
+            return Ok(());
+        }
         return Err(format!("{shown}: no valid rows, nothing stored"));
     }
     let new = existing.is_none();
@@ -386,7 +391,7 @@ fn bar_of(
 /// changes, or a new one from the flags and defaults.
 fn symbol_info(existing: Option<&SymbolRecord>, args: &ImportArgs, symbol: &str) -> SymbolInfo {
     let mut info = match existing {
-        Some(record) => record.info.clone(),
+        Some(record) => record.registered.clone(),
         None => SymbolInfo {
             name: symbol.to_string(),
             ticker: symbol.to_string(),
@@ -463,7 +468,7 @@ fn shown_time(ms: i64, resolution: Resolution) -> String {
 /// Runs `export`; Err when it failed (already printed).
 pub fn export(args: &ExportArgs) -> Result<(), Failed> {
     let fail = |e: String| fail("export", e);
-    let store = store::open(&args.store).map_err(fail)?;
+    let store = store::open(&args.store, false).map_err(fail)?;
     let records = store.records().map_err(|e| fail(e.to_string()))?;
     let unknown = || {
         fail(format!(

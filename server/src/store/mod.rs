@@ -95,12 +95,18 @@ pub fn open_source(url: &str, sink: Arc<dyn UpdateSink>) -> Result<Arc<dyn DataS
     }
 }
 
-/// Opens the store `url` names for the import and export commands.
-pub fn open(url: &str) -> Result<Box<dyn Store>, String> {
+/// Opens the store `url` names for the import and export commands; only
+/// an import (`create`) creates a store that does not exist yet.
+pub fn open(url: &str, create: bool) -> Result<Box<dyn Store>, String> {
     match StoreUrl::parse(url)? {
-        StoreUrl::Sqlite(path) => Ok(Box::new(
-            sqlite::SqliteStore::open(&path).map_err(|e| e.to_string())?,
-        )),
+        StoreUrl::Sqlite(path) => {
+            if !create && !path.exists() {
+                return Err(format!("there is no store at {}", path.display()));
+            }
+            Ok(Box::new(
+                sqlite::SqliteStore::open(&path).map_err(|e| e.to_string())?,
+            ))
+        }
     }
 }
 
@@ -111,6 +117,8 @@ pub struct SymbolRecord {
     pub id: i64,
     /// As served: the resolution fields follow from `base`.
     pub info: SymbolInfo,
+    /// As registered (what an update starts from).
+    pub registered: SymbolInfo,
     pub base: Option<Resolution>,
     /// The finest storable resolution the registration listed: where a
     /// symbol's first trades go.
@@ -121,9 +129,10 @@ pub struct SymbolRecord {
 impl SymbolRecord {
     pub fn new(
         id: i64,
-        mut info: SymbolInfo,
+        registered: SymbolInfo,
         base: Option<Resolution>,
     ) -> Result<SymbolRecord, String> {
+        let mut info = registered.clone();
         let calendar = TradingCalendar::new(&info.session, &info.timezone)
             .map_err(|e| format!("{}: {e}", info.ticker))?;
         let declared_base = info
@@ -136,6 +145,7 @@ impl SymbolRecord {
         Ok(SymbolRecord {
             id,
             info,
+            registered,
             base,
             declared_base,
             calendar,

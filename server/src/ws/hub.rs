@@ -8,13 +8,15 @@
 //! newest state instead of building a backlog: nothing per update is ever
 //! queued per connection, so memory does not grow with a slow reader.
 //!
-//! A topic keeps two states: the newest, and the final state of the bar
-//! before it. A subscriber that missed a rollover still gets the closed
-//! bar's final state (what `GET /bars` returns for it) before the new bar.
+//! A topic keeps the newest state and the final states of the last few
+//! bars before it ([`MAX_CLOSED`]). A subscriber that missed rollovers
+//! still gets each closed bar's final state (what `GET /bars` returns for
+//! it), in order, before the new bar: a store that closes several bars in
+//! one write (a feed catching up) leaves no hole in a slow reader's chart.
 //! Nothing here ever waits on a socket, and a connection's subscriptions are
 //! removed the moment it ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,6 +29,9 @@ use crate::calendar::Resolution;
 use crate::source::{Bar, UpdateSink};
 
 pub type ConnId = u64;
+
+/// Closed bars' final states a topic keeps for subscribers that are behind.
+pub const MAX_CLOSED: usize = 32;
 
 /// `bars:{SYMBOL}:{RESOLUTION}` with the canonical ticker and resolution.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -52,8 +57,8 @@ struct State {
 #[derive(Default)]
 struct Inner {
     subscribers: HashMap<ConnId, Arc<Outbox>>,
-    /// The final state of the bar before `newest`'s (its bar time differs).
-    closed: Option<State>,
+    /// Final states of the bars before `newest`'s, oldest first.
+    closed: VecDeque<State>,
     newest: Option<State>,
 }
 
@@ -125,7 +130,12 @@ impl Topic {
             frame,
         };
         match inner.newest.take() {
-            Some(old) if old.bar.time != bar.time => inner.closed = Some(old),
+            Some(old) if old.bar.time != bar.time => {
+                if inner.closed.len() == MAX_CLOSED {
+                    inner.closed.pop_front();
+                }
+                inner.closed.push_back(old);
+            }
             _ => {}
         }
         inner.newest = Some(state);
@@ -137,14 +147,14 @@ impl Topic {
 }
 
 impl Cursor {
-    /// Appends the frames this subscriber has not sent yet: the closed bar's
-    /// final state if it missed it, then the newest state.
+    /// Appends the frames this subscriber has not sent yet: the final
+    /// states of the bars that closed since, then the newest state.
     pub fn take_new(&mut self, frames: &mut Vec<Utf8Bytes>) {
         if self.topic.version.load(Ordering::Acquire) <= self.sent {
             return;
         }
         let inner = self.topic.lock();
-        if let Some(closed) = inner.closed.as_ref().filter(|s| s.version > self.sent) {
+        for closed in inner.closed.iter().filter(|s| s.version > self.sent) {
             frames.push(closed.frame.clone());
         }
         if let Some(newest) = inner.newest.as_ref().filter(|s| s.version > self.sent) {
@@ -324,10 +334,21 @@ mod tests {
         assert_eq!(take(&mut early), [(60, 1.2), (120, 2.1)]);
         assert_eq!(take(&mut early), []);
 
+        // Several bars closed while it was away: each final state, in order.
+        early.topic.publish(bar(180, 3.0));
+        early.topic.publish(bar(240, 4.0));
+        early.topic.publish(bar(240, 4.5));
+        early.topic.publish(bar(300, 5.0));
+        assert_eq!(take(&mut early), [(180, 3.0), (240, 4.5), (300, 5.0)]);
+        // Never back in time, and an equal state is not news.
+        early.topic.publish(bar(240, 9.0));
+        early.topic.publish(bar(300, 5.0));
+        assert_eq!(take(&mut early), []);
+
         // A new subscriber starts from the newest state only.
         let mut late = hub.subscribe(&key, 2, &b);
         assert!(b.take().1, "joining a published topic flags it");
-        assert_eq!(take(&mut late), [(120, 2.1)]);
+        assert_eq!(take(&mut late), [(300, 5.0)]);
 
         // Leaving frees the topic once nobody follows it.
         hub.unsubscribe(&key, 1);
