@@ -11,18 +11,20 @@ mod http;
 mod rest;
 mod server;
 mod stats;
+mod store;
 mod ws;
 mod ws_scenarios;
 
 use std::time::Duration;
 
 const USAGE: &str =
-    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|ws] [--runs N] [--seconds S]";
+    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|store|ws] [--runs N] [--seconds S]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Part {
     Engine,
     Rest,
+    Store,
     Ws,
 }
 
@@ -55,8 +57,9 @@ fn parse_args(args: &[String], fd_limit: u64) -> Result<Options, String> {
                 o.only = Some(match value("--only")?.as_str() {
                     "engine" => Part::Engine,
                     "rest" => Part::Rest,
+                    "store" => Part::Store,
                     "ws" => Part::Ws,
-                    other => return Err(format!("--only: engine, rest or ws, not {other}")),
+                    other => return Err(format!("--only: engine, rest, store or ws, not {other}")),
                 })
             }
             "--runs" => {
@@ -114,6 +117,9 @@ async fn main() {
     }
     if runs(Part::Rest) {
         ok &= rest::run_all(&options).await;
+    }
+    if runs(Part::Store) {
+        ok &= store::run_all(&options).await;
     }
     if runs(Part::Ws) {
         ok &= ws_scenarios::run_all(&options).await;

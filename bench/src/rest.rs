@@ -116,23 +116,50 @@ async fn run(
     })
 }
 
-/// Runs every REST scenario and prints its table; false if any failed.
+/// Runs every REST scenario against the synthetic source and against a
+/// store holding the same bars (`store::prepare`), and prints one table;
+/// false if any failed.
 pub async fn run_all(o: &Options) -> bool {
-    let server = match server::trading_server(&o.server, &[("--clock-speed", "0".into())]).await {
+    let frozen = [("--clock-speed", "0".to_string())];
+    let synthetic = match server::trading_server(&o.server, &frozen).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("trading-bench: {e}");
             return false;
         }
     };
+    let scratch = match crate::store::Scratch::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("trading-bench: {e}");
+            return false;
+        }
+    };
+    let store = match crate::store::prepare(o, &scratch) {
+        Ok(path) => {
+            let mut flags = frozen.to_vec();
+            flags.push(("--store", path.display().to_string()));
+            server::trading_server(&o.server, &flags).await
+        }
+        Err(e) => Err(e),
+    };
+    let store = match store {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("trading-bench: the store for REST: {e}");
+            synthetic.stop().await;
+            return false;
+        }
+    };
     let concurrencies: &[usize] = if o.quick { &[4] } else { &[32, 256] };
     println!(
-        "REST, {} run(s) of {:?} each, medians; server {} ({})\n",
-        o.runs, o.duration, o.server, server.address
+        "REST, {} run(s) of {:?} each, medians; server {}; synthetic source at {}, sqlite store at {} (same bars)\n",
+        o.runs, o.duration, o.server, synthetic.address, store.address
     );
     stats::header(
         &[
             "scenario",
+            "source",
             "conns",
             "req/s",
             "p50 ms",
@@ -141,46 +168,57 @@ pub async fn run_all(o: &Options) -> bool {
             "server p99 ms",
             "server CPU ms / 1k req",
         ],
-        1,
+        2,
     );
     let mut ok = true;
     for s in scenarios() {
         for &conns in concurrencies {
-            let mut rows: Vec<(f64, Option<Percentiles>, f64, Option<Percentiles>)> = Vec::new();
-            for _ in 0..o.runs {
-                match run(&server, &s, conns, o.duration).await {
-                    Ok(mut m) => rows.push((
-                        m.requests as f64 / m.elapsed.as_secs_f64(),
-                        Percentiles::of(&mut m.latencies_us),
-                        m.cpu_seconds * 1000.0 / (m.requests.max(1) as f64 / 1000.0),
-                        Percentiles::of(&mut m.server_us),
-                    )),
-                    Err(e) => {
-                        eprintln!("{} at {conns} connections failed: {e}", s.name);
-                        ok = false;
-                    }
-                }
+            for (source, server) in [("synthetic", &synthetic), ("sqlite", &store)] {
+                ok &= run_row(o, server, &s, source, conns).await;
             }
-            if rows.is_empty() {
-                continue;
-            }
-            let latency: Vec<_> = rows.iter().map(|r| r.1).collect();
-            let [p50, p99, p999] = Percentiles::cells(Percentiles::median_of(&latency));
-            let server: Vec<_> = rows.iter().map(|r| r.3).collect();
-            let [_, server_p99, _] = Percentiles::cells(Percentiles::median_of(&server));
-            stats::row(&[
-                s.name.to_string(),
-                conns.to_string(),
-                format!("{:.0}", stats::median(rows.iter().map(|r| r.0).collect())),
-                p50,
-                p99,
-                p999,
-                server_p99,
-                format!("{:.1}", stats::median(rows.iter().map(|r| r.2).collect())),
-            ]);
         }
     }
     println!();
-    server.stop().await;
+    synthetic.stop().await;
+    store.stop().await;
+    ok
+}
+
+/// Runs one scenario `o.runs` times and prints its row of medians.
+async fn run_row(o: &Options, server: &Process, s: &Scenario, source: &str, conns: usize) -> bool {
+    let mut ok = true;
+    let mut rows: Vec<(f64, Option<Percentiles>, f64, Option<Percentiles>)> = Vec::new();
+    for _ in 0..o.runs {
+        match run(server, s, conns, o.duration).await {
+            Ok(mut m) => rows.push((
+                m.requests as f64 / m.elapsed.as_secs_f64(),
+                Percentiles::of(&mut m.latencies_us),
+                m.cpu_seconds * 1000.0 / (m.requests.max(1) as f64 / 1000.0),
+                Percentiles::of(&mut m.server_us),
+            )),
+            Err(e) => {
+                eprintln!("{} ({source}) at {conns} connections failed: {e}", s.name);
+                ok = false;
+            }
+        }
+    }
+    if rows.is_empty() {
+        return ok;
+    }
+    let latency: Vec<_> = rows.iter().map(|r| r.1).collect();
+    let [p50, p99, p999] = Percentiles::cells(Percentiles::median_of(&latency));
+    let server_times: Vec<_> = rows.iter().map(|r| r.3).collect();
+    let [_, server_p99, _] = Percentiles::cells(Percentiles::median_of(&server_times));
+    stats::row(&[
+        s.name.to_string(),
+        source.to_string(),
+        conns.to_string(),
+        format!("{:.0}", stats::median(rows.iter().map(|r| r.0).collect())),
+        p50,
+        p99,
+        p999,
+        server_p99,
+        format!("{:.1}", stats::median(rows.iter().map(|r| r.2).collect())),
+    ]);
     ok
 }

@@ -29,6 +29,7 @@ pub mod error;
 pub mod import;
 pub mod logging;
 pub mod market;
+pub mod paging;
 pub mod server;
 pub mod source;
 pub mod store;

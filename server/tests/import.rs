@@ -1454,11 +1454,10 @@ async fn new_symbols_are_registered_with_inferred_or_given_fields() {
         )),
         "{run:?}"
     );
+    // Before its first bar it serves what its registration declares, with
+    // nothing in it yet.
     let run = f.export("ACME", "D", &[]);
-    assert!(
-        !run.ok && run.stderr.contains("ACME has no bars yet"),
-        "{run:?}"
-    );
+    assert!(run.ok && run.stdout == EXPORT_HEADER, "{run:?}");
     // Its bars follow its registered session: 13:30 UTC is 09:30 in New York.
     let acme = f.file(
         "acme.csv",
@@ -1518,8 +1517,20 @@ async fn new_symbols_are_registered_with_inferred_or_given_fields() {
     let acme = resolve("ACME").await;
     assert_eq!(acme.description, "Acme Corp");
     assert_eq!(acme.supported_resolutions[0], "5");
+    // Registered and never given bars: it serves what it declared (from 5
+    // minutes up), empty until its first bar.
     let empty = resolve("EMPTY").await;
-    assert!(empty.supported_resolutions.is_empty(), "{empty:?}");
+    assert_eq!(empty.supported_resolutions[0], "5", "{empty:?}");
+    let page = c
+        .get_bars()
+        .symbol("EMPTY")
+        .resolution("5")
+        .from_time(0)
+        .to_time(2_000_000_000)
+        .send()
+        .await
+        .unwrap();
+    assert!(page.no_data && page.bars.is_empty());
     server.stop().await;
 }
 

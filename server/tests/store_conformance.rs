@@ -637,11 +637,23 @@ async fn ingested_trades_stream_at_once_and_close_into_history(engine: &dyn Engi
 /// really was the first or last trade of its bar.
 async fn late_trades_amend_history_exactly(engine: &dyn Engine) {
     let dir = TempDir::new("conformance-late");
-    let day = ms("2025-11-19T00:00:00Z");
-    let minutes = minute_bars((0..1440).map(|i| day + i * MINUTE), 9);
+    let day = ms("2025-11-15T00:00:00Z");
+    let minutes = minute_bars((0..3 * 1440).map(|i| day + i * MINUTE), 9);
     let store = import_minutes(engine, &dir, "LATE", &minutes, &[]);
     let s = store_server(&store, &[]).await;
     let c = with_token(&s.base, TOKEN);
+    let layout = Layout::utc_24x7();
+    // Read every resolution first, so whatever a store keeps of them is
+    // warm when the history changes under it.
+    for res in ["1", "15", "240", "D", "W", "M"] {
+        let got = bars(&s.client, "LATE", res, day - 40 * DAY, day + 40 * DAY).await;
+        let want: Vec<Bar> = layout
+            .aggregate(res, &minutes)
+            .iter()
+            .map(Ref::bar)
+            .collect();
+        assert_eq!(got, want, "{res} before");
+    }
     let target = minutes[700];
     // Inside the minute: high and volume change, open and close do not (an
     // imported bar spans its whole minute).
@@ -650,7 +662,6 @@ async fn late_trades_amend_history_exactly(engine: &dyn Engine) {
     let mut expected = minutes.clone();
     expected[700].high = price;
     expected[700].milli_volume += 2_500;
-    let layout = Layout::utc_24x7();
     for res in ["1", "15", "240", "D", "W", "M"] {
         let got = bars(&s.client, "LATE", res, day - 40 * DAY, day + 40 * DAY).await;
         let want: Vec<Bar> = layout
@@ -659,6 +670,29 @@ async fn late_trades_amend_history_exactly(engine: &dyn Engine) {
             .map(Ref::bar)
             .collect();
         assert_eq!(got, want, "{res}");
+    }
+    // A new day, then a trade amending a day long closed.
+    ingest(&c, vec![trade("LATE", day + 3 * DAY + 5_000, 77.0, 1.0)]).await;
+    bars(&s.client, "LATE", "D", day - 40 * DAY, day + 40 * DAY).await;
+    ingest(&c, vec![trade("LATE", day + 3_000, 1.0, 4.0)]).await;
+    expected[0].low = 1.0;
+    expected[0].milli_volume += 4_000;
+    expected.push(Ref {
+        time: day + 3 * DAY,
+        open: 77.0,
+        high: 77.0,
+        low: 77.0,
+        close: 77.0,
+        milli_volume: 1_000,
+    });
+    for res in ["1", "D", "W", "M"] {
+        let got = bars(&s.client, "LATE", res, day - 40 * DAY, day + 40 * DAY).await;
+        let want: Vec<Bar> = layout
+            .aggregate(res, &expected)
+            .iter()
+            .map(Ref::bar)
+            .collect();
+        assert_eq!(got, want, "{res} after amending a closed day");
     }
     s.stop().await;
 }
@@ -925,6 +959,60 @@ async fn a_running_server_serves_what_an_import_adds(engine: &dyn Engine) {
     }
     let history = bars(&s.client, "FIRST", "1", day, day + DAY).await;
     assert_eq!(history.len(), 180);
+
+    // An import that corrects days long closed: what the server kept of
+    // them must not outlive it.
+    let days = minute_bars((0..3 * 1440).map(|i| day - 3 * DAY + i * MINUTE), 14);
+    let file = dir.file("third.csv", &csv_of(&days));
+    let import = |file: &std::path::Path| {
+        cli_ok(&[
+            "import",
+            "--store",
+            &store,
+            "--symbol",
+            "THIRD",
+            "--resolution",
+            "1",
+            file.to_str().unwrap(),
+        ])
+    };
+    import(&file);
+    let daily = |bars: &[Ref]| -> Vec<Bar> {
+        Layout::utc_24x7()
+            .aggregate("D", bars)
+            .iter()
+            .map(Ref::bar)
+            .collect()
+    };
+    // Unknown (404) until the server has noticed the import.
+    let served = || async {
+        let page = s
+            .client
+            .get_bars()
+            .symbol("THIRD")
+            .resolution("D")
+            .from_time((day - 5 * DAY) / 1000)
+            .to_time(day / 1000)
+            .send()
+            .await;
+        page.map(|p| p.into_inner().bars).unwrap_or_default()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while served().await != daily(&days) {
+        assert!(tokio::time::Instant::now() < deadline, "THIRD never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut corrected = days.clone();
+    corrected[0].high += 50.0;
+    import(&dir.file("fix.csv", &csv_of(&corrected[..1])));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while served().await != daily(&corrected) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the correction never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     s.stop().await;
 }
 

@@ -22,7 +22,7 @@
 //! - `now_ms` is clamped to 2100-01-01 to bound cache growth.
 
 mod error;
-mod page;
+
 mod path;
 mod rng;
 mod series;
@@ -39,7 +39,7 @@ pub use crate::source::{Bar, BarQuery, BarsPage};
 pub use error::MarketError;
 pub use spec::InstrumentSpec;
 
-use page::{select, SliceSource};
+use crate::paging::{self, select, SliceSource};
 use path::TickBar;
 use rng::{draw, Stream};
 use series::{aggregate_periods, period_end_ms, Instrument, IntradaySource};
@@ -260,7 +260,7 @@ fn current_tick_bar(inst: &Instrument, res: Resolution, now: i64) -> Option<Tick
                 bucket_minutes: i64::from(minutes),
                 now_ms: now,
             };
-            let slot = page::BarSource::last_before(&src, i64::MAX)?;
+            let slot = paging::BarSource::last_before(&src, i64::MAX)?;
             inst.intraday_bars(&[slot], i64::from(minutes), now)
                 .into_iter()
                 .next()

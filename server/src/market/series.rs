@@ -10,7 +10,6 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use super::page::BarSource;
 use super::path::{ChainDay, PathModel, TickBar};
 use super::rng::{hash_str, mix64};
 use super::spec::{InstrumentSpec, ValidSpec};
@@ -19,6 +18,7 @@ use crate::calendar::civil::{DAY_MS, MINUTE_MS};
 use crate::calendar::{
     period_end_date, period_key, period_start_date, Resolution, TradingCalendar, TradingDay,
 };
+use crate::paging::BarSource;
 
 /// 2019-01-01T00:00:00Z.
 pub(crate) const HISTORY_START_MS: i64 = 1_546_300_800_000;

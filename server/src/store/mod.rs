@@ -141,7 +141,9 @@ impl SymbolRecord {
             .filter_map(|r| Resolution::parse(r))
             .filter(|r| chain::is_base(*r))
             .min();
-        set_resolutions(&mut info, base);
+        // Before its first bar, a symbol serves what its registration
+        // declares, so a chart can open it and wait for the feed.
+        set_resolutions(&mut info, base.or(declared_base));
         Ok(SymbolRecord {
             id,
             info,

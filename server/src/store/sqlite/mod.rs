@@ -12,6 +12,7 @@
 //!   file; the server's writer notices (`PRAGMA data_version`) and serves
 //!   the new symbols and bars, and republishes live bars, without a restart.
 
+mod history;
 mod schema;
 mod tables;
 mod writer;
@@ -23,8 +24,10 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use trading_pro::types::SymbolInfo;
 
+use crate::bars_json::{EncodedRun, PriceFormat};
 use crate::calendar::{Resolution, TradingCalendar};
 use crate::catalog::{Catalog, Symbol};
+use crate::paging;
 use crate::source::{Bar, BarQuery, BarsPage, DataSource, Live, Quote, SourceError, UpdateSink};
 use crate::store::chain::{is_base, Dirty};
 use crate::store::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
@@ -37,6 +40,8 @@ pub struct SqliteStore {
     readers: Pool,
     /// The symbols as of the last change the server saw.
     records: Arc<RwLock<Arc<Records>>>,
+    /// Closed D/W/M bars kept in memory (see `history`).
+    history: Arc<history::History>,
     /// Present in the server: the one thread that writes.
     writer: Option<writer::Writer>,
 }
@@ -71,6 +76,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             readers: Pool::new(path),
             records: Arc::default(),
+            history: Arc::default(),
             writer: None,
         };
         let records = store.load_records(&conn)?;
@@ -93,6 +99,7 @@ impl SqliteStore {
             conn,
             path.to_path_buf(),
             Arc::clone(&store.records),
+            Arc::clone(&store.history),
             sink,
         ));
         Ok(store)
@@ -119,6 +126,41 @@ impl SqliteStore {
         let records = self.snapshot();
         let record = records.get(symbol)?;
         Some((record.id, record.base?))
+    }
+
+    /// The kept closed bars of a D/W/M series, built if missing or stale,
+    /// and the bars after them, read from the file.
+    fn kept(
+        &self,
+        symbol: &Symbol,
+        id: i64,
+        res: Resolution,
+    ) -> Result<(Arc<history::Entry>, Vec<Bar>), SourceError> {
+        let stamp = self.history.stamp(id);
+        if let Some(entry) = self.history.get(id, res, stamp) {
+            let tail = self
+                .read(|conn| tables::since(conn, id, res, entry.cutoff, history::MAX_TAIL + 1))?;
+            if tail.len() <= history::MAX_TAIL {
+                return Ok((entry, tail.iter().map(StoredBar::to_bar).collect()));
+            }
+        }
+        let all = self.read(|conn| {
+            let mut bars = Vec::new();
+            let mut each = |b: &StoredBar| {
+                bars.push(b.to_bar());
+                Ok(())
+            };
+            match tables::scan(conn, id, res, i64::MIN, i64::MAX, &mut each) {
+                Ok(()) | Err(tables::ScanError::Stopped(_)) => Ok(bars),
+                Err(tables::ScanError::Sql(e)) => Err(e),
+            }
+        })?;
+        let prices = PriceFormat::for_pricescale(symbol.info.pricescale);
+        let newest: Vec<Bar> = all.last().copied().into_iter().collect();
+        let entry = self
+            .history
+            .put(id, res, stamp, all, |bars| EncodedRun::new(bars, prices));
+        Ok((entry, newest))
     }
 
     fn read<T>(
@@ -193,7 +235,43 @@ impl DataSource for SqliteStore {
                 next_time: None,
             });
         };
-        self.read(|conn| tables::page(conn, id, res, query))
+        if !history::is_kept(res) {
+            return self.read(|conn| tables::page(conn, id, res, query));
+        }
+        let (entry, tail) = self.kept(symbol, id, res)?;
+        let joined = history::Joined {
+            head: &entry.bars,
+            tail: &tail,
+        };
+        let selection = paging::select(
+            &joined,
+            query.from_s.saturating_mul(1000),
+            query.to_s.saturating_mul(1000),
+            query.count_back,
+            query.limit,
+        );
+        Ok(BarsPage {
+            bars: selection
+                .positions
+                .iter()
+                .filter_map(|&i| joined.get(i))
+                .collect(),
+            no_data: selection.no_data,
+            next_time: selection.next_time,
+        })
+    }
+
+    fn encoded_history(
+        &self,
+        symbol: &Symbol,
+        res: Resolution,
+        _now_ms: i64,
+    ) -> Option<Arc<EncodedRun>> {
+        let (id, _) = self.base_of(symbol)?;
+        let stamp = self.history.stamp(id);
+        self.history
+            .get(id, res, stamp)
+            .map(|entry| Arc::clone(&entry.run))
     }
 
     async fn current_bar(

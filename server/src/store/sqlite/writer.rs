@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::history::History;
 use super::tables;
 use crate::calendar::Resolution;
 use crate::source::UpdateSink;
@@ -61,6 +62,7 @@ impl Writer {
         conn: Connection,
         path: PathBuf,
         records: Arc<RwLock<Arc<Records>>>,
+        history: Arc<History>,
         sink: Arc<dyn UpdateSink>,
     ) -> Writer {
         let (jobs, queue) = mpsc::sync_channel(QUEUE);
@@ -70,6 +72,7 @@ impl Writer {
             path,
             shared: records,
             records: current,
+            history,
             sink,
             data_version: 0,
             last_prune: Instant::now(),
@@ -130,6 +133,7 @@ struct Worker {
     /// What the request path reads; replaced after a commit changes symbols.
     shared: Arc<RwLock<Arc<Records>>>,
     records: Arc<Records>,
+    history: Arc<History>,
     sink: Arc<dyn UpdateSink>,
     /// `PRAGMA data_version` when last looked: it changes when another
     /// connection commits.
@@ -152,6 +156,8 @@ struct Work {
     touched: BTreeMap<i64, Touched>,
     /// Symbols that got their base resolution in this transaction.
     new_bases: HashMap<i64, Resolution>,
+    /// Symbols with a bar changed that is older than their newest.
+    amended: std::collections::HashSet<i64>,
 }
 
 impl Worker {
@@ -192,6 +198,7 @@ impl Worker {
             return;
         }
         self.data_version = version;
+        self.history.external_change();
         match tables::load_symbols(&self.conn) {
             Ok((records, problems)) => {
                 for problem in problems {
@@ -245,6 +252,10 @@ impl Worker {
         }
         if !work.new_bases.is_empty() {
             self.adopt_bases(&work.new_bases);
+        }
+        // Before anyone hears of the write: kept history it changed goes.
+        for id in &work.amended {
+            self.history.amended(*id);
         }
         self.publish(&work);
         for (job, answer) in batch.into_iter().zip(answers) {
@@ -490,6 +501,15 @@ impl Worker {
         for ((id, _), (base, bar)) in &bars {
             tables::overwrite(&self.conn, *id, *base, bar, gen)?;
             dirty.entry(*id).or_default().add(bar.time);
+            let newest = work.touched.get(id).and_then(|t| {
+                t.before
+                    .iter()
+                    .find(|(r, _)| r == base)
+                    .and_then(|(_, t)| *t)
+            });
+            if newest.is_some_and(|newest| bar.time < newest) {
+                work.amended.insert(*id);
+            }
         }
         for (record, base, _) in &targets {
             if let Some(dirty) = dirty.get(&record.id) {

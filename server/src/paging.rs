@@ -4,7 +4,7 @@
 //! one". Walking backwards from the end of the requested range means the cost is
 //! proportional to the bars returned, never to the width of the requested range.
 
-pub(crate) trait BarSource {
+pub trait BarSource {
     type Pos: Copy;
     /// The newest existing bar whose time is `< t_ms`.
     fn last_before(&self, t_ms: i64) -> Option<Self::Pos>;
@@ -14,14 +14,14 @@ pub(crate) trait BarSource {
 }
 
 #[derive(Debug)]
-pub(crate) struct Selection<P> {
+pub struct Selection<P> {
     /// Ascending by time.
     pub positions: Vec<P>,
     pub no_data: bool,
     pub next_time: Option<i64>,
 }
 
-pub(crate) fn select<S: BarSource>(
+pub fn select<S: BarSource>(
     src: &S,
     from_ms: i64,
     to_ms: i64,
@@ -61,7 +61,7 @@ pub(crate) fn select<S: BarSource>(
 }
 
 /// A plain ascending slice of bars as a source.
-pub(crate) struct SliceSource<'a, T> {
+pub struct SliceSource<'a, T> {
     pub items: &'a [T],
     pub time_of: fn(&T) -> i64,
 }

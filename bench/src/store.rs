@@ -1,0 +1,620 @@
+//! Real data in the embedded store: import speed, ingest throughput with
+//! durable acknowledgements, and trade-to-WebSocket latency. (getBars from
+//! the store runs in the REST tables, side by side with the synthetic
+//! source: see `rest.rs` and [`prepare`].)
+//!
+//! Data comes from the synthetic engine in-process, written out as CSV, so
+//! the store holds exactly the bars the synthetic source serves and the two
+//! answer the same requests with the same bars.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use trading_pro::types::SymbolInfo;
+use trading_server::calendar::Resolution;
+use trading_server::market::{BarQuery, Market, MAX_LIMIT};
+use trading_server::source::DataSource;
+use trading_server::synthetic::Synthetic;
+
+use crate::server::{self, Process, CLOCK_START};
+use crate::stats::{self, int, Percentiles};
+use crate::{http, Options};
+
+/// Symbols whose daily bars the REST store holds (the quotes scenario's).
+pub const DAILY_SYMBOLS: [&str; 19] = [
+    "AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "NFLX", "AMD", "INTC", "JPM", "V",
+    "WMT", "KO", "DIS", "IBM", "ETHUSD", "EURUSD", "GBPUSD",
+];
+/// BTCUSD's one-minute bars in the REST store: enough for 5,000-bar pages.
+const MINUTE_DAYS: i64 = 8;
+const TOKEN: &str = "bench-ingest-token";
+/// Trades per ingest request, and connections sending them.
+const BATCH: usize = 1_000;
+const SENDERS: usize = 8;
+/// Single-trade requests per second for the latency measurement.
+const PROBE_RATE: u64 = 200;
+
+/// A directory for the benchmark's stores and files, removed when dropped.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new() -> Result<Scratch, String> {
+        let dir = std::env::temp_dir().join(format!("trading-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every bar of `symbol` at `res` in `[from_s, to_s)`, ascending.
+fn synthetic_bars(
+    market: &Market,
+    symbol: &str,
+    res: Resolution,
+    from_s: i64,
+    to_s: i64,
+) -> Vec<trading_server::source::Bar> {
+    let now = CLOCK_START * 1000;
+    let mut pages = Vec::new();
+    let mut to = to_s;
+    loop {
+        let query = BarQuery {
+            from_s,
+            to_s: to,
+            count_back: None,
+            limit: MAX_LIMIT,
+        };
+        let page = market
+            .bars(symbol, res, &query, now)
+            .map(|p| p.bars)
+            .unwrap_or_default();
+        let full = page.len() == MAX_LIMIT;
+        if let Some(first) = page.first() {
+            to = first.time / 1000;
+        }
+        pages.push(page);
+        if !full {
+            break;
+        }
+    }
+    pages.into_iter().rev().flatten().collect()
+}
+
+/// Writes bars as the CSV `import` reads: unix seconds, or dates for D.
+fn write_csv(path: &Path, bars: &[trading_server::source::Bar], daily: bool) -> Result<(), String> {
+    let mut out = String::with_capacity(bars.len() * 64 + 64);
+    out.push_str("time,open,high,low,close,volume\n");
+    for b in bars {
+        if daily {
+            let text = trading_server::clock::rfc3339(b.time);
+            out.push_str(&text[..10]);
+        } else {
+            let _ = write!(out, "{}", b.time / 1000);
+        }
+        let _ = writeln!(
+            out,
+            ",{},{},{},{},{}",
+            b.open, b.high, b.low, b.close, b.volume
+        );
+    }
+    std::fs::write(path, out).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn run_server_command(server: &str, args: &[&str]) -> Result<Duration, String> {
+    let start = Instant::now();
+    let out = Command::new(server)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{server}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{server} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(start.elapsed())
+}
+
+/// The synthetic catalog's descriptions of `tickers`, as a symbols file.
+fn symbols_file(path: &Path, tickers: &[&str]) -> Result<(), String> {
+    let catalog = Synthetic::builtin(42).catalog();
+    let infos: Vec<SymbolInfo> = tickers
+        .iter()
+        .filter_map(|t| catalog.lookup(t).map(|s| s.info.clone()))
+        .collect();
+    let json = serde_json::to_string(&infos).map_err(|e| e.to_string())?;
+    std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The store the REST tables read: the synthetic market's daily bars of
+/// [`DAILY_SYMBOLS`] since 2019 and BTCUSD's minutes of the last days.
+/// Returns its path.
+pub fn prepare(o: &Options, scratch: &Scratch) -> Result<PathBuf, String> {
+    let store = scratch.path("rest.db");
+    let store_arg = store.display().to_string();
+    let synthetic = Synthetic::builtin(42);
+    let market = synthetic.market();
+    let mut tickers: Vec<&str> = DAILY_SYMBOLS.to_vec();
+    tickers.push("BTCUSD");
+    let symbols = scratch.path("symbols.json");
+    symbols_file(&symbols, &tickers)?;
+    run_server_command(
+        &o.server,
+        &[
+            "import",
+            "--store",
+            &store_arg,
+            "--symbols",
+            &symbols.display().to_string(),
+        ],
+    )?;
+    let history_start = market.history_start_ms() / 1000;
+    for ticker in DAILY_SYMBOLS {
+        let bars = synthetic_bars(
+            market,
+            ticker,
+            Resolution::Day,
+            history_start,
+            CLOCK_START + 86_400,
+        );
+        let file = scratch.path(&format!("{ticker}.csv"));
+        write_csv(&file, &bars, true)?;
+        run_server_command(
+            &o.server,
+            &[
+                "import",
+                "--store",
+                &store_arg,
+                "--symbol",
+                ticker,
+                "--resolution",
+                "D",
+                &file.display().to_string(),
+            ],
+        )?;
+    }
+    let from = CLOCK_START - MINUTE_DAYS * 86_400;
+    let bars = synthetic_bars(market, "BTCUSD", Resolution::Min1, from, CLOCK_START + 1);
+    let file = scratch.path("BTCUSD.csv");
+    write_csv(&file, &bars, false)?;
+    run_server_command(
+        &o.server,
+        &[
+            "import",
+            "--store",
+            &store_arg,
+            "--symbol",
+            "BTCUSD",
+            "--resolution",
+            "1",
+            &file.display().to_string(),
+        ],
+    )?;
+    Ok(store)
+}
+
+/// Runs the import, ingest and latency tables; false if any failed.
+pub async fn run_all(o: &Options) -> bool {
+    let scratch = match Scratch::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("store: {e}");
+            return false;
+        }
+    };
+    let mut ok = true;
+    if let Err(e) = import_table(o, &scratch) {
+        eprintln!("store import: {e}");
+        ok = false;
+    }
+    if let Err(e) = ingest_tables(o, &scratch).await {
+        eprintln!("store ingest: {e}");
+        ok = false;
+    }
+    ok
+}
+
+/// `trading-server import` of one big one-minute file into a new store.
+fn import_table(o: &Options, scratch: &Scratch) -> Result<(), String> {
+    let bars_wanted: i64 = if o.quick { 20_000 } else { 2_000_000 };
+    let synthetic = Synthetic::builtin(42);
+    let from = CLOCK_START - bars_wanted * 60;
+    let bars = synthetic_bars(
+        synthetic.market(),
+        "BTCUSD",
+        Resolution::Min1,
+        from,
+        CLOCK_START,
+    );
+    let file = scratch.path("import.csv");
+    write_csv(&file, &bars, false)?;
+    let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "Store import: {} one-minute bars ({:.1} MB of CSV) into a new store, {} run(s), medians\n",
+        int(bars.len() as f64),
+        bytes as f64 / 1e6,
+        o.runs
+    );
+    stats::header(&["file", "bars", "seconds", "bars/s", "MB/s"], 1);
+    let mut seconds = Vec::new();
+    for run in 0..o.runs {
+        let store = scratch.path(&format!("import-{run}.db"));
+        let elapsed = run_server_command(
+            &o.server,
+            &[
+                "import",
+                "--store",
+                &store.display().to_string(),
+                "--symbol",
+                "BTCBIG",
+                "--resolution",
+                "1",
+                &file.display().to_string(),
+            ],
+        )?;
+        seconds.push(elapsed.as_secs_f64());
+        let _ = std::fs::remove_file(&store);
+    }
+    let s = stats::median(seconds);
+    stats::row(&[
+        "import.csv".into(),
+        int(bars.len() as f64),
+        format!("{s:.2}"),
+        int(bars.len() as f64 / s),
+        format!("{:.1}", bytes as f64 / 1e6 / s),
+    ]);
+    println!();
+    if bars.is_empty() {
+        return Err("the engine produced no bars to import".into());
+    }
+    Ok(())
+}
+
+/// A store server for ingest: symbols INGEST0.. (24x7, UTC) and LATENCY,
+/// a clock running from CLOCK_START.
+async fn ingest_server(o: &Options, scratch: &Scratch, name: &str) -> Result<Process, String> {
+    let store = scratch.path(&format!("{name}.db"));
+    let _ = std::fs::remove_file(&store);
+    let mut infos = Vec::new();
+    let template = Synthetic::builtin(42)
+        .catalog()
+        .lookup("BTCUSD")
+        .map(|s| s.info.clone())
+        .ok_or("BTCUSD is in the catalog")?;
+    for i in 0..=SENDERS {
+        let ticker = if i == SENDERS {
+            "LATENCY".to_string()
+        } else {
+            format!("INGEST{i}")
+        };
+        infos.push(SymbolInfo {
+            name: ticker.clone(),
+            ticker,
+            volume_precision: 3,
+            ..template.clone()
+        });
+    }
+    let symbols = scratch.path(&format!("{name}-symbols.json"));
+    std::fs::write(
+        &symbols,
+        serde_json::to_string(&infos).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let store_arg = store.display().to_string();
+    run_server_command(
+        &o.server,
+        &[
+            "import",
+            "--store",
+            &store_arg,
+            "--symbols",
+            &symbols.display().to_string(),
+        ],
+    )?;
+    server::trading_server(
+        &o.server,
+        &[
+            ("--store", store_arg),
+            ("--ingest-token", TOKEN.into()),
+            ("--clock-speed", "1".into()),
+        ],
+    )
+    .await
+}
+
+fn trades_body(symbol: &str, first_ms: i64, seq: u64, n: usize) -> String {
+    let mut body = String::with_capacity(n * 72 + 16);
+    body.push_str("{\"trades\":[");
+    for k in 0..n {
+        if k > 0 {
+            body.push(',');
+        }
+        let s = seq + k as u64;
+        let price = 40_000.0 + (s % 2_000) as f64 * 0.25;
+        let _ = write!(
+            body,
+            "{{\"symbol\":\"{symbol}\",\"time\":{},\"price\":{price},\"size\":0.{:03}}}",
+            first_ms + k as i64,
+            1 + s % 999
+        );
+    }
+    body.push_str("]}");
+    body
+}
+
+fn ingest_request(body: &str) -> Vec<u8> {
+    format!(
+        "POST /api/v1/ingest/trades HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// What the throughput load did.
+struct Load {
+    trades: u64,
+    requests: u64,
+    latencies_us: Vec<u32>,
+    elapsed: Duration,
+    cpu_seconds: f64,
+}
+
+/// `SENDERS` connections, each sending batches of `BATCH` trades of its
+/// own symbol back to back, until `stop`.
+async fn throughput(server: &Process, duration: Duration) -> Result<Load, String> {
+    let mut conns = Vec::new();
+    for _ in 0..SENDERS {
+        conns.push(
+            http::connect(&server.address)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    // Trades are a day old and a millisecond apart: far behind the clock,
+    // and rolling over a minute bar every 60,000 trades.
+    let first_ms = (CLOCK_START - 86_400) * 1000;
+    let cpu_before = server.cpu_seconds();
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut conn)| {
+            tokio::spawn(async move {
+                let symbol = format!("INGEST{i}");
+                let (mut seq, mut latencies) = (0u64, Vec::new());
+                while Instant::now() < deadline {
+                    let body = trades_body(&symbol, first_ms + seq as i64, seq, BATCH);
+                    let t = Instant::now();
+                    http::exchange(&mut conn, &ingest_request(&body))
+                        .await
+                        .map_err(|e| format!("ingest: {e}"))?;
+                    latencies.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    seq += BATCH as u64;
+                }
+                Ok::<_, String>((seq, latencies))
+            })
+        })
+        .collect();
+    let mut load = Load {
+        trades: 0,
+        requests: 0,
+        latencies_us: Vec::new(),
+        elapsed: Duration::ZERO,
+        cpu_seconds: 0.0,
+    };
+    for t in tasks {
+        let (trades, latencies) = t.await.map_err(|e| e.to_string())??;
+        load.trades += trades;
+        load.requests += latencies.len() as u64;
+        load.latencies_us.extend(latencies);
+    }
+    load.elapsed = start.elapsed();
+    load.cpu_seconds = server.cpu_seconds() - cpu_before;
+    Ok(load)
+}
+
+/// Single trades of LATENCY at [`PROBE_RATE`] per second, each at a price
+/// of its own, while a WebSocket subscriber waits for the update showing
+/// it: the time from sending the request to receiving that update.
+async fn probe(
+    address: String,
+    duration: Duration,
+    stop: Arc<AtomicBool>,
+) -> Result<Vec<u32>, String> {
+    let url = format!("ws://{address}/api/v1/ws");
+    let tcp = TcpStream::connect(&address)
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
+        .await
+        .map_err(|e| format!("websocket: {e}"))?;
+    let subscribe = r#"{"type":"bars.subscribe","payload":{"symbol":"LATENCY","resolution":"1"}}"#;
+    ws.send(Message::Text(subscribe.into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    // Sent instants by price cents, read by the receiver.
+    let sent: Arc<Mutex<std::collections::HashMap<u64, Instant>>> = Arc::default();
+    let received = Arc::new(AtomicU64::new(0));
+    let receiver = {
+        let (sent, stop, received) = (Arc::clone(&sent), Arc::clone(&stop), Arc::clone(&received));
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let frame = match tokio::time::timeout(Duration::from_millis(200), ws.next()).await
+                {
+                    Ok(Some(Ok(Message::Text(text)))) => text,
+                    Ok(Some(Ok(_))) | Err(_) => continue,
+                    Ok(Some(Err(_)) | None) => break,
+                };
+                let now = Instant::now();
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&frame) else {
+                    continue;
+                };
+                if v["type"] != "bars.update" {
+                    continue;
+                }
+                let Some(close) = v["payload"]["close"].as_f64() else {
+                    continue;
+                };
+                let cents = (close * 100.0).round() as u64;
+                let at = sent
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&cents);
+                if let Some(at) = at {
+                    received.fetch_add(1, Ordering::Relaxed);
+                    latencies.push(now.duration_since(at).as_micros().min(u32::MAX as u128) as u32);
+                }
+            }
+            latencies
+        })
+    };
+    let mut conn = http::connect(&address).await.map_err(|e| e.to_string())?;
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / PROBE_RATE));
+    let start = Instant::now();
+    let deadline = start + duration;
+    // The server's clock started at CLOCK_START a moment before this, at
+    // real speed: each probe trade is at most "now" there, and later than
+    // the one before, at a price no other probe has.
+    let mut n: u64 = 0;
+    while Instant::now() < deadline {
+        tick.tick().await;
+        n += 1;
+        let cents = 1_000_000 + n;
+        let now_ms = CLOCK_START * 1000 + start.elapsed().as_millis() as i64;
+        let body = format!(
+            "{{\"trades\":[{{\"symbol\":\"LATENCY\",\"time\":{now_ms},\"price\":{}.{:02},\"size\":1}}]}}",
+            cents / 100,
+            cents % 100
+        );
+        sent.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(cents, Instant::now());
+        http::exchange(&mut conn, &ingest_request(&body))
+            .await
+            .map_err(|e| format!("probe ingest: {e}"))?;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let latencies = receiver.await.map_err(|e| e.to_string())?;
+    if latencies.is_empty() {
+        return Err(format!("no probe trade reached the subscriber ({n} sent)"));
+    }
+    Ok(latencies)
+}
+
+async fn ingest_tables(o: &Options, scratch: &Scratch) -> Result<(), String> {
+    println!(
+        "Store ingest: {SENDERS} connections x {BATCH} trades per request, every answer durable \
+         (synced to disk); trade-to-WebSocket latency from {PROBE_RATE} single-trade requests/s; \
+         {} run(s) of {:?}, medians\n",
+        o.runs, o.duration
+    );
+    stats::header(
+        &[
+            "load",
+            "trades/s",
+            "requests/s",
+            "request p50 ms",
+            "request p99 ms",
+            "server CPU ms / 100k trades",
+            "trade to update p50 ms",
+            "p99 ms",
+            "p999 ms",
+        ],
+        1,
+    );
+    for loaded in [false, true] {
+        let mut rows = Vec::new();
+        for run in 0..o.runs {
+            let server = ingest_server(o, scratch, &format!("ingest-{loaded}-{run}")).await?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let probe_task =
+                tokio::spawn(probe(server.address.clone(), o.duration, Arc::clone(&stop)));
+            let load = if loaded {
+                Some(throughput(&server, o.duration).await?)
+            } else {
+                tokio::time::sleep(o.duration).await;
+                None
+            };
+            let mut latencies = probe_task.await.map_err(|e| e.to_string())??;
+            rows.push((load, Percentiles::of(&mut latencies)));
+            server.stop().await;
+        }
+        let probe: Vec<_> = rows.iter().map(|r| r.1).collect();
+        let [p50, p99, p999] = Percentiles::cells(Percentiles::median_of(&probe));
+        let loads: Vec<&Load> = rows.iter().filter_map(|r| r.0.as_ref()).collect();
+        let cells = if loads.is_empty() {
+            [
+                "-".to_string(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]
+        } else {
+            let mut request_latency: Vec<Option<Percentiles>> = Vec::new();
+            for l in &loads {
+                let mut samples = l.latencies_us.clone();
+                request_latency.push(Percentiles::of(&mut samples));
+            }
+            let [r50, r99, _] = Percentiles::cells(Percentiles::median_of(&request_latency));
+            [
+                int(stats::median(
+                    loads
+                        .iter()
+                        .map(|l| l.trades as f64 / l.elapsed.as_secs_f64())
+                        .collect(),
+                )),
+                int(stats::median(
+                    loads
+                        .iter()
+                        .map(|l| l.requests as f64 / l.elapsed.as_secs_f64())
+                        .collect(),
+                )),
+                r50,
+                r99,
+                format!(
+                    "{:.1}",
+                    stats::median(
+                        loads
+                            .iter()
+                            .map(|l| l.cpu_seconds * 1000.0 / (l.trades.max(1) as f64 / 100_000.0))
+                            .collect()
+                    )
+                ),
+            ]
+        };
+        let name = if loaded {
+            "full throughput"
+        } else {
+            "probe only"
+        };
+        let mut row = vec![name.to_string()];
+        row.extend(cells);
+        row.extend([p50, p99, p999]);
+        stats::row(&row);
+    }
+    println!();
+    Ok(())
+}
