@@ -368,6 +368,15 @@ fn ingest_request(body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The ingest load beside the latency probe: none, the target rate, or as
+/// fast as the senders go.
+#[derive(Clone, Copy)]
+enum Pace {
+    ProbeOnly,
+    Rate(f64),
+    Unlimited,
+}
+
 /// What the throughput load did.
 struct Load {
     trades: u64,
@@ -378,8 +387,12 @@ struct Load {
 }
 
 /// `SENDERS` connections, each sending batches of `BATCH` trades of its
-/// own symbol back to back, until `stop`.
-async fn throughput(server: &Process, duration: Duration) -> Result<Load, String> {
+/// own symbol, back to back or paced to `rate` trades/s in all.
+async fn throughput(
+    server: &Process,
+    duration: Duration,
+    rate: Option<f64>,
+) -> Result<Load, String> {
     let mut conns = Vec::new();
     for _ in 0..SENDERS {
         conns.push(
@@ -401,7 +414,14 @@ async fn throughput(server: &Process, duration: Duration) -> Result<Load, String
             tokio::spawn(async move {
                 let symbol = format!("INGEST{i}");
                 let (mut seq, mut latencies) = (0u64, Vec::new());
+                let mut pace = rate.map(|r| {
+                    let every = Duration::from_secs_f64(SENDERS as f64 * BATCH as f64 / r);
+                    tokio::time::interval(every)
+                });
                 while Instant::now() < deadline {
+                    if let Some(pace) = &mut pace {
+                        pace.tick().await;
+                    }
                     let body = trades_body(&symbol, first_ms + seq as i64, seq, BATCH);
                     let t = Instant::now();
                     http::exchange(&mut conn, &ingest_request(&body))
@@ -544,18 +564,20 @@ async fn ingest_tables(o: &Options, scratch: &Scratch) -> Result<(), String> {
         ],
         1,
     );
-    for loaded in [false, true] {
+    for pace in [Pace::ProbeOnly, Pace::Rate(100_000.0), Pace::Unlimited] {
         let mut rows = Vec::new();
         for run in 0..o.runs {
-            let server = ingest_server(o, scratch, &format!("ingest-{loaded}-{run}")).await?;
+            let server = ingest_server(o, scratch, &format!("ingest-{run}")).await?;
             let stop = Arc::new(AtomicBool::new(false));
             let probe_task =
                 tokio::spawn(probe(server.address.clone(), o.duration, Arc::clone(&stop)));
-            let load = if loaded {
-                Some(throughput(&server, o.duration).await?)
-            } else {
-                tokio::time::sleep(o.duration).await;
-                None
+            let load = match pace {
+                Pace::ProbeOnly => {
+                    tokio::time::sleep(o.duration).await;
+                    None
+                }
+                Pace::Rate(rate) => Some(throughput(&server, o.duration, Some(rate)).await?),
+                Pace::Unlimited => Some(throughput(&server, o.duration, None).await?),
             };
             let mut latencies = probe_task.await.map_err(|e| e.to_string())??;
             rows.push((load, Percentiles::of(&mut latencies)));
@@ -605,12 +627,12 @@ async fn ingest_tables(o: &Options, scratch: &Scratch) -> Result<(), String> {
                 ),
             ]
         };
-        let name = if loaded {
-            "full throughput"
-        } else {
-            "probe only"
+        let name = match pace {
+            Pace::ProbeOnly => "probe only".to_string(),
+            Pace::Rate(rate) => format!("paced at {} trades/s", int(rate)),
+            Pace::Unlimited => "as fast as it goes".to_string(),
         };
-        let mut row = vec![name.to_string()];
+        let mut row = vec![name];
         row.extend(cells);
         row.extend([p50, p99, p999]);
         stats::row(&row);

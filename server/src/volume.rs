@@ -60,12 +60,10 @@ impl Volume {
             return Err(bad());
         }
         // digits * 10^(exponent - frac.len()), in units of 10^-8.
-        let digits = format!("{int}{frac}");
-        let digits = digits.trim_start_matches('0');
         let shift = exponent as i64 - frac.len() as i64 + i64::from(DECIMALS);
         let too_large = || format!("{text:?} is too large for a volume");
         let mut units: i128 = 0;
-        for b in digits.bytes() {
+        for b in int.bytes().chain(frac.bytes()) {
             units = units
                 .checked_mul(10)
                 .and_then(|u| u.checked_add(i128::from(b - b'0')))
@@ -80,6 +78,9 @@ impl Volume {
             }
         } else {
             for _ in 0..-shift {
+                if units == 0 {
+                    break;
+                }
                 if units % 10 != 0 {
                     return Err(format!("{text:?} has more than {DECIMALS} decimal places"));
                 }
@@ -95,6 +96,13 @@ impl Volume {
     pub fn from_f64(v: f64) -> Result<Volume, String> {
         if !v.is_finite() {
             return Err(format!("{v} is not a finite number"));
+        }
+        // The common case without text: below 2^50 units two 8-decimal
+        // numbers never round to the same float, so a whole number of units
+        // that converts back to exactly `v` is the one its text stands for.
+        let units = (v * SCALE as f64).round();
+        if units.abs() < (1u64 << 50) as f64 && units / SCALE as f64 == v {
+            return Ok(Volume(units as i128));
         }
         Volume::parse(&v.to_string())
     }
@@ -161,6 +169,14 @@ mod tests {
             assert_eq!(v.to_string(), shown, "{text}");
             assert_eq!(Volume::parse(shown).unwrap(), v);
         }
+        assert_eq!(
+            Volume::parse("1e-999999999").unwrap_err(),
+            "\"1e-999999999\" has more than 8 decimal places"
+        );
+        assert_eq!(Volume::parse("0e-999999999"), Ok(Volume::ZERO));
+        assert!(Volume::parse("1e999999999")
+            .unwrap_err()
+            .contains("too large"));
         for bad in ["", ".", "1.2.3", "abc", "1e", "0x10", "1 000", "nan", "inf"] {
             assert!(Volume::parse(bad).is_err(), "{bad:?}");
         }
@@ -193,9 +209,21 @@ mod tests {
             let v = Volume::parse(text).unwrap();
             assert_eq!(v.to_f64(), text.parse::<f64>().unwrap(), "{text}");
         }
-        for x in [0.1, 1e-8, 42.0, 1234.5678, 1e15] {
+        for x in [
+            0.1,
+            1e-8,
+            42.0,
+            1234.5678,
+            1e15,
+            0.3,
+            2.675,
+            123456.78901234,
+        ] {
             assert_eq!(Volume::from_f64(x).unwrap().to_f64(), x);
+            // The fast path and the text agree.
+            assert_eq!(Volume::from_f64(x), Volume::parse(&x.to_string()), "{x}");
         }
+        assert!(Volume::from_f64(0.123456789).is_err());
         assert_eq!(decimals_in("1.50"), 2);
         assert_eq!(decimals_in("100"), 0);
     }

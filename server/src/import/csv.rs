@@ -87,7 +87,7 @@ struct Columns {
 }
 
 pub struct CsvBars {
-    reader: csv::Reader<Box<dyn Read>>,
+    reader: csv::Reader<Box<dyn Read + Send>>,
     columns: Columns,
     record: csv::StringRecord,
     pub progress: Progress,
@@ -109,7 +109,7 @@ impl CsvBars {
             let head = io::BufRead::fill_buf(&mut raw).map_err(|e| format!("{shown}: {e}"))?;
             head.starts_with(&[0x1f, 0x8b])
         };
-        let input: Box<dyn Read> = if gzip {
+        let input: Box<dyn Read + Send> = if gzip {
             Box::new(flate2::read::MultiGzDecoder::new(raw))
         } else {
             Box::new(raw)

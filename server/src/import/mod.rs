@@ -22,7 +22,7 @@ use trading_pro::types::{DataStatus, PriceFormat, SymbolInfo};
 use crate::calendar::{Resolution, TradingCalendar};
 use crate::clock::rfc3339;
 use crate::store::ingest::{check_ohlc, check_on_grid, whole_bar};
-use crate::store::{self, Registered, Store, StoreError, SymbolRecord};
+use crate::store::{self, Registered, Store, StoreError, StoredBar, SymbolRecord};
 use crate::volume::{decimals_in, Volume, DECIMALS};
 
 use self::csv::{daily_date, days_of, local_instant, parse_price, parse_time, CsvBars, TimeValue};
@@ -241,49 +241,37 @@ fn import_file(
         .begin_import(&info, resolution)
         .map_err(|e| format!("{shown}: {e}"))?;
     let progress = progress_bar(file, &bars);
+    let read = bars.progress.clone();
     let mut summary = Summary::default();
-    let mut previous: Option<i64> = None;
-    while let Some(row) = bars.next_row() {
-        summary.rows += 1;
-        if summary.rows % 4096 == 0 {
+    // Reading and checking rows runs on a thread of its own, ahead of the
+    // store's writes: the two halves of an import take about as long each.
+    let (chunks, parsed) = std::sync::mpsc::sync_channel::<Vec<Parsed>>(8);
+    let outcome = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| parse_rows(&mut bars, &calendar, &tz, resolution, chunks));
+        let stored = store_rows(&mut *sink, &parsed, args, resolution, &mut summary, || {
             if let Some(bar) = &progress {
-                bar.set_position(bars.progress.bytes());
+                bar.set_position(read.bytes());
             }
-        }
-        let parsed = row.and_then(|row| {
-            let line = row.line;
-            bar_of(&row, &calendar, &tz, resolution, previous, &mut summary).map_err(|e| (line, e))
         });
-        let outcome = match parsed {
-            Ok((line, bar)) => match sink.put(&bar) {
-                Ok(true) => {
-                    previous = Some(bar.time);
-                    summary.stored += 1;
-                    Ok(())
-                }
-                Ok(false) => Err((
-                    line,
-                    format!(
-                        "duplicate time {} (an earlier line has the same time)",
-                        shown_time(bar.time, resolution)
-                    ),
-                )),
-                Err(e) => return Err(format!("{shown}: {e}")),
-            },
-            Err(e) => Err(e),
-        };
-        if let Err((line, reason)) = outcome {
-            if !args.skip_invalid {
-                if let Some(bar) = &progress {
-                    bar.finish_and_clear();
-                }
-                return Err(format!(
-                    "{shown}:{line}: {reason}\n{shown}: nothing stored (fix the line, or pass \
-                     --skip-invalid to store the valid rows)"
-                ));
-            }
-            summary.rejected.push((line, reason));
+        // Stops the reader if the store gave up first.
+        drop(parsed);
+        let seen = reader.join().unwrap_or_default();
+        summary.rows = seen.rows;
+        summary.price_decimals = seen.price_decimals;
+        summary.volume_decimals = seen.volume_decimals;
+        stored
+    });
+    if let Err(e) = outcome {
+        if let Some(bar) = &progress {
+            bar.finish_and_clear();
         }
+        return Err(match e {
+            Stop::Row(line, reason) => format!(
+                "{shown}:{line}: {reason}\n{shown}: nothing stored (fix the line, or pass \
+                 --skip-invalid to store the valid rows)"
+            ),
+            Stop::Store(e) => format!("{shown}: {e}"),
+        });
     }
     if let Some(bar) = &progress {
         bar.finish_and_clear();
@@ -326,6 +314,104 @@ fn import_file(
     Ok(())
 }
 
+/// A row read from the file: its line, and its bar or why it has none.
+struct Parsed {
+    line: u64,
+    bar: Result<StoredBar, String>,
+}
+
+/// What the reader saw of the file.
+#[derive(Default)]
+struct Seen {
+    rows: u64,
+    price_decimals: u32,
+    volume_decimals: u32,
+}
+
+/// Why an import stopped before its end.
+enum Stop {
+    /// A row that breaks a rule, without `--skip-invalid`.
+    Row(u64, String),
+    Store(StoreError),
+}
+
+/// Reads and checks every row, sending them on in chunks; stops early when
+/// nobody listens any more.
+fn parse_rows(
+    bars: &mut CsvBars,
+    calendar: &TradingCalendar,
+    tz: &TimeZone,
+    resolution: Resolution,
+    chunks: std::sync::mpsc::SyncSender<Vec<Parsed>>,
+) -> Seen {
+    const CHUNK: usize = 4096;
+    let mut seen = Seen::default();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut previous: Option<i64> = None;
+    while let Some(row) = bars.next_row() {
+        seen.rows += 1;
+        let parsed = match row {
+            Ok(row) => Parsed {
+                line: row.line,
+                bar: bar_of(&row, calendar, tz, resolution, previous, &mut seen),
+            },
+            Err((line, reason)) => Parsed {
+                line,
+                bar: Err(reason),
+            },
+        };
+        if let Ok(bar) = &parsed.bar {
+            previous = Some(bar.time);
+        }
+        chunk.push(parsed);
+        if chunk.len() == CHUNK
+            && chunks
+                .send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                .is_err()
+        {
+            return seen;
+        }
+    }
+    let _ = chunks.send(chunk);
+    seen
+}
+
+/// Stores the rows as they come; a bad row stops everything unless
+/// `--skip-invalid`, which records it instead.
+fn store_rows(
+    sink: &mut dyn crate::store::ImportSink,
+    parsed: &std::sync::mpsc::Receiver<Vec<Parsed>>,
+    args: &ImportArgs,
+    resolution: Resolution,
+    summary: &mut Summary,
+    mut tick: impl FnMut(),
+) -> Result<(), Stop> {
+    for chunk in parsed {
+        tick();
+        for row in chunk {
+            let problem = match row.bar {
+                Ok(bar) => match sink.put(&bar) {
+                    Ok(true) => {
+                        summary.stored += 1;
+                        continue;
+                    }
+                    Ok(false) => format!(
+                        "duplicate time {} (an earlier line has the same time)",
+                        shown_time(bar.time, resolution)
+                    ),
+                    Err(e) => return Err(Stop::Store(e)),
+                },
+                Err(reason) => reason,
+            };
+            if !args.skip_invalid {
+                return Err(Stop::Row(row.line, problem));
+            }
+            summary.rejected.push((row.line, problem));
+        }
+    }
+    Ok(())
+}
+
 fn report(shown: &str, s: &Summary) {
     println!(
         "{shown}: {} rows read, {} bars stored, {} rejected",
@@ -345,8 +431,8 @@ fn bar_of(
     tz: &TimeZone,
     resolution: Resolution,
     previous: Option<i64>,
-    summary: &mut Summary,
-) -> Result<(u64, crate::store::StoredBar), String> {
+    seen: &mut Seen,
+) -> Result<StoredBar, String> {
     let value = parse_time(&row.time)?;
     let time = match resolution {
         Resolution::Day => days_of(daily_date(value, tz)?) * 86_400_000,
@@ -374,16 +460,19 @@ fn bar_of(
             if v.is_negative() {
                 return Err(format!("negative volume {text}"));
             }
-            summary.volume_decimals = summary.volume_decimals.max(decimals_in(text));
+            seen.volume_decimals = seen.volume_decimals.max(decimals_in(text));
             v
         }
     };
     for text in [&row.open, &row.high, &row.low, &row.close] {
-        summary.price_decimals = summary.price_decimals.max(decimals_in(text));
+        seen.price_decimals = seen.price_decimals.max(decimals_in(text));
     }
-    Ok((
-        row.line,
-        whole_bar(calendar, resolution, time, [open, high, low, close], volume),
+    Ok(whole_bar(
+        calendar,
+        resolution,
+        time,
+        [open, high, low, close],
+        volume,
     ))
 }
 

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 
 use crate::calendar::civil::DAY_MS;
-use crate::calendar::{Resolution, TradingCalendar};
+use crate::calendar::{Resolution, TradingCalendar, TradingDay};
 use crate::clock::rfc3339;
 use crate::volume::Volume;
 
@@ -172,14 +172,32 @@ pub fn check_key(key: &str) -> Result<(), String> {
 /// The start of the `base` bar that contains the instant `t` (unix ms), or
 /// why there is none.
 pub fn bar_time(calendar: &TradingCalendar, base: Resolution, t: i64) -> Result<i64, String> {
-    let day = calendar.day_containing(t).ok_or_else(|| {
-        format!(
-            "time {} is outside the session ({} {})",
-            rfc3339(t),
-            calendar.session_text(),
-            calendar.tz().name()
-        )
-    })?;
+    bar_time_in(calendar, base, t, &mut None)
+}
+
+/// [`bar_time`], remembering the trading day it found in `day`: the next
+/// time asked is most likely in the same one.
+pub fn bar_time_in(
+    calendar: &TradingCalendar,
+    base: Resolution,
+    t: i64,
+    day: &mut Option<TradingDay>,
+) -> Result<i64, String> {
+    let found = match day.filter(|d| d.contains(t)) {
+        Some(d) => d,
+        None => {
+            *day = calendar.day_containing(t);
+            day.ok_or_else(|| {
+                format!(
+                    "time {} is outside the session ({} {})",
+                    rfc3339(t),
+                    calendar.session_text(),
+                    calendar.tz().name()
+                )
+            })?
+        }
+    };
+    let day = found;
     Ok(match base.intraday_minutes() {
         Some(minutes) => day.bucket_start(i64::from(minutes), t),
         None => day.stamp(),
@@ -219,11 +237,13 @@ pub fn check_on_grid(calendar: &TradingCalendar, base: Resolution, t: i64) -> Re
 }
 
 /// A trade checked against its symbol: the bar it lands in and its size.
+/// `day` remembers the trading day of the symbol's previous trade.
 pub fn check_trade(
     t: &TradeIn,
     calendar: &TradingCalendar,
     base: Resolution,
     now_ms: i64,
+    day: &mut Option<TradingDay>,
 ) -> Result<(i64, Volume), String> {
     if !(t.price.is_finite() && t.price > 0.0) {
         return Err(format!("price must be positive, got {}", t.price));
@@ -233,7 +253,7 @@ pub fn check_trade(
         return Err(format!("size must not be negative, got {}", t.size));
     }
     check_not_future(t.time, now_ms)?;
-    Ok((bar_time(calendar, base, t.time)?, size))
+    Ok((bar_time_in(calendar, base, t.time, day)?, size))
 }
 
 /// A bar checked against its symbol, as the store keeps it.
@@ -341,16 +361,16 @@ mod tests {
             size,
         };
         let now = t + 60_000;
-        let (bar, size) = check_trade(&trade(10.0, 2.5, t), &cal, five, now).unwrap();
+        let (bar, size) = check_trade(&trade(10.0, 2.5, t), &cal, five, now, &mut None).unwrap();
         assert_eq!(bar, 1_719_840_900_000);
         assert_eq!(size.to_string(), "2.5");
-        let err = |tr: TradeIn| check_trade(&tr, &cal, five, now).unwrap_err();
+        let err = |tr: TradeIn| check_trade(&tr, &cal, five, now, &mut None).unwrap_err();
         assert!(err(trade(0.0, 1.0, t)).contains("price must be positive"));
         assert!(err(trade(1.0, -1.0, t)).contains("size must not be negative"));
         assert!(err(trade(1.0, 0.123456789, t)).contains("more than 8 decimal places"));
         assert!(err(trade(1.0, 1.0, t + 3_600_000)).contains("ahead of the server's clock"));
         let night = t + 12 * 3_600_000;
-        let e = check_trade(&trade(1.0, 1.0, night), &cal, five, night).unwrap_err();
+        let e = check_trade(&trade(1.0, 1.0, night), &cal, five, night, &mut None).unwrap_err();
         assert!(e.contains("outside the session"), "{e}");
     }
 

@@ -12,7 +12,9 @@
 //! than the newest (a late trade, a re-imported range), and the epoch of
 //! every symbol when another process (an import) wrote. A write that only
 //! changes the newest bars or adds new ones leaves the entry valid: those
-//! bars are never in it.
+//! bars are never in it. They are kept too, as the entry's tail, for as
+//! long as the symbol has not been written at all; after a write they are
+//! read from the file (a few rows) until the entry is rebuilt.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +47,24 @@ pub struct Entry {
     /// The newest bar's time when the entry was built.
     pub cutoff: i64,
     pub run: Arc<EncodedRun>,
+    /// The bars from `cutoff` on, as of write `written`.
+    tail: Vec<Bar>,
+    written: u64,
+}
+
+impl Entry {
+    /// The bars from the cutoff on, if no write since the entry was built
+    /// can have changed them.
+    pub fn tail(&self, written: u64) -> Option<&[Bar]> {
+        (self.written == written).then_some(&self.tail[..])
+    }
+}
+
+/// A symbol's write counters: every write, and writes that amended history.
+#[derive(Clone, Copy, Default)]
+struct Generations {
+    written: u64,
+    amended: u64,
 }
 
 /// The entries, and the order they were built in (for eviction).
@@ -57,7 +77,7 @@ struct Entries {
 #[derive(Default)]
 pub struct History {
     entries: Mutex<Entries>,
-    generations: Mutex<HashMap<i64, u64>>,
+    generations: Mutex<HashMap<i64, Generations>>,
     epoch: AtomicU64,
 }
 
@@ -66,9 +86,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl History {
-    pub fn stamp(&self, symbol: i64) -> Stamp {
-        let generation = lock(&self.generations).get(&symbol).copied().unwrap_or(0);
-        (self.epoch.load(Ordering::Acquire), generation)
+    /// What an entry of `symbol` must have been built at to be valid, and
+    /// the symbol's write counter.
+    pub fn stamp(&self, symbol: i64) -> (Stamp, u64) {
+        let g = lock(&self.generations)
+            .get(&symbol)
+            .copied()
+            .unwrap_or_default();
+        ((self.epoch.load(Ordering::Acquire), g.amended), g.written)
     }
 
     /// The entry of `symbol` at `res`, if it was built at `stamp`.
@@ -81,23 +106,27 @@ impl History {
             .cloned()
     }
 
-    /// Keeps `bars` (ascending, all of them) as the entry at `stamp`: all
-    /// but the newest, encoded by `encode`.
+    /// Keeps `bars` (ascending, all of them) as the entry at `stamp` and
+    /// write `written`: all but the newest, encoded by `encode`, and the
+    /// newest as the tail.
     pub fn put(
         &self,
         symbol: i64,
         res: Resolution,
-        stamp: Stamp,
+        (stamp, written): (Stamp, u64),
         mut bars: Vec<Bar>,
         encode: impl FnOnce(Vec<Bar>) -> EncodedRun,
     ) -> Arc<Entry> {
-        let cutoff = bars.pop().map_or(i64::MIN, |b| b.time);
+        let tail: Vec<Bar> = bars.pop().into_iter().collect();
+        let cutoff = tail.first().map_or(i64::MIN, |b| b.time);
         let run = Arc::new(encode(bars.clone()));
         let entry = Arc::new(Entry {
             stamp,
             bars,
             cutoff,
             run,
+            tail,
+            written,
         });
         let mut entries = lock(&self.entries);
         if entries
@@ -115,9 +144,15 @@ impl History {
         entry
     }
 
-    /// A write changed a bar of `symbol` older than its newest.
-    pub fn amended(&self, symbol: i64) {
-        *lock(&self.generations).entry(symbol).or_default() += 1;
+    /// A write changed bars of `symbol`; `amended` when one of them is
+    /// older than its newest.
+    pub fn written(&self, symbol: i64, amended: bool) {
+        let mut generations = lock(&self.generations);
+        let g = generations.entry(symbol).or_default();
+        g.written += 1;
+        if amended {
+            g.amended += 1;
+        }
     }
 
     /// Another process wrote: nothing kept can be trusted.

@@ -94,9 +94,11 @@ impl SqliteStore {
         sink: Arc<dyn UpdateSink>,
     ) -> Result<SqliteStore, StoreError> {
         let mut store = SqliteStore::open(path)?;
-        let conn = schema::connect(path, Role::Write).map_err(failed(path))?;
+        let conn = schema::connect(path, Role::Writer).map_err(failed(path))?;
+        let checkpoints = schema::connect(path, Role::Checkpoint).map_err(failed(path))?;
         store.writer = Some(writer::Writer::start(
             conn,
+            checkpoints,
             path.to_path_buf(),
             Arc::clone(&store.records),
             Arc::clone(&store.history),
@@ -129,7 +131,8 @@ impl SqliteStore {
     }
 
     /// The kept closed bars of a D/W/M series, built if missing or stale,
-    /// and the bars after them, read from the file.
+    /// and the bars after them: kept too while the symbol has not been
+    /// written since, else read from the file.
     fn kept(
         &self,
         symbol: &Symbol,
@@ -137,7 +140,11 @@ impl SqliteStore {
         res: Resolution,
     ) -> Result<(Arc<history::Entry>, Vec<Bar>), SourceError> {
         let stamp = self.history.stamp(id);
-        if let Some(entry) = self.history.get(id, res, stamp) {
+        if let Some(entry) = self.history.get(id, res, stamp.0) {
+            if let Some(tail) = entry.tail(stamp.1) {
+                let tail = tail.to_vec();
+                return Ok((entry, tail));
+            }
             let tail = self
                 .read(|conn| tables::since(conn, id, res, entry.cutoff, history::MAX_TAIL + 1))?;
             if tail.len() <= history::MAX_TAIL {
@@ -268,7 +275,7 @@ impl DataSource for SqliteStore {
         _now_ms: i64,
     ) -> Option<Arc<EncodedRun>> {
         let (id, _) = self.base_of(symbol)?;
-        let stamp = self.history.stamp(id);
+        let (stamp, _) = self.history.stamp(id);
         self.history
             .get(id, res, stamp)
             .map(|entry| Arc::clone(&entry.run))
@@ -290,33 +297,38 @@ impl DataSource for SqliteStore {
         let Some((id, base)) = self.base_of(symbol) else {
             return Ok(None);
         };
-        self.read(|conn| {
-            let Some(last) = tables::latest(conn, id, base, 1)?.first().copied() else {
-                return Ok(None);
-            };
-            let days = tables::latest(conn, id, Resolution::Day, 2)?;
-            let Some(today) = days.first() else {
-                return Ok(None);
-            };
-            let prev_close = days.get(1).map_or(today.open, |d| d.close);
-            let change = last.close - prev_close;
-            Ok(Some(Quote {
-                last: last.close,
-                bid: None,
-                ask: None,
-                open: today.open,
-                high: today.high,
-                low: today.low,
-                prev_close,
-                volume: today.volume.to_f64(),
-                change,
-                change_percent: if prev_close != 0.0 {
-                    change / prev_close * 100.0
-                } else {
-                    0.0
-                },
-            }))
-        })
+        // The trading day and the one before it, from the kept daily bars.
+        let (entry, tail) = self.kept(symbol, id, Resolution::Day)?;
+        let mut days = entry.bars.iter().chain(&tail).rev();
+        let (Some(today), yesterday) = (days.next().copied(), days.next()) else {
+            return Ok(None);
+        };
+        let last = if base == Resolution::Day {
+            today.close
+        } else {
+            match self.read(|conn| tables::latest(conn, id, base, 1))?.first() {
+                Some(bar) => bar.close,
+                None => return Ok(None),
+            }
+        };
+        let prev_close = yesterday.map_or(today.open, |d| d.close);
+        let change = last - prev_close;
+        Ok(Some(Quote {
+            last,
+            bid: None,
+            ask: None,
+            open: today.open,
+            high: today.high,
+            low: today.low,
+            prev_close,
+            volume: today.volume,
+            change,
+            change_percent: if prev_close != 0.0 {
+                change / prev_close * 100.0
+            } else {
+                0.0
+            },
+        }))
     }
 
     fn ingest(&self) -> Option<&dyn Ingest> {

@@ -61,9 +61,15 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum Role {
     /// Request-path reads: read-only.
     Read,
-    /// The server's writer and the import command: every commit is synced
-    /// to disk before it returns, so an acknowledged write survives a crash.
+    /// The import command: every commit is synced to disk before it
+    /// returns.
     Write,
+    /// The server's writer: the same, and it never checkpoints the log
+    /// itself (`Checkpoint` does, on another thread), so no ingest request
+    /// waits for the database file to be written.
+    Writer,
+    /// The server's checkpointer.
+    Checkpoint,
 }
 
 /// Opens a connection. The file is created (and migrated) by the first
@@ -71,7 +77,7 @@ pub enum Role {
 pub fn connect(path: &Path, role: Role) -> rusqlite::Result<Connection> {
     let flags = match role {
         Role::Read => OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        Role::Write => {
+        Role::Write | Role::Writer | Role::Checkpoint => {
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -79,17 +85,22 @@ pub fn connect(path: &Path, role: Role) -> rusqlite::Result<Connection> {
     };
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    if role == Role::Write {
+    if role != Role::Read {
         // Pages of 16 KiB suit long range scans; set before the first table
-        // exists (a no-op afterwards).
+        // exists (a no-op afterwards). A cache of up to 256 MiB keeps a
+        // bulk import's pages in memory until its commit instead of
+        // spilling them mid-transaction (it only grows as it is used).
         conn.execute_batch(
             "PRAGMA page_size = 16384;
              PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
-             PRAGMA cache_size = -65536;",
+             PRAGMA cache_size = -262144;",
         )?;
     } else {
         conn.execute_batch("PRAGMA cache_size = -16384;")?;
+    }
+    if role == Role::Writer {
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
     }
     // Statements are prepared once per connection and reused.
     conn.set_prepared_statement_cache_capacity(64);

@@ -15,6 +15,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use tokio::sync::oneshot;
 
 use super::history::History;
 use super::tables;
-use crate::calendar::Resolution;
+use crate::calendar::{Resolution, TradingDay};
 use crate::source::UpdateSink;
 use crate::store::chain::{is_base, served, Dirty};
 use crate::store::ingest::{
@@ -55,11 +56,23 @@ struct Job {
 
 pub struct Writer {
     jobs: SyncSender<Job>,
+    /// Tells the checkpoint thread to end with the writer.
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // The writer thread ends when `jobs` is dropped right after this.
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Writer {
+    /// Starts the writer thread on `conn` and the checkpoint thread on
+    /// `checkpoints`.
     pub fn start(
         conn: Connection,
+        checkpoints: Connection,
         path: PathBuf,
         records: Arc<RwLock<Arc<Records>>>,
         history: Arc<History>,
@@ -83,7 +96,9 @@ impl Writer {
             .name("store-writer".into())
             .spawn(move || worker.run(queue))
             .expect("spawn the store writer thread");
-        Writer { jobs }
+        let stop = Arc::new(AtomicBool::new(false));
+        checkpoint_in_background(checkpoints, Arc::clone(&stop));
+        Writer { jobs, stop }
     }
 
     /// Queues a request and waits for its answer.
@@ -120,6 +135,29 @@ impl Writer {
             }
         }
         answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+/// How often the log is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies the write-ahead log into the database file now and then, on a
+/// connection and thread of its own, so that the writer's commits only ever
+/// append to the log. A passive checkpoint never blocks the writer; the log
+/// starts over once everything in it is in the file. Runs until `stop`.
+fn checkpoint_in_background(conn: Connection, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    eprintln!("store checkpoint: {e}");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("cannot start the store checkpoint thread: {e}");
     }
 }
 
@@ -253,9 +291,9 @@ impl Worker {
         if !work.new_bases.is_empty() {
             self.adopt_bases(&work.new_bases);
         }
-        // Before anyone hears of the write: kept history it changed goes.
-        for id in &work.amended {
-            self.history.amended(*id);
+        // Before anyone hears of the write: kept bars it changed go.
+        for id in work.touched.keys() {
+            self.history.written(*id, work.amended.contains(id));
         }
         self.publish(&work);
         for (job, answer) in batch.into_iter().zip(answers) {
@@ -362,16 +400,21 @@ impl Worker {
         gen: i64,
         work: &mut Work,
     ) -> rusqlite::Result<Result<usize, IngestError>> {
-        // Validate everything before writing anything.
+        // Validate everything before writing anything. A request is mostly
+        // one or a few symbols, and mostly one trading day of each.
         let mut placed = Vec::with_capacity(trades.len());
-        let mut targets: HashMap<String, (SymbolRecord, Resolution, bool)> = HashMap::new();
+        let mut targets: Vec<(SymbolRecord, Resolution, bool)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut days: Vec<Option<TradingDay>> = Vec::new();
         for (i, t) in trades.iter().enumerate() {
-            let target = match targets.get(&t.symbol) {
-                Some(target) => target.clone(),
+            let k = match index.get(t.symbol.as_str()) {
+                Some(&k) => k,
                 None => match self.target(&t.symbol, work) {
                     Some(target) => {
-                        targets.insert(t.symbol.clone(), target.clone());
-                        target
+                        targets.push(target);
+                        days.push(None);
+                        index.insert(&t.symbol, targets.len() - 1);
+                        targets.len() - 1
                     }
                     None => {
                         return Ok(Err(IngestError::Invalid(format!(
@@ -381,8 +424,8 @@ impl Worker {
                     }
                 },
             };
-            let (record, base, _) = &target;
-            match check_trade(t, &record.calendar, *base, now_ms) {
+            let (record, base, _) = &targets[k];
+            match check_trade(t, &record.calendar, *base, now_ms, &mut days[k]) {
                 Ok((bar_time, size)) => placed.push((record.id, *base, bar_time, size)),
                 Err(why) => {
                     return Ok(Err(IngestError::Invalid(format!(
@@ -415,7 +458,6 @@ impl Worker {
                 ))));
             }
         }
-        let targets: Vec<_> = targets.into_values().collect();
         self.write(targets, bars, gen, work)?;
         Ok(Ok(trades.len()))
     }
