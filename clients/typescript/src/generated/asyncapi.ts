@@ -44,7 +44,7 @@ export interface BarsSubscriptionRequest {
    */
   symbol: string;
   /**
-   * One of 1, 5, 15, 30, 60, 240, D, W, M (aliases 1D, 1W, 1M); default 1.
+   * One of 1, 5, 15, 30, 60, 240, D, W, M (aliases 1D, 1W, 1M) that the symbol serves (its `supported_resolutions`); default 1.
    */
   resolution?: string;
 }
