@@ -154,7 +154,10 @@ impl Cursor {
             return;
         }
         let inner = self.topic.lock();
-        for closed in inner.closed.iter().filter(|s| s.version > self.sent) {
+        // Versions rise along the queue: skip what was sent without
+        // looking at it (a subscriber that keeps up skips all of it).
+        let unsent = inner.closed.partition_point(|s| s.version <= self.sent);
+        for closed in inner.closed.range(unsent..) {
             frames.push(closed.frame.clone());
         }
         if let Some(newest) = inner.newest.as_ref().filter(|s| s.version > self.sent) {
