@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     let done = match &cli.command {
         Some(Command::Import(args)) => import::import(args),
         Some(Command::Export(args)) => import::export(args),
-        None => serve(cli.serve),
+        None => return serve(cli.serve),
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
 }
 
 #[tokio::main]
-async fn serve(config: Config) -> Result<(), import::Failed> {
+async fn serve(config: Config) -> ExitCode {
     let log = logging::logger(config.log_level, config.log_format);
     let server = match trading_server::start(&config, log.new(o!())).await {
         Ok(server) => server,
@@ -53,7 +53,7 @@ async fn serve(config: Config) -> Result<(), import::Failed> {
             // Give the async drain a moment to flush before exiting.
             drop(log);
             eprintln!("trading-server: {e}");
-            return Err(import::Failed);
+            return ExitCode::FAILURE;
         }
     };
     info!(log, "listening";
@@ -65,7 +65,7 @@ async fn serve(config: Config) -> Result<(), import::Failed> {
     if let Err(e) = trading_server::server::stop(server).await {
         slog::error!(log, "shutdown failed"; "error" => e);
     }
-    Ok(())
+    ExitCode::SUCCESS
 }
 
 /// Resolves on SIGINT or SIGTERM.
