@@ -133,6 +133,12 @@ fn run_server_command(server: &str, args: &[&str]) -> Result<Duration, String> {
     Ok(start.elapsed())
 }
 
+/// `trading-server import --symbols FILE` into `store`.
+fn register(server: &str, store: &str, symbols: &Path) -> Result<Duration, String> {
+    let file = symbols.display().to_string();
+    run_server_command(server, &["import", "--store", store, "--symbols", &file])
+}
+
 /// The synthetic catalog's descriptions of `tickers`, as a symbols file.
 fn symbols_file(path: &Path, tickers: &[&str]) -> Result<(), String> {
     let catalog = Synthetic::builtin(42).catalog();
@@ -156,16 +162,7 @@ pub fn prepare(o: &Options, scratch: &Scratch) -> Result<PathBuf, String> {
     tickers.push("BTCUSD");
     let symbols = scratch.path("symbols.json");
     symbols_file(&symbols, &tickers)?;
-    run_server_command(
-        &o.server,
-        &[
-            "import",
-            "--store",
-            &store_arg,
-            "--symbols",
-            &symbols.display().to_string(),
-        ],
-    )?;
+    register(&o.server, &store_arg, &symbols)?;
     let history_start = market.history_start_ms() / 1000;
     for ticker in DAILY_SYMBOLS {
         let bars = synthetic_bars(
@@ -319,16 +316,7 @@ async fn ingest_server(o: &Options, scratch: &Scratch, name: &str) -> Result<Pro
     )
     .map_err(|e| e.to_string())?;
     let store_arg = store.display().to_string();
-    run_server_command(
-        &o.server,
-        &[
-            "import",
-            "--store",
-            &store_arg,
-            "--symbols",
-            &symbols.display().to_string(),
-        ],
-    )?;
+    register(&o.server, &store_arg, &symbols)?;
     server::trading_server(
         &o.server,
         &[

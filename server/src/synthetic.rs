@@ -179,22 +179,7 @@ impl DataSource for Synthetic {
     async fn quote(&self, symbol: &Symbol, now_ms: i64) -> Result<Option<Quote>, SourceError> {
         // The engine's only error for a catalog symbol is "no data yet"
         // (before history starts).
-        Ok(self
-            .market
-            .quote(symbol.ticker(), now_ms)
-            .ok()
-            .map(|q| Quote {
-                last: q.last,
-                bid: Some(q.bid),
-                ask: Some(q.ask),
-                open: q.open,
-                high: q.high,
-                low: q.low,
-                prev_close: q.prev_close,
-                volume: q.volume,
-                change: q.change,
-                change_percent: q.change_percent,
-            }))
+        Ok(self.market.quote(symbol.ticker(), now_ms).ok())
     }
 }
 

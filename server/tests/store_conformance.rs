@@ -250,6 +250,28 @@ async fn bars(c: &Client, symbol: &str, res: &str, from_ms: i64, to_ms: i64) -> 
     }
 }
 
+/// Every resolution in `resolutions` of `symbol`, in `[from, to)`, is the
+/// aggregate `layout` makes of the one-minute bars `minutes`.
+async fn assert_served(
+    c: &Client,
+    symbol: &str,
+    layout: &Layout,
+    minutes: &[Ref],
+    resolutions: &[&str],
+    (from, to): (i64, i64),
+    label: &str,
+) {
+    for res in resolutions {
+        let got = bars(c, symbol, res, from, to).await;
+        let want: Vec<Bar> = layout
+            .aggregate(res, minutes)
+            .iter()
+            .map(Ref::bar)
+            .collect();
+        assert_eq!(got, want, "{symbol} {res} {label}");
+    }
+}
+
 /// Status and message of an error answer.
 fn error_of<T: std::fmt::Debug>(
     r: Result<T, Error<trading_pro_client::types::Error>>,
@@ -323,16 +345,8 @@ async fn imported_minutes_are_served_exactly_at_every_resolution(engine: &dyn En
     let s = store_server(&store, &[]).await;
     let (from, to) = (start - 40 * DAY, start + 40 * DAY);
     let layout = Layout::utc_24x7();
-    for res in ["1", "5", "15", "30", "60", "240", "D", "W", "M"] {
-        let got = bars(&s.client, "BTCX", res, from, to).await;
-        let want: Vec<Bar> = layout
-            .aggregate(res, &minutes)
-            .iter()
-            .map(Ref::bar)
-            .collect();
-        assert_eq!(got.len(), want.len(), "{res}: bar count");
-        assert_eq!(got, want, "{res}: the aggregate of the imported minutes");
-    }
+    let all = ["1", "5", "15", "30", "60", "240", "D", "W", "M"];
+    assert_served(&s.client, "BTCX", &layout, &minutes, &all, (from, to), "").await;
     let info = s
         .client
         .resolve_symbol()
@@ -374,15 +388,16 @@ async fn session_buckets_follow_the_local_clock_across_dst(engine: &dyn Engine) 
     );
     let s = store_server(&store, &[]).await;
     let (from, to) = (ms("2024-03-01T00:00:00Z"), ms("2024-03-20T00:00:00Z"));
-    for res in ["5", "30", "60", "240", "D", "W", "M"] {
-        let got = bars(&s.client, "ACME", res, from, to).await;
-        let want: Vec<Bar> = layout
-            .aggregate(res, &minutes)
-            .iter()
-            .map(Ref::bar)
-            .collect();
-        assert_eq!(got, want, "{res}");
-    }
+    assert_served(
+        &s.client,
+        "ACME",
+        &layout,
+        &minutes,
+        &["5", "30", "60", "240", "D", "W", "M"],
+        (from, to),
+        "",
+    )
+    .await;
     let fours = bars(&s.client, "ACME", "240", from, to).await;
     let first_two: Vec<i64> = fours.iter().take(2).map(|b| b.time).collect();
     assert_eq!(
@@ -624,11 +639,16 @@ async fn ingested_trades_stream_at_once_and_close_into_history(engine: &dyn Engi
             milli_volume: (b.volume * 1000.0).round() as i64,
         })
         .collect();
-    for res in ["5", "60", "240", "D", "W", "M"] {
-        let got = bars(&s.client, "LIVE", res, day - 40 * DAY, day + 40 * DAY).await;
-        let want: Vec<Bar> = layout.aggregate(res, &all).iter().map(Ref::bar).collect();
-        assert_eq!(got, want, "{res}");
-    }
+    assert_served(
+        &s.client,
+        "LIVE",
+        &layout,
+        &all,
+        &["5", "60", "240", "D", "W", "M"],
+        (day - 40 * DAY, day + 40 * DAY),
+        "",
+    )
+    .await;
     s.stop().await;
 }
 
@@ -645,15 +665,16 @@ async fn late_trades_amend_history_exactly(engine: &dyn Engine) {
     let layout = Layout::utc_24x7();
     // Read every resolution first, so whatever a store keeps of them is
     // warm when the history changes under it.
-    for res in ["1", "15", "240", "D", "W", "M"] {
-        let got = bars(&s.client, "LATE", res, day - 40 * DAY, day + 40 * DAY).await;
-        let want: Vec<Bar> = layout
-            .aggregate(res, &minutes)
-            .iter()
-            .map(Ref::bar)
-            .collect();
-        assert_eq!(got, want, "{res} before");
-    }
+    assert_served(
+        &s.client,
+        "LATE",
+        &layout,
+        &minutes,
+        &["1", "15", "240", "D", "W", "M"],
+        (day - 40 * DAY, day + 40 * DAY),
+        "before",
+    )
+    .await;
     let target = minutes[700];
     // Inside the minute: high and volume change, open and close do not (an
     // imported bar spans its whole minute).
@@ -662,15 +683,16 @@ async fn late_trades_amend_history_exactly(engine: &dyn Engine) {
     let mut expected = minutes.clone();
     expected[700].high = price;
     expected[700].milli_volume += 2_500;
-    for res in ["1", "15", "240", "D", "W", "M"] {
-        let got = bars(&s.client, "LATE", res, day - 40 * DAY, day + 40 * DAY).await;
-        let want: Vec<Bar> = layout
-            .aggregate(res, &expected)
-            .iter()
-            .map(Ref::bar)
-            .collect();
-        assert_eq!(got, want, "{res}");
-    }
+    assert_served(
+        &s.client,
+        "LATE",
+        &layout,
+        &expected,
+        &["1", "15", "240", "D", "W", "M"],
+        (day - 40 * DAY, day + 40 * DAY),
+        "",
+    )
+    .await;
     // A new day, then a trade amending a day long closed.
     ingest(&c, vec![trade("LATE", day + 3 * DAY + 5_000, 77.0, 1.0)]).await;
     bars(&s.client, "LATE", "D", day - 40 * DAY, day + 40 * DAY).await;
@@ -685,15 +707,16 @@ async fn late_trades_amend_history_exactly(engine: &dyn Engine) {
         close: 77.0,
         milli_volume: 1_000,
     });
-    for res in ["1", "D", "W", "M"] {
-        let got = bars(&s.client, "LATE", res, day - 40 * DAY, day + 40 * DAY).await;
-        let want: Vec<Bar> = layout
-            .aggregate(res, &expected)
-            .iter()
-            .map(Ref::bar)
-            .collect();
-        assert_eq!(got, want, "{res} after amending a closed day");
-    }
+    assert_served(
+        &s.client,
+        "LATE",
+        &layout,
+        &expected,
+        &["1", "D", "W", "M"],
+        (day - 40 * DAY, day + 40 * DAY),
+        "after amending a closed day",
+    )
+    .await;
     s.stop().await;
 }
 

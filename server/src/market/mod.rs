@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub use crate::calendar::Resolution;
-pub use crate::source::{Bar, BarQuery, BarsPage};
+pub use crate::source::{Bar, BarQuery, BarsPage, Quote};
 pub use error::MarketError;
 pub use spec::InstrumentSpec;
 
@@ -50,20 +50,6 @@ pub const HISTORY_START_MS: i64 = series::HISTORY_START_MS;
 pub const MAX_TIME_MS: i64 = series::MAX_TIME_MS;
 /// Upper bound applied to `BarQuery::limit`, protecting memory against absurd limits.
 pub const MAX_LIMIT: usize = 100_000;
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct QuoteSnapshot {
-    pub last: f64,
-    pub bid: f64,
-    pub ask: f64,
-    pub open: f64,
-    pub high: f64,
-    pub low: f64,
-    pub prev_close: f64,
-    pub volume: f64,
-    pub change: f64,
-    pub change_percent: f64,
-}
 
 /// The synthetic market. `Send + Sync`; share it in an `Arc`.
 pub struct Market {
@@ -203,7 +189,7 @@ impl Market {
     }
 
     /// Quote as of `now_ms`, consistent with `bars`/`current_bar` at the same instant.
-    pub fn quote(&self, symbol: &str, now_ms: i64) -> Result<QuoteSnapshot, MarketError> {
+    pub fn quote(&self, symbol: &str, now_ms: i64) -> Result<Quote, MarketError> {
         let inst = self.instrument(symbol)?;
         let now = clamp_now(now_ms);
         let no_data = || MarketError::NoData {
@@ -223,10 +209,10 @@ impl Market {
         let last = minute.close;
         let prev = inst.price(prev_close);
         let change = inst.price(last - prev_close);
-        Ok(QuoteSnapshot {
+        Ok(Quote {
             last: inst.price(last),
-            bid: inst.price((last - half_spread).max(1)),
-            ask: inst.price(last + half_spread),
+            bid: Some(inst.price((last - half_spread).max(1))),
+            ask: Some(inst.price(last + half_spread)),
             open: inst.price(daily.open),
             high: inst.price(daily.high),
             low: inst.price(daily.low),

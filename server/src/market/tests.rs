@@ -1151,8 +1151,9 @@ fn quote_is_consistent_with_bars() {
             assert_eq!(qt.prev_close, prev_close);
             assert!((qt.change - (qt.last - qt.prev_close)).abs() <= 1e-9 * qt.last.abs().max(1.0));
             assert!((qt.change_percent - qt.change / qt.prev_close * 100.0).abs() < 1e-9);
-            assert!(qt.bid < qt.last && qt.last < qt.ask);
-            let spread_ticks = ((qt.ask - qt.bid) / tick).round();
+            let (bid, ask) = (qt.bid.unwrap(), qt.ask.unwrap());
+            assert!(bid < qt.last && qt.last < ask);
+            let spread_ticks = ((ask - bid) / tick).round();
             assert!(
                 (2.0..=6.0).contains(&spread_ticks),
                 "{sym} spread {spread_ticks}"
