@@ -188,6 +188,38 @@ struct Touched {
     before: Vec<(Resolution, Option<i64>)>,
 }
 
+/// A symbol one request writes to.
+struct Target {
+    record: SymbolRecord,
+    /// The resolution its bars are stored at.
+    base: Resolution,
+    /// Whether this request gives the symbol its first bars (and base).
+    new: bool,
+    /// The trading day of its previous trade in the request: the next one
+    /// is most likely in it too.
+    day: Option<TradingDay>,
+}
+
+/// The symbols one request names, each looked up (and its record cloned)
+/// once, however many items name it.
+#[derive(Default)]
+struct Targets<'a> {
+    list: Vec<Target>,
+    index: HashMap<&'a str, usize>,
+}
+
+impl<'a> Targets<'a> {
+    /// Where in `list` the symbol `name` is; None for an unknown symbol.
+    fn find(&mut self, worker: &Worker, name: &'a str, work: &Work) -> Option<usize> {
+        if let Some(&k) = self.index.get(name) {
+            return Some(k);
+        }
+        self.list.push(worker.target(name, work)?);
+        self.index.insert(name, self.list.len() - 1);
+        Some(self.list.len() - 1)
+    }
+}
+
 /// A transaction's work in progress.
 #[derive(Default)]
 struct Work {
@@ -381,16 +413,17 @@ impl Worker {
     /// The record a request names, with the base its writes go to: the
     /// symbol's own, one set earlier in this transaction, or (for its first
     /// bars) the finest its registration lists, else one minute.
-    fn target(&self, name: &str, work: &Work) -> Option<(SymbolRecord, Resolution, bool)> {
+    fn target(&self, name: &str, work: &Work) -> Option<Target> {
         let record = self.records.lookup(name)?;
-        if let Some(base) = record
+        let set = record
             .base
-            .or_else(|| work.new_bases.get(&record.id).copied())
-        {
-            return Some((record.clone(), base, false));
-        }
-        let declared = record.declared_base.unwrap_or(Resolution::Min1);
-        Some((record.clone(), declared, true))
+            .or_else(|| work.new_bases.get(&record.id).copied());
+        Some(Target {
+            record: record.clone(),
+            base: set.or(record.declared_base).unwrap_or(Resolution::Min1),
+            new: set.is_none(),
+            day: None,
+        })
     }
 
     fn trades(
@@ -400,33 +433,20 @@ impl Worker {
         gen: i64,
         work: &mut Work,
     ) -> rusqlite::Result<Result<usize, IngestError>> {
-        // Validate everything before writing anything. A request is mostly
-        // one or a few symbols, and mostly one trading day of each.
+        // Validate everything before writing anything.
         let mut placed = Vec::with_capacity(trades.len());
-        let mut targets: Vec<(SymbolRecord, Resolution, bool)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        let mut days: Vec<Option<TradingDay>> = Vec::new();
+        let mut targets = Targets::default();
         for (i, t) in trades.iter().enumerate() {
-            let k = match index.get(t.symbol.as_str()) {
-                Some(&k) => k,
-                None => match self.target(&t.symbol, work) {
-                    Some(target) => {
-                        targets.push(target);
-                        days.push(None);
-                        index.insert(&t.symbol, targets.len() - 1);
-                        targets.len() - 1
-                    }
-                    None => {
-                        return Ok(Err(IngestError::Invalid(format!(
-                            "trades[{i}]: unknown symbol {:?}",
-                            t.symbol
-                        ))))
-                    }
-                },
+            let Some(k) = targets.find(self, &t.symbol, work) else {
+                return Ok(Err(IngestError::Invalid(format!(
+                    "trades[{i}]: unknown symbol {:?}",
+                    t.symbol
+                ))));
             };
-            let (record, base, _) = &targets[k];
-            match check_trade(t, &record.calendar, *base, now_ms, &mut days[k]) {
-                Ok((bar_time, size)) => placed.push((record.id, *base, bar_time, size)),
+            let target = &mut targets.list[k];
+            let (record, base) = (&target.record, target.base);
+            match check_trade(t, &record.calendar, base, now_ms, &mut target.day) {
+                Ok((bar_time, size)) => placed.push((record.id, base, bar_time, size)),
                 Err(why) => {
                     return Ok(Err(IngestError::Invalid(format!(
                         "trades[{i}] ({}): {why}",
@@ -458,7 +478,7 @@ impl Worker {
                 ))));
             }
         }
-        self.write(targets, bars, gen, work)?;
+        self.write(&targets.list, bars, gen, work)?;
         Ok(Ok(trades.len()))
     }
 
@@ -472,32 +492,34 @@ impl Worker {
     ) -> rusqlite::Result<Result<usize, IngestError>> {
         let mut bars: BTreeMap<(i64, i64), (Resolution, StoredBar)> = BTreeMap::new();
         let mut first_at: HashMap<(i64, i64), usize> = HashMap::new();
-        let mut targets: HashMap<i64, (SymbolRecord, Resolution, bool)> = HashMap::new();
+        let mut targets = Targets::default();
         for (i, b) in bars_in.iter().enumerate() {
             let invalid = |why: String| Ok(Err(IngestError::Invalid(format!("bars[{i}]: {why}"))));
-            let Some((record, base, new)) = self.target(&b.symbol, work) else {
+            let Some(k) = targets.find(self, &b.symbol, work) else {
                 return invalid(format!("unknown symbol {:?}", b.symbol));
             };
-            let base = match (resolution, new) {
-                (Some(r), _) if !is_base(r) => {
+            let target = &mut targets.list[k];
+            let record = &target.record;
+            match resolution {
+                Some(r) if !is_base(r) => {
                     return invalid(format!(
                         "bars cannot be ingested at {}: it is built from daily bars",
                         r.as_str()
                     ))
                 }
-                (Some(r), true) => r,
-                (Some(r), false) if r != base => {
+                // The request's resolution becomes a new symbol's base.
+                Some(r) if target.new => target.base = r,
+                Some(r) if r != target.base => {
+                    let base = target.base.as_str();
                     return invalid(format!(
-                        "{} has {} bars: its base resolution is {}, not {}",
+                        "{} has {base} bars: its base resolution is {base}, not {}",
                         record.info.ticker,
-                        base.as_str(),
-                        base.as_str(),
                         r.as_str()
-                    ))
+                    ));
                 }
-                _ => base,
-            };
-            let bar = match check_bar(b, &record.calendar, base, now_ms) {
+                _ => {}
+            }
+            let bar = match check_bar(b, &record.calendar, target.base, now_ms) {
                 Ok(bar) => bar,
                 Err(why) => return invalid(format!("({}) {why}", record.info.ticker)),
             };
@@ -507,22 +529,24 @@ impl Worker {
                     record.info.ticker, b.time
                 ));
             }
-            bars.insert((record.id, bar.time), (base, bar));
-            targets.insert(record.id, (record, base, new));
+            bars.insert((record.id, bar.time), (target.base, bar));
         }
-        self.write(targets.into_values().collect(), bars, gen, work)?;
+        self.write(&targets.list, bars, gen, work)?;
         Ok(Ok(bars_in.len()))
     }
 
     /// Stores base bars and rebuilds the coarser ones over them.
     fn write(
         &self,
-        targets: Vec<(SymbolRecord, Resolution, bool)>,
+        targets: &[Target],
         bars: BTreeMap<(i64, i64), (Resolution, StoredBar)>,
         gen: i64,
         work: &mut Work,
     ) -> rusqlite::Result<()> {
-        for (record, base, new) in &targets {
+        for Target {
+            record, base, new, ..
+        } in targets
+        {
             if let Entry::Vacant(slot) = work.touched.entry(record.id) {
                 let mut before = Vec::new();
                 for res in served(*base) {
@@ -553,7 +577,7 @@ impl Worker {
                 work.amended.insert(*id);
             }
         }
-        for (record, base, _) in &targets {
+        for Target { record, base, .. } in targets {
             if let Some(dirty) = dirty.get(&record.id) {
                 tables::rebuild(&self.conn, record.id, &record.calendar, *base, dirty, gen)?;
             }
