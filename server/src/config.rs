@@ -9,7 +9,9 @@ use clap::{Parser, ValueEnum};
 #[command(
     name = "trading-server",
     version,
-    about = "trading-pro market-data server (REST + WebSocket)"
+    about = "trading-pro market-data server (REST + WebSocket)",
+    // A flag given twice takes its last value (wrappers add defaults).
+    args_override_self = true
 )]
 pub struct Config {
     /// Address to listen on (port 0 picks a free port).
@@ -75,6 +77,62 @@ pub struct Config {
     /// Seconds a WebSocket client's socket may accept nothing before it is closed.
     #[arg(long, env = "TRADING_SLOW_CLIENT_TIMEOUT", default_value_t = 10.0, value_parser = parse_seconds)]
     pub slow_client_timeout: f64,
+
+    /// Most open connections (HTTP and WebSocket together); 0 sizes it to the
+    /// open-files limit less a reserve. Over it, new connections get a 503.
+    #[arg(long, env = "TRADING_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: u32,
+
+    /// Most open connections from one client address (an IPv6 /64 counts as one).
+    #[arg(long, env = "TRADING_MAX_CONNECTIONS_PER_IP", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: u32,
+
+    /// Requests per second each client address may make on average (a token
+    /// bucket refilled at this rate); 0 turns rate limiting off.
+    #[arg(long, env = "TRADING_RATE_LIMIT_RPS", default_value_t = 100)]
+    pub rate_limit_rps: u32,
+
+    /// Requests a client address may make at once above the average rate.
+    #[arg(long, env = "TRADING_RATE_LIMIT_BURST", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_burst: u32,
+
+    /// Data requests (bars, quotes, ingest) one client address may have in
+    /// progress at once; more wait their turn.
+    #[arg(long, env = "TRADING_MAX_INFLIGHT_PER_IP", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_inflight_per_ip: u32,
+
+    /// Seconds a new or idle connection has to send a complete request head.
+    #[arg(long, env = "TRADING_HEADER_TIMEOUT", default_value_t = 10.0, value_parser = parse_seconds)]
+    pub header_timeout: f64,
+
+    /// Seconds a request has to send its whole body once its head arrived.
+    #[arg(long, env = "TRADING_BODY_TIMEOUT", default_value_t = 10.0, value_parser = parse_seconds)]
+    pub body_timeout: f64,
+
+    /// Seconds a keep-alive connection may stay idle between requests.
+    #[arg(long, env = "TRADING_KEEPALIVE_TIMEOUT", default_value_t = 30.0, value_parser = parse_seconds)]
+    pub keepalive_timeout: f64,
+
+    /// Seconds a request may take from its head to the last byte of its response
+    /// (a client that stops reading a response is cut off after it).
+    #[arg(long, env = "TRADING_REQUEST_TIMEOUT", default_value_t = 60.0, value_parser = parse_seconds)]
+    pub request_timeout: f64,
+
+    /// Seconds a shutdown waits for requests in progress and for keep-alive clients
+    /// (answered with `Connection: close`) before it closes what is left.
+    #[arg(long, env = "TRADING_SHUTDOWN_GRACE", default_value_t = 5.0, value_parser = parse_seconds)]
+    pub shutdown_grace: f64,
+
+    /// Refuse WebSocket handshakes that carry no `Origin` header. Browsers always
+    /// send one (checked against the CORS origins); other clients usually do not.
+    #[arg(long, env = "TRADING_WS_REQUIRE_ORIGIN")]
+    pub ws_require_origin: bool,
+
+    /// Bytes a WebSocket client may leave unread in its socket before it counts as
+    /// behind: updates are then coalesced, and it is closed with 1008 if it stays
+    /// behind for the slow-client timeout.
+    #[arg(long, env = "TRADING_WS_SEND_BACKLOG", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(4096..=16_777_216))]
+    pub ws_send_backlog: u32,
 
     /// Most topics one WebSocket connection may subscribe to.
     #[arg(long, env = "TRADING_MAX_SUBSCRIPTIONS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]

@@ -36,10 +36,14 @@ impl CorsPolicy {
         policy
     }
 
+    /// Whether a browser page from `origin` may call the API.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.any || self.origins.iter().any(|o| o == origin)
+    }
+
     fn allowed<'a>(&self, request: &'a HeaderMap) -> Option<&'a HeaderValue> {
         let origin = request.get(header::ORIGIN)?;
-        let text = origin.to_str().ok()?;
-        (self.any || self.origins.iter().any(|o| o == text)).then_some(origin)
+        self.allows(origin.to_str().ok()?).then_some(origin)
     }
 
     /// Adds the CORS response headers for an allowed origin.

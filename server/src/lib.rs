@@ -12,6 +12,8 @@
 //! * `import`: the `import` and `export` commands (CSV files);
 //! * `calendar`: sessions, time zones, resolutions: what a bar means;
 //! * `catalog`: the symbols and search;
+//! * `edge`: what clients connect to: connection caps, deadlines, rate
+//!   limits, early rejection, the WebSocket handshake, draining shutdown;
 //! * `cors`, `docs`: headers on every response, served specs and docs page;
 //! * `config`, `logging`, `server`: flags, logs, startup.
 
@@ -25,6 +27,7 @@ pub mod config;
 pub mod context;
 pub mod cors;
 pub mod docs;
+pub mod edge;
 pub mod error;
 pub mod import;
 pub mod logging;

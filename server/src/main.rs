@@ -13,6 +13,7 @@ use trading_server::{logging, Config};
     version,
     about = "trading-pro market-data server (REST + WebSocket)",
     args_conflicts_with_subcommands = true,
+    args_override_self = true,
     subcommand_negates_reqs = true
 )]
 struct Cli {
@@ -58,10 +59,12 @@ async fn serve(config: Config) -> ExitCode {
     };
     info!(log, "listening";
         "address" => %server.local_addr(),
-        "source" => server.app_private().source.kind(),
+        "source" => server.context().source.kind(),
         "seed" => config.seed);
     shutdown_signal().await;
-    info!(log, "shutting down"; "websocket_connections" => server.app_private().ws.open_connections());
+    info!(log, "shutting down";
+        "connections" => server.open_connections(),
+        "websocket_connections" => server.context().ws.open_connections());
     if let Err(e) = trading_server::server::stop(server).await {
         slog::error!(log, "shutdown failed"; "error" => e);
     }

@@ -1,22 +1,33 @@
-//! Assembling and starting the server: context, API description, listener.
+//! Assembling and starting the server: context, API server, edge.
+//!
+//! Two runtimes: the API server (dropshot, the REST handlers) runs on one
+//! of its own, and the edge, the WebSocket connections and the broadcaster
+//! run on the caller's. Expensive requests can then keep the API workers
+//! busy without delaying the live stream by a single scheduling slot; the
+//! edge also bounds how many of them run at once (see `edge::admission`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dropshot::{ApiDescription, ConfigDropshot, HandlerTaskMode, HttpServer, ServerBuilder};
-use slog::Logger;
+use slog::{info, o, warn, Drain, Logger};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::runtime::Runtime;
 
 use crate::api::TradingServer;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::context::AppContext;
 use crate::cors::CorsPolicy;
+use crate::edge::{self, Edge, EdgeConfig, RateLimits, Timeouts, Upstream};
 use crate::source::{DataSource, UpdateSink};
 use crate::synthetic::Synthetic;
 use crate::ws::{Hub, Limits, WsState};
 
-/// Largest request body accepted (a quotes request for 100 symbols is ~2 KiB).
-const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Pending connections the kernel holds for the accept loop: a burst of
+/// new clients waits there instead of being refused by the kernel.
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// The data source the flags choose: `--store`, else the synthetic market
 /// (`--symbols` or the built-in catalog). A store pushes its changes to `hub`.
@@ -41,7 +52,7 @@ fn open_source(
     Ok(Arc::new(synthetic))
 }
 
-pub fn build_context(config: &Config) -> Result<AppContext, String> {
+pub fn build_context(config: &Config, log: &Logger) -> Result<AppContext, String> {
     let clock = Clock::new(
         config.clock_start.map(|s| s.saturating_mul(1000)),
         config.clock_speed,
@@ -53,6 +64,7 @@ pub fn build_context(config: &Config) -> Result<AppContext, String> {
         max_lifespan: Duration::from_secs_f64(config.max_connection_lifespan),
         slow_client: Duration::from_secs_f64(config.slow_client_timeout),
         max_subscriptions: config.max_subscriptions as usize,
+        send_backlog: config.ws_send_backlog as usize,
     };
     Ok(AppContext {
         ws: Arc::new(WsState::new(
@@ -60,6 +72,7 @@ pub fn build_context(config: &Config) -> Result<AppContext, String> {
             Arc::clone(&source),
             clock.clone(),
             limits,
+            log.new(o!("component" => "ws")),
         )),
         source,
         clock,
@@ -69,41 +82,177 @@ pub fn build_context(config: &Config) -> Result<AppContext, String> {
     })
 }
 
-/// Every endpoint: the spec's operations plus the unpublished extras.
+/// Every endpoint of the API server: the spec's operations plus the
+/// unpublished extras (the WebSocket is the edge's, see `edge`).
 pub fn api_description() -> Result<ApiDescription<AppContext>, String> {
     let mut api = trading_pro::api::trading_api_mod::api_description::<TradingServer>()
         .map_err(|e| e.to_string())?;
     crate::docs::register(&mut api)?;
-    api.register(crate::ws::ws_endpoint)
-        .map_err(|e| e.to_string())?;
     Ok(api)
 }
 
-/// Starts serving; the returned server runs until closed.
-pub async fn start(config: &Config, log: Logger) -> Result<HttpServer<AppContext>, String> {
-    let context = build_context(config)?;
-    context
-        .ws
-        .spawn_broadcaster(Duration::from_millis(config.broadcast_interval_ms));
-    let dropshot_config = ConfigDropshot {
-        bind_address: config.bind,
-        default_request_body_max_bytes: MAX_REQUEST_BYTES,
-        default_handler_task_mode: HandlerTaskMode::CancelOnDisconnect,
-        ..Default::default()
-    };
-    ServerBuilder::new(api_description()?, context, log)
-        .config(dropshot_config)
-        .start()
-        .map_err(|e| format!("cannot start the server on {}: {e}", config.bind))
+/// A running server: the edge clients connect to, and the API server
+/// behind it.
+pub struct Server {
+    edge: Arc<Edge>,
+    api: HttpServer<AppContext>,
+    api_runtime: ApiRuntime,
+    local_addr: SocketAddr,
+    grace: Duration,
+    log: Logger,
 }
 
-/// Graceful shutdown: WebSocket connections outlive their HTTP request, so
-/// they are closed first (1001, up to 5 s), then the HTTP server drains.
-pub async fn stop(server: HttpServer<AppContext>) -> Result<(), String> {
-    server
-        .app_private()
-        .ws
-        .shutdown(Duration::from_secs(5))
-        .await;
-    server.close().await
+impl Server {
+    /// Where clients connect.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn context(&self) -> &AppContext {
+        self.api.app_private()
+    }
+
+    /// Client connections open now.
+    pub fn open_connections(&self) -> u32 {
+        self.edge.open_connections()
+    }
+
+    /// Graceful shutdown: stop accepting; close WebSockets with 1001; answer
+    /// what keep-alive clients still send with `Connection: close` and let
+    /// requests in progress finish, for up to the shutdown grace; then stop
+    /// the API server.
+    pub async fn stop(self) -> Result<(), String> {
+        let ws = Arc::clone(&self.context().ws);
+        let grace = self.grace;
+        tokio::join!(
+            ws.shutdown(grace.max(Duration::from_secs(1))),
+            self.edge.drain(grace)
+        );
+        info!(self.log, "connections closed"; "left" => self.edge.open_connections());
+        let result = self.api.close().await;
+        drop(self.api_runtime);
+        result
+    }
+}
+
+/// The API server's runtime, shut down without waiting when dropped: a
+/// runtime may not be dropped from inside another (as the caller's is).
+struct ApiRuntime(Option<Runtime>);
+
+impl Drop for ApiRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Starts serving; the returned server runs until stopped.
+pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
+    let (max_connections, open_files) = match edge::files::raise_open_files_limit() {
+        Ok((soft, hard)) => {
+            let (cap, clamped) = edge::files::connection_cap(config.max_connections, soft);
+            if clamped {
+                warn!(log, "--max-connections lowered to fit the open-files limit";
+                    "asked" => config.max_connections, "max_connections" => cap, "open_files" => soft);
+            }
+            (cap, Some((soft, hard)))
+        }
+        Err(e) => {
+            warn!(log, "cannot read the open-files limit"; "error" => %e);
+            (config.max_connections.max(1), None)
+        }
+    };
+    let context = build_context(config, &log)?;
+    let ws = Arc::clone(&context.ws);
+    let cors = context.cors.clone();
+    ws.spawn_broadcaster(Duration::from_millis(config.broadcast_interval_ms));
+
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let api_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("api")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the API runtime: {e}"))?;
+    // dropshot logs every connection and request at info; the edge's access
+    // log covers that, so only its warnings and errors pass.
+    let api_log = Logger::root(
+        slog::LevelFilter::new(log.new(o!("component" => "api")), slog::Level::Warning).fuse(),
+        o!(),
+    );
+    let api = {
+        let _inside = api_runtime.enter();
+        ServerBuilder::new(api_description()?, context, api_log)
+            .config(ConfigDropshot {
+                bind_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+                // The edge enforces each operation's limit before this.
+                default_request_body_max_bytes: edge::DEFAULT_BODY_LIMIT,
+                default_handler_task_mode: HandlerTaskMode::CancelOnDisconnect,
+                ..Default::default()
+            })
+            .start()
+            .map_err(|e| format!("cannot start the API server: {e}"))?
+    };
+
+    let listener =
+        bind(config.bind).map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let edge_config = EdgeConfig {
+        max_connections,
+        max_connections_per_ip: config.max_connections_per_ip,
+        rate: RateLimits::new(config.rate_limit_rps, config.rate_limit_burst),
+        max_inflight_per_ip: config.max_inflight_per_ip as usize,
+        max_inflight: workers,
+        timeouts: Timeouts {
+            header: Duration::from_secs_f64(config.header_timeout),
+            keepalive: Duration::from_secs_f64(config.keepalive_timeout),
+            request: Duration::from_secs_f64(config.request_timeout),
+            body: Duration::from_secs_f64(config.body_timeout),
+        },
+        ws_require_origin: config.ws_require_origin,
+        access_log: log.is_info_enabled(),
+    };
+    let edge_log = log.new(o!("component" => "edge"));
+    let edge = Edge::new(
+        edge_config,
+        Upstream::new(api.local_addr()),
+        ws,
+        cors,
+        edge_log,
+    )?;
+    info!(log, "limits";
+        "max_connections" => max_connections,
+        "max_connections_per_ip" => config.max_connections_per_ip,
+        "open_files" => open_files.map(|(soft, _)| soft),
+        "open_files_hard" => open_files.map(|(_, hard)| hard),
+        "rate_limit" => RateLimits::new(config.rate_limit_rps, config.rate_limit_burst)
+            .map_or("off".to_string(), |r| r.describe()),
+        "api_workers" => workers);
+    tokio::spawn(Arc::clone(&edge).run(listener));
+    Ok(Server {
+        edge,
+        api,
+        api_runtime: ApiRuntime(Some(api_runtime)),
+        local_addr,
+        grace: Duration::from_secs_f64(config.shutdown_grace),
+        log,
+    })
+}
+
+/// Graceful shutdown (see [`Server::stop`]).
+pub async fn stop(server: Server) -> Result<(), String> {
+    server.stop().await
 }

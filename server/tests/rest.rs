@@ -373,7 +373,9 @@ async fn malformed_requests_never_get_a_5xx() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 413);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert!(e["message"].as_str().unwrap().contains("65536"), "{e}");
 
     let queries = [
         "/api/v1/datafeed/bars",

@@ -313,11 +313,6 @@ async fn bad_frames_close_with_1003_and_the_reason() {
             Message::Binary(vec![1, 2, 3].into()),
             "Could not decode message",
         ),
-        // A text frame whose bytes are not UTF-8.
-        (
-            Message::Frame(invalid_utf8_text_frame()),
-            "Could not decode message",
-        ),
         (
             Message::Text(r#"{"type": "bars.publish", "payload": {}}"#.into()),
             "No matching type",
@@ -357,6 +352,16 @@ async fn bad_frames_close_with_1003_and_the_reason() {
         let (code, got) = timeout(WAIT, raw::expect_close(&mut ws)).await.unwrap();
         assert_eq!((code, got.as_str()), (1003, reason), "frame {frame:?}");
     }
+    // A text frame whose bytes are not UTF-8: 1007 (RFC 6455 §7.4.1).
+    let mut ws = raw::connect(&s.base).await;
+    ws.send(Message::Frame(invalid_utf8_text_frame()))
+        .await
+        .unwrap();
+    let (code, reason) = timeout(WAIT, raw::expect_close(&mut ws)).await.unwrap();
+    assert_eq!(
+        (code, reason.as_str()),
+        (1007, "Invalid UTF-8 in a text message")
+    );
     // Over the size limit.
     let mut ws = raw::connect(&s.base).await;
     let big = json!({"type": "bars.subscribe", "payload": {"symbol": "A".repeat(70_000)}});
@@ -477,7 +482,7 @@ async fn a_client_that_never_reads_does_not_hold_up_others() {
     let closed = loop {
         assert_eq!(next(&mut healthy).await.topic, "bars:BTCUSD:1");
         received += 1;
-        if received % 20 == 0 && s.server.app_private().ws.open_connections() == 1 {
+        if received % 20 == 0 && s.server.context().ws.open_connections() == 1 {
             break true;
         }
         if received > 20_000 {
@@ -506,11 +511,7 @@ async fn shutdown_closes_every_connection_with_1001() {
     let mut b = WsClient::connect(&s.base).await.unwrap();
     a.subscribe("AAPL", "1").await.unwrap();
     b.subscribe("AAPL", "1").await.unwrap();
-    s.server
-        .app_private()
-        .ws
-        .shutdown(Duration::from_secs(5))
-        .await;
+    s.server.context().ws.shutdown(Duration::from_secs(5)).await;
     for c in [&mut a, &mut b] {
         let closed = timeout(WAIT, c.wait_closed()).await.unwrap().unwrap();
         assert_eq!(
@@ -518,7 +519,7 @@ async fn shutdown_closes_every_connection_with_1001() {
             (1001, "Server shutting down")
         );
     }
-    assert_eq!(s.server.app_private().ws.open_connections(), 0);
+    assert_eq!(s.server.context().ws.open_connections(), 0);
     s.stop().await;
 }
 

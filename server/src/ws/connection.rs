@@ -6,11 +6,12 @@
 //! ever waits on this client's socket.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dropshot::WebsocketConnection;
 use futures_util::{SinkExt, StreamExt};
+use slog::{debug, info};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -22,19 +23,25 @@ use trading_pro::messages::{
 
 use super::hub::{ConnId, Cursor, TopicKey};
 use super::outbox::Outbox;
+use super::socket::{FrameLimit, Socket};
 use super::WsState;
 use crate::calendar::Resolution;
 
 /// Largest frame or message a client may send.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
-/// Why the server ends a connection: each has its documented close code.
+/// How often a client that is behind is looked at again.
+const BEHIND_RECHECK: Duration = Duration::from_millis(250);
+
+/// Why a connection ends: each server-side reason has its documented close
+/// code.
 enum Ending {
-    ClientLeft,
+    /// The client closed (with its code, if it sent one) or went away.
+    ClientLeft(Option<u16>),
     Close(CloseCode, String),
 }
 
-pub async fn serve(conn: WebsocketConnection, state: Arc<WsState>) {
+pub async fn serve(socket: Socket, state: Arc<WsState>, peer: SocketAddr) {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
@@ -43,7 +50,7 @@ pub async fn serve(conn: WebsocketConnection, state: Arc<WsState>) {
         // out in one syscall (`send_all` flushes at its end).
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024);
-    let ws = WebSocketStream::from_raw_socket(conn.into_inner(), Role::Server, Some(config)).await;
+    let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
     let mut conn = Connection {
         id: state.hub.connection_id(),
         outbox: Arc::new(Outbox::default()),
@@ -51,12 +58,42 @@ pub async fn serve(conn: WebsocketConnection, state: Arc<WsState>) {
         state: Arc::clone(&state),
     };
     state.connection_opened();
+    let opened = Instant::now();
     let ending = conn.run(ws).await;
+    let topics = conn.subscriptions.len();
     for key in conn.subscriptions.keys() {
         state.hub.unsubscribe(key, conn.id);
     }
     state.connection_closed();
-    drop(ending);
+    let seconds = opened.elapsed().as_secs_f64();
+    match ending {
+        Ending::ClientLeft(code) => debug!(state.log, "websocket closed by the client";
+            "code" => code, "remote" => %peer, "seconds" => seconds, "subscriptions" => topics),
+        // Shutdown closes every connection at once: the shutdown log line
+        // counts them instead.
+        Ending::Close(CloseCode::Away, _) => {}
+        Ending::Close(code, reason) => info!(state.log, "websocket closed";
+            "code" => u16::from(code), "reason" => reason, "remote" => %peer,
+            "seconds" => seconds, "subscriptions" => topics),
+    }
+}
+
+/// The close code and reason for a failed read, or None when the client
+/// simply went away.
+fn read_failure(e: WsError) -> Option<(CloseCode, String)> {
+    match e {
+        WsError::Capacity(e) => Some((
+            CloseCode::Size,
+            format!("Message too big: {e} (limit {MAX_MESSAGE_BYTES} bytes)"),
+        )),
+        WsError::Utf8(_) => Some((CloseCode::Invalid, "Invalid UTF-8 in a text message".into())),
+        WsError::Protocol(e) => Some((CloseCode::Protocol, format!("Protocol error: {e}"))),
+        WsError::Io(e) => e
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<FrameLimit>())
+            .map(|limit| (CloseCode::Size, format!("Message too big: {limit}"))),
+        _ => None,
+    }
 }
 
 struct Connection {
@@ -68,12 +105,10 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run<S>(&mut self, mut ws: WebSocketStream<S>) -> Ending
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    {
+    async fn run(&mut self, mut ws: WebSocketStream<Socket>) -> Ending {
         let limits = self.state.limits.clone();
         let mut shutdown = self.state.shutdown.subscribe();
+        let open_message = ws.get_ref().open_message();
         // Both deadlines live across iterations: a sleep made anew in every
         // `select!` would re-register a timer for every frame sent.
         let lifespan_end = sleep_until(Instant::now() + limits.max_lifespan);
@@ -81,21 +116,20 @@ impl Connection {
         tokio::pin!(lifespan_end, heartbeat);
         let mut ping =
             tokio::time::interval_at(Instant::now() + limits.heartbeat / 3, limits.heartbeat / 3);
+        // Since when the client has left more than the send backlog unread
+        // (its updates wait, coalescing, until it catches up).
+        let mut behind_since: Option<Instant> = None;
         let ending = loop {
+            let recheck = Instant::now() + BEHIND_RECHECK;
             tokio::select! {
                 frame = ws.next() => {
                     heartbeat.as_mut().reset(Instant::now() + limits.heartbeat);
                     match frame {
-                        None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => break Ending::ClientLeft,
-                        Some(Err(WsError::Capacity(e))) => break Ending::Close(
-                            CloseCode::Size,
-                            format!("Message too big: {e} (limit {MAX_MESSAGE_BYTES} bytes)"),
-                        ),
-                        // A text frame that is not UTF-8 cannot be JSON.
-                        Some(Err(WsError::Utf8(_))) => {
-                            break Ending::Close(CloseCode::Unsupported, "Could not decode message".into())
-                        }
-                        Some(Err(_)) => break Ending::ClientLeft,
+                        None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => break Ending::ClientLeft(None),
+                        Some(Err(e)) => match read_failure(e) {
+                            Some((code, reason)) => break Ending::Close(code, reason),
+                            None => break Ending::ClientLeft(None),
+                        },
                         Some(Ok(Message::Text(text))) => {
                             if let Err(ending) = self.handle(&text).await {
                                 break ending;
@@ -106,21 +140,53 @@ impl Connection {
                         }
                         // tungstenite queues the pong; flushing sends it now.
                         Some(Ok(Message::Ping(_))) => {
-                            if ws.flush().await.is_err() { break Ending::ClientLeft }
+                            if ws.flush().await.is_err() { break Ending::ClientLeft(None) }
                         }
-                        Some(Ok(Message::Close(_))) => break Ending::ClientLeft,
+                        Some(Ok(Message::Close(frame))) => {
+                            // tungstenite has queued the echo of the client's
+                            // close (the closing handshake); send it before
+                            // the TCP connection goes.
+                            let _ = timeout(Duration::from_secs(1), ws.flush()).await;
+                            return Ending::ClientLeft(frame.map(|f| u16::from(f.code)));
+                        }
                         Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
                     }
                 }
-                _ = self.outbox.ready() => {
+                _ = self.outbox.ready(), if behind_since.is_none() => {
                     if self.outbox.overflowed() {
                         break Ending::Close(CloseCode::Policy, "Client too slow: too many unread replies".into());
+                    }
+                    if self.is_behind(&ws) {
+                        behind_since = Some(Instant::now());
+                        continue;
                     }
                     if let Err(ending) = self.flush(&mut ws).await {
                         break ending;
                     }
                 }
+                _ = sleep_until(recheck), if behind_since.is_some() => {
+                    if self.outbox.overflowed() {
+                        break Ending::Close(CloseCode::Policy, "Client too slow: too many unread replies".into());
+                    }
+                    if !self.is_behind(&ws) {
+                        behind_since = None;
+                        // Everything that changed meanwhile, coalesced.
+                        if let Err(ending) = self.flush(&mut ws).await {
+                            break ending;
+                        }
+                    } else if behind_since.is_some_and(|t| t.elapsed() >= limits.slow_client) {
+                        break Ending::Close(CloseCode::Policy, format!(
+                            "Client too slow: more than {} bytes left unread for {:?}",
+                            limits.send_backlog, limits.slow_client
+                        ));
+                    }
+                }
                 _ = ping.tick() => {
+                    if open_message.began().is_some_and(|t| t.elapsed() >= limits.heartbeat) {
+                        break Ending::Close(CloseCode::Policy, format!(
+                            "Message not completed within {:?}", limits.heartbeat
+                        ));
+                    }
                     let sent = timeout(limits.slow_client, ws.send(Message::Ping(Default::default()))).await;
                     if !matches!(sent, Ok(Ok(()))) {
                         break Ending::Close(CloseCode::Policy, self.too_slow());
@@ -155,6 +221,13 @@ impl Connection {
         ending
     }
 
+    /// Whether the client has left more than the send backlog unread.
+    fn is_behind(&self, ws: &WebSocketStream<Socket>) -> bool {
+        ws.get_ref()
+            .unsent()
+            .is_some_and(|n| n > self.state.limits.send_backlog)
+    }
+
     fn too_slow(&self) -> String {
         format!(
             "Client too slow: socket accepted nothing for {:?}",
@@ -165,10 +238,7 @@ impl Connection {
     /// Writes the queued replies, then every followed topic's states this
     /// client has not been sent yet; a socket that accepts nothing for the
     /// slow-client timeout ends the connection.
-    async fn flush<S>(&mut self, ws: &mut WebSocketStream<S>) -> Result<(), Ending>
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    {
+    async fn flush(&mut self, ws: &mut WebSocketStream<Socket>) -> Result<(), Ending> {
         let (replies, updated) = self.outbox.take();
         let mut updates = Vec::new();
         if updated {
@@ -183,7 +253,7 @@ impl Connection {
         let mut stream = futures_util::stream::iter(messages.map(Ok));
         match timeout(self.state.limits.slow_client, ws.send_all(&mut stream)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Ending::ClientLeft),
+            Ok(Err(_)) => Err(Ending::ClientLeft(None)),
             Err(_) => Err(Ending::Close(CloseCode::Policy, self.too_slow())),
         }
     }

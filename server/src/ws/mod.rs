@@ -2,6 +2,7 @@
 //! describes them.
 //!
 //! * `connection`: one task per client (requests, replies, heartbeat, limits);
+//! * `socket`: its TCP socket (frame-header watch, unread-bytes probe);
 //! * `outbox`: its queued replies and its "a followed topic changed" flag;
 //! * `hub`: topics, their newest states, and pull-based fan-out;
 //! * `broadcaster`: clock-driven source changes -> updates (a pushing
@@ -11,20 +12,21 @@ mod broadcaster;
 mod connection;
 mod hub;
 mod outbox;
+mod socket;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dropshot::{RequestContext, WebsocketChannelResult, WebsocketConnection};
+use slog::Logger;
 use tokio::sync::{watch, Notify};
 
 pub use broadcaster::Broadcaster;
-pub use connection::MAX_MESSAGE_BYTES;
+pub use connection::{serve, MAX_MESSAGE_BYTES};
 pub use hub::Hub;
+pub use socket::{Socket, MAX_FRAGMENTS};
 
 use crate::clock::Clock;
-use crate::context::AppContext;
 use crate::source::{DataSource, Live};
 
 #[derive(Clone, Debug)]
@@ -33,6 +35,8 @@ pub struct Limits {
     pub max_lifespan: Duration,
     pub slow_client: Duration,
     pub max_subscriptions: usize,
+    /// Bytes a client may leave unread before it counts as behind.
+    pub send_backlog: usize,
 }
 
 /// Shared state of the WebSocket side.
@@ -41,6 +45,7 @@ pub struct WsState {
     pub source: Arc<dyn DataSource>,
     pub clock: Clock,
     pub limits: Limits,
+    pub log: Logger,
     shutdown: watch::Sender<bool>,
     open: AtomicUsize,
     all_closed: Notify,
@@ -53,12 +58,14 @@ impl WsState {
         source: Arc<dyn DataSource>,
         clock: Clock,
         limits: Limits,
+        log: Logger,
     ) -> WsState {
         WsState {
             hub,
             source,
             clock,
             limits,
+            log,
             shutdown: watch::Sender::new(false),
             open: AtomicUsize::new(0),
             all_closed: Notify::new(),
@@ -110,17 +117,4 @@ impl WsState {
         })
         .await;
     }
-}
-
-#[dropshot::channel { protocol = WEBSOCKETS, path = "/api/v1/ws", unpublished = true }]
-pub async fn ws_endpoint(
-    rqctx: RequestContext<AppContext>,
-    conn: WebsocketConnection,
-) -> WebsocketChannelResult {
-    let ctx = rqctx.context();
-    if *ctx.ws.shutdown.borrow() {
-        return Ok(());
-    }
-    connection::serve(conn, Arc::clone(&ctx.ws)).await;
-    Ok(())
 }

@@ -1,16 +1,15 @@
 //! Starting a real server on an ephemeral port for a test.
 #![allow(dead_code)]
 
-use dropshot::HttpServer;
 use trading_pro_client::Client;
-use trading_server::context::AppContext;
+use trading_server::server::Server;
 
 /// Thursday 2025-11-20 15:30:00 UTC: 10:30 in New York, so stocks, crypto and
 /// forex are all trading.
 pub const FROZEN_NOW_S: i64 = 1_763_652_600;
 
 pub struct TestServer {
-    pub server: HttpServer<AppContext>,
+    pub server: Server,
     pub base: String,
     pub client: Client,
 }
@@ -18,7 +17,17 @@ pub struct TestServer {
 impl TestServer {
     /// A server on 127.0.0.1:0 with the given extra flags.
     pub async fn start(extra: &[&str]) -> TestServer {
-        let mut args = vec!["--bind", "127.0.0.1:0"];
+        // Tests make hundreds of requests a second from one address: rate
+        // limits are off unless a test turns them on, and stopping does not
+        // wait for the keep-alive connections the client pools.
+        let mut args = vec![
+            "--bind",
+            "127.0.0.1:0",
+            "--rate-limit-rps",
+            "0",
+            "--shutdown-grace",
+            "0.2",
+        ];
         args.extend_from_slice(extra);
         let config = trading_server::Config::from_args(args).expect("valid flags");
         let server = trading_server::start(&config, trading_server::logging::discard())
@@ -60,9 +69,7 @@ impl TestServer {
     }
 
     pub async fn stop(self) {
-        trading_server::server::stop(self.server)
-            .await
-            .expect("server closes");
+        self.server.stop().await.expect("server closes");
     }
 }
 

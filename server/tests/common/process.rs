@@ -18,6 +18,8 @@ impl ServerProcess {
     /// reports its address.
     pub async fn start(args: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_trading-server"))
+            // As in `TestServer`: no rate limits unless a test asks.
+            .args(["--rate-limit-rps", "0"])
             .args(args)
             .args([
                 "--bind",

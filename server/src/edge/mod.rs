@@ -1,0 +1,299 @@
+//! The edge: every client connection is accepted, bounded and timed here
+//! before the API server sees a request.
+//!
+//! dropshot owns its accept loop and has no hook for connection caps,
+//! deadlines, early rejection or a draining shutdown, so it serves on a
+//! loopback port of its own (`upstream`) and this module is what clients
+//! connect to:
+//!
+//! * `admission`: connection caps (global and per client) and the bound on
+//!   data requests in progress per client;
+//! * `rate`: per-client request rate limits (429);
+//! * `watch`: the deadline of every phase of a connection;
+//! * `request`: one request: the early checks, then the hop upstream;
+//! * `websocket`: the handshake; the connection itself is `ws::connection`;
+//! * `upstream`: the hop to dropshot;
+//! * `files`: the open-files limit the caps are sized against.
+//!
+//! A connection over a cap is still accepted and read, so it can be told
+//! why (503 with `Retry-After`) and so health checks get through while the
+//! server is full; past a second, smaller allowance for those, a connection
+//! gets a fixed 503 written at once and is closed.
+
+mod admission;
+pub mod files;
+mod rate;
+mod request;
+mod upstream;
+mod watch;
+mod websocket;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use slog::{debug, info, warn, Logger};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch as signal;
+use tokio::time::{sleep_until, Instant};
+
+pub use admission::{ClientKey, ConnectionCaps, Inflight, Refusal};
+pub use rate::RateLimits;
+pub use request::{BodyLimits, DEFAULT_BODY_LIMIT};
+pub use upstream::Upstream;
+pub use watch::Timeouts;
+
+use crate::cors::CorsPolicy;
+use crate::ws::WsState;
+use request::Conn;
+use watch::{ConnClock, Phase, Watched};
+
+/// Over-cap connections read for a health check at once, in all and per
+/// client.
+const OVER_CAP_LANE: u32 = 256;
+const OVER_CAP_LANE_PER_CLIENT: u32 = 8;
+
+/// What a connection gets when even the over-cap allowance is used up.
+const FULL_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 76\r\n\r\n{\"request_id\":\"\",\"error_code\":\"TooManyConnections\",\"message\":\"Server full\"}";
+
+pub struct EdgeConfig {
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    pub rate: Option<RateLimits>,
+    pub max_inflight_per_ip: usize,
+    pub max_inflight: usize,
+    pub timeouts: Timeouts,
+    pub ws_require_origin: bool,
+    pub access_log: bool,
+}
+
+/// Shared state of the edge.
+pub struct Edge {
+    caps: Arc<ConnectionCaps>,
+    lane: Arc<ConnectionCaps>,
+    rate: Option<RateLimits>,
+    inflight: Arc<Inflight>,
+    upstream: Upstream,
+    ws: Arc<WsState>,
+    cors: CorsPolicy,
+    timeouts: Timeouts,
+    ws_require_origin: bool,
+    body_limits: BodyLimits,
+    access_log: bool,
+    log: Logger,
+    /// None while serving; the instant everything is closed once draining.
+    drain: signal::Sender<Option<Instant>>,
+    refused: AtomicU64,
+    turned_away: AtomicU64,
+}
+
+impl Edge {
+    pub fn new(
+        config: EdgeConfig,
+        upstream: Upstream,
+        ws: Arc<WsState>,
+        cors: CorsPolicy,
+        log: Logger,
+    ) -> Result<Arc<Edge>, String> {
+        Ok(Arc::new(Edge {
+            caps: ConnectionCaps::new(config.max_connections, config.max_connections_per_ip),
+            lane: ConnectionCaps::new(OVER_CAP_LANE, OVER_CAP_LANE_PER_CLIENT),
+            rate: config.rate,
+            inflight: Inflight::new(config.max_inflight_per_ip, config.max_inflight),
+            upstream,
+            ws,
+            cors,
+            timeouts: config.timeouts,
+            ws_require_origin: config.ws_require_origin,
+            body_limits: BodyLimits::from_spec(trading_pro::OPENAPI_YAML)?,
+            access_log: config.access_log,
+            log,
+            drain: signal::Sender::new(None),
+            refused: AtomicU64::new(0),
+            turned_away: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.drain.borrow().is_some()
+    }
+
+    /// Connections open now (HTTP and WebSocket, over-cap ones included).
+    pub fn open_connections(&self) -> u32 {
+        self.caps.open() + self.lane.open()
+    }
+
+    /// Accepts until draining begins.
+    pub async fn run(self: Arc<Self>, listener: TcpListener) {
+        let mut drain = self.drain.subscribe();
+        let housekeeping = tokio::spawn(Arc::clone(&self).housekeeping());
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => self.admit(tcp, peer),
+                    Err(e) => {
+                        // Out of descriptors (the caps should prevent it) or
+                        // a connection that died in the backlog: wait a
+                        // moment rather than spin on the error.
+                        warn!(self.log, "accept failed"; "error" => %e);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+                _ = drain.changed() => break,
+            }
+        }
+        housekeeping.abort();
+        // Dropping the listener refuses new connections from here on, so
+        // a load balancer moves on to another node.
+        drop(listener);
+    }
+
+    fn admit(self: &Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        let client = ClientKey::from(peer.ip());
+        match self.caps.admit(client) {
+            Ok(slot) => {
+                tokio::spawn(Arc::clone(self).connection(tcp, peer, None, Arc::new(slot)));
+            }
+            Err(refusal) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                match self.lane.admit(client) {
+                    Ok(slot) => {
+                        tokio::spawn(Arc::clone(self).connection(
+                            tcp,
+                            peer,
+                            Some(refusal),
+                            Arc::new(slot),
+                        ));
+                    }
+                    Err(_) => {
+                        self.turned_away.fetch_add(1, Ordering::Relaxed);
+                        // A fresh socket's send buffer is empty, so this
+                        // short write does not block; the close follows.
+                        let _ = tcp.try_write(FULL_RESPONSE);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        refused: Option<Refusal>,
+        slot: Arc<dyn Send + Sync>,
+    ) {
+        let _ = tcp.set_nodelay(true);
+        let clock = Arc::new(ConnClock::new(self.timeouts));
+        let conn = Arc::new(Conn {
+            edge: Arc::clone(&self),
+            clock: Arc::clone(&clock),
+            peer,
+            client: ClientKey::from(peer.ip()),
+            refused,
+            _slot: slot,
+        });
+        let service = service_fn(move |req| request::serve(Arc::clone(&conn), req));
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            // `watch` keeps every deadline, this one included.
+            .header_read_timeout(None)
+            .keep_alive(refused.is_none())
+            .max_buf_size(64 * 1024);
+        let io = TokioIo::new(Watched::new(tcp, Arc::clone(&clock)));
+        let served = builder.serve_connection(io, service).with_upgrades();
+        tokio::pin!(served);
+        let mut drain = self.drain.subscribe();
+        loop {
+            let drain_at = *drain.borrow_and_update();
+            let deadline = match (clock.deadline(), drain_at) {
+                (Some(d), Some(end)) => Some(d.min(end)),
+                (d, None) => d,
+                (None, end) => end,
+            };
+            let far = Instant::now() + Duration::from_secs(86_400);
+            tokio::select! {
+                result = served.as_mut() => {
+                    if let Err(e) = result {
+                        debug!(self.log, "connection ended"; "remote" => %peer, "error" => %e);
+                    }
+                    break;
+                }
+                _ = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
+                    let phase = clock.phase();
+                    let now = Instant::now();
+                    let passed = clock.deadline().is_some_and(|d| d <= now)
+                        || drain_at.is_some_and(|d| d <= now);
+                    if passed && phase != Phase::Upgraded {
+                        debug!(self.log, "connection timed out"; "remote" => %peer,
+                            "phase" => ?phase, "requests" => clock.requests());
+                        break;
+                    }
+                }
+                _ = drain.changed() => {}
+            }
+        }
+    }
+
+    /// Every few seconds: forget idle clients' budgets, and say what was
+    /// refused (one line, not one per connection, which under a flood
+    /// would be the flood).
+    async fn housekeeping(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Some(rate) = &self.rate {
+                rate.sweep();
+            }
+            self.inflight.sweep();
+            let refused = self.refused.swap(0, Ordering::Relaxed);
+            let turned_away = self.turned_away.swap(0, Ordering::Relaxed);
+            if refused > 0 {
+                warn!(self.log, "connections refused over the caps in the last 10 s";
+                    "refused" => refused, "closed_unread" => turned_away,
+                    "open" => self.caps.open(), "max" => self.caps.max_total(),
+                    "clients" => self.caps.clients());
+            }
+            let dropped = crate::logging::take_dropped();
+            if dropped > 0 {
+                warn!(self.log, "log records dropped (the log output could not keep up)"; "dropped" => dropped);
+            }
+        }
+    }
+
+    /// Stops accepting, answers what arrives with `Connection: close`, and
+    /// closes every HTTP connection still open after `grace`; returns once
+    /// none is left (WebSockets are closed by `WsState::shutdown`).
+    pub async fn drain(&self, grace: Duration) {
+        let end = Instant::now() + grace;
+        self.drain.send_replace(Some(end));
+        info!(self.log, "draining"; "connections" => self.open_connections(), "grace" => ?grace);
+        let margin = Duration::from_millis(200);
+        while self.open_connections() > 0 && Instant::now() < end + margin {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A completed WebSocket handshake: the socket leaves hyper for
+/// `ws::connection`, keeping its connection slot.
+async fn hand_over(conn: Arc<Conn>, upgraded: Upgraded) {
+    let parts = match upgraded.downcast::<TokioIo<Watched<TcpStream>>>() {
+        Ok(parts) => parts,
+        Err(_) => {
+            warn!(conn.edge.log, "upgraded connection of an unexpected type");
+            return;
+        }
+    };
+    let tcp = parts.io.into_inner().into_inner();
+    let socket = crate::ws::Socket::new(tcp, parts.read_buf);
+    crate::ws::serve(socket, Arc::clone(&conn.edge.ws), conn.peer).await;
+    drop(conn);
+}

@@ -1,0 +1,393 @@
+//! One request through the edge: the checks that refuse it early and
+//! cheaply, then the WebSocket handshake or the hop to the API server.
+//!
+//! In order: a connection over its cap may only ask for health; the
+//! client's rate budget; the WebSocket handshake; the body, whose declared
+//! size is checked before a byte of it is read (so no `100 Continue` is
+//! sent for a body over the limit) and which must arrive within the body
+//! timeout; then data requests wait for their client's turn (see
+//! `admission::Inflight`) and everything goes to the API server.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use slog::{debug, info, warn};
+use tokio::time::Instant;
+
+use super::admission::{ClientKey, Refusal};
+use super::rate::Verdict;
+use super::watch::{ConnClock, RequestGuard};
+use super::{websocket, Edge};
+
+/// Paths whose cost grows with what is asked (bars, quotes for many
+/// symbols, ingest batches): these wait for their client's turn.
+const DATA_PATHS: [&str; 4] = [
+    "/api/v1/datafeed/bars",
+    "/api/v1/datafeed/quotes",
+    "/api/v1/ingest/trades",
+    "/api/v1/ingest/bars",
+];
+
+const HEALTH_PATH: &str = "/api/v1/health";
+const WS_PATH: &str = "/api/v1/ws";
+
+/// Largest body of a request whose operation sets no limit of its own.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// Each path's body limit, from `x-body-max-bytes` in the spec.
+pub struct BodyLimits(HashMap<String, usize>);
+
+impl BodyLimits {
+    pub fn from_spec(yaml: &str) -> Result<BodyLimits, String> {
+        let spec: serde_yaml::Value =
+            serde_yaml::from_str(yaml).map_err(|e| format!("openapi.yaml: {e}"))?;
+        let mut limits = HashMap::new();
+        if let Some(paths) = spec.get("paths").and_then(|p| p.as_mapping()) {
+            for (path, item) in paths {
+                let Some(path) = path.as_str() else { continue };
+                let Some(ops) = item.as_mapping() else {
+                    continue;
+                };
+                for op in ops.values() {
+                    if let Some(n) = op.get("x-body-max-bytes").and_then(|v| v.as_u64()) {
+                        let e = limits.entry(path.to_string()).or_insert(0);
+                        *e = (*e).max(n as usize);
+                    }
+                }
+            }
+        }
+        Ok(BodyLimits(limits))
+    }
+
+    pub fn of(&self, path: &str) -> usize {
+        self.0.get(path).copied().unwrap_or(DEFAULT_BODY_LIMIT)
+    }
+}
+
+/// What the connection task knows of its connection.
+pub struct Conn {
+    pub edge: Arc<Edge>,
+    pub clock: Arc<ConnClock>,
+    pub peer: SocketAddr,
+    pub client: ClientKey,
+    /// Set for a connection over a cap: it may only ask for health.
+    pub refused: Option<Refusal>,
+    /// Held by the connection and, once upgraded, by its WebSocket.
+    pub _slot: Arc<dyn Send + Sync>,
+}
+
+/// The body of every response the edge sends: the API server's, streamed,
+/// or the edge's own. It ends the request on the connection clock when
+/// hyper is done with it.
+pub struct EdgeBody {
+    inner: Either<Incoming, Full<Bytes>>,
+    _done: Option<RequestGuard>,
+}
+
+impl Body for EdgeBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.inner {
+            Either::Left(b) => Pin::new(b).poll_frame(cx),
+            Either::Right(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(|never: Infallible| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+type Reply = Response<Either<Incoming, Full<Bytes>>>;
+
+/// The JSON error body every API error has (`Error` in the spec).
+pub fn error_reply(
+    edge: &Edge,
+    request: &http::HeaderMap,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Reply {
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = serde_json::json!({ "request_id": id, "error_code": code, "message": message });
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        "api-version",
+        HeaderValue::from_static(trading_pro::API_VERSION),
+    );
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert("x-request-id", v);
+    }
+    edge.cors.decorate(request, h);
+    r
+}
+
+pub async fn serve(
+    conn: Arc<Conn>,
+    request: Request<Incoming>,
+) -> Result<Response<EdgeBody>, Infallible> {
+    let started = Instant::now();
+    conn.clock.request_began();
+    let guard = RequestGuard(Arc::clone(&conn.clock));
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let edge = Arc::clone(&conn.edge);
+    let request_headers = request.headers().clone();
+    let (mut reply, verdict) = route(&conn, request).await;
+    let upgraded = reply.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (Some(rate), Some(v)) = (&edge.rate, &verdict) {
+        rate.headers(v, reply.headers_mut());
+    }
+    if edge.is_draining() || conn.refused.is_some() {
+        // hyper closes the connection after this response; saying so lets
+        // a keep-alive client send its next request elsewhere instead of
+        // losing it to a close it did not expect.
+        reply
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let status = reply.status().as_u16();
+    if edge.access_log {
+        info!(edge.log, "request";
+            "method" => method.as_str(), "path" => &path, "status" => status,
+            "latency_us" => started.elapsed().as_micros() as u64, "remote" => %conn.peer);
+    }
+    if status >= 500 {
+        warn!(edge.log, "request failed"; "path" => &path, "status" => status, "remote" => %conn.peer);
+    }
+    drop(request_headers);
+    Ok(reply.map(|inner| EdgeBody {
+        inner,
+        _done: (!upgraded).then_some(guard),
+    }))
+}
+
+async fn route(conn: &Arc<Conn>, request: Request<Incoming>) -> (Reply, Option<Verdict>) {
+    let edge = &conn.edge;
+    let path = request.uri().path();
+    let is_health = path == HEALTH_PATH && request.method() == Method::GET;
+    if let Some(refusal) = conn.refused {
+        if !is_health {
+            let mut r = error_reply(
+                edge,
+                request.headers(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TooManyConnections",
+                &refusal.message(),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return (r, None);
+        }
+        return (forward(conn, request).await, None);
+    }
+    // Health is for load balancers and monitors polling often; it is
+    // cheap and never counted against a client's budget.
+    let verdict = match (&edge.rate, is_health) {
+        (Some(rate), false) => {
+            let v = rate.check(conn.client);
+            if !v.allowed {
+                let message = format!(
+                    "Too many requests from your address (limit {}); retry after the number of \
+                     seconds in Retry-After",
+                    rate.describe()
+                );
+                let r = error_reply(
+                    edge,
+                    request.headers(),
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RateLimited",
+                    &message,
+                );
+                return (r, Some(v));
+            }
+            Some(v)
+        }
+        _ => None,
+    };
+    if path == WS_PATH {
+        return (upgrade(conn, request), verdict);
+    }
+    (forward(conn, request).await, verdict)
+}
+
+fn upgrade(conn: &Arc<Conn>, mut request: Request<Incoming>) -> Reply {
+    let edge = &conn.edge;
+    if edge.is_draining() {
+        return error_reply(
+            edge,
+            request.headers(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ShuttingDown",
+            "Server shutting down; connect to another node",
+        );
+    }
+    let accept = match websocket::check(
+        request.method(),
+        request.version(),
+        request.headers(),
+        &edge.cors,
+        edge.ws_require_origin,
+    ) {
+        Ok(accept) => accept,
+        Err(refused) => {
+            debug!(edge.log, "websocket handshake refused"; "status" => refused.status.as_u16(), "reason" => &refused.message, "remote" => %conn.peer);
+            let mut r = error_reply(
+                edge,
+                request.headers(),
+                refused.status,
+                "BadHandshake",
+                &refused.message,
+            );
+            if let Some((name, value)) = refused.header {
+                r.headers_mut().insert(name, value);
+            }
+            return r;
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    conn.clock.upgraded();
+    let conn = Arc::clone(conn);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => super::hand_over(conn, upgraded).await,
+            Err(e) => debug!(conn.edge.log, "websocket upgrade failed"; "error" => %e),
+        }
+    });
+    let mut r = Response::new(Either::Right(Full::new(Bytes::new())));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    r
+}
+
+/// Reads the body (bounded in size and time), waits for the client's turn
+/// if this is a data request, and sends it to the API server.
+async fn forward(conn: &Arc<Conn>, request: Request<Incoming>) -> Reply {
+    let edge = &conn.edge;
+    let (head, body) = request.into_parts();
+    let limit = edge.body_limits.of(head.uri.path());
+    let declared = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared {
+        if n > limit as u64 {
+            return too_large(edge, &head.headers, limit);
+        }
+    }
+    let deadline = Instant::now() + conn.clock.timeouts().body;
+    let body = match tokio::time::timeout_at(deadline, collect(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(Collect::TooLarge)) => return too_large(edge, &head.headers, limit),
+        Ok(Err(Collect::Broken(e))) => {
+            return error_reply(
+                edge,
+                &head.headers,
+                StatusCode::BAD_REQUEST,
+                "BadBody",
+                &format!("Could not read the request body: {e}"),
+            )
+        }
+        Err(_) => {
+            let message = format!(
+                "Request body not received within {:?}",
+                conn.clock.timeouts().body
+            );
+            return error_reply(
+                edge,
+                &head.headers,
+                StatusCode::REQUEST_TIMEOUT,
+                "BodyTimeout",
+                &message,
+            );
+        }
+    };
+    let permit = if DATA_PATHS.contains(&head.uri.path()) {
+        Some(edge.inflight.acquire(conn.client).await)
+    } else {
+        None
+    };
+    let headers = head.headers.clone();
+    let result = edge.upstream.forward(head, body).await;
+    // The API server has done its work once the response head is here; the
+    // body streams from a buffer it has already made.
+    drop(permit);
+    match result {
+        Ok(response) => response.map(Either::Left),
+        Err(e) => {
+            warn!(edge.log, "API server did not answer"; "error" => &e);
+            error_reply(
+                edge,
+                &headers,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "The server is restarting or overloaded; retry",
+            )
+        }
+    }
+}
+
+fn too_large(edge: &Edge, headers: &http::HeaderMap, limit: usize) -> Reply {
+    let message = format!("Request body too large: the limit here is {limit} bytes");
+    let mut r = error_reply(
+        edge,
+        headers,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "BodyTooLarge",
+        &message,
+    );
+    // The rest of the body is never read, so the connection cannot carry
+    // another request.
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+enum Collect {
+    TooLarge,
+    Broken(hyper::Error),
+}
+
+async fn collect(mut body: Incoming, limit: usize) -> Result<Bytes, Collect> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(Collect::Broken)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(Collect::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
