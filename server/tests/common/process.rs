@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -11,6 +12,8 @@ use tokio::process::{Child, Command};
 pub struct ServerProcess {
     child: Child,
     pub base: String,
+    /// Every log line the server has written so far (JSON, one per line).
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -48,11 +51,43 @@ impl ServerProcess {
         .flatten()
         .expect("trading-server reports its address");
         // Keep reading the log so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&log);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().unwrap().push(line);
+            }
+        });
         ServerProcess {
             child,
             base: format!("http://{address}"),
+            log,
         }
+    }
+
+    /// The log lines that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(needle)).cloned().collect()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+
+    /// SIGTERM, then waits for the process to exit; its exit code.
+    pub async fn terminate(&mut self) -> Option<i32> {
+        let pid = self.pid();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the server exits after SIGTERM")
+            .expect("reaped");
+        status.code()
     }
 
     /// SIGKILL: no shutdown, no flush, nothing the process can do about it.
