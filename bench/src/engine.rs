@@ -21,6 +21,9 @@ struct Case {
     ops: usize,
     /// Calls of `run` per timed run.
     reps: usize,
+    /// Each timed run gets a market of its own, warmed up like a server that has just
+    /// started (daily bars and today's minutes), so it measures a first request.
+    cold: bool,
     /// Returns how many results it produced (0 means it measured nothing).
     run: Operation,
 }
@@ -45,6 +48,7 @@ fn cases() -> Vec<Case> {
             name: "cold daily history, 26 symbols (new market each run)",
             ops: 26,
             reps: 1,
+            cold: false,
             run: Box::new(|_, symbols| {
                 Synthetic::builtin(42).market().warm_up(CLOCK_START * 1000);
                 symbols.len()
@@ -54,30 +58,77 @@ fn cases() -> Vec<Case> {
             name: "5,000 one-minute bars (BTCUSD)",
             ops: 1,
             reps: 20,
+            cold: false,
             run: Box::new(move |m, _| bars(m, "BTCUSD", res("1"), 5000)),
         },
         Case {
             name: "2,000 60-minute bars (AAPL)",
             ops: 1,
             reps: 20,
+            cold: false,
             run: Box::new(move |m, _| bars(m, "AAPL", res("60"), 2000)),
+        },
+        Case {
+            name: "2,000 60-minute bars (AAPL), first request",
+            ops: 1,
+            reps: 1,
+            cold: true,
+            run: Box::new(move |m, _| bars(m, "AAPL", res("60"), 2000)),
+        },
+        Case {
+            name: "2,000 60-minute bars (BTCUSD)",
+            ops: 1,
+            reps: 20,
+            cold: false,
+            run: Box::new(move |m, _| bars(m, "BTCUSD", res("60"), 2000)),
+        },
+        Case {
+            name: "2,000 60-minute bars (BTCUSD), first request",
+            ops: 1,
+            reps: 1,
+            cold: true,
+            run: Box::new(move |m, _| bars(m, "BTCUSD", res("60"), 2000)),
         },
         Case {
             name: "5,000 240-minute bars (AAPL)",
             ops: 1,
             reps: 10,
+            cold: false,
             run: Box::new(move |m, _| bars(m, "AAPL", res("240"), 5000)),
+        },
+        Case {
+            name: "5,000 240-minute bars (AAPL), first request",
+            ops: 1,
+            reps: 1,
+            cold: true,
+            run: Box::new(move |m, _| bars(m, "AAPL", res("240"), 5000)),
+        },
+        Case {
+            name: "5,000 240-minute bars (BTCUSD)",
+            ops: 1,
+            reps: 10,
+            cold: false,
+            run: Box::new(move |m, _| bars(m, "BTCUSD", res("240"), 5000)),
+        },
+        Case {
+            name: "5,000 240-minute bars (BTCUSD), first request",
+            ops: 1,
+            reps: 1,
+            cold: true,
+            run: Box::new(move |m, _| bars(m, "BTCUSD", res("240"), 5000)),
         },
         Case {
             name: "400 daily bars (AAPL)",
             ops: 1,
             reps: 200,
+            cold: false,
             run: Box::new(move |m, _| bars(m, "AAPL", res("D"), 400)),
         },
         Case {
             name: "current one-minute bar, 26 symbols",
             ops: 26 * 100,
             reps: 1,
+            cold: false,
             run: Box::new(move |m, symbols| {
                 let mut n = 0;
                 for minute in 0..100 {
@@ -93,6 +144,7 @@ fn cases() -> Vec<Case> {
             name: "session open?, 26 symbols x 1 hour steps over a year",
             ops: 26 * 24 * 365,
             reps: 1,
+            cold: false,
             run: Box::new(|m, symbols| {
                 let mut n = 0;
                 for s in symbols {
@@ -119,9 +171,19 @@ pub fn run_all(o: &Options) -> bool {
     let mut ok = true;
     for case in cases() {
         // One untimed run warms the caches that a long-running server has warm.
-        let mut produced = (case.run)(market, &symbols);
+        let mut produced = if case.cold {
+            0
+        } else {
+            (case.run)(market, &symbols)
+        };
         let mut per_op = Vec::new();
         for _ in 0..runs {
+            let fresh = case.cold.then(|| {
+                let fresh = Synthetic::builtin(42);
+                fresh.market().warm_up(CLOCK_START * 1000);
+                fresh
+            });
+            let market = fresh.as_ref().map_or(market, |f| f.market());
             let start = Instant::now();
             for _ in 0..case.reps {
                 produced = (case.run)(market, &symbols);

@@ -20,7 +20,10 @@
 //!   and its one-minute bars are generated inside it so that they aggregate to it
 //!   exactly. Daily, weekly and monthly history therefore never simulates minutes.
 //! - `now_ms` is clamped to 2100-01-01 to bound cache growth.
+//! - Coarse intraday bars of closed days are kept under a fixed byte budget
+//!   (`closed_days`), so long 15- to 240-minute histories are generated once.
 
+mod closed_days;
 mod error;
 
 mod path;
@@ -40,6 +43,7 @@ pub use error::MarketError;
 pub use spec::InstrumentSpec;
 
 use crate::paging::{self, select, SliceSource};
+use closed_days::ClosedDays;
 use path::TickBar;
 use rng::{draw, Stream};
 use series::{aggregate_periods, period_end_ms, Instrument, IntradaySource};
@@ -56,6 +60,8 @@ pub struct Market {
     seed: u64,
     instruments: Vec<Instrument>,
     index: HashMap<String, usize>,
+    /// Every instrument's closed intraday days, under one budget.
+    closed: ClosedDays,
 }
 
 impl fmt::Debug for Market {
@@ -71,6 +77,15 @@ impl Market {
     /// Validates every spec (session, time zone, tick size, prices, volatility, volume,
     /// duplicate symbols) and builds the market. Nothing is computed until first use.
     pub fn new(seed: u64, specs: Vec<InstrumentSpec>) -> Result<Market, MarketError> {
+        Market::with_budget(seed, specs, closed_days::DEFAULT_BUDGET_BYTES)
+    }
+
+    /// `new` with `budget_bytes` for the closed intraday days (tests use small ones).
+    fn with_budget(
+        seed: u64,
+        specs: Vec<InstrumentSpec>,
+        budget_bytes: usize,
+    ) -> Result<Market, MarketError> {
         let mut instruments = Vec::with_capacity(specs.len());
         let mut index = HashMap::with_capacity(specs.len());
         for spec in specs {
@@ -79,12 +94,13 @@ impl Market {
                 return Err(MarketError::DuplicateSymbol(spec.symbol));
             }
             index.insert(spec.symbol.clone(), instruments.len());
-            instruments.push(Instrument::new(seed, spec, valid));
+            instruments.push(Instrument::new(instruments.len(), seed, spec, valid));
         }
         Ok(Market {
             seed,
             instruments,
             index,
+            closed: ClosedDays::new(budget_bytes),
         })
     }
 
@@ -142,7 +158,8 @@ impl Market {
                     now_ms: now,
                 };
                 let sel = select(&src, from_ms, to_ms, q.count_back, limit);
-                let bars = inst.intraday_bars(&sel.positions, i64::from(minutes), now);
+                let bars =
+                    inst.intraday_bars(&self.closed, &sel.positions, i64::from(minutes), now);
                 (bars, sel.no_data, sel.next_time)
             }
             None if res == Resolution::Day => {
@@ -185,7 +202,7 @@ impl Market {
         now_ms: i64,
     ) -> Result<Option<Bar>, MarketError> {
         let inst = self.instrument(symbol)?;
-        Ok(current_tick_bar(inst, res, clamp_now(now_ms)).map(|b| inst.to_bar(&b)))
+        Ok(current_tick_bar(&self.closed, inst, res, clamp_now(now_ms)).map(|b| inst.to_bar(&b)))
     }
 
     /// Quote as of `now_ms`, consistent with `bars`/`current_bar` at the same instant.
@@ -195,7 +212,8 @@ impl Market {
         let no_data = || MarketError::NoData {
             symbol: symbol.to_string(),
         };
-        let minute = current_tick_bar(inst, Resolution::Min1, now).ok_or_else(no_data)?;
+        let minute =
+            current_tick_bar(&self.closed, inst, Resolution::Min1, now).ok_or_else(no_data)?;
         let day = inst
             .last_day_before(now.saturating_add(1))
             .ok_or_else(no_data)?;
@@ -238,7 +256,12 @@ fn clamp_now(now_ms: i64) -> i64 {
     now_ms.min(MAX_TIME_MS)
 }
 
-fn current_tick_bar(inst: &Instrument, res: Resolution, now: i64) -> Option<TickBar> {
+fn current_tick_bar(
+    closed: &ClosedDays,
+    inst: &Instrument,
+    res: Resolution,
+    now: i64,
+) -> Option<TickBar> {
     match res.intraday_minutes() {
         Some(minutes) => {
             let src = IntradaySource {
@@ -247,7 +270,7 @@ fn current_tick_bar(inst: &Instrument, res: Resolution, now: i64) -> Option<Tick
                 now_ms: now,
             };
             let slot = paging::BarSource::last_before(&src, i64::MAX)?;
-            inst.intraday_bars(&[slot], i64::from(minutes), now)
+            inst.intraday_bars(closed, &[slot], i64::from(minutes), now)
                 .into_iter()
                 .next()
         }

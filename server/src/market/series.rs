@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
+use super::closed_days::{self, Chunk, ChunkKey, ClosedDays};
 use super::path::{ChainDay, PathModel, TickBar};
 use super::rng::{hash_str, mix64};
 use super::spec::{InstrumentSpec, ValidSpec};
@@ -53,6 +54,19 @@ pub(crate) struct DayPath {
 }
 
 impl DayPath {
+    /// The complete bars of `base` minutes of the day, aligned to its start: what
+    /// `aggregate` returns for each of them once the session has ended.
+    pub(crate) fn complete_buckets(&self, base: usize) -> impl Iterator<Item = TickBar> + '_ {
+        self.minutes.chunks(base.max(1)).filter_map(|minutes| {
+            let (head, tail) = minutes.split_first()?;
+            let mut acc = *head;
+            for bar in tail {
+                acc.absorb(bar);
+            }
+            Some(acc)
+        })
+    }
+
     /// Aggregate of minutes `[m0, m1)` as of `now_ms`: minutes not yet started are left
     /// out and the running one is replaced by its partial state at the current second.
     pub(crate) fn aggregate(
@@ -97,6 +111,8 @@ pub(crate) struct DayCache {
 
 #[derive(Debug)]
 pub(crate) struct Instrument {
+    /// Position in the market: this instrument's part of the closed-days cache.
+    id: usize,
     pub spec: InstrumentSpec,
     calendar: TradingCalendar,
     pub model: PathModel,
@@ -107,10 +123,13 @@ pub(crate) struct Instrument {
     days_extend: Mutex<()>,
     /// Most recently used first.
     paths: Mutex<VecDeque<Arc<DayPath>>>,
+    /// Held while generating chunks of closed days, so that concurrent cold requests
+    /// for the same range wait for one another instead of each generating it.
+    closed_extend: Mutex<()>,
 }
 
 impl Instrument {
-    pub(crate) fn new(seed: u64, spec: InstrumentSpec, valid: ValidSpec) -> Instrument {
+    pub(crate) fn new(id: usize, seed: u64, spec: InstrumentSpec, valid: ValidSpec) -> Instrument {
         let key = mix64(mix64(seed) ^ hash_str(&spec.symbol));
         let model = PathModel::new(
             key,
@@ -121,6 +140,7 @@ impl Instrument {
             valid.calendar.session().is_continuous(),
         );
         Instrument {
+            id,
             spec,
             calendar: valid.calendar,
             model,
@@ -132,6 +152,7 @@ impl Instrument {
             })),
             days_extend: Mutex::new(()),
             paths: Mutex::new(VecDeque::with_capacity(PATH_CACHE_DAYS)),
+            closed_extend: Mutex::new(()),
         }
     }
 
@@ -373,17 +394,36 @@ impl Instrument {
         acc
     }
 
-    /// Bars of the given intraday slots (ascending), as of `now_ms`.
+    /// Bars of the given intraday slots (ascending), as of `now_ms`. Closed days come
+    /// from `closed` when the width has a base there, the others from their minute path.
     pub(crate) fn intraday_bars(
         &self,
+        closed: &ClosedDays,
         slots: &[Slot],
         bucket_minutes: i64,
         now_ms: i64,
     ) -> Vec<TickBar> {
         let width = usize::try_from(bucket_minutes).unwrap_or(1);
+        let base = closed_days::base_minutes(bucket_minutes);
         let mut out = Vec::with_capacity(slots.len());
+        let mut chunk: Option<Arc<Chunk>> = None;
         for group in slots.chunk_by(|a, b| a.day.date == b.day.date) {
-            let path = self.day_path(group[0].day);
+            let day = group[0].day;
+            if let Some(base) = base.filter(|_| day.end_ms() <= now_ms) {
+                let held = chunk.take().filter(|c| c.day(day.date).is_some());
+                let current =
+                    held.unwrap_or_else(|| self.closed_chunk(closed, base, day.date, now_ms));
+                // A slot's day always has minutes: should the chunk hold none for it,
+                // the two disagree about the calendar and the minute path decides.
+                if let Some(bars) = current.day(day.date).filter(|b| !b.is_empty()) {
+                    out.extend(group.iter().filter_map(|slot| {
+                        closed_days::bucket(bars, base, bucket_minutes, slot.bucket)
+                    }));
+                    chunk = Some(current);
+                    continue;
+                }
+            }
+            let path = self.day_path(day);
             for slot in group {
                 let m0 = usize::try_from(slot.bucket).unwrap_or(0) * width;
                 if let Some(bar) = path.aggregate(&self.model, m0, m0 + width, now_ms) {
@@ -392,6 +432,44 @@ impl Instrument {
             }
         }
         out
+    }
+
+    /// The newest trading date whose session has ended by `now_ms` (or an earlier date
+    /// that is not a trading day); before history, the day before it.
+    fn last_closed_date(&self, now_ms: i64) -> i64 {
+        match self.last_day_before(now_ms.saturating_add(1)) {
+            Some(last) if last.end_ms() <= now_ms => last.date,
+            Some(last) => last.date - 1,
+            None => HISTORY_START_DAY - 1,
+        }
+    }
+
+    /// The chunk of closed days holding `date` at `base` minutes, generated as far as
+    /// the days closed by `now_ms` (and at least through `date`) if it does not hold
+    /// `date` yet.
+    fn closed_chunk(&self, closed: &ClosedDays, base: i64, date: i64, now_ms: i64) -> Arc<Chunk> {
+        let key = ChunkKey::of(self.id, base, date);
+        let held = closed.get(key);
+        if let Some(chunk) = held.as_ref().filter(|c| c.through() >= date) {
+            return Arc::clone(chunk);
+        }
+        let _guard = lock(&self.closed_extend);
+        let held = closed.get(key);
+        if let Some(chunk) = held.as_ref().filter(|c| c.through() >= date) {
+            return Arc::clone(chunk);
+        }
+        // The days after `date` that have closed are generated now too, so a request
+        // walking forward through the chunk generates it once.
+        let through = self.last_closed_date(now_ms).max(date).min(key.last_date());
+        let chain = self.chain_through(through);
+        let width = usize::try_from(base).unwrap_or(1);
+        let chunk = Arc::new(Chunk::extend(key, held.as_deref(), through, |d, out| {
+            if let Some(day) = self.day(d) {
+                out.extend(self.compute_path(day, &chain).complete_buckets(width));
+            }
+        }));
+        closed.insert(key, Arc::clone(&chunk));
+        chunk
     }
 
     /// Precomputes the daily cache (O(days), about a millisecond for a decade) and

@@ -1,9 +1,12 @@
 //! Property-style tests: deterministic loops over seeds, instruments and instants.
 
-use super::series::Instrument;
+use super::closed_days::{self, Chunk, ChunkKey, ClosedDays};
+use super::path::TickBar;
+use super::series::{Instrument, IntradaySource};
 use super::*;
 use crate::calendar::civil::{civil_from_days, days_from_civil, weekday, DAY_MS, MINUTE_MS};
 use crate::calendar::{period_key, Session, Tz};
+use std::sync::Arc;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -1456,4 +1459,247 @@ fn thin_volume_splits_exactly() {
             }
         }
     }
+}
+
+/// Intraday bars as every request computed them before closed days were cached: each
+/// day's minute path, aggregated as of `now`.
+fn from_minute_paths(m: &Market, sym: &str, res: Resolution, q: &BarQuery, now: i64) -> Vec<Bar> {
+    let inst = inst(m, sym);
+    let minutes = i64::from(res.intraday_minutes().expect("intraday"));
+    let src = IntradaySource {
+        inst,
+        bucket_minutes: minutes,
+        now_ms: now,
+    };
+    let sel = crate::paging::select(
+        &src,
+        q.from_s * 1_000,
+        q.to_s * 1_000,
+        q.count_back,
+        q.limit.min(MAX_LIMIT),
+    );
+    let width = usize::try_from(minutes).unwrap();
+    sel.positions
+        .iter()
+        .filter_map(|slot| {
+            let path = inst.day_path(slot.day);
+            let m0 = usize::try_from(slot.bucket).unwrap() * width;
+            path.aggregate(&inst.model, m0, m0 + width, now)
+        })
+        .map(|b| inst.to_bar(&b))
+        .collect()
+}
+
+const CACHED: [Resolution; 4] = [
+    Resolution::Min15,
+    Resolution::Min30,
+    Resolution::Min60,
+    Resolution::Min240,
+];
+
+/// Checks one request against the minute paths of a market that never used its cache.
+fn check_cached(
+    m: &Market,
+    reference: &Market,
+    sym: &str,
+    res: Resolution,
+    q: &BarQuery,
+    now: i64,
+) {
+    let page = m.bars(sym, res, q, now).unwrap();
+    let expected = from_minute_paths(reference, sym, res, q, now);
+    assert!(
+        !expected.is_empty(),
+        "{sym} {res} now={now}: nothing to compare"
+    );
+    assert_eq!(page.bars, expected, "{sym} {res} now={now} {q:?}");
+}
+
+/// Cached closed days give exactly the minute paths' bars, with the running day (and
+/// the running bucket, down to the second) still computed as of `now`, at every cached
+/// width and for sessions whose length is not a multiple of the base (AAPL's 390
+/// minutes, VOD's 510).
+#[test]
+fn closed_days_match_minute_paths() {
+    let m = market(91);
+    let reference = market(91);
+    // AAPL, VOD, 7203 mid-session on a Tuesday; the same day later and earlier (after
+    // the chunks hold the days closed by the later instant); then a Saturday, when
+    // every session but the 24x7 ones has closed.
+    let tuesday = utc(2019, 5, 14, 13, 47) + 23_456;
+    for now in [
+        tuesday,
+        tuesday + 3 * HOUR_MS + 61_001,
+        tuesday - 2 * HOUR_MS,
+        utc(2019, 5, 18, 12, 0) + 999,
+    ] {
+        for sym in SYMBOLS {
+            for res in CACHED {
+                for q in [
+                    query(0, now + 1, Some(5_000), MAX_LIMIT),
+                    query(0, now + 1, Some(7), MAX_LIMIT),
+                    query(
+                        utc(2019, 2, 27, 7, 0),
+                        utc(2019, 3, 13, 16, 31),
+                        None,
+                        1_000,
+                    ),
+                ] {
+                    check_cached(&m, &reference, sym, res, &q, now);
+                }
+                assert_eq!(
+                    m.current_bar(sym, res, now).unwrap().as_ref(),
+                    from_minute_paths(&reference, sym, res, &query(0, now + 1, Some(1), 1), now)
+                        .last(),
+                    "{sym} {res} now={now}"
+                );
+            }
+        }
+    }
+    assert!(m.closed.bytes() <= closed_days::DEFAULT_BUDGET_BYTES);
+}
+
+/// The chunk of the running day holds the days closed before it and grows as they
+/// close, never holding a day before it has closed; requests with an earlier `now`,
+/// once the chunk has grown past it, still get only what existed then.
+#[test]
+fn closed_chunks_grow_as_days_close() {
+    let m = market(12);
+    let reference = market(12);
+    // A Monday, 11:00 in New York.
+    let start = utc(2019, 7, 1, 15, 0) + 4_321;
+    for (sym, res) in [("BTCUSD", Resolution::Min60), ("AAPL", Resolution::Min240)] {
+        let id = m.index[sym];
+        let mut latest = i64::MIN;
+        for step in [0, 1, 2, 5, 9, 2, 0] {
+            let now = start + step * DAY_MS;
+            let q = query(0, now + 1, Some(300), MAX_LIMIT);
+            check_cached(&m, &reference, sym, res, &q, now);
+            if now < latest {
+                continue;
+            }
+            latest = now;
+            let today = inst(&m, sym).last_day_before(now + 1).unwrap();
+            let open = now < today.end_ms();
+            let newest_closed = if open { today.date - 1 } else { today.date };
+            let held = m
+                .closed
+                .get(ChunkKey::of(id, 60, newest_closed))
+                .expect("a chunk holding the newest closed day");
+            assert_eq!(held.through(), newest_closed, "{sym} step {step}");
+            if open {
+                let running = m.closed.get(ChunkKey::of(id, 60, today.date));
+                assert!(running.is_none_or(|c| c.day(today.date).is_none()));
+            }
+        }
+    }
+}
+
+/// Under a budget far below what the requests touch, chunks are dropped and generated
+/// again without changing a bar, and the cache never holds more than its budget.
+#[test]
+fn closed_days_evicted_within_budget() {
+    let budget = 96 * 1024;
+    let m = Market::with_budget(5, specs(), budget).unwrap();
+    let reference = market(5);
+    let now = utc(2019, 9, 10, 14, 30) + 5_555;
+    let mut rng = Lcg(3);
+    let btc = m.index["BTCUSD"];
+    let first_key = |q: &BarQuery| {
+        let first = m.bars("BTCUSD", Resolution::Min60, q, now).unwrap().bars[0].time;
+        ChunkKey::of(btc, 60, first.div_euclid(DAY_MS))
+    };
+    for round in 0..2 {
+        for sym in SYMBOLS {
+            for res in CACHED {
+                let n = usize::try_from(rng.range(100, 4_000)).unwrap();
+                let q = query(0, now + 1, Some(n), MAX_LIMIT);
+                check_cached(&m, &reference, sym, res, &q, now);
+                assert!(m.closed.bytes() <= budget, "round {round} {sym} {res}");
+            }
+        }
+    }
+    // 3,000 hours of BTCUSD span 8 chunks of about 18 KB: the oldest is gone by the
+    // time the request has read the newest, and comes back the same.
+    let q = query(0, now + 1, Some(3_000), MAX_LIMIT);
+    check_cached(&m, &reference, "BTCUSD", Resolution::Min60, &q, now);
+    assert!(m.closed.get(first_key(&q)).is_none());
+    check_cached(&m, &reference, "BTCUSD", Resolution::Min60, &q, now);
+    assert!(m.closed.bytes() <= budget);
+    assert!(m.closed.len() >= 2);
+}
+
+fn chunk(index: i64, days: i64, bars_per_day: usize) -> Arc<Chunk> {
+    let key = ChunkKey {
+        instrument: 0,
+        base_minutes: 60,
+        index,
+    };
+    let bar = TickBar {
+        time: 0,
+        open: 1,
+        high: 1,
+        low: 1,
+        close: 1,
+        volume: 1,
+    };
+    Arc::new(Chunk::extend(
+        key,
+        None,
+        key.first_date() + days - 1,
+        |_, out| out.extend(std::iter::repeat_n(bar, bars_per_day)),
+    ))
+}
+
+/// The cache's accounting and eviction order, on chunks of known size.
+#[test]
+fn closed_days_budget_and_lru_order() {
+    let size = chunk(0, 16, 24).bytes();
+    assert!(size >= 16 * 24 * std::mem::size_of::<TickBar>());
+    let cache = ClosedDays::new(3 * size);
+    let key = |index| ChunkKey {
+        instrument: 0,
+        base_minutes: 60,
+        index,
+    };
+    for i in 0..3 {
+        cache.insert(key(i), chunk(i, 16, 24));
+    }
+    assert_eq!((cache.len(), cache.bytes()), (3, 3 * size));
+    // Chunk 0 is used again, so chunk 1 is the least recently used.
+    assert!(cache.get(key(0)).is_some());
+    cache.insert(key(3), chunk(3, 16, 24));
+    assert!(cache.get(key(1)).is_none());
+    assert_eq!((cache.len(), cache.bytes()), (3, 3 * size));
+    // Replacing a chunk by a grown copy of itself counts the copy only.
+    cache.insert(key(4), chunk(4, 2, 24));
+    assert_eq!(cache.len(), 3);
+    cache.insert(key(4), chunk(4, 3, 24));
+    assert!(cache.bytes() <= cache.budget_bytes());
+    assert_eq!(
+        cache.get(key(4)).unwrap().through(),
+        key(4).first_date() + 2
+    );
+    // A chunk larger than the whole budget is not kept, and costs nothing.
+    let tiny = ClosedDays::new(size / 2);
+    tiny.insert(key(9), chunk(9, 16, 24));
+    assert_eq!((tiny.len(), tiny.bytes()), (0, 0));
+    // Reading buckets: aligned groups of base bars, the last one short.
+    let day: Vec<TickBar> = (0..7)
+        .map(|i| TickBar {
+            time: i * 60,
+            open: 10 + i,
+            high: 20 + i,
+            low: 5 - i,
+            close: 11 + i,
+            volume: 1 << i,
+        })
+        .collect();
+    let b = closed_days::bucket(&day, 60, 240, 1).unwrap();
+    assert_eq!(
+        (b.time, b.open, b.high, b.low, b.close, b.volume),
+        (240, 14, 26, -1, 17, 16 + 32 + 64)
+    );
+    assert!(closed_days::bucket(&day, 60, 240, 2).is_none());
+    assert_eq!(closed_days::bucket(&day, 60, 60, 6), Some(day[6]));
 }
