@@ -5,6 +5,7 @@
 //! command) does fail when nothing at all got through, which is a behaviour
 //! check that keeps the harness from rotting.
 
+mod abuse;
 mod baseline;
 mod engine;
 mod http;
@@ -18,7 +19,7 @@ mod ws_scenarios;
 use std::time::Duration;
 
 const USAGE: &str =
-    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|store|ws] [--runs N] [--seconds S]";
+    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|store|ws|abuse] [--runs N] [--seconds S]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Part {
@@ -26,6 +27,7 @@ pub enum Part {
     Rest,
     Store,
     Ws,
+    Abuse,
 }
 
 pub struct Options {
@@ -59,7 +61,12 @@ fn parse_args(args: &[String], fd_limit: u64) -> Result<Options, String> {
                     "rest" => Part::Rest,
                     "store" => Part::Store,
                     "ws" => Part::Ws,
-                    other => return Err(format!("--only: engine, rest, store or ws, not {other}")),
+                    "abuse" => Part::Abuse,
+                    other => {
+                        return Err(format!(
+                            "--only: engine, rest, store, ws or abuse, not {other}"
+                        ))
+                    }
                 })
             }
             "--runs" => {
@@ -123,6 +130,9 @@ async fn main() {
     }
     if runs(Part::Ws) {
         ok &= ws_scenarios::run_all(&options).await;
+    }
+    if runs(Part::Abuse) {
+        ok &= abuse::run_all(&options).await;
     }
     if !ok {
         std::process::exit(1);
