@@ -3,8 +3,8 @@
 //! decides who is refused (and then refuses everyone, health checks too).
 
 /// Descriptors kept for everything that is not a client connection: the
-/// listener, the hop to the API server and its pool, store files, logs.
-pub const RESERVED: u64 = 512;
+/// listener, the HTTP/2 hop to the API server, store files, logs.
+pub const RESERVED: u64 = 256;
 
 /// The soft and hard open-files limits after raising the soft one to the
 /// hard one (which needs no privilege).
@@ -50,8 +50,8 @@ mod tests {
 
     #[test]
     fn the_cap_fits_under_the_limit() {
-        assert_eq!(connection_cap(0, 20_000), (19_488, false));
-        assert_eq!(connection_cap(50_000, 20_000), (19_488, true));
+        assert_eq!(connection_cap(0, 20_000), (19_744, false));
+        assert_eq!(connection_cap(50_000, 20_000), (19_744, true));
         assert_eq!(connection_cap(100, 20_000), (100, false));
         assert!(raise_open_files_limit().is_ok());
     }
