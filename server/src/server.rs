@@ -1,10 +1,12 @@
 //! Assembling and starting the server: context, API server, edge.
 //!
-//! Two runtimes: the API server (dropshot, the REST handlers) runs on one
-//! of its own, and the edge, the WebSocket connections and the broadcaster
-//! run on the caller's. Expensive requests can then keep the API workers
-//! busy without delaying the live stream by a single scheduling slot; the
+//! Two runtimes: the live stream (WebSocket connections and the
+//! broadcaster) runs on one of its own, and requests (the edge and the API
+//! server) on the caller's. Expensive requests can then keep the request
+//! workers busy without delaying the live stream by a scheduling slot; the
 //! edge also bounds how many of them run at once (see `edge::admission`).
+//! Requests stay on one runtime: a request that hopped between two at each
+//! step cost twice the CPU.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -96,7 +98,7 @@ pub fn api_description() -> Result<ApiDescription<AppContext>, String> {
 pub struct Server {
     edge: Arc<Edge>,
     api: HttpServer<AppContext>,
-    api_runtime: ApiRuntime,
+    live_runtime: LiveRuntime,
     local_addr: SocketAddr,
     grace: Duration,
     log: Logger,
@@ -130,16 +132,16 @@ impl Server {
         );
         info!(self.log, "connections closed"; "left" => self.edge.open_connections());
         let result = self.api.close().await;
-        drop(self.api_runtime);
+        drop(self.live_runtime);
         result
     }
 }
 
-/// The API server's runtime, shut down without waiting when dropped: a
+/// The live stream's runtime, shut down without waiting when dropped: a
 /// runtime may not be dropped from inside another (as the caller's is).
-struct ApiRuntime(Option<Runtime>);
+struct LiveRuntime(Option<Runtime>);
 
-impl Drop for ApiRuntime {
+impl Drop for LiveRuntime {
     fn drop(&mut self) {
         if let Some(rt) = self.0.take() {
             rt.shutdown_background();
@@ -176,15 +178,17 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
     let context = build_context(config, &log)?;
     let ws = Arc::clone(&context.ws);
     let cors = context.cors.clone();
-    ws.spawn_broadcaster(Duration::from_millis(config.broadcast_interval_ms));
-
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let api_runtime = tokio::runtime::Builder::new_multi_thread()
+    let live_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
-        .thread_name("api")
+        .thread_name("live")
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the API runtime: {e}"))?;
+        .map_err(|e| format!("cannot start the live runtime: {e}"))?;
+    {
+        let _inside = live_runtime.enter();
+        ws.spawn_broadcaster(Duration::from_millis(config.broadcast_interval_ms));
+    }
     // dropshot logs every connection and request at info; the edge's access
     // log covers that, so only its warnings and errors pass.
     let api_log = Logger::root(
@@ -192,7 +196,6 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         o!(),
     );
     let api = {
-        let _inside = api_runtime.enter();
         ServerBuilder::new(api_description()?, context, api_log)
             .config(ConfigDropshot {
                 bind_address: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -215,7 +218,10 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         max_connections_per_ip: config.max_connections_per_ip,
         rate: RateLimits::new(config.rate_limit_rps, config.rate_limit_burst),
         max_inflight_per_ip: config.max_inflight_per_ip as usize,
-        max_inflight: workers,
+        // Enough to keep every worker busy without parking between requests
+        // (a bound of one per worker cost twice the CPU per request); the
+        // per-address bound is what keeps one client from taking them all.
+        max_inflight: (workers * 8).max(16),
         timeouts: Timeouts {
             header: Duration::from_secs_f64(config.header_timeout),
             keepalive: Duration::from_secs_f64(config.keepalive_timeout),
@@ -230,6 +236,7 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         edge_config,
         Upstream::new(api.local_addr()),
         ws,
+        live_runtime.handle().clone(),
         cors,
         edge_log,
     )?;
@@ -240,12 +247,12 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         "open_files_hard" => open_files.map(|(_, hard)| hard),
         "rate_limit" => RateLimits::new(config.rate_limit_rps, config.rate_limit_burst)
             .map_or("off".to_string(), |r| r.describe()),
-        "api_workers" => workers);
+        "workers" => workers);
     tokio::spawn(Arc::clone(&edge).run(listener));
     Ok(Server {
         edge,
         api,
-        api_runtime: ApiRuntime(Some(api_runtime)),
+        live_runtime: LiveRuntime(Some(live_runtime)),
         local_addr,
         grace: Duration::from_secs_f64(config.shutdown_grace),
         log,

@@ -57,7 +57,7 @@ use watch::{ConnClock, Phase, Watched};
 /// client.
 const OVER_CAP_LANE: u32 = 256;
 const OVER_CAP_LANE_PER_CLIENT: u32 = 8;
-
+const OVER_CAP_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a connection gets when even the over-cap allowance is used up.
 const FULL_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 76\r\n\r\n{\"request_id\":\"\",\"error_code\":\"TooManyConnections\",\"message\":\"Server full\"}";
@@ -81,6 +81,8 @@ pub struct Edge {
     inflight: Arc<Inflight>,
     upstream: Upstream,
     ws: Arc<WsState>,
+    /// Where WebSocket connections run (see `server`).
+    live: tokio::runtime::Handle,
     cors: CorsPolicy,
     timeouts: Timeouts,
     ws_require_origin: bool,
@@ -98,6 +100,7 @@ impl Edge {
         config: EdgeConfig,
         upstream: Upstream,
         ws: Arc<WsState>,
+        live: tokio::runtime::Handle,
         cors: CorsPolicy,
         log: Logger,
     ) -> Result<Arc<Edge>, String> {
@@ -108,6 +111,7 @@ impl Edge {
             inflight: Inflight::new(config.max_inflight_per_ip, config.max_inflight),
             upstream,
             ws,
+            live,
             cors,
             timeouts: config.timeouts,
             ws_require_origin: config.ws_require_origin,
@@ -190,12 +194,21 @@ impl Edge {
         slot: Arc<dyn Send + Sync>,
     ) {
         let _ = tcp.set_nodelay(true);
-        let clock = Arc::new(ConnClock::new(self.timeouts));
+        let mut timeouts = self.timeouts;
+        if refused.is_some() {
+            // An over-cap connection holds a place in a small allowance:
+            // it gets little time to say whether it is a health check.
+            timeouts.header = timeouts.header.min(OVER_CAP_HEADER_TIMEOUT);
+        }
+        let clock = Arc::new(ConnClock::new(timeouts));
         // hyper allocates its read buffer (8 KiB) as soon as it is handed a
         // socket; a connection that sends nothing costs only its task until
         // it does (or is closed at the header deadline).
         let first_byte = clock.deadline().unwrap_or_else(Instant::now);
-        if tokio::time::timeout_at(first_byte, tcp.readable()).await.is_err() {
+        if tokio::time::timeout_at(first_byte, tcp.readable())
+            .await
+            .is_err()
+        {
             debug!(self.log, "connection timed out"; "remote" => %peer, "phase" => "first byte");
             return;
         }
@@ -317,8 +330,26 @@ async fn hand_over(conn: Arc<Conn>, upgraded: Upgraded) {
             return;
         }
     };
-    let tcp = parts.io.into_inner().into_inner();
-    let socket = crate::ws::Socket::new(tcp, parts.read_buf);
-    crate::ws::serve(socket, Arc::clone(&conn.edge.ws), conn.peer).await;
-    drop(conn);
+    // The socket moves to the live runtime: registered with its reactor,
+    // its readiness is seen there even while every request worker is busy.
+    let tcp = match parts.io.into_inner().into_inner().into_std() {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            debug!(conn.edge.log, "websocket socket lost"; "error" => %e);
+            return;
+        }
+    };
+    let live = conn.edge.live.clone();
+    live.spawn(async move {
+        let tcp = match TcpStream::from_std(tcp) {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                debug!(conn.edge.log, "websocket socket lost"; "error" => %e);
+                return;
+            }
+        };
+        let socket = crate::ws::Socket::new(tcp, parts.read_buf);
+        crate::ws::serve(socket, Arc::clone(&conn.edge.ws), conn.peer).await;
+        drop(conn);
+    });
 }

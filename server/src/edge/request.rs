@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use slog::{debug, info, warn};
 use tokio::time::Instant;
@@ -85,28 +85,22 @@ pub struct Conn {
     pub _slot: Arc<dyn Send + Sync>,
 }
 
-/// The body of every response the edge sends: the API server's, streamed,
-/// or the edge's own. It ends the request on the connection clock when
-/// hyper is done with it.
+/// The body of every response the edge sends. It ends the request on the
+/// connection clock when hyper is done with it (written out, or given up).
 pub struct EdgeBody {
-    inner: Either<Incoming, Full<Bytes>>,
+    inner: Full<Bytes>,
     _done: Option<RequestGuard>,
 }
 
 impl Body for EdgeBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Infallible;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.inner {
-            Either::Left(b) => Pin::new(b).poll_frame(cx),
-            Either::Right(b) => Pin::new(b)
-                .poll_frame(cx)
-                .map(|f| f.map(|f| f.map_err(|never: Infallible| match never {}))),
-        }
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -118,7 +112,7 @@ impl Body for EdgeBody {
     }
 }
 
-type Reply = Response<Either<Incoming, Full<Bytes>>>;
+type Reply = Response<Full<Bytes>>;
 
 /// The JSON error body every API error has (`Error` in the spec).
 pub fn error_reply(
@@ -130,7 +124,7 @@ pub fn error_reply(
 ) -> Reply {
     let id = uuid::Uuid::new_v4().to_string();
     let body = serde_json::json!({ "request_id": id, "error_code": code, "message": message });
-    let mut r = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(
@@ -158,7 +152,6 @@ pub async fn serve(
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let edge = Arc::clone(&conn.edge);
-    let request_headers = request.headers().clone();
     let (mut reply, verdict) = route(&conn, request).await;
     let upgraded = reply.status() == StatusCode::SWITCHING_PROTOCOLS;
     if let (Some(rate), Some(v)) = (&edge.rate, &verdict) {
@@ -181,7 +174,6 @@ pub async fn serve(
     if status >= 500 {
         warn!(edge.log, "request failed"; "path" => &path, "status" => status, "remote" => %conn.peer);
     }
-    drop(request_headers);
     Ok(reply.map(|inner| EdgeBody {
         inner,
         _done: (!upgraded).then_some(guard),
@@ -280,7 +272,7 @@ fn upgrade(conn: &Arc<Conn>, mut request: Request<Incoming>) -> Reply {
             Err(e) => debug!(conn.edge.log, "websocket upgrade failed"; "error" => %e),
         }
     });
-    let mut r = Response::new(Either::Right(Full::new(Bytes::new())));
+    let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -343,7 +335,7 @@ async fn forward(conn: &Arc<Conn>, request: Request<Incoming>) -> Reply {
     // body streams from a buffer it has already made.
     drop(permit);
     match result {
-        Ok(response) => response.map(Either::Left),
+        Ok(response) => response.map(Full::new),
         Err(e) => {
             warn!(edge.log, "API server did not answer"; "error" => &e);
             error_reply(
