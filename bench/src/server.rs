@@ -225,24 +225,5 @@ pub fn send_queues(server_port: u16, peers: &[u16]) -> Vec<u64> {
 /// Done first thing in `main`, so the servers this process starts inherit
 /// it: each side of every WebSocket connection holds one descriptor.
 pub fn raise_fd_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write `limit`.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-    }
-    limit.rlim_cur
+    trading_server::edge::files::raise_open_files_limit().map_or(1024, |(soft, _)| soft)
 }
