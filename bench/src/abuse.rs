@@ -260,13 +260,11 @@ fn attack(kind: Attack, to: SocketAddr, stop: Arc<AtomicBool>) -> Vec<JoinHandle
                 let stop = Arc::clone(&stop);
                 let request = http::request("GET", &path, "");
                 tasks.push(tokio::spawn(async move {
-                    let address = to.to_string();
                     while !stop.load(Ordering::Relaxed) {
                         let Ok(tcp) = connect_from([127, 0, 12, 1], to, None).await else {
                             tokio::time::sleep(Duration::from_millis(10)).await;
                             continue;
                         };
-                        let _ = &address;
                         let mut conn = tokio::io::BufReader::new(tcp);
                         // A 429 is an answer too: keep asking, as a
                         // careless client would.
