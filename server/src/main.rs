@@ -65,7 +65,7 @@ async fn serve(config: Config) -> ExitCode {
     info!(log, "shutting down";
         "connections" => server.open_connections(),
         "websocket_connections" => server.context().ws.open_connections());
-    if let Err(e) = trading_server::server::stop(server).await {
+    if let Err(e) = server.stop().await {
         slog::error!(log, "shutdown failed"; "error" => e);
     }
     ExitCode::SUCCESS

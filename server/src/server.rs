@@ -213,10 +213,14 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
     let local_addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let rate = RateLimits::new(config.rate_limit_rps, config.rate_limit_burst);
+    let rate_limit = rate
+        .as_ref()
+        .map_or("off".to_string(), RateLimits::describe);
     let edge_config = EdgeConfig {
         max_connections,
         max_connections_per_ip: config.max_connections_per_ip,
-        rate: RateLimits::new(config.rate_limit_rps, config.rate_limit_burst),
+        rate,
         max_inflight_per_ip: config.max_inflight_per_ip as usize,
         // Enough to keep every worker busy without parking between requests
         // (a bound of one per worker cost twice the CPU per request); the
@@ -245,8 +249,7 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         "max_connections_per_ip" => config.max_connections_per_ip,
         "open_files" => open_files.map(|(soft, _)| soft),
         "open_files_hard" => open_files.map(|(_, hard)| hard),
-        "rate_limit" => RateLimits::new(config.rate_limit_rps, config.rate_limit_burst)
-            .map_or("off".to_string(), |r| r.describe()),
+        "rate_limit" => rate_limit,
         "workers" => workers);
     tokio::spawn(Arc::clone(&edge).run(listener));
     Ok(Server {
@@ -257,9 +260,4 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         grace: Duration::from_secs_f64(config.shutdown_grace),
         log,
     })
-}
-
-/// Graceful shutdown (see [`Server::stop`]).
-pub async fn stop(server: Server) -> Result<(), String> {
-    server.stop().await
 }

@@ -195,7 +195,8 @@ impl Inflight {
     }
 
     /// Clients with a data request running or waiting.
-    pub fn clients(&self) -> usize {
+    #[cfg(test)]
+    fn clients(&self) -> usize {
         lock(&self.clients).len()
     }
 }
