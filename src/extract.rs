@@ -6,6 +6,9 @@
 //! exactly like dropshot's `Query`, `Path` and `TypedBody` (so the generated
 //! OpenAPI is unchanged) but never fail: the handler receives the error and
 //! returns it through the same path as its own errors.
+//!
+//! The same wrappers are the arguments of `api::TradingService`, built by
+//! the generated `call` from what `crate::service` parsed.
 
 use async_trait::async_trait;
 use dropshot::{
@@ -21,6 +24,11 @@ macro_rules! shared_wrapper {
         pub struct $name<T: DeserializeOwned + JsonSchema + Send + Sync>(Result<T, HttpError>);
 
         impl<T: DeserializeOwned + JsonSchema + Send + Sync> $name<T> {
+            /// What parsing the request gave (see `crate::service`).
+            pub fn from_result(result: Result<T, HttpError>) -> Self {
+                Self(result)
+            }
+
             /// The parsed value, or the 400 describing why it could not be parsed.
             pub fn into_inner(self) -> Result<T, HttpError> {
                 self.0
@@ -59,6 +67,11 @@ shared_wrapper!(
 pub struct ApiBody<T: DeserializeOwned + JsonSchema + Send + Sync>(Result<T, HttpError>);
 
 impl<T: DeserializeOwned + JsonSchema + Send + Sync> ApiBody<T> {
+    /// What parsing the request gave (see `crate::service`).
+    pub fn from_result(result: Result<T, HttpError>) -> Self {
+        Self(result)
+    }
+
     /// The parsed body, or the 400 describing why it could not be parsed.
     pub fn into_inner(self) -> Result<T, HttpError> {
         self.0

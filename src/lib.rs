@@ -2,12 +2,13 @@
 //!
 //! Everything here is derived from the hand-written specs under `specs/` by
 //! `build.rs`: the wire types ([`types`]) and the dropshot API trait
-//! ([`api::TradingApi`]). The server implements the trait; it never defines a
+//! ([`api::TradingApi`], and [`api::TradingService`] which the server implements). The server implements the trait; it never defines a
 //! wire struct of its own, so the spec and the server cannot drift apart
 //! without a compile error or a failing contract test.
 
 pub mod encoded;
 pub mod extract;
+pub mod service;
 
 /// Wire types of `specs/openapi.yaml` (component schemas, plus one struct per
 /// operation for its path parameters, query parameters and response headers).
@@ -16,10 +17,14 @@ pub mod types {
     include!(concat!(env!("OUT_DIR"), "/openapi_types.rs"));
 }
 
-/// The dropshot API trait of `specs/openapi.yaml`.
+/// The API of `specs/openapi.yaml`: the dropshot trait (its stub
+/// description is the OpenAPI document the contract test checks) and the
+/// same operations as the plain trait the server implements, with the route
+/// table and `call`.
 pub mod api {
     use crate::types::*;
     include!(concat!(env!("OUT_DIR"), "/openapi_api.rs"));
+    include!(concat!(env!("OUT_DIR"), "/openapi_service.rs"));
 }
 
 /// Message types of `specs/asyncapi.yaml` (the WebSocket channel).

@@ -1,14 +1,15 @@
-//! The REST API: `trading_pro::api::TradingApi`, implemented.
+//! The REST API: `trading_pro::api::TradingService`, implemented.
 //!
 //! Handlers are thin: they validate input into domain values, ask the data
 //! source (`source`), and map the answer onto generated wire types.
 
-use dropshot::{HttpCodedResponse, HttpError, HttpResponseHeaders, HttpResponseOk, RequestContext};
+use dropshot::{HttpCodedResponse, HttpError, HttpResponseHeaders, HttpResponseOk};
 use schemars::JsonSchema;
 use serde::Serialize;
-use trading_pro::api::TradingApi;
+use trading_pro::api::TradingService;
 use trading_pro::encoded::EncodedOk;
 use trading_pro::extract::{ApiBody, ApiHeader, ApiPath, ApiQuery};
+use trading_pro::service::Request;
 use trading_pro::types::*;
 
 use crate::bars_json::{self, PriceFormat};
@@ -32,7 +33,7 @@ type Headed<R> = Result<HttpResponseHeaders<R, ApiVersionHeaders>, HttpError>;
 
 /// Turns a handler's outcome into a response carrying `API-Version` and the
 /// CORS headers, success or error alike.
-pub fn respond<T>(rqctx: &RequestContext<AppContext>, result: Result<T, ApiError>) -> Response<T>
+pub fn respond<T>(rqctx: &Request<AppContext>, result: Result<T, ApiError>) -> Response<T>
 where
     T: Serialize + JsonSchema + Send + Sync + 'static,
 {
@@ -40,12 +41,12 @@ where
 }
 
 /// [`respond`] for any success type, such as a pre-encoded body.
-fn respond_with<R>(rqctx: &RequestContext<AppContext>, result: Result<R, ApiError>) -> Headed<R>
+fn respond_with<R>(rqctx: &Request<AppContext>, result: Result<R, ApiError>) -> Headed<R>
 where
     R: HttpCodedResponse,
 {
     let ctx = rqctx.context();
-    let request = rqctx.request.headers();
+    let request = rqctx.headers();
     match result {
         Ok(body) => {
             let mut response = HttpResponseHeaders::new(
@@ -220,10 +221,10 @@ fn round_to(x: f64, pricescale: u32) -> f64 {
 
 pub enum TradingServer {}
 
-impl TradingApi for TradingServer {
+impl TradingService for TradingServer {
     type Context = AppContext;
 
-    async fn get_service_index(rqctx: RequestContext<AppContext>) -> Response<ServiceIndex> {
+    async fn get_service_index(rqctx: Request<AppContext>) -> Response<ServiceIndex> {
         let index = ServiceIndex {
             name: "trading-pro".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -244,7 +245,7 @@ impl TradingApi for TradingServer {
         respond(&rqctx, Ok(index))
     }
 
-    async fn get_health_status(rqctx: RequestContext<AppContext>) -> Response<HealthResponse> {
+    async fn get_health_status(rqctx: Request<AppContext>) -> Response<HealthResponse> {
         let now = rqctx.context().clock.now_ms();
         let health = HealthResponse {
             status: "ok".into(),
@@ -256,7 +257,7 @@ impl TradingApi for TradingServer {
         respond(&rqctx, Ok(health))
     }
 
-    async fn get_api_versions(rqctx: RequestContext<AppContext>) -> Response<ApiMetadata> {
+    async fn get_api_versions(rqctx: Request<AppContext>) -> Response<ApiMetadata> {
         let meta = ApiMetadata {
             current_version: trading_pro::API_VERSION.into(),
             available_versions: versions(),
@@ -266,11 +267,11 @@ impl TradingApi for TradingServer {
         respond(&rqctx, Ok(meta))
     }
 
-    async fn get_current_api_version(rqctx: RequestContext<AppContext>) -> Response<VersionInfo> {
+    async fn get_current_api_version(rqctx: Request<AppContext>) -> Response<VersionInfo> {
         respond(&rqctx, Ok(current_version()))
     }
 
-    async fn get_config(rqctx: RequestContext<AppContext>) -> Response<DatafeedConfiguration> {
+    async fn get_config(rqctx: Request<AppContext>) -> Response<DatafeedConfiguration> {
         let catalog = rqctx.context().source.catalog();
         let mut exchanges = vec![Exchange {
             value: String::new(),
@@ -302,7 +303,7 @@ impl TradingApi for TradingServer {
     }
 
     async fn search_symbols(
-        rqctx: RequestContext<AppContext>,
+        rqctx: Request<AppContext>,
         query: ApiQuery<SearchSymbolsQuery>,
     ) -> Response<Vec<SymbolSearchResult>> {
         let result = (|| {
@@ -324,7 +325,7 @@ impl TradingApi for TradingServer {
     }
 
     async fn resolve_symbol(
-        rqctx: RequestContext<AppContext>,
+        rqctx: Request<AppContext>,
         path: ApiPath<ResolveSymbolPath>,
     ) -> Response<SymbolInfo> {
         let catalog = rqctx.context().source.catalog();
@@ -336,7 +337,7 @@ impl TradingApi for TradingServer {
     }
 
     async fn get_bars(
-        rqctx: RequestContext<AppContext>,
+        rqctx: Request<AppContext>,
         query: ApiQuery<GetBarsQuery>,
     ) -> Headed<EncodedOk<BarsResponse>> {
         let result = match query.into_inner().map_err(bars_query_error) {
@@ -347,7 +348,7 @@ impl TradingApi for TradingServer {
     }
 
     async fn get_quotes(
-        rqctx: RequestContext<AppContext>,
+        rqctx: Request<AppContext>,
         body: ApiBody<QuotesRequest>,
     ) -> Response<Vec<QuoteData>> {
         let ctx = rqctx.context();
@@ -369,7 +370,7 @@ impl TradingApi for TradingServer {
         respond(&rqctx, result)
     }
 
-    async fn datafeed_health_check(rqctx: RequestContext<AppContext>) -> Response<DatafeedHealth> {
+    async fn datafeed_health_check(rqctx: Request<AppContext>) -> Response<DatafeedHealth> {
         let ctx = rqctx.context();
         let catalog = ctx.source.catalog();
         let health = DatafeedHealth {
@@ -384,7 +385,7 @@ impl TradingApi for TradingServer {
     }
 
     async fn ingest_trades(
-        rqctx: RequestContext<AppContext>,
+        rqctx: Request<AppContext>,
         headers: ApiHeader<IngestTradesHeaders>,
         body: ApiBody<TradesIngestRequest>,
     ) -> Response<IngestResponse> {
@@ -407,7 +408,7 @@ impl TradingApi for TradingServer {
     }
 
     async fn ingest_bars(
-        rqctx: RequestContext<AppContext>,
+        rqctx: Request<AppContext>,
         headers: ApiHeader<IngestBarsHeaders>,
         body: ApiBody<BarsIngestRequest>,
     ) -> Response<IngestResponse> {
@@ -432,7 +433,7 @@ impl TradingApi for TradingServer {
         respond(&rqctx, result)
     }
 
-    async fn get_server_time(rqctx: RequestContext<AppContext>) -> Response<i64> {
+    async fn get_server_time(rqctx: Request<AppContext>) -> Response<i64> {
         respond(&rqctx, Ok(rqctx.context().clock.now_ms().div_euclid(1000)))
     }
 }
@@ -441,7 +442,7 @@ impl TradingApi for TradingServer {
 /// token, then applies the request. Nothing about the body is looked at (or
 /// told) before the caller has proven who it is.
 async fn ingest(
-    rqctx: &RequestContext<AppContext>,
+    rqctx: &Request<AppContext>,
     key: Result<Option<String>, HttpError>,
     request: Result<IngestRequest, HttpError>,
 ) -> Result<IngestResponse, ApiError> {
@@ -460,7 +461,7 @@ async fn ingest(
                 .into(),
         ));
     };
-    let header = rqctx.request.headers().get(http::header::AUTHORIZATION);
+    let header = rqctx.headers().get(http::header::AUTHORIZATION);
     let token = header
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {

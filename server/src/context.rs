@@ -1,5 +1,5 @@
 //! What every handler can see: the data source, the clock, the CORS policy
-//! and the WebSocket side. Passed explicitly as dropshot's server context.
+//! and the WebSocket side. Handlers get it through `trading_pro::service::Request`.
 
 use std::sync::Arc;
 

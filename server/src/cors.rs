@@ -1,10 +1,10 @@
 //! Headers every response carries: `API-Version`, and CORS for the
 //! configured origins.
 //!
-//! dropshot has no middleware, so each response is decorated where it is
-//! made: handlers return through [`crate::api::respond`], extraction errors
-//! reach the handler (see `trading_pro::extract`), and preflight requests are
-//! answered by an `OPTIONS` endpoint registered for every path.
+//! Each response is decorated where it is made: handlers return through
+//! [`crate::api::respond`], extraction errors reach the handler (see
+//! `trading_pro::extract`), `routes` decorates its own answers and answers
+//! preflight requests for every path, and the edge its refusals.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{header, Method};

@@ -1,14 +1,14 @@
-//! Endpoints outside the contract: the spec itself (JSON and YAML), a
-//! readable docs page rendered from it, and CORS preflight for every path.
-//! They are unpublished, so they never appear in the generated OpenAPI.
+//! Pages outside the contract: the spec itself (JSON and YAML), a readable
+//! docs page rendered from it, the AsyncAPI spec and its page; and the
+//! answer to a CORS preflight, for every path. `routes` serves them.
 
 use std::fmt::Write;
 use std::sync::OnceLock;
 
-use dropshot::{ApiDescription, ApiEndpoint, ApiEndpointVersions, Body, HttpError, RequestContext};
-use http::{header, Method, Response, StatusCode};
+use bytes::Bytes;
+use dropshot::HttpError;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::Value;
-use trading_pro::types::ResolveSymbolPath;
 
 use crate::api::decorate_error;
 use crate::context::AppContext;
@@ -39,89 +39,57 @@ fn docs_page() -> &'static str {
     PAGE.get_or_init(|| render_docs(openapi_json()))
 }
 
-fn respond(
-    rqctx: &RequestContext<AppContext>,
-    content_type: &'static str,
-    body: String,
-) -> Result<Response<Body>, HttpError> {
-    let mut response = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, content_type)
-        .header("api-version", trading_pro::API_VERSION)
-        .body(Body::from(body))
-        .map_err(|e| HttpError::for_internal_error(e.to_string()))?;
-    rqctx
-        .context()
-        .cors
-        .decorate(rqctx.request.headers(), response.headers_mut());
-    Ok(response)
+/// The spec and docs pages: path, content type, body.
+fn pages() -> [(&'static str, &'static str, &'static str); 6] {
+    static JSON: OnceLock<(String, String)> = OnceLock::new();
+    let (openapi, asyncapi) =
+        JSON.get_or_init(|| (openapi_json().to_string(), asyncapi_json().to_string()));
+    [
+        ("/api/v1/openapi.json", "application/json", openapi),
+        (
+            "/api/v1/openapi.yaml",
+            "application/yaml",
+            trading_pro::OPENAPI_YAML,
+        ),
+        ("/api/v1/docs", "text/html; charset=utf-8", docs_page()),
+        ("/api/v1/ws/asyncapi.json", "application/json", asyncapi),
+        (
+            "/api/v1/ws/asyncapi.yaml",
+            "application/yaml",
+            trading_pro::ASYNCAPI_YAML,
+        ),
+        (
+            "/api/v1/ws/asyncapi",
+            "text/html; charset=utf-8",
+            asyncapi_page(),
+        ),
+    ]
 }
 
-#[dropshot::endpoint { method = GET, path = "/api/v1/openapi.json", unpublished = true }]
-async fn openapi_json_endpoint(
-    rqctx: RequestContext<AppContext>,
-) -> Result<Response<Body>, HttpError> {
-    respond(&rqctx, "application/json", openapi_json().to_string())
-}
-
-#[dropshot::endpoint { method = GET, path = "/api/v1/openapi.yaml", unpublished = true }]
-async fn openapi_yaml_endpoint(
-    rqctx: RequestContext<AppContext>,
-) -> Result<Response<Body>, HttpError> {
-    respond(
-        &rqctx,
-        "application/yaml",
-        trading_pro::OPENAPI_YAML.to_string(),
-    )
-}
-
-#[dropshot::endpoint { method = GET, path = "/api/v1/docs", unpublished = true }]
-async fn docs_endpoint(rqctx: RequestContext<AppContext>) -> Result<Response<Body>, HttpError> {
-    respond(&rqctx, "text/html; charset=utf-8", docs_page().to_string())
-}
-
-#[dropshot::endpoint { method = GET, path = "/api/v1/ws/asyncapi.json", unpublished = true }]
-async fn asyncapi_json_endpoint(
-    rqctx: RequestContext<AppContext>,
-) -> Result<Response<Body>, HttpError> {
-    respond(&rqctx, "application/json", asyncapi_json().to_string())
-}
-
-#[dropshot::endpoint { method = GET, path = "/api/v1/ws/asyncapi.yaml", unpublished = true }]
-async fn asyncapi_yaml_endpoint(
-    rqctx: RequestContext<AppContext>,
-) -> Result<Response<Body>, HttpError> {
-    respond(
-        &rqctx,
-        "application/yaml",
-        trading_pro::ASYNCAPI_YAML.to_string(),
-    )
-}
-
-#[dropshot::endpoint { method = GET, path = "/api/v1/ws/asyncapi", unpublished = true }]
-async fn asyncapi_endpoint(rqctx: RequestContext<AppContext>) -> Result<Response<Body>, HttpError> {
-    respond(
-        &rqctx,
-        "text/html; charset=utf-8",
-        asyncapi_page().to_string(),
-    )
+/// The page at `path`, if there is one: its content type and body.
+pub fn page(path: &str) -> Option<(&'static str, &'static str)> {
+    pages()
+        .into_iter()
+        .find(|(p, _, _)| *p == path)
+        .map(|(_, content_type, body)| (content_type, body))
 }
 
 /// Answers a CORS preflight: 204 with the CORS headers for an allowed origin
 /// and method, 403 with a message otherwise.
-async fn preflight(rqctx: RequestContext<AppContext>) -> Result<Response<Body>, HttpError> {
-    let ctx = rqctx.context();
-    let request = rqctx.request.headers();
+pub fn preflight(ctx: &AppContext, request: &HeaderMap) -> Result<Response<Bytes>, HttpError> {
     match ctx.cors.preflight(request) {
         Some(headers) => {
-            let mut response = Response::builder().status(StatusCode::NO_CONTENT);
+            let mut response = Response::new(Bytes::new());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            let h = response.headers_mut();
             for (k, v) in headers {
-                response = response.header(k, v);
+                h.insert(k, v);
             }
-            response
-                .header("api-version", trading_pro::API_VERSION)
-                .body(Body::empty())
-                .map_err(|e| HttpError::for_internal_error(e.to_string()))
+            h.insert(
+                "api-version",
+                HeaderValue::from_static(trading_pro::API_VERSION),
+            );
+            Ok(response)
         }
         None => Err(decorate_error(
             ctx,
@@ -135,68 +103,6 @@ async fn preflight(rqctx: RequestContext<AppContext>) -> Result<Response<Body>, 
             ),
         )),
     }
-}
-
-async fn preflight_symbol(
-    rqctx: RequestContext<AppContext>,
-    _path: dropshot::Path<ResolveSymbolPath>,
-) -> Result<Response<Body>, HttpError> {
-    preflight(rqctx).await
-}
-
-/// Registers the spec, the docs page and an `OPTIONS` handler for every path
-/// of the spec.
-pub fn register(api: &mut ApiDescription<AppContext>) -> Result<(), String> {
-    api.register(openapi_json_endpoint)
-        .map_err(|e| e.to_string())?;
-    api.register(openapi_yaml_endpoint)
-        .map_err(|e| e.to_string())?;
-    api.register(docs_endpoint).map_err(|e| e.to_string())?;
-    api.register(asyncapi_json_endpoint)
-        .map_err(|e| e.to_string())?;
-    api.register(asyncapi_yaml_endpoint)
-        .map_err(|e| e.to_string())?;
-    api.register(asyncapi_endpoint).map_err(|e| e.to_string())?;
-    let paths = openapi_json()["paths"]
-        .as_object()
-        .ok_or("spec has no paths")?;
-    let extra = [
-        "/api/v1/openapi.json",
-        "/api/v1/openapi.yaml",
-        "/api/v1/docs",
-        "/api/v1/ws/asyncapi.json",
-        "/api/v1/ws/asyncapi.yaml",
-        "/api/v1/ws/asyncapi",
-    ];
-    for path in paths.keys().map(String::as_str).chain(extra) {
-        let name = format!("preflight {path}");
-        let endpoint = if path.contains("{symbol}") {
-            ApiEndpoint::new(
-                name,
-                preflight_symbol,
-                Method::OPTIONS,
-                dropshot::CONTENT_TYPE_JSON,
-                path,
-                ApiEndpointVersions::All,
-            )
-        } else if path.contains('{') {
-            return Err(format!(
-                "no preflight handler for the path variables of {path}"
-            ));
-        } else {
-            ApiEndpoint::new(
-                name,
-                preflight,
-                Method::OPTIONS,
-                dropshot::CONTENT_TYPE_JSON,
-                path,
-                ApiEndpointVersions::All,
-            )
-        };
-        api.register(endpoint.visible(false))
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
 }
 
 fn esc(s: &str) -> String {

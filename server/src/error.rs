@@ -68,7 +68,12 @@ impl ApiError {
     pub fn into_http(self) -> HttpError {
         let status = match self {
             ApiError::UnknownSymbol(_) => ClientErrorStatusCode::NOT_FOUND,
-            ApiError::Malformed(e) => return e,
+            ApiError::Malformed(mut e) => {
+                // dropshot's parse errors carry no code; every error of
+                // ours has one.
+                e.error_code.get_or_insert_with(|| "BadRequest".into());
+                return e;
+            }
             ApiError::Unavailable(why) => {
                 // The cause (a file, a database error) goes to the log only.
                 let mut e = HttpError::for_unavail(Some("Unavailable".into()), why);

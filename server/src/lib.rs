@@ -3,6 +3,8 @@
 //! market, or a store of real data.
 //!
 //! Where things live:
+//! * `routes`: where each admitted request goes (the spec's operations,
+//!   the docs pages, CORS preflight);
 //! * `api`: the REST handlers (one method per operation of the spec);
 //! * `ws`: live bars over WebSocket (hub, connections, broadcaster);
 //! * `source`: the data-source interface every handler asks;
@@ -33,6 +35,7 @@ pub mod import;
 pub mod logging;
 pub mod market;
 pub mod paging;
+pub mod routes;
 pub mod server;
 pub mod source;
 pub mod store;

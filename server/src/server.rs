@@ -1,8 +1,8 @@
-//! Assembling and starting the server: context, API server, edge.
+//! Assembling and starting the server: context, edge.
 //!
 //! Two runtimes: the live stream (WebSocket connections and the
-//! broadcaster) runs on one of its own, and requests (the edge and the API
-//! server) on the caller's. Expensive requests can then keep the request
+//! broadcaster) runs on one of its own, and requests (the edge and their
+//! handlers) on the caller's. Expensive requests can then keep the request
 //! workers busy without delaying the live stream by a scheduling slot; the
 //! edge also bounds how many of them run at once (see `edge::admission`).
 //! Requests stay on one runtime: a request that hopped between two at each
@@ -12,17 +12,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dropshot::{ApiDescription, ConfigDropshot, HandlerTaskMode, HttpServer, ServerBuilder};
 use slog::{info, o, warn, Drain, Logger};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Runtime;
 
-use crate::api::TradingServer;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::context::AppContext;
 use crate::cors::CorsPolicy;
-use crate::edge::{self, Edge, EdgeConfig, RateLimits, Timeouts, Upstream};
+use crate::edge::{self, Edge, EdgeConfig, RateLimits, Timeouts};
 use crate::source::{DataSource, UpdateSink};
 use crate::synthetic::Synthetic;
 use crate::ws::{Hub, Limits, WsState};
@@ -84,20 +82,11 @@ pub fn build_context(config: &Config, log: &Logger) -> Result<AppContext, String
     })
 }
 
-/// Every endpoint of the API server: the spec's operations plus the
-/// unpublished extras (the WebSocket is the edge's, see `edge`).
-pub fn api_description() -> Result<ApiDescription<AppContext>, String> {
-    let mut api = trading_pro::api::trading_api_mod::api_description::<TradingServer>()
-        .map_err(|e| e.to_string())?;
-    crate::docs::register(&mut api)?;
-    Ok(api)
-}
-
-/// A running server: the edge clients connect to, and the API server
-/// behind it.
+/// A running server: the edge clients connect to, and what its handlers
+/// see.
 pub struct Server {
     edge: Arc<Edge>,
-    api: HttpServer<AppContext>,
+    context: Arc<AppContext>,
     live_runtime: LiveRuntime,
     local_addr: SocketAddr,
     grace: Duration,
@@ -111,7 +100,7 @@ impl Server {
     }
 
     pub fn context(&self) -> &AppContext {
-        self.api.app_private()
+        &self.context
     }
 
     /// Client connections open now.
@@ -121,8 +110,7 @@ impl Server {
 
     /// Graceful shutdown: stop accepting; close WebSockets with 1001; answer
     /// what keep-alive clients still send with `Connection: close` and let
-    /// requests in progress finish, for up to the shutdown grace; then stop
-    /// the API server.
+    /// requests in progress finish, for up to the shutdown grace.
     pub async fn stop(self) -> Result<(), String> {
         let ws = Arc::clone(&self.context().ws);
         let grace = self.grace;
@@ -131,9 +119,8 @@ impl Server {
             self.edge.drain(grace)
         );
         info!(self.log, "connections closed"; "left" => self.edge.open_connections());
-        let result = self.api.close().await;
         drop(self.live_runtime);
-        result
+        Ok(())
     }
 }
 
@@ -175,9 +162,8 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
             (config.max_connections.max(1), None)
         }
     };
-    let context = build_context(config, &log)?;
+    let context = Arc::new(build_context(config, &log)?);
     let ws = Arc::clone(&context.ws);
-    let cors = context.cors.clone();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let live_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -189,25 +175,6 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         let _inside = live_runtime.enter();
         ws.spawn_broadcaster(Duration::from_millis(config.broadcast_interval_ms));
     }
-    // dropshot logs every connection and request at info; the edge's access
-    // log covers that, so only its warnings and errors pass.
-    let api_log = Logger::root(
-        slog::LevelFilter::new(log.new(o!("component" => "api")), slog::Level::Warning).fuse(),
-        o!(),
-    );
-    let api = {
-        ServerBuilder::new(api_description()?, context, api_log)
-            .config(ConfigDropshot {
-                bind_address: SocketAddr::from(([127, 0, 0, 1], 0)),
-                // The edge enforces each operation's limit before this.
-                default_request_body_max_bytes: edge::DEFAULT_BODY_LIMIT,
-                default_handler_task_mode: HandlerTaskMode::CancelOnDisconnect,
-                ..Default::default()
-            })
-            .start()
-            .map_err(|e| format!("cannot start the API server: {e}"))?
-    };
-
     let listener =
         bind(config.bind).map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     let local_addr = listener
@@ -238,10 +205,8 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
     let edge_log = log.new(o!("component" => "edge"));
     let edge = Edge::new(
         edge_config,
-        Upstream::new(api.local_addr()),
-        ws,
+        Arc::clone(&context),
         live_runtime.handle().clone(),
-        cors,
         edge_log,
     )?;
     info!(log, "limits";
@@ -254,7 +219,7 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
     tokio::spawn(Arc::clone(&edge).run(listener));
     Ok(Server {
         edge,
-        api,
+        context,
         live_runtime: LiveRuntime(Some(live_runtime)),
         local_addr,
         grace: Duration::from_secs_f64(config.shutdown_grace),

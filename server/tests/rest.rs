@@ -400,8 +400,99 @@ async fn malformed_requests_never_get_a_5xx() {
             assert!(!e["message"].as_str().unwrap().is_empty(), "{q}");
         }
     }
+    s.stop().await;
+}
+
+/// Requests that name no operation, or name it wrongly, are told which
+/// part is wrong, with the error body and headers of every other error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_paths_methods_and_media_types_say_what_is_wrong() {
+    let s = TestServer::frozen().await;
+    let http = reqwest::Client::new();
+    let error = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let allow = r
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(r.headers()["api-version"], "v1");
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["request_id"], id.as_str());
+        (
+            status,
+            body["error_code"].as_str().unwrap_or("").to_string(),
+            body["message"].as_str().unwrap().to_string(),
+            allow,
+        )
+    };
+
+    let r = http.get(s.url("/api/v1/nope")).send().await.unwrap();
+    let (st, code, m, _) = error(r).await;
+    assert_eq!((st, code.as_str()), (404, "NotFound"));
+    assert!(m.contains("/api/v1/nope"), "{m}");
+
     let r = http.delete(s.url("/api/v1/health")).send().await.unwrap();
-    assert_eq!(r.status(), 405);
+    let (st, code, m, allow) = error(r).await;
+    assert_eq!((st, code.as_str()), (405, "MethodNotAllowed"));
+    assert!(m.contains("DELETE") && m.contains("/api/v1/health"), "{m}");
+    assert_eq!(allow.as_deref(), Some("GET"));
+
+    let r = http
+        .get(s.url("/api/v1/datafeed/quotes"))
+        .send()
+        .await
+        .unwrap();
+    let (st, _, _, allow) = error(r).await;
+    assert_eq!(st, 405);
+    assert_eq!(allow.as_deref(), Some("POST"));
+
+    let r = http.post(s.url("/api/v1/docs")).send().await.unwrap();
+    let (st, _, _, allow) = error(r).await;
+    assert_eq!(st, 405);
+    assert_eq!(allow.as_deref(), Some("GET"));
+
+    let r = http
+        .post(s.url("/api/v1/datafeed/quotes"))
+        .header("content-type", "text/plain")
+        .body(r#"{"symbols":["AAPL"]}"#)
+        .send()
+        .await
+        .unwrap();
+    let (st, code, m, _) = error(r).await;
+    assert_eq!((st, code.as_str()), (400, "BadRequest"));
+    assert!(
+        m.contains("application/json") && m.contains("text/plain"),
+        "{m}"
+    );
+
+    let r = http
+        .post(s.url("/api/v1/datafeed/quotes"))
+        .header("content-type", "application/json")
+        .body(r#"{"symbols":[1]}"#)
+        .send()
+        .await
+        .unwrap();
+    let (st, _, m, _) = error(r).await;
+    assert_eq!(st, 400);
+    assert!(m.contains("symbols[0]"), "the path to the bad value: {m}");
+
+    // Path variables are percent-decoded; a slash inside one is not a
+    // second segment.
+    let r = http
+        .get(s.url("/api/v1/datafeed/resolve/NASDAQ%3AAAPL"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(s.url("/api/v1/datafeed/resolve/NASDAQ%2FAAPL"))
+        .send()
+        .await
+        .unwrap();
+    let (st, code, m, _) = error(r).await;
+    assert_eq!((st, code.as_str()), (404, "UnknownSymbol"));
+    assert!(m.contains("NASDAQ/AAPL"), "{m}");
     s.stop().await;
 }
 

@@ -3,7 +3,7 @@
 //! decides who is refused (and then refuses everyone, health checks too).
 
 /// Descriptors kept for everything that is not a client connection: the
-/// listener, the HTTP/2 hop to the API server, store files, logs.
+/// listener, the live runtime, store files, logs.
 pub const RESERVED: u64 = 256;
 
 /// The soft and hard open-files limits after raising the soft one to the

@@ -1,18 +1,13 @@
 //! The edge: every client connection is accepted, bounded and timed here
-//! before the API server sees a request.
-//!
-//! dropshot owns its accept loop and has no hook for connection caps,
-//! deadlines, early rejection or a draining shutdown, so it serves on a
-//! loopback port of its own (`upstream`) and this module is what clients
-//! connect to:
+//! before a handler sees a request. It is the HTTP server: clients connect
+//! to it, and what it admits goes to `routes` in the same task.
 //!
 //! * `admission`: connection caps (global and per client) and the bound on
 //!   data requests in progress per client;
 //! * `rate`: per-client request rate limits (429);
 //! * `watch`: the deadline of every phase of a connection;
-//! * `request`: one request: the early checks, then the hop upstream;
+//! * `request`: one request: the early checks, then its handler;
 //! * `websocket`: the handshake; the connection itself is `ws::connection`;
-//! * `upstream`: the hop to dropshot;
 //! * `files`: the open-files limit the caps are sized against.
 //!
 //! A connection over a cap is still accepted and read, so it can be told
@@ -24,7 +19,6 @@ mod admission;
 pub mod files;
 mod rate;
 mod request;
-mod upstream;
 mod watch;
 mod websocket;
 
@@ -45,9 +39,9 @@ use tokio::time::{sleep_until, Instant};
 pub use admission::{ClientKey, ConnectionCaps, Inflight, Refusal};
 pub use rate::RateLimits;
 pub use request::{BodyLimits, DEFAULT_BODY_LIMIT};
-pub use upstream::Upstream;
 pub use watch::Timeouts;
 
+use crate::context::AppContext;
 use crate::cors::CorsPolicy;
 use crate::ws::WsState;
 use request::Conn;
@@ -79,7 +73,8 @@ pub struct Edge {
     lane: Arc<ConnectionCaps>,
     rate: Option<RateLimits>,
     inflight: Arc<Inflight>,
-    upstream: Upstream,
+    /// What handlers see (the data source, the clock, the live hub).
+    api: Arc<AppContext>,
     ws: Arc<WsState>,
     /// Where WebSocket connections run (see `server`).
     live: tokio::runtime::Handle,
@@ -98,10 +93,8 @@ pub struct Edge {
 impl Edge {
     pub fn new(
         config: EdgeConfig,
-        upstream: Upstream,
-        ws: Arc<WsState>,
+        api: Arc<AppContext>,
         live: tokio::runtime::Handle,
-        cors: CorsPolicy,
         log: Logger,
     ) -> Result<Arc<Edge>, String> {
         Ok(Arc::new(Edge {
@@ -109,10 +102,10 @@ impl Edge {
             lane: ConnectionCaps::new(OVER_CAP_LANE, OVER_CAP_LANE_PER_CLIENT),
             rate: config.rate,
             inflight: Inflight::new(config.max_inflight_per_ip, config.max_inflight),
-            upstream,
-            ws,
+            ws: Arc::clone(&api.ws),
+            cors: api.cors.clone(),
+            api,
             live,
-            cors,
             timeouts: config.timeouts,
             ws_require_origin: config.ws_require_origin,
             body_limits: BodyLimits::from_spec(trading_pro::OPENAPI_YAML)?,

@@ -1,12 +1,12 @@
 //! One request through the edge: the checks that refuse it early and
-//! cheaply, then the WebSocket handshake or the hop to the API server.
+//! cheaply, then the WebSocket handshake or the handler.
 //!
 //! In order: a connection over its cap may only ask for health; the
 //! client's rate budget; the WebSocket handshake; the body, whose declared
 //! size is checked before a byte of it is read (so no `100 Continue` is
 //! sent for a body over the limit) and which must arrive within the body
 //! timeout; then data requests wait for their client's turn (see
-//! `admission::Inflight`) and everything goes to the API server.
+//! `admission::Inflight`) and everything goes to `routes`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -282,7 +282,7 @@ fn upgrade(conn: &Arc<Conn>, mut request: Request<Incoming>) -> Reply {
 }
 
 /// Reads the body (bounded in size and time), waits for the client's turn
-/// if this is a data request, and sends it to the API server.
+/// if this is a data request, and hands the request to its handler.
 async fn forward(conn: &Arc<Conn>, request: Request<Incoming>) -> Reply {
     let edge = &conn.edge;
     let (head, body) = request.into_parts();
@@ -329,24 +329,9 @@ async fn forward(conn: &Arc<Conn>, request: Request<Incoming>) -> Reply {
     } else {
         None
     };
-    let headers = head.headers.clone();
-    let result = edge.upstream.forward(head, body).await;
-    // The API server has done its work once the response head is here; the
-    // body streams from a buffer it has already made.
+    let answer = crate::routes::handle(&edge.api, head, body, &edge.log).await;
     drop(permit);
-    match result {
-        Ok(response) => response.map(Full::new),
-        Err(e) => {
-            warn!(edge.log, "API server did not answer"; "error" => &e);
-            error_reply(
-                edge,
-                &headers,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Unavailable",
-                "The server is restarting or overloaded; retry",
-            )
-        }
-    }
+    answer.response.map(Full::new)
 }
 
 fn too_large(edge: &Edge, headers: &http::HeaderMap, limit: usize) -> Reply {

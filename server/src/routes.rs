@@ -1,0 +1,144 @@
+//! Where a request is handled. Every request the edge admits (its body
+//! read and bounded) comes here: the spec's operations go through the
+//! generated route table and `call` to their handlers in `api`; the spec
+//! and docs pages and CORS preflight are answered from `docs`; any other
+//! path is a 404, any other method a 405.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dropshot::{ClientErrorStatusCode, HttpError};
+use http::header::{self, HeaderValue};
+use http::{Method, Response};
+use http_body_util::BodyExt;
+use slog::{warn, Logger};
+use trading_pro::api::{call, Operation, ROUTES};
+use trading_pro::service::{route, Parts, Request, Route};
+
+use crate::api::{decorate_error, TradingServer};
+use crate::context::AppContext;
+use crate::docs;
+
+/// A request's answer, and the operation it was for (if it named one).
+pub struct Answer {
+    pub response: Response<Bytes>,
+    pub operation: Option<Operation>,
+}
+
+/// Answers one request.
+pub async fn handle(
+    ctx: &Arc<AppContext>,
+    head: http::request::Parts,
+    body: Bytes,
+    log: &Logger,
+) -> Answer {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let path = head.uri.path();
+    let found = route(&ROUTES, &head.method, path);
+    let mut operation = None;
+    let result = match found {
+        _ if head.method == Method::OPTIONS => {
+            if matches!(found, Route::NotFound) && docs::page(path).is_none() {
+                Err(not_found(ctx, &head.headers, path))
+            } else {
+                docs::preflight(ctx, &head.headers)
+            }
+        }
+        Route::Found { op, path_vars } => {
+            operation = Some(op);
+            let parts = Parts {
+                path_vars,
+                query: head.uri.query().map(str::to_string),
+                body,
+            };
+            let rqctx = Request::new(Arc::clone(ctx), head.headers);
+            match call::<TradingServer>(op, rqctx, parts).await {
+                Ok(response) => Ok(collect(response).await),
+                Err(e) => Err(e),
+            }
+        }
+        Route::NotFound => match docs::page(path) {
+            Some((content_type, page)) if head.method == Method::GET => {
+                Ok(page_response(ctx, &head.headers, content_type, page))
+            }
+            Some(_) => Err(not_allowed(ctx, &head, &["GET"])),
+            None => Err(not_found(ctx, &head.headers, path)),
+        },
+        Route::MethodNotAllowed(allowed) => Err(not_allowed(ctx, &head, &allowed)),
+    };
+    let mut response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            if e.status_code.is_server_error() {
+                // The internal message (a file, a database error) is for
+                // the operator; the client got the external one.
+                warn!(log, "request failed"; "request_id" => &request_id,
+                    "status" => e.status_code.as_u16(), "error" => &e.internal_message);
+            }
+            collect(e.into_response(&request_id)).await
+        }
+    };
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    Answer {
+        response,
+        operation,
+    }
+}
+
+/// The body of a response a handler made (always whole in memory).
+async fn collect(response: Response<dropshot::Body>) -> Response<Bytes> {
+    let (head, body) = response.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        // dropshot's bodies are buffers; none can fail.
+        Err(_) => Bytes::new(),
+    };
+    Response::from_parts(head, bytes)
+}
+
+fn page_response(
+    ctx: &AppContext,
+    request: &http::HeaderMap,
+    content_type: &'static str,
+    page: &'static str,
+) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from_static(page.as_bytes()));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        "api-version",
+        HeaderValue::from_static(trading_pro::API_VERSION),
+    );
+    ctx.cors.decorate(request, h);
+    response
+}
+
+fn not_found(ctx: &AppContext, request: &http::HeaderMap, path: &str) -> HttpError {
+    let e = HttpError::for_client_error(
+        Some("NotFound".into()),
+        ClientErrorStatusCode::NOT_FOUND,
+        format!("no such path: {path} (the API is described at /api/v1/openapi.json)"),
+    );
+    decorate_error(ctx, request, e)
+}
+
+fn not_allowed(ctx: &AppContext, head: &http::request::Parts, allowed: &[&str]) -> HttpError {
+    let allow = allowed.join(", ");
+    let mut e = HttpError::for_client_error(
+        Some("MethodNotAllowed".into()),
+        ClientErrorStatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} is not allowed on {}; allowed: {allow}",
+            head.method,
+            head.uri.path()
+        ),
+    );
+    if let Ok(v) = HeaderValue::from_str(&allow) {
+        e.headers
+            .get_or_insert_with(Default::default)
+            .insert(header::ALLOW, v);
+    }
+    decorate_error(ctx, &head.headers, e)
+}
