@@ -36,7 +36,10 @@ fn main() -> ExitCode {
     let done = match &cli.command {
         Some(Command::Import(args)) => import::import(args),
         Some(Command::Export(args)) => import::export(args),
-        None => return serve(cli.serve),
+        None => {
+            trading_server::server::limit_malloc_arenas();
+            return serve(cli.serve);
+        }
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,6 +25,22 @@ use crate::source::{DataSource, UpdateSink};
 use crate::synthetic::Synthetic;
 use crate::ws::{Hub, Limits, WsState};
 
+/// Caps glibc's malloc arenas at one per CPU (its default is eight per
+/// CPU), before the runtimes start their threads. Long computations move
+/// off the request workers to short-lived threads (`synthetic`), each of
+/// which would otherwise get an arena of its own that keeps its memory
+/// after the thread ends: 18 MiB before an attack of expensive getBars
+/// stayed at 28 MiB after it, against 20 MiB with this cap (see
+/// docs/BENCHMARKS.md, "Abuse").
+pub fn limit_malloc_arenas() {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // SAFETY: mallopt only sets an allocator parameter; called once at
+    // start, before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, cpus.max(2) as libc::c_int);
+    }
+}
+
 /// Pending connections the kernel holds for the accept loop: a burst of
 /// new clients waits there instead of being refused by the kernel.
 const LISTEN_BACKLOG: u32 = 4096;

@@ -142,14 +142,20 @@ impl DataSource for Synthetic {
         query: &BarQuery,
         now_ms: i64,
     ) -> Result<BarsPage, SourceError> {
-        Ok(self
-            .market
-            .bars(symbol.ticker(), res, query, now_ms)
-            .unwrap_or(BarsPage {
-                bars: Vec::new(),
-                no_data: true,
-                next_time: None,
-            }))
+        let compute = || {
+            self.market
+                .bars(symbol.ticker(), res, query, now_ms)
+                .unwrap_or(BarsPage {
+                    bars: Vec::new(),
+                    no_data: true,
+                    next_time: None,
+                })
+        };
+        Ok(if spans_long_history(res, query) {
+            off_the_request_workers(compute)
+        } else {
+            compute()
+        })
     }
 
     fn encoded_history(
@@ -532,3 +538,35 @@ const DEFAULT_SYMBOLS: &[DefaultSymbol] = &[
         700_000.0,
     ),
 ];
+
+/// Intraday spans longer than this many minutes (about five weeks) may
+/// have to build their minute history the first time they are asked: tens
+/// of milliseconds in one go.
+const LONG_SPAN_MINUTES: i64 = 50_000;
+
+fn spans_long_history(res: Resolution, query: &BarQuery) -> bool {
+    let Some(minutes) = res.intraday_minutes() else {
+        // Daily and coarser bars come from the daily caches.
+        return false;
+    };
+    let span = match query.count_back {
+        Some(n) => (n as i64).saturating_mul(i64::from(minutes)),
+        None => query.to_s.saturating_sub(query.from_s) / 60,
+    };
+    span > LONG_SPAN_MINUTES
+}
+
+/// Runs `f` so that the request worker's other tasks (health checks,
+/// cheap requests queued behind this one) move to another worker while it
+/// runs: handlers run in their connection's task, and without this a
+/// worker busy with a long computation holds everything queued on it. Used
+/// only where the work may be long: the hand-over costs microseconds, and
+/// moving every data request to other threads halved the throughput of
+/// cheap ones (docs/BENCHMARKS.md, "REST through the edge").
+fn off_the_request_workers<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
