@@ -8,7 +8,9 @@
 //!
 //! * `bar`: a bar as stored (exact volume, first and last trade times);
 //! * `chain`: which resolution is built from which, and the aggregation;
-//! * `ingest`: the rules for live trades and bars;
+//! * `ingest`: the rules for live trades and bars, and `plan`: what a
+//!   request writes, decided before it writes (shared by every writer);
+//! * `history`: closed D/W/M bars kept in memory by a serving store;
 //! * `sqlite`: the embedded engine (`--store PATH` or `sqlite:PATH`).
 //!
 //! Every engine passes the same conformance suite
@@ -16,7 +18,9 @@
 
 pub mod bar;
 pub mod chain;
+pub mod history;
 pub mod ingest;
+pub mod plan;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -108,6 +112,27 @@ pub fn open(url: &str, create: bool) -> Result<Box<dyn Store>, String> {
             ))
         }
     }
+}
+
+/// The checks every registered symbol passes.
+pub fn check_info(info: &SymbolInfo) -> Result<(), StoreError> {
+    let bad = |why: String| Err(StoreError::Invalid(format!("{}: {why}", info.ticker)));
+    let ticker = info.ticker.trim();
+    if ticker.is_empty() || ticker != info.ticker || ticker.contains(':') {
+        return bad("a ticker must be non-empty, without spaces around it or ':'".into());
+    }
+    if info.pricescale < 1 || info.minmov < 1 {
+        return bad(format!(
+            "pricescale ({}) and minmov ({}) must be positive",
+            info.pricescale, info.minmov
+        ));
+    }
+    calendar_of(info).map(drop)
+}
+
+pub fn calendar_of(info: &SymbolInfo) -> Result<TradingCalendar, StoreError> {
+    TradingCalendar::new(&info.session, &info.timezone)
+        .map_err(|e| StoreError::Invalid(format!("{}: {e}", info.ticker)))
 }
 
 /// A store's symbol: its description, its base resolution (None until it
