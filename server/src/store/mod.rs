@@ -11,7 +11,9 @@
 //! * `ingest`: the rules for live trades and bars, and `plan`: what a
 //!   request writes, decided before it writes (shared by every writer);
 //! * `history`: closed D/W/M bars kept in memory by a serving store;
-//! * `sqlite`: the embedded engine (`--store PATH` or `sqlite:PATH`).
+//! * `sqlite`: the embedded engine (`--store PATH` or `sqlite:PATH`);
+//! * `postgres`: a PostgreSQL database (`--store postgres://...`), which
+//!   several processes can share.
 //!
 //! Every engine passes the same conformance suite
 //! (`server/tests/store_conformance.rs`).
@@ -21,6 +23,7 @@ pub mod chain;
 pub mod history;
 pub mod ingest;
 pub mod plan;
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -60,13 +63,18 @@ impl std::error::Error for StoreError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL, as given.
+    Postgres(String),
 }
 
 impl StoreUrl {
-    /// `sqlite:PATH`, or a bare path (an embedded SQLite file).
+    /// `sqlite:PATH`, or a bare path (an embedded SQLite file), or
+    /// `postgres://USER@HOST:PORT/DB` (also `postgresql://`).
     pub fn parse(text: &str) -> Result<StoreUrl, String> {
         if text.trim().is_empty() {
-            return Err("--store needs a file path or sqlite:PATH".into());
+            return Err(
+                "--store needs a file path, sqlite:PATH or postgres://USER@HOST:PORT/DB".into(),
+            );
         }
         if let Some(path) = text.strip_prefix("sqlite://") {
             return Ok(StoreUrl::Sqlite(path.into()));
@@ -75,14 +83,12 @@ impl StoreUrl {
             return Ok(StoreUrl::Sqlite(path.into()));
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Err(format!(
-                "--store {text:?}: PostgreSQL stores are not supported yet; use a file path \
-                 (an embedded SQLite store)"
-            ));
+            return Ok(StoreUrl::Postgres(text.to_string()));
         }
         if let Some((scheme, _)) = text.split_once("://") {
             return Err(format!(
-                "--store {text:?}: unknown store type {scheme:?}; use a file path or sqlite:PATH"
+                "--store {text:?}: unknown store type {scheme:?}; use a file path, sqlite:PATH or \
+                 postgres://USER@HOST:PORT/DB"
             ));
         }
         Ok(StoreUrl::Sqlite(text.into()))
@@ -95,6 +101,9 @@ pub fn open_source(url: &str, sink: Arc<dyn UpdateSink>) -> Result<Arc<dyn DataS
     match StoreUrl::parse(url)? {
         StoreUrl::Sqlite(path) => Ok(Arc::new(
             sqlite::SqliteStore::open_for_serving(&path, sink).map_err(|e| e.to_string())?,
+        )),
+        StoreUrl::Postgres(url) => Ok(Arc::new(
+            postgres::PostgresStore::open_for_serving(&url, sink).map_err(|e| e.to_string())?,
         )),
     }
 }
@@ -111,6 +120,11 @@ pub fn open(url: &str, create: bool) -> Result<Box<dyn Store>, String> {
                 sqlite::SqliteStore::open(&path).map_err(|e| e.to_string())?,
             ))
         }
+        // A database is never created here: its server's administrator
+        // creates it (and its user); the tables are created on first use.
+        StoreUrl::Postgres(url) => Ok(Box::new(
+            postgres::PostgresStore::open(&url).map_err(|e| e.to_string())?,
+        )),
     }
 }
 
