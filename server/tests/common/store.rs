@@ -126,10 +126,11 @@ fn with_database(url: &str, db: &str) -> String {
     format!("{scheme}://{authority}/{db}{query}")
 }
 
-/// Runs `sql` (one statement at a time) as the administrator, on a thread
-/// of its own: callers may be inside a runtime.
-fn admin(sql: Vec<String>) -> Result<(), String> {
-    let url = postgres_admin_url();
+/// Runs `sql` (statements separated by `;`) on the database `url` names,
+/// on a thread of its own (callers may be inside a runtime): the text of
+/// every row returned.
+pub fn postgres_sql(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    let (url, sql) = (url.to_string(), sql.to_string());
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -147,17 +148,27 @@ fn admin(sql: Vec<String>) -> Result<(), String> {
                     )
                 })?;
             tokio::spawn(connection);
-            for statement in &sql {
-                client
-                    .batch_execute(statement)
-                    .await
-                    .map_err(|e| format!("{statement}: {e}"))?;
-            }
-            Ok(())
+            let messages = client
+                .simple_query(&sql)
+                .await
+                .map_err(|e| format!("{sql}: {e}"))?;
+            Ok(messages
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => {
+                        Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
+                    }
+                    _ => None,
+                })
+                .collect())
         })
     })
     .join()
-    .map_err(|_| "the PostgreSQL admin thread panicked".to_string())?
+    .map_err(|_| "the PostgreSQL thread panicked".to_string())?
+}
+
+fn admin(sql: &str) -> Result<(), String> {
+    postgres_sql(&postgres_admin_url(), sql).map(drop)
 }
 
 impl Engine for Postgres {
@@ -171,15 +182,13 @@ impl Engine for Postgres {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        if let Err(e) = admin(vec![format!("CREATE DATABASE {db}")]) {
+        if let Err(e) = admin(&format!("CREATE DATABASE {db}")) {
             panic!("{e}");
         }
         let drop_db = db.clone();
         dir.on_drop(move || {
             // FORCE: a server a failed test left running still has it open.
-            if let Err(e) = admin(vec![format!(
-                "DROP DATABASE IF EXISTS {drop_db} WITH (FORCE)"
-            )]) {
+            if let Err(e) = admin(&format!("DROP DATABASE IF EXISTS {drop_db} WITH (FORCE)")) {
                 eprintln!("cannot drop the test database {drop_db}: {e}");
             }
         });
