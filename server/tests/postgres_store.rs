@@ -74,9 +74,21 @@ async fn a_schema_newer_than_the_binary_is_refused() {
     let dir = TempDir::new("pg-newer");
     let store = Postgres.fresh(&dir);
     let symbols = dir.file("symbols.json", SYMBOLS);
-    cli_ok(&["import", "--store", &store, "--symbols", symbols.to_str().unwrap()]);
+    cli_ok(&[
+        "import",
+        "--store",
+        &store,
+        "--symbols",
+        symbols.to_str().unwrap(),
+    ]);
     postgres_sql(&store, "UPDATE schema_version SET version = 99").unwrap();
-    let run = cli(&["import", "--store", &store, "--symbols", symbols.to_str().unwrap()]);
+    let run = cli(&[
+        "import",
+        "--store",
+        &store,
+        "--symbols",
+        symbols.to_str().unwrap(),
+    ]);
     assert!(!run.ok);
     assert!(
         run.stderr
@@ -116,7 +128,13 @@ async fn lost_connections_are_503s_then_the_store_reconnects() {
     let dir = TempDir::new("pg-lost");
     let store = Postgres.fresh(&dir);
     let symbols = dir.file("symbols.json", SYMBOLS);
-    cli_ok(&["import", "--store", &store, "--symbols", symbols.to_str().unwrap()]);
+    cli_ok(&[
+        "import",
+        "--store",
+        &store,
+        "--symbols",
+        symbols.to_str().unwrap(),
+    ]);
     let s = store_server(&store, &[]).await;
     let c = with_token(&s.base, TOKEN);
     let minute = (FROZEN_NOW_S - 3_600) / 60 * 60_000;

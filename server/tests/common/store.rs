@@ -140,13 +140,13 @@ pub fn postgres_sql(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, St
             let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
                 .await
                 .map_err(|e| {
-                    format!(
-                        "cannot reach the PostgreSQL server for the tests at {url} ({e}). Start \
+                format!(
+                    "cannot reach the PostgreSQL server for the tests at {url} ({e}). Start \
                          one (scripts/test starts a throwaway cluster from the installed \
                          binaries when none answers on 127.0.0.1:5432), or set \
                          TRADING_TEST_POSTGRES to an administrator's URL of a running one"
-                    )
-                })?;
+                )
+            })?;
             tokio::spawn(connection);
             let messages = client
                 .simple_query(&sql)
@@ -155,9 +155,11 @@ pub fn postgres_sql(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, St
             Ok(messages
                 .iter()
                 .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(row) => {
-                        Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
-                    }
+                    tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_string))
+                            .collect(),
+                    ),
                     _ => None,
                 })
                 .collect())

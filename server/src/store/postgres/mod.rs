@@ -260,7 +260,11 @@ impl std::ops::Deref for Lease<'_> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take().filter(|c| !c.is_closed()) {
-            let mut idle = self.pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut idle = self
+                .pool
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if idle.len() < MAX_IDLE {
                 idle.push(conn);
             }
@@ -278,7 +282,11 @@ impl Pool {
 
     async fn get(&self, io: &io::Io) -> Result<Lease<'_>, Fail> {
         loop {
-            let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
             match idle {
                 // One the database closed (a restart) is dropped.
                 Some(conn) if conn.is_closed() => continue,
@@ -447,7 +455,10 @@ impl Store for PostgresStore {
             .map_err(StoreError::Failed)?
             .map_err(|e| self.failed(e))?;
         if let Some(problem) = problems.first() {
-            return Err(StoreError::Failed(format!("store {}: {problem}", self.shown)));
+            return Err(StoreError::Failed(format!(
+                "store {}: {problem}",
+                self.shown
+            )));
         }
         Records::new(records).map_err(StoreError::Failed)
     }

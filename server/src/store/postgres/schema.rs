@@ -107,7 +107,10 @@ async fn migrate_in_transaction(client: &Client) -> Result<(), MigrateError> {
     let latest = MIGRATIONS.len() as i32;
     if found.is_none() {
         client
-            .execute("INSERT INTO schema_version (version) VALUES ($1)", &[&latest])
+            .execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&latest],
+            )
             .await?;
     } else if version < MIGRATIONS.len() {
         client

@@ -479,7 +479,10 @@ pub async fn insert_key(
 
 pub async fn prune_keys(client: &Client, before_ms: i64) -> Result<u64> {
     Ok(client
-        .execute("DELETE FROM ingest_keys WHERE created_ms < $1", &[&before_ms])
+        .execute(
+            "DELETE FROM ingest_keys WHERE created_ms < $1",
+            &[&before_ms],
+        )
         .await?)
 }
 

@@ -16,6 +16,7 @@
 //! notification sent while that connection was being re-established would
 //! be lost.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -268,9 +269,7 @@ impl Worker {
         }
         // Before anyone hears of the write: kept bars it changed go.
         for id in work.touched.keys() {
-            self.shared
-                .history
-                .written(*id, work.amended.contains(id));
+            self.shared.history.written(*id, work.amended.contains(id));
         }
         self.publish(&work).await;
         for (job, answer) in batch.into_iter().zip(answers) {
@@ -382,15 +381,7 @@ async fn job_in(
     write(conn, &targets, bars, work).await?;
     let applied = job.request.len();
     if let Some(key) = &job.key {
-        tables::insert_key(
-            conn,
-            endpoint,
-            key,
-            fingerprint,
-            applied as i64,
-            job.now_ms,
-        )
-        .await?;
+        tables::insert_key(conn, endpoint, key, fingerprint, applied as i64, job.now_ms).await?;
     }
     Ok(Ok(IngestReceipt { applied }))
 }
@@ -406,16 +397,13 @@ async fn write(
         record, base, new, ..
     } in targets
     {
-        if !work.touched.contains_key(&record.id) {
+        if let Entry::Vacant(slot) = work.touched.entry(record.id) {
             let resolutions: Vec<Resolution> = served(*base).collect();
             let before = tables::newest_times(conn, record.id, &resolutions).await?;
-            work.touched.insert(
-                record.id,
-                Touched {
-                    record: record.clone(),
-                    before,
-                },
-            );
+            slot.insert(Touched {
+                record: record.clone(),
+                before,
+            });
         }
         if *new {
             tables::set_base(conn, record.id, *base).await?;
