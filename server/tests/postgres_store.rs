@@ -116,9 +116,12 @@ fn an_unreachable_database_is_a_clear_error() {
         "1",
     ]);
     assert!(!run.ok);
+    // The reason, not only the kind of error.
     assert!(
-        run.stderr
-            .contains("store postgres://postgres@127.0.0.1:1/market: error connecting"),
+        run.stderr.contains(
+            "store postgres://postgres@127.0.0.1:1/market: error connecting to server: \
+             Connection refused"
+        ),
         "{run:?}"
     );
 }

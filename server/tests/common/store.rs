@@ -151,7 +151,7 @@ pub fn postgres_sql(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, St
             let messages = client
                 .simple_query(&sql)
                 .await
-                .map_err(|e| format!("{sql}: {e}"))?;
+                .map_err(|e| format!("{sql}: {}", describe(&e)))?;
             Ok(messages
                 .iter()
                 .filter_map(|m| match m {
@@ -167,6 +167,18 @@ pub fn postgres_sql(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, St
     })
     .join()
     .map_err(|_| "the PostgreSQL thread panicked".to_string())?
+}
+
+/// `e` with its causes (the driver's own text is only the kind of error).
+fn describe(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn admin(sql: &str) -> Result<(), String> {

@@ -88,6 +88,20 @@ fn gone() -> String {
     "the store's runtime has stopped".into()
 }
 
+/// `e` with its causes: the driver's own message is only the kind of
+/// error ("db error", "error connecting to server"); the database's
+/// message or the system's reason is its source.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// Opens a connection; its driver runs on the current runtime (call it
 /// through [`Io`]).
 pub async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {

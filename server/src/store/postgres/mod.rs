@@ -88,7 +88,10 @@ impl PostgresStore {
     pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
         let shown = without_password(url);
         let mut config: Config = url.parse().map_err(|e| {
-            StoreError::Invalid(format!("--store {shown}: not a PostgreSQL URL: {e}"))
+            StoreError::Invalid(format!(
+                "--store {shown}: not a PostgreSQL URL: {}",
+                io::describe(&e)
+            ))
         })?;
         config
             .application_name("trading-server")
@@ -116,7 +119,9 @@ impl PostgresStore {
                     "store {shown} has schema version {version}, newer than this trading-server \
                      knows; upgrade trading-server"
                 )),
-                MigrateError::Failed(e) => StoreError::Failed(format!("store {shown}: {e}")),
+                MigrateError::Failed(e) => {
+                    StoreError::Failed(format!("store {shown}: {}", io::describe(&e)))
+                }
                 MigrateError::Other(e) => StoreError::Failed(format!("store {shown}: {e}")),
             })?;
         let (records, problems) = records;

@@ -25,9 +25,7 @@ pub struct Fail(pub String);
 
 impl From<tokio_postgres::Error> for Fail {
     fn from(e: tokio_postgres::Error) -> Self {
-        // `{:#}` would repeat the cause; the database's own message is in
-        // the plain form ("db error: ERROR: ...").
-        Fail(e.to_string())
+        Fail(io::describe(&e))
     }
 }
 
