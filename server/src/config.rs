@@ -28,7 +28,8 @@ pub struct Config {
     pub symbols: Option<PathBuf>,
 
     /// Serve real data from this store instead of the synthetic market: a file path or
-    /// `sqlite:PATH` (an embedded SQLite file, created if missing).
+    /// `sqlite:PATH` (an embedded SQLite file, created if missing), or
+    /// `postgres://USER@HOST:PORT/DB` (a PostgreSQL database; its tables are created if missing).
     #[arg(long, env = "TRADING_STORE")]
     pub store: Option<String>,
 

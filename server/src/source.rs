@@ -109,7 +109,8 @@ impl std::error::Error for SourceError {}
 /// own catalog and only resolutions the symbol serves.
 #[async_trait]
 pub trait DataSource: Send + Sync {
-    /// `synthetic` or `sqlite`, as the datafeed health check reports it.
+    /// `synthetic`, `sqlite` or `postgres`, as the datafeed health check
+    /// reports it.
     fn kind(&self) -> &'static str;
 
     /// The symbols served now. A snapshot: a store's grows as symbols are

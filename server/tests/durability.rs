@@ -1,14 +1,14 @@
 //! What ingest acknowledges survives `kill -9`, and nothing is ever half
 //! applied: a real server process takes concurrent ingest requests, is
 //! killed with SIGKILL while some are in flight, and is started again on
-//! the same store.
+//! the same store; on each engine (SQLite, PostgreSQL).
 
 mod common;
 
 use std::sync::{Arc, Mutex};
 
 use common::process::ServerProcess;
-use common::store::{cli_ok, with_token, TempDir, TOKEN};
+use common::store::{cli_ok, with_token, Engine, Postgres, Sqlite, TempDir, TOKEN};
 use common::FROZEN_NOW_S;
 use trading_pro_client::types::{Bar, Trade, TradesIngestRequest};
 
@@ -58,9 +58,18 @@ fn server_args(store: &str, now: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_trades_survive_kill_9_and_nothing_is_half_applied() {
+async fn sqlite_acknowledged_trades_survive_kill_9_and_nothing_is_half_applied() {
+    acknowledged_trades_survive_kill_9_and_nothing_is_half_applied(&Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_acknowledged_trades_survive_kill_9_and_nothing_is_half_applied() {
+    acknowledged_trades_survive_kill_9_and_nothing_is_half_applied(&Postgres).await
+}
+
+async fn acknowledged_trades_survive_kill_9_and_nothing_is_half_applied(engine: &dyn Engine) {
     let dir = TempDir::new("durability");
-    let store = format!("sqlite:{}", dir.path().join("store.db").display());
+    let store = engine.fresh(&dir);
     let symbols = dir.file(
         "symbols.json",
         &serde_json::json!([{

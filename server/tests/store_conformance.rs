@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::store::{cli_ok, store_server, with_token, Engine, Sqlite, TempDir, TOKEN};
+use common::store::{cli_ok, store_server, with_token, Engine, Postgres, Sqlite, TempDir, TOKEN};
 use common::ws::{self as raw, Received};
 use common::{TestServer, FROZEN_NOW_S};
 use jiff::civil::{Date, DateTime};
@@ -528,6 +528,8 @@ async fn only_resolutions_the_data_supports_are_served(engine: &dyn Engine) {
 fn engine_kind(store: &str) -> &'static str {
     if store.starts_with("sqlite:") {
         "sqlite"
+    } else if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+        "postgres"
     } else {
         "unknown"
     }
@@ -1135,3 +1137,4 @@ macro_rules! suite {
 }
 
 suite!(sqlite, super::Sqlite);
+suite!(postgres, super::Postgres);

@@ -42,7 +42,7 @@ const MAX_INFERRED_DECIMALS: u32 = 8;
 
 #[derive(Args, Debug, Clone)]
 pub struct ImportArgs {
-    /// The store: a file path or sqlite:PATH (created if missing).
+    /// The store: a file path or sqlite:PATH (created if missing), or postgres://USER@HOST:PORT/DB.
     #[arg(long, env = "TRADING_STORE")]
     pub store: String,
 
@@ -101,7 +101,7 @@ pub struct ImportArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct ExportArgs {
-    /// The store: a file path or sqlite:PATH.
+    /// The store: a file path, sqlite:PATH or postgres://USER@HOST:PORT/DB.
     #[arg(long, env = "TRADING_STORE")]
     pub store: String,
 

@@ -7,8 +7,27 @@
 //! late trade becomes the open or the close only if it really was the
 //! earliest or the latest.
 
+use crate::calendar::Resolution;
 use crate::source::Bar;
 use crate::volume::Volume;
+
+/// The `resolution` column: minutes for intraday, then D, W and M as the
+/// minutes of a day, a week and 30 days: a code every engine stores, readable
+/// in its tables.
+pub fn code(res: Resolution) -> i64 {
+    match res.intraday_minutes() {
+        Some(m) => i64::from(m),
+        None => match res {
+            Resolution::Day => 1_440,
+            Resolution::Week => 10_080,
+            _ => 43_200,
+        },
+    }
+}
+
+pub fn from_code(code: i64) -> Option<Resolution> {
+    Resolution::ALL.into_iter().find(|r| self::code(*r) == code)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StoredBar {

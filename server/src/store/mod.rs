@@ -8,15 +8,22 @@
 //!
 //! * `bar`: a bar as stored (exact volume, first and last trade times);
 //! * `chain`: which resolution is built from which, and the aggregation;
-//! * `ingest`: the rules for live trades and bars;
-//! * `sqlite`: the embedded engine (`--store PATH` or `sqlite:PATH`).
+//! * `ingest`: the rules for live trades and bars, and `plan`: what a
+//!   request writes, decided before it writes (shared by every writer);
+//! * `history`: closed D/W/M bars kept in memory by a serving store;
+//! * `sqlite`: the embedded engine (`--store PATH` or `sqlite:PATH`);
+//! * `postgres`: a PostgreSQL database (`--store postgres://...`), which
+//!   several processes can share.
 //!
 //! Every engine passes the same conformance suite
 //! (`server/tests/store_conformance.rs`).
 
 pub mod bar;
 pub mod chain;
+pub mod history;
 pub mod ingest;
+pub mod plan;
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -56,13 +63,18 @@ impl std::error::Error for StoreError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL, as given.
+    Postgres(String),
 }
 
 impl StoreUrl {
-    /// `sqlite:PATH`, or a bare path (an embedded SQLite file).
+    /// `sqlite:PATH`, or a bare path (an embedded SQLite file), or
+    /// `postgres://USER@HOST:PORT/DB` (also `postgresql://`).
     pub fn parse(text: &str) -> Result<StoreUrl, String> {
         if text.trim().is_empty() {
-            return Err("--store needs a file path or sqlite:PATH".into());
+            return Err(
+                "--store needs a file path, sqlite:PATH or postgres://USER@HOST:PORT/DB".into(),
+            );
         }
         if let Some(path) = text.strip_prefix("sqlite://") {
             return Ok(StoreUrl::Sqlite(path.into()));
@@ -71,14 +83,12 @@ impl StoreUrl {
             return Ok(StoreUrl::Sqlite(path.into()));
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Err(format!(
-                "--store {text:?}: PostgreSQL stores are not supported yet; use a file path \
-                 (an embedded SQLite store)"
-            ));
+            return Ok(StoreUrl::Postgres(text.to_string()));
         }
         if let Some((scheme, _)) = text.split_once("://") {
             return Err(format!(
-                "--store {text:?}: unknown store type {scheme:?}; use a file path or sqlite:PATH"
+                "--store {text:?}: unknown store type {scheme:?}; use a file path, sqlite:PATH or \
+                 postgres://USER@HOST:PORT/DB"
             ));
         }
         Ok(StoreUrl::Sqlite(text.into()))
@@ -91,6 +101,9 @@ pub fn open_source(url: &str, sink: Arc<dyn UpdateSink>) -> Result<Arc<dyn DataS
     match StoreUrl::parse(url)? {
         StoreUrl::Sqlite(path) => Ok(Arc::new(
             sqlite::SqliteStore::open_for_serving(&path, sink).map_err(|e| e.to_string())?,
+        )),
+        StoreUrl::Postgres(url) => Ok(Arc::new(
+            postgres::PostgresStore::open_for_serving(&url, sink).map_err(|e| e.to_string())?,
         )),
     }
 }
@@ -107,7 +120,33 @@ pub fn open(url: &str, create: bool) -> Result<Box<dyn Store>, String> {
                 sqlite::SqliteStore::open(&path).map_err(|e| e.to_string())?,
             ))
         }
+        // A database is never created here: its server's administrator
+        // creates it (and its user); the tables are created on first use.
+        StoreUrl::Postgres(url) => Ok(Box::new(
+            postgres::PostgresStore::open(&url).map_err(|e| e.to_string())?,
+        )),
     }
+}
+
+/// The checks every registered symbol passes.
+pub fn check_info(info: &SymbolInfo) -> Result<(), StoreError> {
+    let bad = |why: String| Err(StoreError::Invalid(format!("{}: {why}", info.ticker)));
+    let ticker = info.ticker.trim();
+    if ticker.is_empty() || ticker != info.ticker || ticker.contains(':') {
+        return bad("a ticker must be non-empty, without spaces around it or ':'".into());
+    }
+    if info.pricescale < 1 || info.minmov < 1 {
+        return bad(format!(
+            "pricescale ({}) and minmov ({}) must be positive",
+            info.pricescale, info.minmov
+        ));
+    }
+    calendar_of(info).map(drop)
+}
+
+pub fn calendar_of(info: &SymbolInfo) -> Result<TradingCalendar, StoreError> {
+    TradingCalendar::new(&info.session, &info.timezone)
+        .map_err(|e| StoreError::Invalid(format!("{}: {e}", info.ticker)))
 }
 
 /// A store's symbol: its description, its base resolution (None until it

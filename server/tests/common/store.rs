@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use trading_pro_client::Client;
 
@@ -14,8 +15,9 @@ use super::{TestServer, FROZEN_NOW_S};
 /// The ingest token every store server in the tests is started with.
 pub const TOKEN: &str = "test-ingest-token";
 
-/// A directory removed when dropped.
-pub struct TempDir(PathBuf);
+/// A directory removed when dropped, with whatever else a test made for
+/// it (a database) dropped first.
+pub struct TempDir(PathBuf, Mutex<Vec<Box<dyn FnOnce() + Send>>>);
 
 impl TempDir {
     pub fn new(label: &str) -> TempDir {
@@ -25,7 +27,12 @@ impl TempDir {
             std::env::temp_dir().join(format!("trading-pro-{label}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create a temporary directory");
-        TempDir(dir)
+        TempDir(dir, Mutex::default())
+    }
+
+    /// Runs `cleanup` when the directory goes.
+    pub fn on_drop(&self, cleanup: impl FnOnce() + Send + 'static) {
+        self.1.lock().unwrap().push(Box::new(cleanup));
     }
 
     pub fn path(&self) -> &Path {
@@ -42,6 +49,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        let cleanups = std::mem::take(&mut *self.1.lock().unwrap_or_else(|e| e.into_inner()));
+        for cleanup in cleanups {
+            cleanup();
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -89,6 +100,113 @@ pub struct Sqlite;
 impl Engine for Sqlite {
     fn fresh(&self, dir: &TempDir) -> String {
         format!("sqlite:{}", dir.path().join("store.db").display())
+    }
+}
+
+/// A PostgreSQL database of its own per store, on the server
+/// `TRADING_TEST_POSTGRES` names (an administrator's URL; default
+/// `postgres://postgres@127.0.0.1:5432/postgres`), dropped with the test's
+/// directory. A server that cannot be reached fails the test, saying what
+/// to start.
+pub struct Postgres;
+
+/// The administrator's URL the PostgreSQL tests use.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TRADING_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// `url` naming the database `db` instead of its own.
+fn with_database(url: &str, db: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let query = tail.find('?').map_or("", |i| &tail[i..]);
+    format!("{scheme}://{authority}/{db}{query}")
+}
+
+/// Runs `sql` (statements separated by `;`) on the database `url` names,
+/// on a thread of its own (callers may be inside a runtime): the text of
+/// every row returned.
+pub fn postgres_sql(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| {
+                format!(
+                    "cannot reach the PostgreSQL server for the tests at {url} ({e}). Start \
+                         one (scripts/test starts a throwaway cluster from the installed \
+                         binaries when none answers on 127.0.0.1:5432), or set \
+                         TRADING_TEST_POSTGRES to an administrator's URL of a running one"
+                )
+            })?;
+            tokio::spawn(connection);
+            let messages = client
+                .simple_query(&sql)
+                .await
+                .map_err(|e| format!("{sql}: {}", describe(&e)))?;
+            Ok(messages
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_string))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect())
+        })
+    })
+    .join()
+    .map_err(|_| "the PostgreSQL thread panicked".to_string())?
+}
+
+/// `e` with its causes (the driver's own text is only the kind of error).
+fn describe(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+fn admin(sql: &str) -> Result<(), String> {
+    postgres_sql(&postgres_admin_url(), sql).map(drop)
+}
+
+impl Engine for Postgres {
+    fn fresh(&self, dir: &TempDir) -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let db = format!(
+            "trading_test_{}_{}_{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        if let Err(e) = admin(&format!("CREATE DATABASE {db}")) {
+            panic!("{e}");
+        }
+        let drop_db = db.clone();
+        dir.on_drop(move || {
+            // FORCE: a server a failed test left running still has it open.
+            if let Err(e) = admin(&format!("DROP DATABASE IF EXISTS {drop_db} WITH (FORCE)")) {
+                eprintln!("cannot drop the test database {drop_db}: {e}");
+            }
+        });
+        with_database(&postgres_admin_url(), &db)
     }
 }
 

@@ -717,7 +717,7 @@ export interface components {
             /** @example ok */
             status: string;
             /**
-             * @description Where the data comes from: `synthetic` (the seeded market) or `sqlite` (a store started with `--store`).
+             * @description Where the data comes from: `synthetic` (the seeded market), `sqlite` or `postgres` (a store started with `--store`).
              * @example synthetic
              */
             source: string;

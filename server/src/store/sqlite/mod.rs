@@ -11,8 +11,9 @@
 //! * the import command writes from its own process, one transaction per
 //!   file; the server's writer notices (`PRAGMA data_version`) and serves
 //!   the new symbols and bars, and republishes live bars, without a restart.
+//!
+//! Closed D/W/M bars are kept in memory (`store::history`).
 
-mod history;
 mod schema;
 mod tables;
 mod writer;
@@ -30,8 +31,12 @@ use crate::catalog::{Catalog, Symbol};
 use crate::paging;
 use crate::source::{Bar, BarQuery, BarsPage, DataSource, Live, Quote, SourceError, UpdateSink};
 use crate::store::chain::{is_base, Dirty};
+use crate::store::history;
 use crate::store::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
-use crate::store::{ImportSink, Records, Registered, Store, StoreError, StoredBar, SymbolRecord};
+use crate::store::{
+    calendar_of, check_info, ImportSink, Records, Registered, Store, StoreError, StoredBar,
+    SymbolRecord,
+};
 
 use schema::Role;
 
@@ -463,27 +468,6 @@ impl Store for SqliteStore {
                 tables::ScanError::Stopped(why) => StoreError::Failed(why),
             })
     }
-}
-
-/// The checks every registered symbol passes.
-fn check_info(info: &SymbolInfo) -> Result<(), StoreError> {
-    let bad = |why: String| Err(StoreError::Invalid(format!("{}: {why}", info.ticker)));
-    let ticker = info.ticker.trim();
-    if ticker.is_empty() || ticker != info.ticker || ticker.contains(':') {
-        return bad("a ticker must be non-empty, without spaces around it or ':'".into());
-    }
-    if info.pricescale < 1 || info.minmov < 1 {
-        return bad(format!(
-            "pricescale ({}) and minmov ({}) must be positive",
-            info.pricescale, info.minmov
-        ));
-    }
-    calendar_of(info).map(drop)
-}
-
-fn calendar_of(info: &SymbolInfo) -> Result<TradingCalendar, StoreError> {
-    TradingCalendar::new(&info.session, &info.timezone)
-        .map_err(|e| StoreError::Invalid(format!("{}: {e}", info.ticker)))
 }
 
 /// One file's bars in one transaction on a connection of its own.

@@ -10,22 +10,7 @@ use crate::source::{Bar, BarQuery, BarsPage};
 use crate::store::chain::{child_of, served, Buckets, Dirty};
 use crate::store::{StoredBar, SymbolRecord};
 
-/// The `resolution` column: minutes for intraday, then D, W and M as the
-/// minutes of a day, a week and 30 days (a code, readable in the file).
-pub fn code(res: Resolution) -> i64 {
-    match res.intraday_minutes() {
-        Some(m) => i64::from(m),
-        None => match res {
-            Resolution::Day => 1_440,
-            Resolution::Week => 10_080,
-            _ => 43_200,
-        },
-    }
-}
-
-pub fn from_code(code: i64) -> Option<Resolution> {
-    Resolution::ALL.into_iter().find(|r| self::code(*r) == code)
-}
+pub use crate::store::bar::{code, from_code};
 
 fn decode(time: i64, blob: &[u8]) -> rusqlite::Result<StoredBar> {
     StoredBar::decode(time, blob).ok_or_else(|| {

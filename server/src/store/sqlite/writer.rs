@@ -23,15 +23,16 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::history::History;
 use super::tables;
-use crate::calendar::{Resolution, TradingDay};
+use crate::calendar::Resolution;
 use crate::source::UpdateSink;
-use crate::store::chain::{is_base, served, Dirty};
+use crate::store::chain::{served, Dirty};
+use crate::store::history::History;
 use crate::store::ingest::{
-    check_bar, check_key, check_trade, IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS,
+    check_key, IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS,
 };
-use crate::store::{Records, StoredBar, SymbolRecord};
+use crate::store::plan::{self, BaseBars, Target, Touched, Work};
+use crate::store::Records;
 
 /// Requests that may wait for the writer.
 const QUEUE: usize = 1024;
@@ -90,6 +91,7 @@ impl Writer {
             data_version: 0,
             last_prune: Instant::now(),
             now_ms: 0,
+            gen: 0,
         };
         worker.data_version = worker.data_version().unwrap_or(0);
         std::thread::Builder::new()
@@ -179,55 +181,8 @@ struct Worker {
     last_prune: Instant,
     /// The newest request's clock, for expiring idempotency keys.
     now_ms: i64,
-}
-
-/// What one transaction changed for one symbol.
-struct Touched {
-    record: SymbolRecord,
-    /// The newest bar of each served resolution before the transaction.
-    before: Vec<(Resolution, Option<i64>)>,
-}
-
-/// A symbol one request writes to.
-struct Target {
-    record: SymbolRecord,
-    /// The resolution its bars are stored at.
-    base: Resolution,
-    /// Whether this request gives the symbol its first bars (and base).
-    new: bool,
-    /// The trading day of its previous trade in the request: the next one
-    /// is most likely in it too.
-    day: Option<TradingDay>,
-}
-
-/// The symbols one request names, each looked up (and its record cloned)
-/// once, however many items name it.
-#[derive(Default)]
-struct Targets<'a> {
-    list: Vec<Target>,
-    index: HashMap<&'a str, usize>,
-}
-
-impl<'a> Targets<'a> {
-    /// Where in `list` the symbol `name` is; None for an unknown symbol.
-    fn find(&mut self, worker: &Worker, name: &'a str, work: &Work) -> Option<usize> {
-        if let Some(&k) = self.index.get(name) {
-            return Some(k);
-        }
-        self.list.push(worker.target(name, work)?);
-        self.index.insert(name, self.list.len() - 1);
-        Some(self.list.len() - 1)
-    }
-}
-
-/// A transaction's work in progress.
-#[derive(Default)]
-struct Work {
-    touched: BTreeMap<i64, Touched>,
-    /// Symbols that got their base resolution in this transaction.
-    new_bases: HashMap<i64, Resolution>,
-    /// Symbols with a bar changed that is older than their newest.
-    amended: std::collections::HashSet<i64>,
+    /// The write number of the transaction in progress (`tables::put`).
+    gen: i64,
 }
 
 impl Worker {
@@ -342,12 +297,12 @@ impl Worker {
         answers: &mut Vec<Result<IngestReceipt, IngestError>>,
     ) -> rusqlite::Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let gen = tables::next_gen(&self.conn)?;
+        self.gen = tables::next_gen(&self.conn)?;
         for job in batch {
             self.now_ms = self.now_ms.max(job.now_ms);
             self.conn.execute_batch("SAVEPOINT job")?;
             let bases_before = work.new_bases.clone();
-            match self.job(job, gen, work)? {
+            match self.job(job, work)? {
                 Ok(receipt) => {
                     self.conn.execute_batch("RELEASE job")?;
                     answers.push(Ok(receipt));
@@ -366,7 +321,6 @@ impl Worker {
     fn job(
         &self,
         job: &Job,
-        gen: i64,
         work: &mut Work,
     ) -> rusqlite::Result<Result<IngestReceipt, IngestError>> {
         let endpoint = job.request.endpoint();
@@ -374,29 +328,35 @@ impl Worker {
         if let Some(key) = &job.key {
             if let Some((stored, applied, created)) = tables::find_key(&self.conn, endpoint, key)? {
                 if created >= job.now_ms - KEY_RETENTION_MS {
-                    return Ok(if stored == fingerprint {
-                        Ok(IngestReceipt {
-                            applied: applied as usize,
-                        })
-                    } else {
-                        Err(IngestError::KeyReused(format!(
-                            "Idempotency-Key {key:?} was already used for a different {endpoint} \
-                             request; use a new key for a new request"
-                        )))
-                    });
+                    return Ok(plan::replay(key, endpoint, fingerprint, (stored, applied)));
                 }
             }
         }
-        let applied = match &job.request {
-            IngestRequest::Trades(trades) => self.trades(trades, job.now_ms, gen, work)?,
+        let planned = match &job.request {
+            IngestRequest::Trades(trades) => {
+                match plan::trades(&self.records, trades, job.now_ms, work) {
+                    Ok((targets, placed)) => {
+                        let mut stored = HashMap::new();
+                        for (id, base, time) in plan::bars_to_read(&placed) {
+                            if let Some(bar) = tables::get(&self.conn, id, base, time)? {
+                                stored.insert((id, time), bar);
+                            }
+                        }
+                        plan::fold(placed, trades, &stored).map(|bars| (targets, bars))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             IngestRequest::Bars { resolution, bars } => {
-                self.bars(*resolution, bars, job.now_ms, gen, work)?
+                plan::bars(&self.records, *resolution, bars, job.now_ms, work)
             }
         };
-        let applied = match applied {
-            Ok(n) => n,
+        let (targets, bars) = match planned {
+            Ok(planned) => planned,
             Err(e) => return Ok(Err(e)),
         };
+        self.write(&targets, bars, work)?;
+        let applied = job.request.len();
         if let Some(key) = &job.key {
             tables::insert_key(
                 &self.conn,
@@ -410,139 +370,9 @@ impl Worker {
         Ok(Ok(IngestReceipt { applied }))
     }
 
-    /// The record a request names, with the base its writes go to: the
-    /// symbol's own, one set earlier in this transaction, or (for its first
-    /// bars) the finest its registration lists, else one minute.
-    fn target(&self, name: &str, work: &Work) -> Option<Target> {
-        let record = self.records.lookup(name)?;
-        let set = record
-            .base
-            .or_else(|| work.new_bases.get(&record.id).copied());
-        Some(Target {
-            record: record.clone(),
-            base: set.or(record.declared_base).unwrap_or(Resolution::Min1),
-            new: set.is_none(),
-            day: None,
-        })
-    }
-
-    fn trades(
-        &self,
-        trades: &[crate::store::ingest::TradeIn],
-        now_ms: i64,
-        gen: i64,
-        work: &mut Work,
-    ) -> rusqlite::Result<Result<usize, IngestError>> {
-        // Validate everything before writing anything.
-        let mut placed = Vec::with_capacity(trades.len());
-        let mut targets = Targets::default();
-        for (i, t) in trades.iter().enumerate() {
-            let Some(k) = targets.find(self, &t.symbol, work) else {
-                return Ok(Err(IngestError::Invalid(format!(
-                    "trades[{i}]: unknown symbol {:?}",
-                    t.symbol
-                ))));
-            };
-            let target = &mut targets.list[k];
-            let (record, base) = (&target.record, target.base);
-            match check_trade(t, &record.calendar, base, now_ms, &mut target.day) {
-                Ok((bar_time, size)) => placed.push((record.id, base, bar_time, size)),
-                Err(why) => {
-                    return Ok(Err(IngestError::Invalid(format!(
-                        "trades[{i}] ({}): {why}",
-                        record.info.ticker
-                    ))))
-                }
-            }
-        }
-        // Fold each bar's trades, in request order, into its stored state.
-        let mut bars: BTreeMap<(i64, i64), (Resolution, StoredBar)> = BTreeMap::new();
-        for (i, ((id, base, bar_time, size), t)) in placed.into_iter().zip(trades).enumerate() {
-            let added = match bars.entry((id, bar_time)) {
-                Entry::Occupied(mut e) => e.get_mut().1.add_trade(t.time, t.price, size),
-                Entry::Vacant(e) => match tables::get(&self.conn, id, base, bar_time)? {
-                    Some(mut bar) => {
-                        let added = bar.add_trade(t.time, t.price, size);
-                        e.insert((base, bar));
-                        added
-                    }
-                    None => {
-                        e.insert((base, StoredBar::of_trade(bar_time, t.time, t.price, size)));
-                        Some(())
-                    }
-                },
-            };
-            if added.is_none() {
-                return Ok(Err(IngestError::Invalid(format!(
-                    "trades[{i}]: the bar's volume would overflow"
-                ))));
-            }
-        }
-        self.write(&targets.list, bars, gen, work)?;
-        Ok(Ok(trades.len()))
-    }
-
-    fn bars(
-        &self,
-        resolution: Option<Resolution>,
-        bars_in: &[crate::store::ingest::BarIn],
-        now_ms: i64,
-        gen: i64,
-        work: &mut Work,
-    ) -> rusqlite::Result<Result<usize, IngestError>> {
-        let mut bars: BTreeMap<(i64, i64), (Resolution, StoredBar)> = BTreeMap::new();
-        let mut first_at: HashMap<(i64, i64), usize> = HashMap::new();
-        let mut targets = Targets::default();
-        for (i, b) in bars_in.iter().enumerate() {
-            let invalid = |why: String| Ok(Err(IngestError::Invalid(format!("bars[{i}]: {why}"))));
-            let Some(k) = targets.find(self, &b.symbol, work) else {
-                return invalid(format!("unknown symbol {:?}", b.symbol));
-            };
-            let target = &mut targets.list[k];
-            let record = &target.record;
-            match resolution {
-                Some(r) if !is_base(r) => {
-                    return invalid(format!(
-                        "bars cannot be ingested at {}: it is built from daily bars",
-                        r.as_str()
-                    ))
-                }
-                // The request's resolution becomes a new symbol's base.
-                Some(r) if target.new => target.base = r,
-                Some(r) if r != target.base => {
-                    let base = target.base.as_str();
-                    return invalid(format!(
-                        "{} has {base} bars: its base resolution is {base}, not {}",
-                        record.info.ticker,
-                        r.as_str()
-                    ));
-                }
-                _ => {}
-            }
-            let bar = match check_bar(b, &record.calendar, target.base, now_ms) {
-                Ok(bar) => bar,
-                Err(why) => return invalid(format!("({}) {why}", record.info.ticker)),
-            };
-            if let Some(first) = first_at.insert((record.id, bar.time), i) {
-                return invalid(format!(
-                    "{} at {} is also bars[{first}]: a bar may appear once per request",
-                    record.info.ticker, b.time
-                ));
-            }
-            bars.insert((record.id, bar.time), (target.base, bar));
-        }
-        self.write(&targets.list, bars, gen, work)?;
-        Ok(Ok(bars_in.len()))
-    }
-
     /// Stores base bars and rebuilds the coarser ones over them.
-    fn write(
-        &self,
-        targets: &[Target],
-        bars: BTreeMap<(i64, i64), (Resolution, StoredBar)>,
-        gen: i64,
-        work: &mut Work,
-    ) -> rusqlite::Result<()> {
+    fn write(&self, targets: &[Target], bars: BaseBars, work: &mut Work) -> rusqlite::Result<()> {
+        let gen = self.gen;
         for Target {
             record, base, new, ..
         } in targets
@@ -567,15 +397,7 @@ impl Worker {
         for ((id, _), (base, bar)) in &bars {
             tables::overwrite(&self.conn, *id, *base, bar, gen)?;
             dirty.entry(*id).or_default().add(bar.time);
-            let newest = work.touched.get(id).and_then(|t| {
-                t.before
-                    .iter()
-                    .find(|(r, _)| r == base)
-                    .and_then(|(_, t)| *t)
-            });
-            if newest.is_some_and(|newest| bar.time < newest) {
-                work.amended.insert(*id);
-            }
+            work.note_written(*id, *base, bar.time);
         }
         for Target { record, base, .. } in targets {
             if let Some(dirty) = dirty.get(&record.id) {
@@ -587,23 +409,7 @@ impl Worker {
 
     /// Symbols that got their first bars now serve their resolutions.
     fn adopt_bases(&mut self, bases: &HashMap<i64, Resolution>) {
-        let records: Vec<SymbolRecord> = self
-            .records
-            .iter()
-            .map(|r| match bases.get(&r.id) {
-                Some(base) => {
-                    let mut info = r.info.clone();
-                    crate::catalog::set_resolutions(&mut info, Some(*base));
-                    SymbolRecord {
-                        info,
-                        base: Some(*base),
-                        ..r.clone()
-                    }
-                }
-                None => r.clone(),
-            })
-            .collect();
-        if let Ok(records) = Records::new(records) {
+        if let Some(records) = plan::adopt_bases(&self.records, bases) {
             self.set_records(records);
         }
     }

@@ -1,0 +1,627 @@
+//! A PostgreSQL store (`--store postgres://USER@HOST:PORT/DB`): the same
+//! tables, rules and behaviour as the embedded store, in a database that
+//! several processes can share.
+//!
+//! * reads (every `DataSource` call) take a connection from a small pool,
+//!   each with its statements prepared once, and are one primary-key
+//!   range scan each; closed D/W/M bars are kept in memory (`history`);
+//! * in the server, every write goes through one writer task (`writer`),
+//!   which puts concurrent ingest requests into one transaction, then
+//!   publishes the changed bars, then answers;
+//! * the import command streams each file into a staging table with COPY
+//!   and merges it in one transaction (`import`); the server's writer
+//!   notices (a change counter) and serves the new symbols and bars, and
+//!   republishes live bars, without a restart;
+//! * the schema is versioned and migrated at start-up under an advisory
+//!   lock (`schema`); every connection is driven by the store's own
+//!   runtime (`io`).
+
+mod import;
+mod io;
+mod schema;
+mod tables;
+mod writer;
+
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::{pin_mut, TryStreamExt};
+use tokio_postgres::Config;
+use trading_pro::types::SymbolInfo;
+
+use crate::bars_json::{EncodedRun, PriceFormat};
+use crate::calendar::Resolution;
+use crate::catalog::{Catalog, Symbol};
+use crate::paging;
+use crate::source::{Bar, BarQuery, BarsPage, DataSource, Live, Quote, SourceError, UpdateSink};
+use crate::store::chain::is_base;
+use crate::store::history;
+use crate::store::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
+use crate::store::{
+    calendar_of, check_info, ImportSink, Records, Registered, Store, StoreError, StoredBar,
+    SymbolRecord,
+};
+
+use schema::{MigrateError, WRITE_LOCK};
+use tables::{Conn, Fail};
+
+/// Idle read connections kept: as many as ever ran at once, up to this.
+const MAX_IDLE: usize = 16;
+
+pub struct PostgresStore {
+    config: Config,
+    /// The URL without its password, for messages.
+    shown: String,
+    readers: Pool,
+    /// The symbols as of the last change the server saw.
+    records: Arc<RwLock<Arc<Records>>>,
+    /// Closed D/W/M bars kept in memory (see `history`).
+    history: Arc<history::History>,
+    /// Present in the server: the one task that writes.
+    writer: Option<writer::Writer>,
+    /// The change counter when the symbols were loaded.
+    changes: i64,
+    /// Last: every connection above is driven here.
+    io: io::Io,
+}
+
+/// `url` without the password it may carry.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            format!("{scheme}://{user}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names and brings its schema up to
+    /// date, for the import and export commands.
+    pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let shown = without_password(url);
+        let mut config: Config = url.parse().map_err(|e| {
+            StoreError::Invalid(format!(
+                "--store {shown}: not a PostgreSQL URL: {}",
+                io::describe(&e)
+            ))
+        })?;
+        config
+            .application_name("trading-server")
+            .connect_timeout(Duration::from_secs(10));
+        let io = io::Io::start().map_err(StoreError::Failed)?;
+        let cfg = config.clone();
+        let (changes, records) = io
+            .wait(async move {
+                let client = io::connect(&cfg).await?;
+                schema::migrate(&client).await?;
+                // The counter first: an import committing meanwhile is
+                // noticed by the writer later.
+                let changes = client
+                    .query_one("SELECT value FROM meta WHERE key = 'changes'", &[])
+                    .await?
+                    .try_get::<_, i64>(0)?;
+                let records = tables::load_symbols(&client)
+                    .await
+                    .map_err(|Fail(e)| MigrateError::Other(e))?;
+                Ok::<_, MigrateError>((changes, records))
+            })
+            .map_err(StoreError::Failed)?
+            .map_err(|e| match e {
+                MigrateError::TooNew(version) => StoreError::Invalid(format!(
+                    "store {shown} has schema version {version}, newer than this trading-server \
+                     knows; upgrade trading-server"
+                )),
+                MigrateError::Failed(e) => {
+                    StoreError::Failed(format!("store {shown}: {}", io::describe(&e)))
+                }
+                MigrateError::Other(e) => StoreError::Failed(format!("store {shown}: {e}")),
+            })?;
+        let (records, problems) = records;
+        if let Some(problem) = problems.first() {
+            return Err(StoreError::Failed(format!("store {shown}: {problem}")));
+        }
+        let records = Records::new(records).map_err(StoreError::Failed)?;
+        Ok(PostgresStore {
+            readers: Pool::new(config.clone()),
+            config,
+            shown,
+            records: Arc::new(RwLock::new(Arc::new(records))),
+            history: Arc::default(),
+            writer: None,
+            changes,
+            io,
+        })
+    }
+
+    /// Opens the store for the server: it also takes ingest, and pushes the
+    /// bars every write changes to `sink`.
+    pub fn open_for_serving(
+        url: &str,
+        sink: Arc<dyn UpdateSink>,
+    ) -> Result<PostgresStore, StoreError> {
+        let mut store = PostgresStore::open(url)?;
+        let config = store.config.clone();
+        let conn = store
+            .io
+            .wait(async move { Conn::open(&config).await })
+            .map_err(StoreError::Failed)?
+            .map_err(|e| store.failed(e))?;
+        store.writer = Some(writer::Writer::start(
+            store.io.handle(),
+            conn,
+            store.config.clone(),
+            store.shown.clone(),
+            store.changes,
+            writer::Shared {
+                records: Arc::clone(&store.records),
+                history: Arc::clone(&store.history),
+                sink,
+            },
+        ));
+        Ok(store)
+    }
+
+    fn failed(&self, e: Fail) -> StoreError {
+        StoreError::Failed(format!("store {}: {e}", self.shown))
+    }
+
+    fn unavailable(&self, e: Fail) -> SourceError {
+        SourceError::Unavailable(format!("store {}: {e}", self.shown))
+    }
+
+    fn snapshot(&self) -> Arc<Records> {
+        Arc::clone(&self.records.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The record behind a catalog symbol and its base resolution, or None
+    /// for a symbol without bars.
+    fn base_of(&self, symbol: &Symbol) -> Option<(i64, Resolution)> {
+        let records = self.snapshot();
+        let record = records.get(symbol)?;
+        Some((record.id, record.base?))
+    }
+
+    /// A read connection.
+    async fn reader(&self) -> Result<Lease<'_>, SourceError> {
+        self.readers
+            .get(&self.io)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    /// The kept closed bars of a D/W/M series, built if missing or stale,
+    /// and the bars after them: kept too while the symbol has not been
+    /// written since, else read from the database.
+    async fn kept(
+        &self,
+        symbol: &Symbol,
+        id: i64,
+        res: Resolution,
+    ) -> Result<(Arc<history::Entry>, Vec<Bar>), SourceError> {
+        let stamp = self.history.stamp(id);
+        if let Some(entry) = self.history.get(id, res, stamp.0) {
+            if let Some(tail) = entry.tail(stamp.1) {
+                let tail = tail.to_vec();
+                return Ok((entry, tail));
+            }
+            let conn = self.reader().await?;
+            let tail = tables::since(&conn, id, res, entry.cutoff, history::MAX_TAIL + 1)
+                .await
+                .map_err(|e| self.unavailable(e))?;
+            if tail.len() <= history::MAX_TAIL {
+                return Ok((entry, tail.iter().map(StoredBar::to_bar).collect()));
+            }
+        }
+        let conn = self.reader().await?;
+        let all = async {
+            let rows = tables::stream(&conn, id, res, i64::MIN, i64::MAX).await?;
+            pin_mut!(rows);
+            let mut bars = Vec::new();
+            while let Some(row) = rows.try_next().await? {
+                bars.push(tables::bar_of_row(&row)?.to_bar());
+            }
+            Ok::<_, Fail>(bars)
+        }
+        .await
+        .map_err(|e| self.unavailable(e))?;
+        let prices = PriceFormat::for_pricescale(symbol.info.pricescale);
+        let newest: Vec<Bar> = all.last().copied().into_iter().collect();
+        let entry = self
+            .history
+            .put(id, res, stamp, all, |bars| EncodedRun::new(bars, prices));
+        Ok((entry, newest))
+    }
+}
+
+/// Read connections, reused across requests.
+struct Pool {
+    config: Config,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// A read connection, back to the pool when dropped (unless it broke).
+struct Lease<'a> {
+    pool: &'a Pool,
+    conn: Option<Conn>,
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        // Only taken out in `drop`.
+        self.conn.as_ref().expect("a leased connection")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take().filter(|c| !c.is_closed()) {
+            let mut idle = self
+                .pool
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+impl Pool {
+    fn new(config: Config) -> Pool {
+        Pool {
+            config,
+            idle: Mutex::default(),
+        }
+    }
+
+    async fn get(&self, io: &io::Io) -> Result<Lease<'_>, Fail> {
+        loop {
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            match idle {
+                // One the database closed (a restart) is dropped.
+                Some(conn) if conn.is_closed() => continue,
+                Some(conn) => {
+                    return Ok(Lease {
+                        pool: self,
+                        conn: Some(conn),
+                    })
+                }
+                None => break,
+            }
+        }
+        let config = self.config.clone();
+        let conn = io
+            .run(async move { Conn::open(&config).await })
+            .await
+            .map_err(Fail)??;
+        Ok(Lease {
+            pool: self,
+            conn: Some(conn),
+        })
+    }
+}
+
+#[async_trait]
+impl DataSource for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(self.snapshot().catalog())
+    }
+
+    fn live(&self) -> Live {
+        Live::Pushed
+    }
+
+    async fn bars(
+        &self,
+        symbol: &Symbol,
+        res: Resolution,
+        query: &BarQuery,
+        _now_ms: i64,
+    ) -> Result<BarsPage, SourceError> {
+        let Some((id, _)) = self.base_of(symbol) else {
+            return Ok(BarsPage {
+                bars: Vec::new(),
+                no_data: true,
+                next_time: None,
+            });
+        };
+        if !history::is_kept(res) {
+            let conn = self.reader().await?;
+            return tables::page(&conn, id, res, query)
+                .await
+                .map_err(|e| self.unavailable(e));
+        }
+        let (entry, tail) = self.kept(symbol, id, res).await?;
+        let joined = history::Joined {
+            head: &entry.bars,
+            tail: &tail,
+        };
+        let selection = paging::select(
+            &joined,
+            query.from_s.saturating_mul(1000),
+            query.to_s.saturating_mul(1000),
+            query.count_back,
+            query.limit,
+        );
+        Ok(BarsPage {
+            bars: selection
+                .positions
+                .iter()
+                .filter_map(|&i| joined.get(i))
+                .collect(),
+            no_data: selection.no_data,
+            next_time: selection.next_time,
+        })
+    }
+
+    fn encoded_history(
+        &self,
+        symbol: &Symbol,
+        res: Resolution,
+        _now_ms: i64,
+    ) -> Option<Arc<EncodedRun>> {
+        let (id, _) = self.base_of(symbol)?;
+        let (stamp, _) = self.history.stamp(id);
+        self.history
+            .get(id, res, stamp)
+            .map(|entry| Arc::clone(&entry.run))
+    }
+
+    async fn current_bar(
+        &self,
+        symbol: &Symbol,
+        res: Resolution,
+        _now_ms: i64,
+    ) -> Result<Option<Bar>, SourceError> {
+        let Some((id, _)) = self.base_of(symbol) else {
+            return Ok(None);
+        };
+        let conn = self.reader().await?;
+        tables::latest_bar(&conn, id, res)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    async fn quote(&self, symbol: &Symbol, _now_ms: i64) -> Result<Option<Quote>, SourceError> {
+        let Some((id, base)) = self.base_of(symbol) else {
+            return Ok(None);
+        };
+        // The trading day and the one before it, from the kept daily bars.
+        let (entry, tail) = self.kept(symbol, id, Resolution::Day).await?;
+        let mut days = entry.bars.iter().chain(&tail).rev();
+        let (Some(today), yesterday) = (days.next().copied(), days.next()) else {
+            return Ok(None);
+        };
+        let last = if base == Resolution::Day {
+            today.close
+        } else {
+            let conn = self.reader().await?;
+            let latest = tables::latest(&conn, id, base, 1)
+                .await
+                .map_err(|e| self.unavailable(e))?;
+            match latest.first() {
+                Some(bar) => bar.close,
+                None => return Ok(None),
+            }
+        };
+        let prev_close = yesterday.map_or(today.open, |d| d.close);
+        let change = last - prev_close;
+        Ok(Some(Quote {
+            last,
+            bid: None,
+            ask: None,
+            open: today.open,
+            high: today.high,
+            low: today.low,
+            prev_close,
+            volume: today.volume,
+            change,
+            change_percent: if prev_close != 0.0 {
+                change / prev_close * 100.0
+            } else {
+                0.0
+            },
+        }))
+    }
+
+    fn ingest(&self) -> Option<&dyn Ingest> {
+        self.writer.as_ref().map(|w| w as &dyn Ingest)
+    }
+}
+
+impl Store for PostgresStore {
+    fn records(&self) -> Result<Records, StoreError> {
+        let config = self.config.clone();
+        let (records, problems) = self
+            .io
+            .wait(async move {
+                let client = io::connect(&config).await?;
+                tables::load_symbols(&client).await
+            })
+            .map_err(StoreError::Failed)?
+            .map_err(|e| self.failed(e))?;
+        if let Some(problem) = problems.first() {
+            return Err(StoreError::Failed(format!(
+                "store {}: {problem}",
+                self.shown
+            )));
+        }
+        Records::new(records).map_err(StoreError::Failed)
+    }
+
+    fn upsert_symbols(
+        &self,
+        infos: Vec<SymbolInfo>,
+    ) -> Result<Vec<(String, Registered)>, StoreError> {
+        for info in &infos {
+            check_info(info)?;
+        }
+        let config = self.config.clone();
+        // Dropping the connection without a commit rolls everything back.
+        self.io
+            .wait(async move {
+                let client = io::connect(&config).await?;
+                client
+                    .batch_execute(&format!(
+                        "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+                    ))
+                    .await?;
+                let mut outcome = Vec::with_capacity(infos.len());
+                for info in infos {
+                    let registered = match tables::find_symbol(&client, &info.ticker).await? {
+                        None => {
+                            tables::insert_symbol(&client, &info).await?;
+                            Registered::Added
+                        }
+                        Some((id, old, base)) => {
+                            let old: SymbolInfo = match serde_json::from_str(&old) {
+                                Ok(old) => old,
+                                Err(e) => {
+                                    return Ok(Err(StoreError::Failed(format!(
+                                        "symbol {}: stored info: {e}",
+                                        info.ticker
+                                    ))))
+                                }
+                            };
+                            if old == info {
+                                Registered::Unchanged
+                            } else {
+                                if base.is_some()
+                                    && (old.session != info.session
+                                        || old.timezone != info.timezone)
+                                {
+                                    return Ok(Err(StoreError::Invalid(format!(
+                                        "{}: cannot change the session or timezone of a symbol \
+                                         that has bars (from {} {} to {} {}): its bars were \
+                                         placed by the old ones",
+                                        info.ticker,
+                                        old.session,
+                                        old.timezone,
+                                        info.session,
+                                        info.timezone
+                                    ))));
+                                }
+                                tables::update_symbol(&client, id, &info, base).await?;
+                                Registered::Updated
+                            }
+                        }
+                    };
+                    outcome.push((info.ticker.clone(), registered));
+                }
+                tables::bump_changes(&client).await?;
+                client.batch_execute("COMMIT").await?;
+                Ok::<_, Fail>(Ok(outcome))
+            })
+            .map_err(StoreError::Failed)?
+            .map_err(|e| self.failed(e))?
+    }
+
+    fn begin_import<'a>(
+        &'a self,
+        info: &SymbolInfo,
+        resolution: Resolution,
+    ) -> Result<Box<dyn ImportSink + 'a>, StoreError> {
+        if !is_base(resolution) {
+            return Err(StoreError::Invalid(format!(
+                "bars cannot be imported at {}: import the daily bars, weekly and monthly ones \
+                 are built from them",
+                resolution.as_str()
+            )));
+        }
+        check_info(info)?;
+        let calendar = calendar_of(info)?;
+        Ok(Box::new(import::PgImport::begin(
+            self, info, resolution, calendar,
+        )?))
+    }
+
+    fn scan(
+        &self,
+        symbol: &SymbolRecord,
+        resolution: Resolution,
+        from: i64,
+        to: i64,
+        each: &mut dyn FnMut(&StoredBar) -> Result<(), String>,
+    ) -> Result<(), StoreError> {
+        // Read ahead on the store's runtime, handed over in chunks: `each`
+        // runs here, on the caller's thread.
+        let (chunks, mut received) = tokio::sync::mpsc::channel::<Result<Vec<StoredBar>, Fail>>(4);
+        let (config, id) = (self.config.clone(), symbol.id);
+        self.io.handle().spawn(async move {
+            let read = async {
+                let conn = Conn::open(&config).await?;
+                let rows = tables::stream(&conn, id, resolution, from, to).await?;
+                pin_mut!(rows);
+                let mut chunk = Vec::with_capacity(4096);
+                while let Some(row) = rows.try_next().await? {
+                    chunk.push(tables::bar_of_row(&row)?);
+                    if chunk.len() == 4096 {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(4096));
+                        if chunks.send(Ok(full)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                let _ = chunks.send(Ok(chunk)).await;
+                Ok::<_, Fail>(())
+            };
+            if let Err(e) = read.await {
+                let _ = chunks.send(Err(e)).await;
+            }
+        });
+        while let Some(chunk) = received.blocking_recv() {
+            for bar in chunk.map_err(|e| self.failed(e))? {
+                each(&bar).map_err(StoreError::Failed)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Ingest for writer::Writer {
+    async fn apply(
+        &self,
+        request: IngestRequest,
+        key: Option<String>,
+        now_ms: i64,
+    ) -> Result<IngestReceipt, IngestError> {
+        self.submit(request, key, now_ms).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        use super::without_password as shown;
+        assert_eq!(
+            shown("postgres://u:secret@db:5432/market"),
+            "postgres://u@db:5432/market"
+        );
+        assert_eq!(
+            shown("postgresql://u@db/market"),
+            "postgresql://u@db/market"
+        );
+        assert_eq!(shown("postgres://db/market"), "postgres://db/market");
+    }
+}

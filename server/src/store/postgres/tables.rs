@@ -1,0 +1,501 @@
+//! Reading and writing the tables of `schema`, on one connection with its
+//! statements prepared once ([`Conn`]): the request path's readers, the
+//! server's writer and the import command all go through these.
+//!
+//! Bars are read by primary-key range scans; bars are written in batches
+//! (arrays unnested into one statement) rather than one round trip each.
+
+use std::collections::HashMap;
+
+use futures_util::{pin_mut, TryStreamExt};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, Row, RowStream, Statement};
+use trading_pro::types::SymbolInfo;
+
+use super::io;
+use crate::calendar::{Resolution, TradingCalendar};
+use crate::source::{Bar, BarQuery, BarsPage};
+use crate::store::bar::{code, from_code};
+use crate::store::chain::{child_of, served, Buckets, Dirty};
+use crate::store::{StoredBar, SymbolRecord};
+
+/// A failed query, or a row that does not read as what it should be.
+#[derive(Debug)]
+pub struct Fail(pub String);
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Fail(io::describe(&e))
+    }
+}
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Fail>;
+
+/// Bars written in one statement, at most.
+const WRITE_CHUNK: usize = 10_000;
+
+/// A connection and its prepared statements.
+pub struct Conn {
+    pub client: Client,
+    back: Statement,
+    range: Statement,
+    before: Statement,
+    latest: Statement,
+    since: Statement,
+    newest_times: Statement,
+    get_many: Statement,
+    children: Statement,
+    delete_range: Statement,
+    write_many: Statement,
+    set_base: Statement,
+    find_key: Statement,
+    insert_key: Statement,
+    changes: Statement,
+}
+
+impl Conn {
+    /// Connects and prepares every statement (on the current runtime: call
+    /// it through `Io`).
+    pub async fn open(config: &Config) -> Result<Conn> {
+        let client = io::connect(config).await?;
+        let prepare = |sql: &'static str| client.prepare(sql);
+        Ok(Conn {
+            back: prepare(
+                "SELECT time, bar FROM bars WHERE symbol = $1 AND resolution = $2 AND time < $3
+                 ORDER BY time DESC LIMIT $4",
+            )
+            .await?,
+            range: prepare(
+                "SELECT time, bar FROM bars
+                 WHERE symbol = $1 AND resolution = $2 AND time >= $3 AND time < $4
+                 ORDER BY time DESC LIMIT $5",
+            )
+            .await?,
+            before: prepare(
+                "SELECT time FROM bars WHERE symbol = $1 AND resolution = $2 AND time < $3
+                 ORDER BY time DESC LIMIT 1",
+            )
+            .await?,
+            latest: prepare(
+                "SELECT time, bar FROM bars WHERE symbol = $1 AND resolution = $2
+                 ORDER BY time DESC LIMIT $3",
+            )
+            .await?,
+            since: prepare(
+                "SELECT time, bar FROM bars WHERE symbol = $1 AND resolution = $2 AND time >= $3
+                 ORDER BY time DESC LIMIT $4",
+            )
+            .await?,
+            // One index probe per resolution, in one round trip.
+            newest_times: prepare(
+                "SELECT r, (SELECT time FROM bars WHERE symbol = $1 AND resolution = r
+                            ORDER BY time DESC LIMIT 1)
+                 FROM unnest($2::integer[]) AS u(r)",
+            )
+            .await?,
+            get_many: prepare(
+                "SELECT b.symbol, b.time, b.bar
+                 FROM unnest($1::bigint[], $2::integer[], $3::bigint[]) AS k(symbol, resolution, time)
+                 JOIN bars b ON b.symbol = k.symbol AND b.resolution = k.resolution
+                                AND b.time = k.time",
+            )
+            .await?,
+            children: prepare(
+                "SELECT time, bar FROM bars
+                 WHERE symbol = $1 AND resolution = $2 AND time >= $3 AND time < $4
+                 ORDER BY time",
+            )
+            .await?,
+            delete_range: prepare(
+                "DELETE FROM bars
+                 WHERE symbol = $1 AND resolution = $2 AND time >= $3 AND time < $4",
+            )
+            .await?,
+            write_many: prepare(
+                "INSERT INTO bars (symbol, resolution, time, bar)
+                 SELECT $1::bigint, $2::integer, t, b
+                 FROM unnest($3::bigint[], $4::bytea[]) AS u(t, b)
+                 ON CONFLICT (symbol, resolution, time) DO UPDATE SET bar = excluded.bar",
+            )
+            .await?,
+            set_base: prepare("UPDATE symbols SET base = $2 WHERE id = $1").await?,
+            find_key: prepare(
+                "SELECT fingerprint, applied, created_ms FROM ingest_keys
+                 WHERE endpoint = $1 AND key = $2",
+            )
+            .await?,
+            insert_key: prepare(
+                "INSERT INTO ingest_keys (endpoint, key, fingerprint, applied, created_ms)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (endpoint, key) DO UPDATE
+                 SET fingerprint = excluded.fingerprint, applied = excluded.applied,
+                     created_ms = excluded.created_ms",
+            )
+            .await?,
+            changes: prepare("SELECT value FROM meta WHERE key = 'changes'").await?,
+            client,
+        })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+fn res_code(res: Resolution) -> i32 {
+    code(res) as i32
+}
+
+fn row_bar(row: &Row) -> Result<StoredBar> {
+    let time: i64 = row.try_get(0)?;
+    let blob: &[u8] = row.try_get(1)?;
+    StoredBar::decode(time, blob).ok_or_else(|| Fail(format!("a bar of {} bytes", blob.len())))
+}
+
+fn bars_of(rows: &[Row]) -> Result<Vec<StoredBar>> {
+    rows.iter().map(row_bar).collect()
+}
+
+/// Bars for a `getBars` request: the newest `limit` (or `count_back`)
+/// before `to`, from `from` on unless `count_back` is given; the cost is
+/// the bars returned, one range scan (as the embedded store's).
+pub async fn page(c: &Conn, symbol: i64, res: Resolution, q: &BarQuery) -> Result<BarsPage> {
+    let from = q.from_s.saturating_mul(1000);
+    let to = q.to_s.saturating_mul(1000);
+    let want = q.count_back.map_or(q.limit, |n| n.min(q.limit));
+    let n = want as i64 + 1;
+    let r = res_code(res);
+    let rows = if q.count_back.is_some() {
+        c.client.query(&c.back, &[&symbol, &r, &to, &n]).await?
+    } else {
+        c.client
+            .query(&c.range, &[&symbol, &r, &from, &to, &n])
+            .await?
+    };
+    let mut rows = bars_of(&rows)?;
+    let next_time = if rows.len() > want {
+        rows.pop().map(|b| b.time)
+    } else if q.count_back.is_some() {
+        None
+    } else {
+        let t = from.min(to);
+        c.client
+            .query_opt(&c.before, &[&symbol, &r, &t])
+            .await?
+            .map(|row| row.try_get::<_, i64>(0))
+            .transpose()?
+    };
+    // No bar before `to` at all: only when nothing was found in the range
+    // and nothing lies before it either.
+    let no_data = rows.is_empty() && (q.count_back.is_some() || next_time.is_none());
+    Ok(BarsPage {
+        bars: rows.iter().rev().map(StoredBar::to_bar).collect(),
+        no_data,
+        next_time,
+    })
+}
+
+/// The newest `n` bars of a resolution, newest first.
+pub async fn latest(c: &Conn, symbol: i64, res: Resolution, n: usize) -> Result<Vec<StoredBar>> {
+    let rows = c
+        .client
+        .query(&c.latest, &[&symbol, &res_code(res), &(n as i64)])
+        .await?;
+    bars_of(&rows)
+}
+
+/// The newest bar of a resolution as a `Bar`.
+pub async fn latest_bar(c: &Conn, symbol: i64, res: Resolution) -> Result<Option<Bar>> {
+    Ok(latest(c, symbol, res, 1)
+        .await?
+        .first()
+        .map(StoredBar::to_bar))
+}
+
+/// Bars from `from` on (at most `n`, the newest kept), in time order.
+pub async fn since(
+    c: &Conn,
+    symbol: i64,
+    res: Resolution,
+    from: i64,
+    n: usize,
+) -> Result<Vec<StoredBar>> {
+    let rows = c
+        .client
+        .query(&c.since, &[&symbol, &res_code(res), &from, &(n as i64)])
+        .await?;
+    let mut bars = bars_of(&rows)?;
+    bars.reverse();
+    Ok(bars)
+}
+
+/// The time of the newest bar of each resolution in `resolutions`.
+pub async fn newest_times(
+    c: &Conn,
+    symbol: i64,
+    resolutions: &[Resolution],
+) -> Result<Vec<(Resolution, Option<i64>)>> {
+    let codes: Vec<i32> = resolutions.iter().map(|r| res_code(*r)).collect();
+    let rows = c.client.query(&c.newest_times, &[&symbol, &codes]).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let code: i32 = row.try_get(0)?;
+        let res = from_code(i64::from(code)).ok_or_else(|| Fail(format!("resolution {code}")))?;
+        out.push((res, row.try_get(1)?));
+    }
+    Ok(out)
+}
+
+/// The stored bars among `keys` (symbol id, resolution, time), by (symbol
+/// id, time).
+pub async fn get_many(
+    c: &Conn,
+    keys: &[(i64, Resolution, i64)],
+) -> Result<HashMap<(i64, i64), StoredBar>> {
+    let symbols: Vec<i64> = keys.iter().map(|k| k.0).collect();
+    let resolutions: Vec<i32> = keys.iter().map(|k| res_code(k.1)).collect();
+    let times: Vec<i64> = keys.iter().map(|k| k.2).collect();
+    let rows = c
+        .client
+        .query(&c.get_many, &[&symbols, &resolutions, &times])
+        .await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let symbol: i64 = row.try_get(0)?;
+        let time: i64 = row.try_get(1)?;
+        let blob: &[u8] = row.try_get(2)?;
+        let bar = StoredBar::decode(time, blob)
+            .ok_or_else(|| Fail(format!("a bar of {} bytes", blob.len())))?;
+        out.insert((symbol, time), bar);
+    }
+    Ok(out)
+}
+
+/// Every bar with time in `[from, to)`, in time order, as a stream.
+pub async fn stream(
+    c: &Conn,
+    symbol: i64,
+    res: Resolution,
+    from: i64,
+    to: i64,
+) -> Result<RowStream> {
+    let r = res_code(res);
+    let params: [&(dyn ToSql + Sync); 4] = [&symbol, &r, &from, &to];
+    Ok(c.client
+        .query_raw(&c.children, params.iter().copied())
+        .await?)
+}
+
+/// Stores bars of one symbol and resolution (replacing any at the same
+/// times).
+pub async fn write_many(c: &Conn, symbol: i64, res: Resolution, bars: &[StoredBar]) -> Result<()> {
+    let r = res_code(res);
+    for chunk in bars.chunks(WRITE_CHUNK) {
+        let times: Vec<i64> = chunk.iter().map(|b| b.time).collect();
+        let encoded: Vec<[u8; crate::store::bar::ENCODED_LEN]> =
+            chunk.iter().map(StoredBar::encode).collect();
+        let blobs: Vec<&[u8]> = encoded.iter().map(|b| &b[..]).collect();
+        c.client
+            .execute(&c.write_many, &[&symbol, &r, &times, &blobs])
+            .await?;
+    }
+    Ok(())
+}
+
+/// Rebuilds every coarser resolution over the base bars `dirty` names
+/// (see `chain`): for each level, the buckets those cover are deleted and
+/// written again from the level below, within the caller's transaction.
+pub async fn rebuild(
+    c: &Conn,
+    symbol: i64,
+    calendar: &TradingCalendar,
+    base: Resolution,
+    dirty: &Dirty,
+) -> Result<()> {
+    let mut changed: Vec<(Resolution, Dirty)> = vec![(base, dirty.clone())];
+    for res in served(base).skip(1) {
+        let Some(child) = child_of(res, base) else {
+            continue;
+        };
+        let Some(child_dirty) = changed
+            .iter()
+            .find(|(r, _)| *r == child)
+            .map(|(_, d)| d.clone())
+        else {
+            continue;
+        };
+        let mut rebuilt = Dirty::default();
+        for (from, to) in Buckets::new(calendar, res).spans(&child_dirty) {
+            c.client
+                .execute(&c.delete_range, &[&symbol, &res_code(res), &from, &to])
+                .await?;
+            let mut aggregator = Buckets::new(calendar, res).aggregator();
+            let mut parents = Vec::new();
+            let rows = stream(c, symbol, child, from, to).await?;
+            pin_mut!(rows);
+            // The parents are written once the children's stream has
+            // ended: a connection answers one statement at a time.
+            while let Some(row) = rows.try_next().await? {
+                if let Some(done) = aggregator.push(&row_bar(&row)?) {
+                    rebuilt.add(done.time);
+                    parents.push(done);
+                }
+            }
+            if let Some(done) = aggregator.finish() {
+                rebuilt.add(done.time);
+                parents.push(done);
+            }
+            write_many(c, symbol, res, &parents).await?;
+        }
+        changed.push((res, rebuilt));
+    }
+    Ok(())
+}
+
+/// A row of [`stream`] as a bar.
+pub fn bar_of_row(row: &Row) -> Result<StoredBar> {
+    row_bar(row)
+}
+
+/// Every symbol. A row that cannot be read as a symbol is skipped with its
+/// reason (returned), so one bad row does not hide the rest.
+pub async fn load_symbols(client: &Client) -> Result<(Vec<SymbolRecord>, Vec<String>)> {
+    let rows = client
+        .query("SELECT id, info, base FROM symbols ORDER BY id", &[])
+        .await?;
+    let (mut records, mut problems) = (Vec::new(), Vec::new());
+    for row in rows {
+        let id: i64 = row.try_get(0)?;
+        let info: String = row.try_get(1)?;
+        let base: Option<i32> = row.try_get(2)?;
+        let record = serde_json::from_str::<SymbolInfo>(&info)
+            .map_err(|e| format!("symbol #{id}: its info does not parse: {e}"))
+            .and_then(|info| {
+                SymbolRecord::new(id, info, base.and_then(|b| from_code(i64::from(b))))
+            });
+        match record {
+            Ok(r) => records.push(r),
+            Err(e) => problems.push(e),
+        }
+    }
+    Ok((records, problems))
+}
+
+/// The symbol row of `ticker` (case-insensitive): id, registered info and
+/// base.
+pub async fn find_symbol(
+    client: &Client,
+    ticker: &str,
+) -> Result<Option<(i64, String, Option<Resolution>)>> {
+    let row = client
+        .query_opt(
+            "SELECT id, info, base FROM symbols WHERE ticker_key = $1",
+            &[&ticker.to_ascii_uppercase()],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let base: Option<i32> = row.try_get(2)?;
+    Ok(Some((
+        row.try_get(0)?,
+        row.try_get(1)?,
+        base.and_then(|b| from_code(i64::from(b))),
+    )))
+}
+
+fn json(info: &SymbolInfo) -> Result<String> {
+    serde_json::to_string(info).map_err(|e| Fail(format!("symbol {}: {e}", info.ticker)))
+}
+
+/// Inserts a symbol; its id.
+pub async fn insert_symbol(client: &Client, info: &SymbolInfo) -> Result<i64> {
+    let row = client
+        .query_one(
+            "INSERT INTO symbols (ticker_key, info) VALUES ($1, $2) RETURNING id",
+            &[&info.ticker.to_ascii_uppercase(), &json(info)?],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+pub async fn update_symbol(
+    client: &Client,
+    id: i64,
+    info: &SymbolInfo,
+    base: Option<Resolution>,
+) -> Result<()> {
+    client
+        .execute(
+            "UPDATE symbols SET ticker_key = $2, info = $3, base = $4 WHERE id = $1",
+            &[
+                &id,
+                &info.ticker.to_ascii_uppercase(),
+                &json(info)?,
+                &base.map(res_code),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn set_base(c: &Conn, id: i64, base: Resolution) -> Result<()> {
+    c.client
+        .execute(&c.set_base, &[&id, &res_code(base)])
+        .await?;
+    Ok(())
+}
+
+/// What an `Idempotency-Key` answered before: (fingerprint, applied,
+/// when).
+pub async fn find_key(c: &Conn, endpoint: &str, key: &str) -> Result<Option<(i64, i64, i64)>> {
+    let row = c.client.query_opt(&c.find_key, &[&endpoint, &key]).await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+}
+
+pub async fn insert_key(
+    c: &Conn,
+    endpoint: &str,
+    key: &str,
+    fingerprint: i64,
+    applied: i64,
+    now_ms: i64,
+) -> Result<()> {
+    c.client
+        .execute(
+            &c.insert_key,
+            &[&endpoint, &key, &fingerprint, &applied, &now_ms],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn prune_keys(client: &Client, before_ms: i64) -> Result<u64> {
+    Ok(client
+        .execute(
+            "DELETE FROM ingest_keys WHERE created_ms < $1",
+            &[&before_ms],
+        )
+        .await?)
+}
+
+/// The change counter: imports and symbol updates bump it.
+pub async fn changes(c: &Conn) -> Result<i64> {
+    Ok(c.client.query_one(&c.changes, &[]).await?.try_get(0)?)
+}
+
+/// Tells running servers that this transaction changed symbols or bars.
+pub async fn bump_changes(client: &Client) -> Result<()> {
+    client
+        .execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'changes'",
+            &[],
+        )
+        .await?;
+    Ok(())
+}

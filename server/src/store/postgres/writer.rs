@@ -1,0 +1,433 @@
+//! The server's one writer: a task on the store's runtime that owns a
+//! connection of its own.
+//!
+//! As on the embedded store: ingest requests queue here (bounded: a full
+//! queue makes the request wait, not the server grow); the task takes
+//! every request waiting and applies them in one transaction, each inside
+//! a savepoint so one bad request does not undo the others. Only after
+//! the commit (durable: PostgreSQL has flushed its log) does it publish
+//! the changed bars, in commit order, and answer.
+//!
+//! Between requests it watches the change counter that every import and
+//! symbol update bumps in its own transaction (`meta.changes`), and then
+//! refreshes the symbols and the followed topics' live bars. A counter
+//! read by primary key every 250 ms costs next to nothing and cannot be
+//! missed: a LISTEN/NOTIFY would need a connection kept listening, and a
+//! notification sent while that connection was being re-established would
+//! be lost.
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Config;
+
+use super::schema::WRITE_LOCK;
+use super::tables::{self, Conn, Fail};
+use crate::calendar::Resolution;
+use crate::source::UpdateSink;
+use crate::store::chain::{served, Dirty};
+use crate::store::history::History;
+use crate::store::ingest::{
+    check_key, IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS,
+};
+use crate::store::plan::{self, BaseBars, Target, Touched, Work};
+use crate::store::Records;
+
+/// Requests that may wait for the writer.
+const QUEUE: usize = 1024;
+/// Most requests in one transaction.
+const MAX_BATCH: usize = 256;
+/// How often the writer looks for other processes' commits when idle.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// How long a request waits for room in the queue before a 503.
+const QUEUE_WAIT: Duration = Duration::from_secs(30);
+/// Bars published per resolution after one transaction, at most (a feed
+/// catching up after an outage may close many at once).
+const MAX_PUBLISHED: usize = 32;
+
+type Reply = oneshot::Sender<Result<IngestReceipt, IngestError>>;
+
+struct Job {
+    request: IngestRequest,
+    key: Option<String>,
+    now_ms: i64,
+    reply: Reply,
+}
+
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// What the writer shares with the store's readers.
+pub struct Shared {
+    pub records: Arc<RwLock<Arc<Records>>>,
+    pub history: Arc<History>,
+    pub sink: Arc<dyn UpdateSink>,
+}
+
+impl Writer {
+    /// Starts the writer task on `runtime`, on the connection `conn`
+    /// (reopened from `config` if it is lost).
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        conn: Conn,
+        config: Config,
+        shown: String,
+        changes: i64,
+        shared: Shared,
+    ) -> Writer {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let records = Arc::clone(
+            &shared
+                .records
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let worker = Worker {
+            conn: Some(conn),
+            config,
+            shown,
+            records,
+            shared,
+            changes,
+            last_prune: Instant::now(),
+            now_ms: 0,
+        };
+        runtime.spawn(worker.run(queue));
+        Writer { jobs }
+    }
+
+    /// Queues a request and waits for its answer.
+    pub async fn submit(
+        &self,
+        request: IngestRequest,
+        key: Option<String>,
+        now_ms: i64,
+    ) -> Result<IngestReceipt, IngestError> {
+        if let Some(key) = &key {
+            check_key(key).map_err(IngestError::Invalid)?;
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            request,
+            key,
+            now_ms,
+            reply,
+        };
+        match self.jobs.send_timeout(job, QUEUE_WAIT).await {
+            Ok(()) => {}
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                return Err(IngestError::Unavailable(
+                    "the store is not keeping up: the ingest queue stayed full; retry".into(),
+                ))
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => return Err(stopped()),
+        }
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+/// The writer's connection, reopened if it was lost.
+async fn connected<'a>(conn: &'a mut Option<Conn>, config: &Config) -> Result<&'a Conn, Fail> {
+    if conn.as_ref().is_some_and(Conn::is_closed) {
+        *conn = None;
+    }
+    if conn.is_none() {
+        *conn = Some(Conn::open(config).await?);
+    }
+    conn.as_ref().ok_or_else(|| Fail("no connection".into()))
+}
+
+fn stopped() -> IngestError {
+    IngestError::Unavailable("the store's writer has stopped".into())
+}
+
+struct Worker {
+    /// None after the connection failed, until it is reopened.
+    conn: Option<Conn>,
+    config: Config,
+    /// The database, for log lines (without a password).
+    shown: String,
+    /// The symbols as the writer sees them (`shared.records` is what the
+    /// request path reads; replaced after a commit changes symbols).
+    records: Arc<Records>,
+    shared: Shared,
+    /// `meta.changes` when last looked.
+    changes: i64,
+    last_prune: Instant,
+    /// The newest request's clock, for expiring idempotency keys.
+    now_ms: i64,
+}
+
+impl Worker {
+    async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+        loop {
+            match tokio::time::timeout(WATCH_EVERY, queue.recv()).await {
+                Ok(Some(first)) => {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match queue.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    self.watch().await;
+                    self.apply(batch).await;
+                }
+                Ok(None) => return,
+                Err(_) => {
+                    self.watch().await;
+                    self.prune().await;
+                }
+            }
+        }
+    }
+
+    /// Another process committed (an import): serve its symbols, and give
+    /// the followed topics their bars as they are now.
+    async fn watch(&mut self) {
+        let Ok(conn) = connected(&mut self.conn, &self.config).await else {
+            return;
+        };
+        let Ok(changes) = tables::changes(conn).await else {
+            return;
+        };
+        if changes == self.changes {
+            return;
+        }
+        self.changes = changes;
+        self.shared.history.external_change();
+        match tables::load_symbols(&conn.client).await {
+            Ok((records, problems)) => {
+                for problem in problems {
+                    eprintln!("store {}: {problem}", self.shown);
+                }
+                if let Ok(records) = Records::new(records) {
+                    self.set_records(records);
+                }
+            }
+            Err(e) => eprintln!("store {}: cannot reload symbols: {e}", self.shown),
+        }
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        for (ticker, res) in self.shared.sink.followed() {
+            let Some(record) = self.records.lookup(&ticker) else {
+                continue;
+            };
+            if record.base.is_some_and(|base| res >= base) {
+                if let Ok(Some(bar)) = tables::latest_bar(conn, record.id, res).await {
+                    self.shared.sink.publish(&record.info.ticker, res, bar);
+                }
+            }
+        }
+    }
+
+    fn set_records(&mut self, records: Records) {
+        let records = Arc::new(records);
+        *self
+            .shared
+            .records
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&records);
+        self.records = records;
+    }
+
+    /// Forgets idempotency keys older than their retention, now and then.
+    async fn prune(&mut self) {
+        if self.last_prune.elapsed() < Duration::from_secs(600) || self.now_ms == 0 {
+            return;
+        }
+        self.last_prune = Instant::now();
+        if let Some(conn) = &self.conn {
+            let _ = tables::prune_keys(&conn.client, self.now_ms - KEY_RETENTION_MS).await;
+        }
+    }
+
+    async fn apply(&mut self, batch: Vec<Job>) {
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut work = Work::default();
+        let outcome = self.transaction(&batch, &mut work, &mut answers).await;
+        if let Err(e) = outcome {
+            if let Some(conn) = &self.conn {
+                let _ = conn.client.batch_execute("ROLLBACK").await;
+            }
+            let why = format!("the store could not apply the request: {e}");
+            eprintln!("store {}: {why}", self.shown);
+            for job in batch {
+                let _ = job.reply.send(Err(IngestError::Unavailable(why.clone())));
+            }
+            return;
+        }
+        if !work.new_bases.is_empty() {
+            if let Some(records) = plan::adopt_bases(&self.records, &work.new_bases) {
+                self.set_records(records);
+            }
+        }
+        // Before anyone hears of the write: kept bars it changed go.
+        for id in work.touched.keys() {
+            self.shared.history.written(*id, work.amended.contains(id));
+        }
+        self.publish(&work).await;
+        for (job, answer) in batch.into_iter().zip(answers) {
+            let _ = job.reply.send(answer);
+        }
+    }
+
+    /// Applies every job in one transaction; `answers` gets one per job.
+    /// An error here is the store's, and undoes the whole transaction.
+    async fn transaction(
+        &mut self,
+        batch: &[Job],
+        work: &mut Work,
+        answers: &mut Vec<Result<IngestReceipt, IngestError>>,
+    ) -> Result<(), Fail> {
+        let conn = connected(&mut self.conn, &self.config).await?;
+        conn.client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+            ))
+            .await?;
+        let mut now_ms = self.now_ms;
+        for job in batch {
+            now_ms = now_ms.max(job.now_ms);
+            conn.client.batch_execute("SAVEPOINT job").await?;
+            let bases_before = work.new_bases.clone();
+            match job_in(conn, &self.records, job, work).await? {
+                Ok(receipt) => {
+                    conn.client.batch_execute("RELEASE job").await?;
+                    answers.push(Ok(receipt));
+                }
+                Err(e) => {
+                    conn.client
+                        .batch_execute("ROLLBACK TO job; RELEASE job")
+                        .await?;
+                    work.new_bases = bases_before;
+                    answers.push(Err(e));
+                }
+            }
+        }
+        conn.client.batch_execute("COMMIT").await?;
+        self.now_ms = now_ms;
+        Ok(())
+    }
+
+    /// After the commit: every bar from the newest before it on, in order,
+    /// for each resolution of each symbol the transaction touched.
+    async fn publish(&mut self, work: &Work) {
+        let Ok(conn) = connected(&mut self.conn, &self.config).await else {
+            return;
+        };
+        for (id, touched) in &work.touched {
+            let base = work.new_bases.get(id).copied().or(touched.record.base);
+            let Some(base) = base else { continue };
+            for res in served(base) {
+                let before = touched
+                    .before
+                    .iter()
+                    .find(|(r, _)| *r == res)
+                    .and_then(|(_, t)| *t);
+                let Ok(bars) =
+                    tables::since(conn, *id, res, before.unwrap_or(i64::MIN), MAX_PUBLISHED).await
+                else {
+                    continue;
+                };
+                for bar in bars {
+                    self.shared
+                        .sink
+                        .publish(&touched.record.info.ticker, res, bar.to_bar());
+                }
+            }
+        }
+    }
+}
+
+/// One request: its key, its validation, its writes.
+async fn job_in(
+    conn: &Conn,
+    records: &Records,
+    job: &Job,
+    work: &mut Work,
+) -> Result<Result<IngestReceipt, IngestError>, Fail> {
+    let endpoint = job.request.endpoint();
+    let fingerprint = job.request.fingerprint();
+    if let Some(key) = &job.key {
+        if let Some((stored, applied, created)) = tables::find_key(conn, endpoint, key).await? {
+            if created >= job.now_ms - KEY_RETENTION_MS {
+                return Ok(plan::replay(key, endpoint, fingerprint, (stored, applied)));
+            }
+        }
+    }
+    let planned = match &job.request {
+        IngestRequest::Trades(trades) => match plan::trades(records, trades, job.now_ms, work) {
+            Ok((targets, placed)) => {
+                // Every bar the trades land in, read in one round trip.
+                let stored = tables::get_many(conn, &plan::bars_to_read(&placed)).await?;
+                plan::fold(placed, trades, &stored).map(|bars| (targets, bars))
+            }
+            Err(e) => Err(e),
+        },
+        IngestRequest::Bars { resolution, bars } => {
+            plan::bars(records, *resolution, bars, job.now_ms, work)
+        }
+    };
+    let (targets, bars) = match planned {
+        Ok(planned) => planned,
+        Err(e) => return Ok(Err(e)),
+    };
+    write(conn, &targets, bars, work).await?;
+    let applied = job.request.len();
+    if let Some(key) = &job.key {
+        tables::insert_key(conn, endpoint, key, fingerprint, applied as i64, job.now_ms).await?;
+    }
+    Ok(Ok(IngestReceipt { applied }))
+}
+
+/// Stores base bars and rebuilds the coarser ones over them.
+async fn write(
+    conn: &Conn,
+    targets: &[Target],
+    bars: BaseBars,
+    work: &mut Work,
+) -> Result<(), Fail> {
+    for Target {
+        record, base, new, ..
+    } in targets
+    {
+        if let Entry::Vacant(slot) = work.touched.entry(record.id) {
+            let resolutions: Vec<Resolution> = served(*base).collect();
+            let before = tables::newest_times(conn, record.id, &resolutions).await?;
+            slot.insert(Touched {
+                record: record.clone(),
+                before,
+            });
+        }
+        if *new {
+            tables::set_base(conn, record.id, *base).await?;
+            work.new_bases.insert(record.id, *base);
+        }
+    }
+    // Grouped by symbol (and so by base), in time order.
+    let mut grouped: BTreeMap<i64, (Resolution, Vec<_>)> = BTreeMap::new();
+    for ((id, _), (base, bar)) in bars {
+        work.note_written(id, base, bar.time);
+        grouped.entry(id).or_insert((base, Vec::new())).1.push(bar);
+    }
+    let mut dirty: HashMap<i64, Dirty> = HashMap::new();
+    for (id, (base, bars)) in &grouped {
+        tables::write_many(conn, *id, *base, bars).await?;
+        let d = dirty.entry(*id).or_default();
+        for bar in bars {
+            d.add(bar.time);
+        }
+    }
+    for Target { record, base, .. } in targets {
+        if let Some(dirty) = dirty.get(&record.id) {
+            tables::rebuild(conn, record.id, &record.calendar, *base, dirty).await?;
+        }
+    }
+    Ok(())
+}
