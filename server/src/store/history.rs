@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use crate::bars_json::EncodedRun;
 use crate::calendar::Resolution;
 use crate::paging::BarSource;
-use crate::source::Bar;
+use crate::source::{Bar, BarQuery, BarsPage};
 
 /// Entries kept; beyond it the oldest built is dropped. A daily history
 /// since 2019 is about 0.3 MB with its JSON.
@@ -169,6 +169,26 @@ pub struct Joined<'a> {
 }
 
 impl Joined<'_> {
+    /// The page `query` asks for, by the paging contract.
+    pub fn page(&self, query: &BarQuery) -> BarsPage {
+        let selection = crate::paging::select(
+            self,
+            query.from_s.saturating_mul(1000),
+            query.to_s.saturating_mul(1000),
+            query.count_back,
+            query.limit,
+        );
+        BarsPage {
+            bars: selection
+                .positions
+                .iter()
+                .filter_map(|&i| self.get(i))
+                .collect(),
+            no_data: selection.no_data,
+            next_time: selection.next_time,
+        }
+    }
+
     pub fn get(&self, i: usize) -> Option<Bar> {
         match i.checked_sub(self.head.len()) {
             None => self.head.get(i).copied(),

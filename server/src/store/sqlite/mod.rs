@@ -28,7 +28,6 @@ use trading_pro::types::SymbolInfo;
 use crate::bars_json::{EncodedRun, PriceFormat};
 use crate::calendar::{Resolution, TradingCalendar};
 use crate::catalog::{Catalog, Symbol};
-use crate::paging;
 use crate::source::{Bar, BarQuery, BarsPage, DataSource, Live, Quote, SourceError, UpdateSink};
 use crate::store::chain::{is_base, Dirty};
 use crate::store::history;
@@ -255,22 +254,7 @@ impl DataSource for SqliteStore {
             head: &entry.bars,
             tail: &tail,
         };
-        let selection = paging::select(
-            &joined,
-            query.from_s.saturating_mul(1000),
-            query.to_s.saturating_mul(1000),
-            query.count_back,
-            query.limit,
-        );
-        Ok(BarsPage {
-            bars: selection
-                .positions
-                .iter()
-                .filter_map(|&i| joined.get(i))
-                .collect(),
-            no_data: selection.no_data,
-            next_time: selection.next_time,
-        })
+        Ok(joined.page(query))
     }
 
     fn encoded_history(
