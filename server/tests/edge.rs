@@ -645,14 +645,23 @@ async fn a_reader_that_stops_reading_is_coalesced_then_closed_with_1008() {
     socket.set_recv_buffer_size(4096).unwrap();
     let tcp = socket.connect(addr(&s)).await.unwrap();
     let url = format!("{}/api/v1/ws", s.base.replacen("http://", "ws://", 1));
-    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
-    for (i, symbol) in s.tickers().await.iter().enumerate() {
+    let (mut ws, _) = timeout(MARGIN, tokio_tungstenite::client_async(url, tcp))
+        .await
+        .expect("handshake in time")
+        .unwrap();
+    let tickers = timeout(MARGIN, s.tickers()).await.expect("tickers in time");
+    for (i, symbol) in tickers.iter().enumerate() {
         for res in ["1", "5"] {
             let sub = json!({"type": "bars.subscribe", "id": format!("{i}{res}"),
                 "payload": {"symbol": symbol, "resolution": res}});
-            ws.send(Message::Text(sub.to_string().into()))
-                .await
-                .unwrap();
+            // Every step is bounded: a stuck step fails with its name.
+            match timeout(MARGIN, ws.send(Message::Text(sub.to_string().into()))).await {
+                Ok(Ok(())) => {}
+                // Closed as too slow while still subscribing: what follows
+                // still checks the close.
+                Ok(Err(_)) => break,
+                Err(_) => panic!("subscription {i}{res} not sent in time"),
+            }
         }
     }
     // Stop reading until the server has given up on this client.
@@ -664,7 +673,12 @@ async fn a_reader_that_stops_reading_is_coalesced_then_closed_with_1008() {
     }
     // Reading again finds the updates sent before, then the 1008.
     let mut updates = 0;
+    let reading = Instant::now() + MARGIN + MARGIN;
     let close = loop {
+        assert!(
+            Instant::now() < reading,
+            "the close frame must follow the buffered updates ({updates} read)"
+        );
         match timeout(MARGIN, ws.next()).await.expect("frames in time") {
             Some(Ok(Message::Text(_))) => updates += 1,
             Some(Ok(Message::Close(frame))) => break frame,
@@ -676,7 +690,9 @@ async fn a_reader_that_stops_reading_is_coalesced_then_closed_with_1008() {
     assert_eq!(u16::from(close.code), 1008);
     assert!(close.reason.contains("Client too slow"), "{}", close.reason);
     assert!(updates > 0);
-    s.stop().await;
+    timeout(MARGIN + MARGIN, s.stop())
+        .await
+        .expect("stopped in time");
 }
 
 /// SIGTERM while keep-alive clients send requests: every request sent is
