@@ -272,3 +272,28 @@ pub fn adopt_bases(records: &Records, bases: &HashMap<i64, Resolution>) -> Optio
         .collect();
     Records::new(records).ok()
 }
+
+// The writer's queue, the same for every engine's writer.
+
+/// Requests that may wait for the writer.
+pub const QUEUE: usize = 1024;
+/// Most requests in one transaction.
+pub const MAX_BATCH: usize = 256;
+/// How often the writer looks for other processes' commits when idle.
+pub const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long a request waits for room in the queue before a 503.
+pub const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Bars published per resolution after one transaction, at most (a feed
+/// catching up after an outage may close many at once).
+pub const MAX_PUBLISHED: usize = 32;
+
+pub type Reply = tokio::sync::oneshot::Sender<
+    Result<crate::store::ingest::IngestReceipt, crate::store::ingest::IngestError>,
+>;
+
+pub struct Job {
+    pub request: crate::store::ingest::IngestRequest,
+    pub key: Option<String>,
+    pub now_ms: i64,
+    pub reply: Reply,
+}

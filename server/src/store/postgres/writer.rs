@@ -36,26 +36,7 @@ use crate::store::ingest::{
 use crate::store::plan::{self, BaseBars, Target, Touched, Work};
 use crate::store::Records;
 
-/// Requests that may wait for the writer.
-const QUEUE: usize = 1024;
-/// Most requests in one transaction.
-const MAX_BATCH: usize = 256;
-/// How often the writer looks for other processes' commits when idle.
-const WATCH_EVERY: Duration = Duration::from_millis(250);
-/// How long a request waits for room in the queue before a 503.
-const QUEUE_WAIT: Duration = Duration::from_secs(30);
-/// Bars published per resolution after one transaction, at most (a feed
-/// catching up after an outage may close many at once).
-const MAX_PUBLISHED: usize = 32;
-
-type Reply = oneshot::Sender<Result<IngestReceipt, IngestError>>;
-
-struct Job {
-    request: IngestRequest,
-    key: Option<String>,
-    now_ms: i64,
-    reply: Reply,
-}
+use crate::store::plan::{Job, MAX_BATCH, MAX_PUBLISHED, QUEUE, QUEUE_WAIT, WATCH_EVERY};
 
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
