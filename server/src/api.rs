@@ -13,13 +13,14 @@ use trading_pro::service::Request;
 use trading_pro::types::*;
 
 use crate::bars_json::{self, PriceFormat};
+use crate::bus::Bus;
 use crate::calendar::Resolution;
 use crate::catalog::{Catalog, Symbol};
 use crate::clock::rfc3339;
 use crate::context::AppContext;
 use crate::error::ApiError;
 use crate::source::BarQuery;
-use crate::store::ingest::{BarIn, IngestError, IngestRequest, TradeIn, MAX_ITEMS};
+use crate::store::ingest::{BarIn, Ingest, IngestError, IngestRequest, TradeIn, MAX_ITEMS};
 
 /// Most bars in one getBars response (documented in the spec).
 pub const MAX_BARS: usize = 5000;
@@ -253,8 +254,28 @@ impl TradingService for TradingServer {
             timestamp: rfc3339(now),
             api_version: trading_pro::API_VERSION.into(),
             version_info: current_version(),
+            store: Some(store_health(rqctx.context())),
+            bus: rqctx.context().bus.as_ref().map(bus_health),
         };
         respond(&rqctx, Ok(health))
+    }
+
+    async fn get_readiness(rqctx: Request<AppContext>) -> Response<Readiness> {
+        let ctx = rqctx.context();
+        let why = match (ctx.source.health(), &ctx.bus) {
+            (Err(why), _) => Some(why),
+            (Ok(()), Some(bus)) => bus.ready().err(),
+            (Ok(()), None) => None,
+        };
+        let answer = match why {
+            Some(why) => Err(ApiError::NotReady(format!("not ready: {why}"))),
+            None => Ok(Readiness {
+                ready: true,
+                store: store_health(ctx),
+                bus: ctx.bus.as_ref().map(bus_health),
+            }),
+        };
+        respond(&rqctx, answer)
     }
 
     async fn get_api_versions(rqctx: Request<AppContext>) -> Response<ApiMetadata> {
@@ -447,7 +468,11 @@ async fn ingest(
     request: Result<IngestRequest, HttpError>,
 ) -> Result<IngestResponse, ApiError> {
     let ctx = rqctx.context();
-    let Some(ingest) = ctx.source.ingest() else {
+    let ingest = match &ctx.bus {
+        Some(bus) => Some(&bus.ingest as &dyn Ingest),
+        None => ctx.source.ingest(),
+    };
+    let Some(ingest) = ingest else {
         return Err(ApiError::IngestDisabled(
             "this server takes no ingest: it serves the synthetic market; start it with \
              --store PATH (and --ingest-token) to ingest real data"
@@ -509,6 +534,41 @@ async fn ingest(
 /// Compares secrets in time that does not depend on where they differ.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn store_health(ctx: &AppContext) -> StoreHealth {
+    let problem = ctx.source.health().err();
+    StoreHealth {
+        kind: ctx.source.kind().into(),
+        status: if problem.is_some() {
+            StoreHealthStatus::Unavailable
+        } else {
+            StoreHealthStatus::Ok
+        },
+        message: problem,
+    }
+}
+
+fn bus_health(bus: &Bus) -> BusHealth {
+    let status = &bus.status;
+    let (state, message) = if !bus.log.connected() {
+        (BusHealthStatus::Disconnected, None)
+    } else if let Some(problem) = status.problem() {
+        (BusHealthStatus::Failing, Some(problem))
+    } else if !status.caught_up() || status.lag() > 0 {
+        (BusHealthStatus::CatchingUp, None)
+    } else {
+        (BusHealthStatus::Ok, None)
+    };
+    BusHealth {
+        url: bus.log.describe(),
+        stream: status.log().into(),
+        status: state,
+        message,
+        applied: status.applied() as i64,
+        newest: status.newest() as i64,
+        lag: status.lag() as i64,
+    }
 }
 
 /// Every resolution some symbol serves, in TradingView's order.

@@ -33,6 +33,16 @@ pub struct Config {
     #[arg(long, env = "TRADING_STORE")]
     pub store: Option<String>,
 
+    /// Run as one of several nodes: ingest goes through this NATS JetStream server
+    /// (`nats://HOST:PORT`), which every node follows in order. Needs
+    /// `--store postgres://...`, the history the nodes share.
+    #[arg(long, env = "TRADING_BUS", requires = "store")]
+    pub bus: Option<String>,
+
+    /// The JetStream stream the nodes of one market share (created if missing).
+    #[arg(long, env = "TRADING_BUS_STREAM", default_value = "TRADING_INGEST")]
+    pub bus_stream: String,
+
     /// Bearer token that `POST /api/v1/ingest/*` requests must carry. Without it (or
     /// without a store) ingest is off.
     #[arg(long, env = "TRADING_INGEST_TOKEN", hide_env_values = true)]

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::bus::Bus;
 use crate::clock::Clock;
 use crate::cors::CorsPolicy;
 use crate::source::DataSource;
@@ -17,4 +18,6 @@ pub struct AppContext {
     /// The bearer token ingest requests must carry; None disables ingest.
     pub ingest_token: Option<String>,
     pub ws: Arc<WsState>,
+    /// Present on a node of several (`--bus`): ingest goes through it.
+    pub bus: Option<Bus>,
 }

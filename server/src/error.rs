@@ -30,6 +30,9 @@ pub enum ApiError {
     Malformed(HttpError),
     /// The data source cannot answer (a store that cannot be read): 503.
     Unavailable(String),
+    /// The node is not ready (`getReadiness`): 503 saying why, for the
+    /// operator (no secrets in it).
+    NotReady(String),
     /// The server takes no ingest; says what is missing (403).
     IngestDisabled(String),
     /// No usable bearer token (401, with `WWW-Authenticate`).
@@ -57,6 +60,7 @@ impl ApiError {
             ApiError::QuoteSymbolCount(_) => "InvalidSymbolCount",
             ApiError::Malformed(_) => "BadRequest",
             ApiError::Unavailable(_) => "Unavailable",
+            ApiError::NotReady(_) => "NotReady",
             ApiError::IngestDisabled(_) => "IngestDisabled",
             ApiError::Unauthenticated(_) => "Unauthenticated",
             ApiError::Forbidden(_) => "Forbidden",
@@ -79,6 +83,11 @@ impl ApiError {
                 let mut e = HttpError::for_unavail(Some("Unavailable".into()), why);
                 e.external_message =
                     "the data source cannot answer now; the server log says why".into();
+                return e;
+            }
+            ApiError::NotReady(why) => {
+                let mut e = HttpError::for_unavail(Some("NotReady".into()), why.clone());
+                e.external_message = why;
                 return e;
             }
             ApiError::IngestDisabled(_) | ApiError::Forbidden(_) => {
@@ -131,6 +140,7 @@ impl std::fmt::Display for ApiError {
             ),
             ApiError::Malformed(e) => f.write_str(&e.external_message),
             ApiError::Unavailable(why)
+            | ApiError::NotReady(why)
             | ApiError::IngestDisabled(why)
             | ApiError::Unauthenticated(why)
             | ApiError::Forbidden(why)

@@ -10,7 +10,10 @@
 //! * `source`: the data-source interface every handler asks;
 //! * `synthetic` and `market`: the synthetic market (the default source)
 //!   and its price engine;
-//! * `store`: real data (an embedded SQLite file) and its live ingest;
+//! * `store`: real data (an embedded SQLite file or PostgreSQL) and its
+//!   live ingest;
+//! * `bus`: several nodes on one market: the shared log of ingest
+//!   (NATS JetStream) every node follows;
 //! * `import`: the `import` and `export` commands (CSV files);
 //! * `calendar`: sessions, time zones, resolutions: what a bar means;
 //! * `catalog`: the symbols and search;
@@ -22,6 +25,7 @@
 pub mod api;
 pub mod bar_cache;
 pub mod bars_json;
+pub mod bus;
 pub mod calendar;
 pub mod catalog;
 pub mod clock;

@@ -16,12 +16,15 @@ use slog::{info, o, warn, Drain, Logger};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Runtime;
 
+use crate::bus::{Applier, Bus};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::context::AppContext;
 use crate::cors::CorsPolicy;
 use crate::edge::{self, Edge, EdgeConfig, RateLimits, Timeouts};
 use crate::source::{DataSource, UpdateSink};
+use crate::store::postgres::PostgresStore;
+use crate::store::StoreUrl;
 use crate::synthetic::Synthetic;
 use crate::ws::{Hub, Limits, WsState};
 
@@ -68,13 +71,44 @@ fn open_source(
     Ok(Arc::new(synthetic))
 }
 
-pub fn build_context(config: &Config, log: &Logger) -> Result<AppContext, String> {
+/// A node of several: its PostgreSQL store, following the bus.
+async fn open_node(
+    config: &Config,
+    url: &str,
+    hub: &Arc<Hub>,
+) -> Result<(Arc<dyn DataSource>, Bus), String> {
+    let store = match config.store.as_deref().map(StoreUrl::parse) {
+        Some(Ok(StoreUrl::Postgres(store))) => store,
+        _ => {
+            return Err(
+                "--bus needs --store postgres://...: the nodes share their history there".into(),
+            )
+        }
+    };
+    let sink: Arc<dyn UpdateSink> = Arc::clone(hub) as Arc<dyn UpdateSink>;
+    let store = Arc::new(PostgresStore::open_for_serving(&store, sink).map_err(|e| e.to_string())?);
+    let bus = Bus::start(
+        url,
+        &config.bus_stream,
+        Arc::clone(&store) as Arc<dyn Applier>,
+    )
+    .await?;
+    Ok((store, bus))
+}
+
+pub async fn build_context(config: &Config, log: &Logger) -> Result<AppContext, String> {
     let clock = Clock::new(
         config.clock_start.map(|s| s.saturating_mul(1000)),
         config.clock_speed,
     );
     let hub = Arc::new(Hub::default());
-    let source = open_source(config, &hub, &clock)?;
+    let (source, bus) = match &config.bus {
+        Some(url) => {
+            let (source, bus) = open_node(config, url, &hub).await?;
+            (source, Some(bus))
+        }
+        None => (open_source(config, &hub, &clock)?, None),
+    };
     let limits = Limits {
         heartbeat: Duration::from_secs_f64(config.heartbeat_interval),
         max_lifespan: Duration::from_secs_f64(config.max_connection_lifespan),
@@ -95,6 +129,7 @@ pub fn build_context(config: &Config, log: &Logger) -> Result<AppContext, String
         cors: CorsPolicy::new(config.cors_origins.iter().cloned()),
         seed: config.seed,
         ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
+        bus,
     })
 }
 
@@ -178,7 +213,7 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
             (config.max_connections.max(1), None)
         }
     };
-    let context = Arc::new(build_context(config, &log)?);
+    let context = Arc::new(build_context(config, &log).await?);
     let ws = Arc::clone(&context.ws);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let live_runtime = tokio::runtime::Builder::new_multi_thread()

@@ -152,6 +152,12 @@ pub trait DataSource: Send + Sync {
     /// The quote as of `now_ms`; None when there is no data yet.
     async fn quote(&self, symbol: &Symbol, now_ms: i64) -> Result<Option<Quote>, SourceError>;
 
+    /// Whether the source can answer now; why not, if not (a database it
+    /// cannot reach).
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// The write side, for sources that take live trades and bars.
     fn ingest(&self) -> Option<&dyn Ingest> {
         None

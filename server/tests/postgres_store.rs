@@ -61,7 +61,35 @@ fn processes_starting_together_migrate_the_database_once() {
     );
     assert_eq!(
         one(&store, "SELECT version::text FROM schema_version").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        one(&store, "SELECT count(*)::text FROM symbols").as_deref(),
         Some("1")
+    );
+}
+
+#[test]
+fn a_database_of_an_earlier_version_is_migrated_at_start_up() {
+    let dir = TempDir::new("pg-upgrade");
+    let store = Postgres.fresh(&dir);
+    let symbols = dir.file("symbols.json", SYMBOLS);
+    let symbols = symbols.to_str().unwrap();
+    cli_ok(&["import", "--store", &store, "--symbols", symbols]);
+    // As the first release left it: version 1, without the bus's tables.
+    postgres_sql(
+        &store,
+        "DROP TABLE bus_logs; DROP TABLE bus_outcomes; UPDATE schema_version SET version = 1",
+    )
+    .unwrap();
+    cli_ok(&["import", "--store", &store, "--symbols", symbols]);
+    assert_eq!(
+        one(&store, "SELECT version::text FROM schema_version").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        one(&store, "SELECT count(*)::text FROM bus_logs").as_deref(),
+        Some("0")
     );
     assert_eq!(
         one(&store, "SELECT count(*)::text FROM symbols").as_deref(),

@@ -73,6 +73,7 @@ impl TestServer {
     }
 }
 
+pub mod nats;
 pub mod process;
 pub mod store;
 pub mod ws;

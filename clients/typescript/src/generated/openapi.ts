@@ -33,9 +33,40 @@ export interface paths {
         };
         /**
          * Health check
-         * @description Reports whether the service is up, with the answering API version.
+         * @description Reports whether the service is up, with the answering API version,
+         *     the state of its data source and, on a node of several (`--bus`),
+         *     of the bus and how far behind it this node is. Always 200 while the
+         *     process serves: use `/api/v1/ready` to decide whether to send it
+         *     clients.
          */
         get: operations["getHealthStatus"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Readiness for a load balancer
+         * @description 200 when this node serves everything as every other node does: its
+         *     store answers and, on a node of several (`--bus`), it is connected
+         *     to the bus and has caught up with it. Otherwise 503 with the reason
+         *     (`the bus nats://... is not connected`, `catching up with the bus:
+         *     120 of 5000 entries applied`, `store ...: ...`), while the node
+         *     keeps serving what it safely can: history from its store, the
+         *     synthetic market, health. A load balancer sends new clients
+         *     elsewhere until it answers 200 again.
+         */
+        get: operations["getReadiness"];
         put?: never;
         post?: never;
         delete?: never;
@@ -387,6 +418,60 @@ export interface components {
             /** @example v1 */
             api_version: string;
             version_info: components["schemas"]["VersionInfo"];
+            store?: components["schemas"]["StoreHealth"];
+            bus?: components["schemas"]["BusHealth"];
+        };
+        Readiness: {
+            /** @description Always true in a 200. */
+            ready: boolean;
+            store: components["schemas"]["StoreHealth"];
+            bus?: components["schemas"]["BusHealth"];
+        };
+        /** @description The data source's state. */
+        StoreHealth: {
+            /**
+             * @description `synthetic`, `sqlite` or `postgres`.
+             * @example postgres
+             */
+            kind: string;
+            /** @enum {string} */
+            status: "ok" | "unavailable";
+            /** @description Why it is unavailable. */
+            message?: string;
+        };
+        /** @description A node of several: the bus it follows, and how far. */
+        BusHealth: {
+            /**
+             * @description The NATS server, without credentials.
+             * @example nats://127.0.0.1:4222
+             */
+            url: string;
+            /**
+             * @description The JetStream stream the nodes share.
+             * @example TRADING_INGEST
+             */
+            stream: string;
+            /**
+             * @description `ok`, `disconnected`, `catching_up` (after a start or an outage), or `failing` (the message says why).
+             * @enum {string}
+             */
+            status: "ok" | "disconnected" | "catching_up" | "failing";
+            message?: string;
+            /**
+             * Format: int64
+             * @description The last entry of the stream this node has applied.
+             */
+            applied: number;
+            /**
+             * Format: int64
+             * @description The newest entry of the stream this node knows of.
+             */
+            newest: number;
+            /**
+             * Format: int64
+             * @description Entries known to exist that this node has not applied yet.
+             */
+            lag: number;
         };
         /**
          * @description Lifecycle status of an API version.
@@ -802,6 +887,29 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HealthResponse"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    getReadiness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The node is ready. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Readiness"];
                 };
             };
             "4XX": components["responses"]["Error"];

@@ -18,6 +18,7 @@
 
 mod import;
 mod io;
+mod logged;
 mod schema;
 mod tables;
 mod writer;
@@ -59,6 +60,8 @@ pub struct PostgresStore {
     history: Arc<history::History>,
     /// Present in the server: the one task that writes.
     writer: Option<writer::Writer>,
+    /// Why the writer cannot reach the database, if it cannot.
+    problem: Arc<Mutex<Option<String>>>,
     /// The change counter when the symbols were loaded.
     changes: i64,
     /// Last: every connection above is driven here.
@@ -135,6 +138,7 @@ impl PostgresStore {
             records: Arc::new(RwLock::new(Arc::new(records))),
             history: Arc::default(),
             writer: None,
+            problem: Arc::default(),
             changes,
             io,
         })
@@ -163,6 +167,7 @@ impl PostgresStore {
                 records: Arc::clone(&store.records),
                 history: Arc::clone(&store.history),
                 sink,
+                problem: Arc::clone(&store.problem),
             },
         ));
         Ok(store)
@@ -427,6 +432,13 @@ impl DataSource for PostgresStore {
         }))
     }
 
+    fn health(&self) -> Result<(), String> {
+        match &*self.problem.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(problem) => Err(problem.clone()),
+            None => Ok(()),
+        }
+    }
+
     fn ingest(&self) -> Option<&dyn Ingest> {
         self.writer.as_ref().map(|w| w as &dyn Ingest)
     }
@@ -578,6 +590,35 @@ impl Store for PostgresStore {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::bus::Applier for PostgresStore {
+    fn records(&self) -> Arc<Records> {
+        self.snapshot()
+    }
+
+    async fn position(&self, log: &str) -> Result<u64, String> {
+        let (config, log) = (self.config.clone(), log.to_string());
+        self.io
+            .run(async move {
+                let conn = Conn::open(&config).await?;
+                logged::position(&conn, &log).await
+            })
+            .await?
+            .map_err(|e| format!("store {}: {e}", self.shown))
+    }
+
+    async fn apply_logged(
+        &self,
+        log: &str,
+        entries: Vec<crate::bus::Logged>,
+    ) -> Result<Vec<crate::bus::Outcome>, String> {
+        let Some(writer) = &self.writer else {
+            return Err("the store was not opened for serving".into());
+        };
+        writer.apply_logged(log, entries).await
     }
 }
 

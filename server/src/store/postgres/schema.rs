@@ -9,6 +9,8 @@
 //!   last trade times), so both engines store exactly the same values.
 //! * `ingest_keys`: `Idempotency-Key`s of applied ingest requests, with
 //!   what each answered, kept for a day.
+//! * `bus_logs` and `bus_outcomes`: how far each bus log is applied and
+//!   what its entries answered and changed (see `logged`).
 //! * `meta`: `changes`, bumped by every import and symbol update, which a
 //!   running server watches to notice them (see `writer`).
 //! * `schema_version`: how many of [`MIGRATIONS`] were applied.
@@ -49,6 +51,22 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (endpoint, key)
      );
      CREATE INDEX ingest_keys_created ON ingest_keys (created_ms);",
+    // 2: the bus (`logged`): how far each log is applied, and what each
+    // applied entry answered and changed.
+    "CREATE TABLE bus_logs (
+         log text PRIMARY KEY,
+         seq bigint NOT NULL
+     );
+     CREATE TABLE bus_outcomes (
+         log text NOT NULL,
+         seq bigint NOT NULL,
+         fingerprint bigint NOT NULL,
+         outcome text NOT NULL,
+         effects text,
+         created_ms bigint NOT NULL,
+         PRIMARY KEY (log, seq)
+     );
+     CREATE INDEX bus_outcomes_created ON bus_outcomes (created_ms);",
 ];
 
 /// Advisory lock keys (one namespace per database): migrations, and every

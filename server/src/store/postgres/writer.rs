@@ -24,10 +24,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Config;
 
+use super::logged::{self, Effects, OUTCOME_RETENTION_MS};
 use super::schema::WRITE_LOCK;
 use super::tables::{self, Conn, Fail};
+use crate::bus::{Logged, Outcome};
 use crate::calendar::Resolution;
-use crate::source::UpdateSink;
+use crate::source::{Bar, UpdateSink};
 use crate::store::chain::{served, Dirty};
 use crate::store::history::History;
 use crate::store::ingest::{
@@ -39,7 +41,19 @@ use crate::store::Records;
 use crate::store::plan::{Job, MAX_BATCH, MAX_PUBLISHED, QUEUE, QUEUE_WAIT, WATCH_EVERY};
 
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Task>,
+}
+
+/// What the writer is asked to do.
+enum Task {
+    /// An ingest request of this node (without a bus).
+    Direct(Job),
+    /// Entries of a bus log, in order (see `crate::bus`).
+    Logged {
+        log: String,
+        entries: Vec<Logged>,
+        reply: oneshot::Sender<Result<Vec<Outcome>, String>>,
+    },
 }
 
 /// What the writer shares with the store's readers.
@@ -47,6 +61,9 @@ pub struct Shared {
     pub records: Arc<RwLock<Arc<Records>>>,
     pub history: Arc<History>,
     pub sink: Arc<dyn UpdateSink>,
+    /// Why the database cannot be reached, as of the last look (every
+    /// [`WATCH_EVERY`] at most); None while it can.
+    pub problem: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Writer {
@@ -92,12 +109,12 @@ impl Writer {
             check_key(key).map_err(IngestError::Invalid)?;
         }
         let (reply, answer) = oneshot::channel();
-        let job = Job {
+        let job = Task::Direct(Job {
             request,
             key,
             now_ms,
             reply,
-        };
+        });
         match self.jobs.send_timeout(job, QUEUE_WAIT).await {
             Ok(()) => {}
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
@@ -108,6 +125,26 @@ impl Writer {
             Err(mpsc::error::SendTimeoutError::Closed(_)) => return Err(stopped()),
         }
         answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Applies log entries (or replays those another node applied first)
+    /// and publishes what they changed.
+    pub async fn apply_logged(
+        &self,
+        log: &str,
+        entries: Vec<Logged>,
+    ) -> Result<Vec<Outcome>, String> {
+        let (reply, answer) = oneshot::channel();
+        let task = Task::Logged {
+            log: log.to_string(),
+            entries,
+            reply,
+        };
+        self.jobs
+            .send(task)
+            .await
+            .map_err(|_| stopped().to_string())?;
+        answer.await.unwrap_or_else(|_| Err(stopped().to_string()))
     }
 }
 
@@ -144,24 +181,45 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+    async fn run(mut self, mut queue: mpsc::Receiver<Task>) {
+        // A logged task met while gathering direct jobs: next.
+        let mut held: Option<Task> = None;
         loop {
-            match tokio::time::timeout(WATCH_EVERY, queue.recv()).await {
-                Ok(Some(first)) => {
+            let task = match held.take() {
+                Some(task) => Some(task),
+                None => match tokio::time::timeout(WATCH_EVERY, queue.recv()).await {
+                    Ok(task) => task,
+                    Err(_) => {
+                        self.watch().await;
+                        self.prune().await;
+                        continue;
+                    }
+                },
+            };
+            match task {
+                None => return,
+                Some(Task::Direct(first)) => {
                     let mut batch = vec![first];
                     while batch.len() < MAX_BATCH {
                         match queue.try_recv() {
-                            Ok(job) => batch.push(job),
+                            Ok(Task::Direct(job)) => batch.push(job),
+                            Ok(task) => {
+                                held = Some(task);
+                                break;
+                            }
                             Err(_) => break,
                         }
                     }
                     self.watch().await;
                     self.apply(batch).await;
                 }
-                Ok(None) => return,
-                Err(_) => {
+                Some(Task::Logged {
+                    log,
+                    entries,
+                    reply,
+                }) => {
                     self.watch().await;
-                    self.prune().await;
+                    let _ = reply.send(self.apply_logged(&log, &entries).await);
                 }
             }
         }
@@ -170,17 +228,36 @@ impl Worker {
     /// Another process committed (an import): serve its symbols, and give
     /// the followed topics their bars as they are now.
     async fn watch(&mut self) {
-        let Ok(conn) = connected(&mut self.conn, &self.config).await else {
-            return;
+        let changes = match connected(&mut self.conn, &self.config).await {
+            Ok(conn) => tables::changes(conn).await,
+            Err(e) => Err(e),
         };
-        let Ok(changes) = tables::changes(conn).await else {
+        let problem = changes
+            .as_ref()
+            .err()
+            .map(|e| format!("store {}: {e}", self.shown));
+        *self
+            .shared
+            .problem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = problem;
+        let Ok(changes) = changes else {
             return;
         };
         if changes == self.changes {
             return;
         }
         self.changes = changes;
+        self.refresh().await;
+    }
+
+    /// Serves what is in the database now: its symbols, every kept bar
+    /// read again, and the followed topics' newest bars.
+    async fn refresh(&mut self) {
         self.shared.history.external_change();
+        let Ok(conn) = connected(&mut self.conn, &self.config).await else {
+            return;
+        };
         match tables::load_symbols(&conn.client).await {
             Ok((records, problems)) => {
                 for problem in problems {
@@ -225,6 +302,7 @@ impl Worker {
         self.last_prune = Instant::now();
         if let Some(conn) = &self.conn {
             let _ = tables::prune_keys(&conn.client, self.now_ms - KEY_RETENTION_MS).await;
+            let _ = logged::prune(conn, self.now_ms - OUTCOME_RETENTION_MS).await;
         }
     }
 
@@ -233,28 +311,55 @@ impl Worker {
         let mut work = Work::default();
         let outcome = self.transaction(&batch, &mut work, &mut answers).await;
         if let Err(e) = outcome {
-            if let Some(conn) = &self.conn {
-                let _ = conn.client.batch_execute("ROLLBACK").await;
-            }
-            let why = format!("the store could not apply the request: {e}");
-            eprintln!("store {}: {why}", self.shown);
+            let why = self.rolled_back(e).await;
             for job in batch {
                 let _ = job.reply.send(Err(IngestError::Unavailable(why.clone())));
             }
             return;
         }
-        if !work.new_bases.is_empty() {
-            if let Some(records) = plan::adopt_bases(&self.records, &work.new_bases) {
-                self.set_records(records);
+        let mut effects = effects_of(&work);
+        if let Ok(conn) = connected(&mut self.conn, &self.config).await {
+            let _ = changed_bars(conn, &work, &mut effects).await;
+        }
+        self.take_in(&effects).await;
+        for (job, answer) in batch.into_iter().zip(answers) {
+            let _ = job.reply.send(answer);
+        }
+    }
+
+    /// Ends a failed transaction; the reason, as clients are told.
+    async fn rolled_back(&mut self, e: Fail) -> String {
+        if let Some(conn) = &self.conn {
+            let _ = conn.client.batch_execute("ROLLBACK").await;
+        }
+        let why = format!("the store could not apply the request: {e}");
+        eprintln!("store {}: {why}", self.shown);
+        why
+    }
+
+    /// After a commit, this node's or another's: serve what it changed (new
+    /// bases, kept bars dropped), then publish its bars.
+    async fn take_in(&mut self, effects: &Effects) {
+        let bases = effects.new_bases();
+        if !bases.is_empty() {
+            if bases
+                .keys()
+                .all(|id| self.records.iter().any(|r| r.id == *id))
+            {
+                if let Some(records) = plan::adopt_bases(&self.records, &bases) {
+                    self.set_records(records);
+                }
+            } else {
+                // A symbol registered since this node last looked.
+                self.refresh().await;
             }
         }
         // Before anyone hears of the write: kept bars it changed go.
-        for id in work.touched.keys() {
-            self.shared.history.written(*id, work.amended.contains(id));
+        for (id, amended) in &effects.touched {
+            self.shared.history.written(*id, *amended);
         }
-        self.publish(&work).await;
-        for (job, answer) in batch.into_iter().zip(answers) {
-            let _ = job.reply.send(answer);
+        for (ticker, res, bar) in effects.bars() {
+            self.shared.sink.publish(ticker, res, bar);
         }
     }
 
@@ -275,75 +380,235 @@ impl Worker {
         let mut now_ms = self.now_ms;
         for job in batch {
             now_ms = now_ms.max(job.now_ms);
-            conn.client.batch_execute("SAVEPOINT job").await?;
-            let bases_before = work.new_bases.clone();
-            match job_in(conn, &self.records, job, work).await? {
-                Ok(receipt) => {
-                    conn.client.batch_execute("RELEASE job").await?;
-                    answers.push(Ok(receipt));
-                }
-                Err(e) => {
-                    conn.client
-                        .batch_execute("ROLLBACK TO job; RELEASE job")
-                        .await?;
-                    work.new_bases = bases_before;
-                    answers.push(Err(e));
-                }
-            }
+            answers.push(
+                in_savepoint(
+                    conn,
+                    &self.records,
+                    &job.request,
+                    &job.key,
+                    job.now_ms,
+                    work,
+                )
+                .await?,
+            );
         }
         conn.client.batch_execute("COMMIT").await?;
         self.now_ms = now_ms;
         Ok(())
     }
 
-    /// After the commit: every bar from the newest before it on, in order,
-    /// for each resolution of each symbol the transaction touched.
-    async fn publish(&mut self, work: &Work) {
-        let Ok(conn) = connected(&mut self.conn, &self.config).await else {
-            return;
-        };
-        for (id, touched) in &work.touched {
-            let base = work.new_bases.get(id).copied().or(touched.record.base);
-            let Some(base) = base else { continue };
-            for res in served(base) {
-                let before = touched
-                    .before
-                    .iter()
-                    .find(|(r, _)| *r == res)
-                    .and_then(|(_, t)| *t);
-                let Ok(bars) =
-                    tables::since(conn, *id, res, before.unwrap_or(i64::MIN), MAX_PUBLISHED).await
-                else {
-                    continue;
-                };
-                for bar in bars {
-                    self.shared
-                        .sink
-                        .publish(&touched.record.info.ticker, res, bar.to_bar());
+    /// Log entries: those the store has applied already are replayed from
+    /// its record; the rest are applied in one transaction that also
+    /// records what they answered and changed, and how far the log is
+    /// applied. Then this node takes in every effect, in log order.
+    async fn apply_logged(
+        &mut self,
+        log: &str,
+        entries: &[Logged],
+    ) -> Result<Vec<Outcome>, String> {
+        let mut work = Work::default();
+        match self.logged_transaction(log, entries, &mut work).await {
+            Ok((outcomes, effects)) => {
+                for effects in effects {
+                    match effects {
+                        Some(effects) => self.take_in(&effects).await,
+                        None => self.refresh().await,
+                    }
                 }
+                Ok(outcomes)
+            }
+            Err(e) => Err(self.rolled_back(e).await),
+        }
+    }
+
+    /// The outcome of every entry, and the effects to take in, in order
+    /// (None: applied by another node so long ago that its record is gone).
+    async fn logged_transaction(
+        &mut self,
+        log: &str,
+        entries: &[Logged],
+        work: &mut Work,
+    ) -> Result<(Vec<Outcome>, Vec<Option<Effects>>), Fail> {
+        let conn = connected(&mut self.conn, &self.config).await?;
+        conn.client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+            ))
+            .await?;
+        let position = logged::position(conn, log).await?;
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut taken = Vec::new();
+        let (done, fresh): (Vec<&Logged>, Vec<&Logged>) =
+            entries.iter().partition(|e| e.seq <= position);
+        if let (Some(first), Some(last)) = (done.first(), done.last()) {
+            let mut recorded = logged::recorded(conn, log, first.seq, last.seq).await?;
+            let mut forgotten = false;
+            for entry in &done {
+                match recorded.remove(&entry.seq) {
+                    Some(r) => {
+                        outcomes.push(Outcome {
+                            seq: entry.seq,
+                            fingerprint: r.fingerprint,
+                            result: r.result,
+                        });
+                        if let Some(effects) = r.effects {
+                            taken.push(Some(effects));
+                        }
+                    }
+                    None => {
+                        outcomes.push(Outcome {
+                            seq: entry.seq,
+                            fingerprint: 0,
+                            result: Err(IngestError::Unavailable(format!(
+                                "log entry {} was applied by another node; its outcome is no \
+                                 longer kept",
+                                entry.seq
+                            ))),
+                        });
+                        forgotten = true;
+                    }
+                }
+            }
+            if forgotten {
+                taken.push(None);
+            }
+        }
+        let Some(first) = fresh.first() else {
+            conn.client.batch_execute("COMMIT").await?;
+            return Ok((outcomes, taken));
+        };
+        if first.prev != position {
+            return Err(Fail(format!(
+                "log {log}: entry {} follows entry {}, but the store has applied up to {position}",
+                first.seq, first.prev
+            )));
+        }
+        let mut now_ms = self.now_ms;
+        let mut applied = Vec::with_capacity(fresh.len());
+        for entry in &fresh {
+            let (fingerprint, result) = match &entry.submitted {
+                Ok(s) => {
+                    now_ms = now_ms.max(s.accepted_ms);
+                    let result =
+                        in_savepoint(conn, &self.records, &s.request, &s.key, s.accepted_ms, work)
+                            .await?;
+                    (s.request.fingerprint(), result)
+                }
+                Err(why) => (
+                    0,
+                    Err(IngestError::Invalid(format!(
+                        "log entry {}: {why}",
+                        entry.seq
+                    ))),
+                ),
+            };
+            applied.push((entry.seq, fingerprint, result));
+        }
+        let mut effects = effects_of(work);
+        changed_bars(conn, work, &mut effects).await?;
+        logged::record(conn, log, &applied, &effects, now_ms).await?;
+        let last = applied.last().map_or(position, |a| a.0);
+        logged::set_position(conn, log, last).await?;
+        conn.client.batch_execute("COMMIT").await?;
+        self.now_ms = now_ms;
+        outcomes.extend(
+            applied
+                .into_iter()
+                .map(|(seq, fingerprint, result)| Outcome {
+                    seq,
+                    fingerprint,
+                    result,
+                }),
+        );
+        taken.push(Some(effects));
+        Ok((outcomes, taken))
+    }
+}
+
+/// What a transaction's `work` changed, but its bars.
+fn effects_of(work: &Work) -> Effects {
+    Effects {
+        published: Vec::new(),
+        touched: work
+            .touched
+            .keys()
+            .map(|id| (*id, work.amended.contains(id)))
+            .collect(),
+        new_bases: work
+            .new_bases
+            .iter()
+            .map(|(id, res)| (*id, res.as_str().to_string()))
+            .collect(),
+    }
+}
+
+/// The bars a transaction changed, into `effects`: every bar from the
+/// newest before it on, in order, for each resolution of each symbol it
+/// touched. Read inside the transaction or after its commit.
+async fn changed_bars(conn: &Conn, work: &Work, effects: &mut Effects) -> Result<(), Fail> {
+    for (id, touched) in &work.touched {
+        let base = work.new_bases.get(id).copied().or(touched.record.base);
+        let Some(base) = base else { continue };
+        for res in served(base) {
+            let before = touched
+                .before
+                .iter()
+                .find(|(r, _)| *r == res)
+                .and_then(|(_, t)| *t);
+            let bars =
+                tables::since(conn, *id, res, before.unwrap_or(i64::MIN), MAX_PUBLISHED).await?;
+            for bar in bars {
+                let bar: Bar = bar.to_bar();
+                effects.publish(&touched.record.info.ticker, res, &bar);
             }
         }
     }
+    Ok(())
+}
+
+/// One request inside a savepoint, so refusing it undoes only its writes.
+async fn in_savepoint(
+    conn: &Conn,
+    records: &Records,
+    request: &IngestRequest,
+    key: &Option<String>,
+    now_ms: i64,
+    work: &mut Work,
+) -> Result<Result<IngestReceipt, IngestError>, Fail> {
+    conn.client.batch_execute("SAVEPOINT job").await?;
+    let bases_before = work.new_bases.clone();
+    let answer = job_in(conn, records, request, key, now_ms, work).await?;
+    if answer.is_ok() {
+        conn.client.batch_execute("RELEASE job").await?;
+    } else {
+        conn.client
+            .batch_execute("ROLLBACK TO job; RELEASE job")
+            .await?;
+        work.new_bases = bases_before;
+    }
+    Ok(answer)
 }
 
 /// One request: its key, its validation, its writes.
 async fn job_in(
     conn: &Conn,
     records: &Records,
-    job: &Job,
+    request: &IngestRequest,
+    key: &Option<String>,
+    now_ms: i64,
     work: &mut Work,
 ) -> Result<Result<IngestReceipt, IngestError>, Fail> {
-    let endpoint = job.request.endpoint();
-    let fingerprint = job.request.fingerprint();
-    if let Some(key) = &job.key {
+    let endpoint = request.endpoint();
+    let fingerprint = request.fingerprint();
+    if let Some(key) = key {
         if let Some((stored, applied, created)) = tables::find_key(conn, endpoint, key).await? {
-            if created >= job.now_ms - KEY_RETENTION_MS {
+            if created >= now_ms - KEY_RETENTION_MS {
                 return Ok(plan::replay(key, endpoint, fingerprint, (stored, applied)));
             }
         }
     }
-    let planned = match &job.request {
-        IngestRequest::Trades(trades) => match plan::trades(records, trades, job.now_ms, work) {
+    let planned = match request {
+        IngestRequest::Trades(trades) => match plan::trades(records, trades, now_ms, work) {
             Ok((targets, placed)) => {
                 // Every bar the trades land in, read in one round trip.
                 let stored = tables::get_many(conn, &plan::bars_to_read(&placed)).await?;
@@ -352,7 +617,7 @@ async fn job_in(
             Err(e) => Err(e),
         },
         IngestRequest::Bars { resolution, bars } => {
-            plan::bars(records, *resolution, bars, job.now_ms, work)
+            plan::bars(records, *resolution, bars, now_ms, work)
         }
     };
     let (targets, bars) = match planned {
@@ -360,9 +625,9 @@ async fn job_in(
         Err(e) => return Ok(Err(e)),
     };
     write(conn, &targets, bars, work).await?;
-    let applied = job.request.len();
-    if let Some(key) = &job.key {
-        tables::insert_key(conn, endpoint, key, fingerprint, applied as i64, job.now_ms).await?;
+    let applied = request.len();
+    if let Some(key) = key {
+        tables::insert_key(conn, endpoint, key, fingerprint, applied as i64, now_ms).await?;
     }
     Ok(Ok(IngestReceipt { applied }))
 }

@@ -1,0 +1,92 @@
+//! Ingest on a node with a bus: check the request as the store would,
+//! append it to the log (durable there: this is what acknowledges it),
+//! then wait until this node has applied it and answer what applying it
+//! answered, so a client reads its own writes on the node it wrote to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::follow::Status;
+use super::{message, Applier, Log, Submitted};
+use crate::store::ingest::{check_key, Ingest, IngestError, IngestReceipt, IngestRequest};
+use crate::store::plan::{self, Work};
+
+/// How long an acknowledged request waits to be applied before the client
+/// is told it is in the log but not applied yet.
+const APPLY_WAIT: Duration = Duration::from_secs(30);
+
+pub struct LoggedIngest {
+    pub log: Arc<dyn Log>,
+    pub applier: Arc<dyn Applier>,
+    pub status: Arc<Status>,
+}
+
+#[async_trait]
+impl Ingest for LoggedIngest {
+    async fn apply(
+        &self,
+        request: IngestRequest,
+        key: Option<String>,
+        now_ms: i64,
+    ) -> Result<IngestReceipt, IngestError> {
+        if let Some(key) = &key {
+            check_key(key).map_err(IngestError::Invalid)?;
+        }
+        // Refused before it reaches the log, with the message the store
+        // would give: every node decides the same from the same symbols.
+        // (A symbol registered a moment ago on another node may not be
+        // seen here yet; the store decides again when it applies.)
+        let records = self.applier.records();
+        match &request {
+            IngestRequest::Trades(trades) => {
+                plan::trades(&records, trades, now_ms, &Work::default())?;
+            }
+            IngestRequest::Bars { resolution, bars } => {
+                plan::bars(&records, *resolution, bars, now_ms, &Work::default())?;
+            }
+        }
+        let endpoint = request.endpoint();
+        let fingerprint = request.fingerprint();
+        // A key names the request across nodes; without one, every request
+        // is new.
+        let id = match &key {
+            Some(key) => format!("{endpoint}:{key}"),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let payload = message::encode(&Submitted {
+            request,
+            key: key.clone(),
+            accepted_ms: now_ms,
+        });
+        let appended = self
+            .log
+            .append(&id, payload)
+            .await
+            .map_err(|e| IngestError::Unavailable(e.0))?;
+        self.status.saw(appended.seq);
+        let Some(outcome) = self.status.outcome(appended.seq, APPLY_WAIT).await else {
+            return Err(IngestError::Unavailable(format!(
+                "the request is in the log (entry {}) but this node has not applied it within \
+                 {} s; it will be applied: retry with the same Idempotency-Key to learn the \
+                 outcome",
+                appended.seq,
+                APPLY_WAIT.as_secs()
+            )));
+        };
+        match (&key, outcome.result) {
+            // The entry is another request that had this key.
+            (Some(key), Ok(receipt)) if appended.duplicate => plan::replay(
+                key,
+                endpoint,
+                fingerprint,
+                (outcome.fingerprint, receipt.applied as i64),
+            ),
+            (Some(key), Err(_)) if appended.duplicate && outcome.fingerprint != fingerprint => {
+                plan::replay(key, endpoint, fingerprint, (outcome.fingerprint, 0))
+            }
+            (_, result) => result,
+        }
+    }
+}

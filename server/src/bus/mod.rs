@@ -1,0 +1,191 @@
+//! The bus: several nodes, one market (`--bus nats://HOST:PORT` with
+//! `--store postgres://...`).
+//!
+//! An ingest request is acknowledged once it is durable in an ordered,
+//! replayable log (`Log`; NATS JetStream in `nats`). Every node follows
+//! that log in order (`follow`) and hands each entry to its store
+//! (`Applier`), which applies an entry exactly once for all nodes (the
+//! first node to reach it writes, under the store's write lock, and records
+//! what it changed); every node then publishes the same changed bars to its
+//! own WebSocket subscribers and answers the requests it accepted
+//! (`ingest`). A node that was away reads the log from where it stopped;
+//! what others applied meanwhile it replays from the store's record.
+//!
+//! * `message`: an ingest request as one log entry (its bytes);
+//! * `nats`: the JetStream log;
+//! * `follow`: a node's reading of the log, and what it has applied;
+//! * `ingest`: the `Ingest` a node serves: validate, append, wait.
+
+pub mod follow;
+pub mod ingest;
+pub mod message;
+pub mod nats;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+use crate::store::ingest::{IngestError, IngestReceipt, IngestRequest};
+use crate::store::Records;
+
+/// A node's bus: the log, how far this node has applied it, and the
+/// ingest it serves.
+pub struct Bus {
+    pub log: Arc<dyn Log>,
+    pub status: Arc<follow::Status>,
+    pub ingest: ingest::LoggedIngest,
+}
+
+impl Bus {
+    /// Connects to the NATS server `url` (in the background: a node starts
+    /// while NATS is down) and follows the stream `stream` into `store`,
+    /// on the current runtime, for as long as it runs.
+    pub async fn start(url: &str, stream: &str, store: Arc<dyn Applier>) -> Result<Bus, String> {
+        let log: Arc<dyn Log> =
+            Arc::new(nats::NatsLog::connect(url, stream).await.map_err(|e| e.0)?);
+        let status = Arc::new(follow::Status::new(log.name()));
+        tokio::spawn(follow::follow(
+            Arc::clone(&log),
+            Arc::clone(&store),
+            Arc::clone(&status),
+        ));
+        Ok(Bus {
+            ingest: ingest::LoggedIngest {
+                log: Arc::clone(&log),
+                applier: store,
+                status: Arc::clone(&status),
+            },
+            log,
+            status,
+        })
+    }
+
+    /// Whether this node serves live bars as the other nodes do: connected,
+    /// following, and caught up with the log it found when it started.
+    /// Otherwise why not.
+    pub fn ready(&self) -> Result<(), String> {
+        if !self.log.connected() {
+            return Err(format!("the bus {} is not connected", self.log.describe()));
+        }
+        if let Some(problem) = self.status.problem() {
+            return Err(problem);
+        }
+        if !self.status.caught_up() {
+            return Err(format!(
+                "catching up with the bus: {} of {} entries applied",
+                self.status.applied(),
+                self.status.newest()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why the log could not do something; the message says what and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusError(pub String);
+
+impl std::fmt::Display for BusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where an appended entry is in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    /// An entry with the same id was appended before (within the log's
+    /// deduplication window): `seq` is that entry's.
+    pub duplicate: bool,
+}
+
+/// One entry of the log.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Its position: 1 for the first entry, increasing by one.
+    pub seq: u64,
+    pub payload: Bytes,
+}
+
+/// An ordered, durable, replayable log shared by every node.
+#[async_trait]
+pub trait Log: Send + Sync {
+    /// The log's name: where nodes record how far they applied it.
+    fn name(&self) -> &str;
+
+    /// Where the log lives, for health and messages (no secrets).
+    fn describe(&self) -> String;
+
+    /// Whether the node is connected to the log now.
+    fn connected(&self) -> bool;
+
+    /// Makes sure the log exists (creating it on first use).
+    async fn prepare(&self) -> Result<(), BusError>;
+
+    /// Appends `payload` durably. An `id` appended before is not appended
+    /// again: the answer names the first entry.
+    async fn append(&self, id: &str, payload: Bytes) -> Result<Appended, BusError>;
+
+    /// The entries from `seq` on, in order, then each new one as it is
+    /// appended. The stream ends (or yields an error) when the connection
+    /// is lost; read again from where it stopped.
+    async fn read_from(
+        &self,
+        seq: u64,
+    ) -> Result<BoxStream<'static, Result<Entry, BusError>>, BusError>;
+
+    /// The newest entry's position (0 for an empty log).
+    async fn last_seq(&self) -> Result<u64, BusError>;
+}
+
+/// An ingest request as the log carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub request: IngestRequest,
+    pub key: Option<String>,
+    /// The accepting node's clock: every node checks the request against
+    /// this time, so they all decide alike.
+    pub accepted_ms: i64,
+}
+
+/// An entry handed to the store, in log order.
+pub struct Logged {
+    pub seq: u64,
+    /// The entry read before this one (the store refuses an entry whose
+    /// predecessor it has not applied: nothing is applied out of order).
+    pub prev: u64,
+    /// The request, or why its bytes could not be read (every node reads
+    /// the same bytes, so all refuse it alike).
+    pub submitted: Result<Submitted, String>,
+}
+
+/// What applying one entry answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub seq: u64,
+    /// The request's fingerprint, to tell a retry of it from another
+    /// request reusing its key.
+    pub fingerprint: i64,
+    pub result: Result<IngestReceipt, IngestError>,
+}
+
+/// A store that applies log entries exactly once across every node that
+/// shares it.
+#[async_trait]
+pub trait Applier: Send + Sync {
+    /// The symbols as this node sees them, to check a request before it is
+    /// appended.
+    fn records(&self) -> Arc<Records>;
+
+    /// How far the log `log` has been applied to the store (0: not at all).
+    async fn position(&self, log: &str) -> Result<u64, String>;
+
+    /// Applies `entries` (consecutive, in log order) or, for those another
+    /// node applied first, replays what they changed; publishes the changed
+    /// bars to this node's subscribers. Err when the store could not (then
+    /// nothing of it counts, and the entries are handed over again).
+    async fn apply_logged(&self, log: &str, entries: Vec<Logged>) -> Result<Vec<Outcome>, String>;
+}

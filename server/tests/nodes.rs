@@ -1,0 +1,571 @@
+//! Several nodes, one market: real `trading-server` processes sharing one
+//! PostgreSQL database (each test its own) and one NATS JetStream stream
+//! (each test its own; a test that stops NATS runs a NATS of its own).
+//!
+//! What a user of N nodes behind a load balancer relies on: a trade sent
+//! to any node reaches every node's subscribers with the same payload and
+//! lands in the same history; a node killed or a NATS restarted loses no
+//! acknowledged trade and applies none twice; a node that comes back
+//! catches up before it says it is ready.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::nats::{self, Throwaway};
+use common::process::ServerProcess;
+use common::store::{cli_ok, Engine, Postgres, TempDir, TOKEN};
+use common::ws::{self as raw, Received};
+use common::FROZEN_NOW_S;
+use serde_json::{json, Value};
+
+/// A 24x7 symbol with minute bars, and a second one.
+const SYMBOLS: &str = r#"[{
+    "name": "NODE", "ticker": "NODE", "description": "Multi-node test", "type": "crypto",
+    "session": "24x7", "timezone": "Etc/UTC", "exchange": "TEST", "listed_exchange": "TEST",
+    "format": "price", "pricescale": 100, "minmov": 1, "has_intraday": true,
+    "has_daily": true, "has_weekly_and_monthly": true,
+    "supported_resolutions": ["1", "5", "15", "30", "60", "240", "D", "W", "M"],
+    "intraday_multipliers": ["1"], "volume_precision": 2,
+    "data_status": "streaming", "currency_code": "USD"
+}, {
+    "name": "PAIR", "ticker": "PAIR", "description": "Multi-node test 2", "type": "crypto",
+    "session": "24x7", "timezone": "Etc/UTC", "exchange": "TEST", "listed_exchange": "TEST",
+    "format": "price", "pricescale": 100, "minmov": 1, "has_intraday": true,
+    "has_daily": true, "has_weekly_and_monthly": true,
+    "supported_resolutions": ["1", "5", "15", "30", "60", "240", "D", "W", "M"],
+    "intraday_multipliers": ["1"], "volume_precision": 2,
+    "data_status": "streaming", "currency_code": "USD"
+}]"#;
+
+const MINUTE: i64 = 60_000;
+
+/// (symbol, time, price, size).
+type Trade<'a> = (&'a str, i64, f64, f64);
+/// Long enough for anything that is going to happen on this machine.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// An hour before the frozen clock: every test trade is in the past.
+fn t0() -> i64 {
+    FROZEN_NOW_S * 1000 - 60 * MINUTE
+}
+
+/// One market: a database with the symbols, a stream, the NATS it is on.
+struct Market {
+    /// Holds the database and the stream until the test ends.
+    _dir: TempDir,
+    store: String,
+    nats: String,
+    stream: String,
+}
+
+impl Market {
+    fn new(label: &str, nats: &str) -> Market {
+        let dir = TempDir::new(label);
+        let store = Postgres.fresh(&dir);
+        let symbols = dir.file("symbols.json", SYMBOLS);
+        cli_ok(&[
+            "import",
+            "--store",
+            &store,
+            "--symbols",
+            symbols.to_str().unwrap(),
+        ]);
+        let stream = nats::stream(&dir, nats, label);
+        Market {
+            _dir: dir,
+            store,
+            nats: nats.to_string(),
+            stream,
+        }
+    }
+
+    /// A node of this market, ready (caught up with the bus).
+    async fn node(&self) -> ServerProcess {
+        let node = self.start().await;
+        ready(&node.base).await;
+        node
+    }
+
+    /// A node of this market, as soon as it listens.
+    async fn start(&self) -> ServerProcess {
+        let now = FROZEN_NOW_S.to_string();
+        ServerProcess::start(&[
+            "--store",
+            &self.store,
+            "--bus",
+            &self.nats,
+            "--bus-stream",
+            &self.stream,
+            "--ingest-token",
+            TOKEN,
+            "--clock-start",
+            &now,
+            "--clock-speed",
+            "0",
+        ])
+        .await
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(WAIT)
+        .build()
+        .expect("a client")
+}
+
+/// Waits until `base` answers 200 on the readiness endpoint.
+async fn ready(base: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        match http().get(format!("{base}/api/v1/ready")).send().await {
+            Ok(r) if r.status() == 200 => return,
+            Ok(r) => last = format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{base} not ready within {WAIT:?}: {last}");
+}
+
+/// Sends trades (symbol, time, price, size) to `base` with `key`: the
+/// status and body.
+async fn send(base: &str, key: &str, trades: &[Trade<'_>]) -> (u16, Value) {
+    let body = json!({"trades": trades.iter().map(|(s, t, p, z)| json!({
+        "symbol": s, "time": t, "price": p, "size": z
+    })).collect::<Vec<_>>()});
+    match http()
+        .post(format!("{base}/api/v1/ingest/trades"))
+        .bearer_auth(TOKEN)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        }
+        // A node killed mid-request: nothing acknowledged.
+        Err(_) => (0, Value::Null),
+    }
+}
+
+/// Sends until a node acknowledges, moving to the next node after a
+/// failure: a client behind a load balancer retrying with its key.
+/// How many tries it took.
+async fn send_until_acknowledged(bases: &[String], key: &str, trades: &[Trade<'_>]) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut i = 0;
+    loop {
+        let (status, body) = send(&bases[i % bases.len()], key, trades).await;
+        if status == 200 {
+            assert_eq!(body["applied"], trades.len(), "{body}");
+            return i + 1;
+        }
+        assert!(
+            status == 0 || status == 503,
+            "only an unavailable node may refuse a valid trade: {status} {body}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{key} never acknowledged: {body}"
+        );
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `getBars` as the node answers it (the raw JSON).
+async fn bars(base: &str, symbol: &str, res: &str) -> Value {
+    let from = t0() / 1000 - 40 * 86_400;
+    let to = FROZEN_NOW_S + 86_400;
+    let url = format!(
+        "{base}/api/v1/datafeed/bars?symbol={symbol}&resolution={res}&from_time={from}&to_time={to}"
+    );
+    let r = http().get(url).send().await.expect("getBars");
+    assert_eq!(r.status(), 200);
+    r.json().await.expect("JSON")
+}
+
+/// Every resolution's history of both symbols, on one node.
+async fn history(base: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    for symbol in ["NODE", "PAIR"] {
+        for res in ["1", "5", "60", "D", "W"] {
+            all.push(bars(base, symbol, res).await);
+        }
+    }
+    all
+}
+
+async fn subscribe(base: &str, symbol: &str, res: &str) -> raw::Raw {
+    let mut ws = raw::connect(base).await;
+    raw::send(
+        &mut ws,
+        json!({"type": "bars.subscribe", "payload": {"symbol": symbol, "resolution": res}}),
+    )
+    .await;
+    let reply = tokio::time::timeout(WAIT, raw::reply(&mut ws))
+        .await
+        .expect("a subscribe reply");
+    assert_eq!(reply["payload"]["status"], "ok", "{reply}");
+    ws
+}
+
+/// The next `bars.update` payload.
+async fn update(ws: &mut raw::Raw) -> Value {
+    loop {
+        match tokio::time::timeout(WAIT, raw::recv(ws)).await {
+            Ok(Received::Frame(f)) if f["type"] == "bars.update" => return f["payload"].clone(),
+            Ok(Received::Frame(_)) => continue,
+            Ok(other) => panic!("expected an update, got {other:?}"),
+            Err(_) => panic!("no update within {WAIT:?}"),
+        }
+    }
+}
+
+/// Updates until one for the bar at `time` with `volume`; all of them.
+async fn updates_until(ws: &mut raw::Raw, time: i64, volume: f64) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let u = update(ws).await;
+        let done = u["time"] == time && u["volume"].as_f64() == Some(volume);
+        seen.push(u);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// The minute bars in a `getBars` answer, as (time, volume).
+fn minutes(answer: &Value) -> Vec<(i64, f64)> {
+    answer["bars"]
+        .as_array()
+        .map(|bars| {
+            bars.iter()
+                .map(|b| (b["time"].as_i64().unwrap(), b["volume"].as_f64().unwrap()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trade_on_one_node_reaches_every_node_with_the_same_payload_and_history() {
+    let market = Market::new("nodes-fanout", &nats::shared_url());
+    let nodes = [
+        market.node().await,
+        market.node().await,
+        market.node().await,
+    ];
+    let mut subscribers = Vec::new();
+    for node in &nodes {
+        subscribers.push(subscribe(&node.base, "NODE", "1").await);
+    }
+    let t = t0();
+    let steps: [(&str, Vec<Trade>); 3] = [
+        ("fanout-1", vec![("NODE", t + 1_000, 100.0, 1.0)]),
+        ("fanout-2", vec![("NODE", t + 30_000, 101.5, 2.0)]),
+        // The next minute: the first bar closes.
+        ("fanout-3", vec![("NODE", t + MINUTE + 1_000, 99.0, 0.5)]),
+    ];
+    for (key, trades) in &steps {
+        let (status, body) = send(&nodes[0].base, key, trades).await;
+        assert_eq!(status, 200, "{body}");
+        // Every node's subscriber gets the same update (but for the time
+        // its own node sent it).
+        let mut seen = Vec::new();
+        for ws in &mut subscribers {
+            let mut u = update(ws).await;
+            assert!(u["published_us"].as_i64().is_some(), "{u}");
+            u.as_object_mut().unwrap().remove("published_us");
+            seen.push(u);
+        }
+        assert!(seen.iter().all(|u| *u == seen[0]), "{seen:#?}");
+        let (_, time, price, _) = trades[0];
+        assert_eq!(seen[0]["close"], price, "{}", seen[0]);
+        assert_eq!(seen[0]["time"], (time - time % MINUTE), "{}", seen[0]);
+    }
+    // The closed bar, identical in REST on every node.
+    let answers = [
+        bars(&nodes[0].base, "NODE", "1").await,
+        bars(&nodes[1].base, "NODE", "1").await,
+        bars(&nodes[2].base, "NODE", "1").await,
+    ];
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:#?}");
+    let closed = &answers[0]["bars"][0];
+    let ohlcv: Vec<f64> = ["open", "high", "low", "close", "volume"]
+        .iter()
+        .map(|k| closed[k].as_f64().unwrap())
+        .collect();
+    assert_eq!(closed["time"], t, "{}", answers[0]);
+    assert_eq!(ohlcv, [100.0, 101.5, 100.0, 101.5, 3.0], "{}", answers[0]);
+    for node in &nodes {
+        let health: Value = http()
+            .get(format!("{}/api/v1/health", node.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["bus"]["status"], "ok", "{health}");
+        assert_eq!(health["bus"]["applied"], 3, "{health}");
+        assert_eq!(health["bus"]["lag"], 0, "{health}");
+        assert_eq!(health["store"]["status"], "ok", "{health}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_during_ingest_catches_up_and_its_subscribers_see_no_gap() {
+    let market = Market::new("nodes-kill", &nats::shared_url());
+    let first = market.node().await;
+    let mut second = Some(market.node().await);
+    let third = market.node().await;
+    let mut watcher = subscribe(&third.base, "NODE", "1").await;
+    let t = t0();
+    // Three trades a minute, each of size 1, one request each, sent to the
+    // first and second node in turn; the second is killed at trade 30 and
+    // started again at trade 60.
+    let trade = |i: i64| ("NODE", t + i * 20_000 + 1_000, 100.0 + i as f64, 1.0);
+    let pending = ("NODE", t + 1_500, 50.0, 7.0);
+    let total = 90;
+    for i in 0..total {
+        if i == 30 {
+            // Killed with a request of its own in flight.
+            let killed = second.take().unwrap();
+            let base = killed.base.clone();
+            let in_flight =
+                tokio::spawn(async move { send(&base, "kill-pending", &[pending]).await });
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            killed.kill_9().await;
+            let (status, _) = in_flight.await.unwrap();
+            assert!(matches!(status, 0 | 200), "{status}");
+        }
+        if i == 60 {
+            // It catches up before it says it is ready (`node` waits).
+            second = Some(market.node().await);
+            // The client whose request died with the node retries it
+            // elsewhere: applied once, whether or not it had been.
+            send_until_acknowledged(
+                std::slice::from_ref(&first.base),
+                "kill-pending",
+                &[pending],
+            )
+            .await;
+        }
+        let mut bases = vec![first.base.clone()];
+        bases.extend(second.as_ref().map(|s| s.base.clone()));
+        if i % 2 == 1 {
+            bases.reverse();
+        }
+        send_until_acknowledged(&bases, &format!("kill-{i}"), &[trade(i)]).await;
+    }
+    let second = second.unwrap();
+    // The subscriber on the third node saw every minute close, in order.
+    let last_minute = t + (total / 3 - 1) * MINUTE;
+    let seen = updates_until(&mut watcher, last_minute, 3.0).await;
+    let mut finals: Vec<i64> = Vec::new();
+    for u in &seen {
+        let time = u["time"].as_i64().unwrap();
+        if finals.last() != Some(&time) {
+            finals.push(time);
+        }
+    }
+    for pair in finals.windows(2) {
+        assert_eq!(pair[1] - pair[0], MINUTE, "a gap: {finals:?}");
+    }
+    // A subscriber of the restarted node gets its live bars too.
+    let mut late = subscribe(&second.base, "NODE", "1").await;
+    send_until_acknowledged(
+        std::slice::from_ref(&first.base),
+        "kill-last",
+        &[("NODE", last_minute + MINUTE + 1_000, 1.0, 1.0)],
+    )
+    .await;
+    updates_until(&mut late, last_minute + MINUTE, 1.0).await;
+    // Identical history everywhere, every trade once.
+    let histories = [
+        history(&first.base).await,
+        history(&second.base).await,
+        history(&third.base).await,
+    ];
+    assert!(histories.iter().all(|h| *h == histories[0]));
+    let node_minutes = minutes(&histories[0][0]);
+    assert_eq!(
+        node_minutes.len(),
+        (total / 3 + 1) as usize,
+        "{node_minutes:?}"
+    );
+    for (k, (time, volume)) in node_minutes.iter().enumerate().take((total / 3) as usize) {
+        assert_eq!(*time, t + k as i64 * MINUTE);
+        let expected = if k == 0 { 10.0 } else { 3.0 };
+        assert_eq!(*volume, expected, "minute {k}: {node_minutes:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restarted_during_ingest_loses_no_acknowledged_trade() {
+    let dir = TempDir::new("nodes-nats");
+    let mut server = Throwaway::start(&dir);
+    let market = Market::new("nodes-nats", &server.url());
+    let nodes = [market.node().await, market.node().await];
+    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
+    let t = t0();
+    let total = 150;
+    let acked = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let feeder = tokio::spawn({
+        let (bases, acked, refused) = (bases.clone(), Arc::clone(&acked), Arc::clone(&refused));
+        async move {
+            for i in 0..total {
+                let trade = ("PAIR", t + i * 20_000 + 1_000, 200.0 + i as f64, 1.0);
+                let tries = send_until_acknowledged(&bases, &format!("nats-{i}"), &[trade]).await;
+                refused.fetch_add(tries - 1, Ordering::Relaxed);
+                acked.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    // Stop NATS while the feeder runs, and start it again.
+    while acked.load(Ordering::Relaxed) < 30 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::task::block_in_place(|| server.stop());
+    // While it is down, a node says it is not ready, and why.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = http()
+            .get(format!("{}/api/v1/ready", bases[0]))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            let body: Value = r.json().await.unwrap();
+            assert!(
+                body["message"].as_str().unwrap_or("").contains("bus"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still ready without NATS"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A node started while NATS is down serves history, and says it is
+    // not ready.
+    let late = market.start().await;
+    let r = http()
+        .get(format!("{}/api/v1/ready", late.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    bars(&late.base, "PAIR", "1").await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    tokio::task::block_in_place(|| server.resume());
+    tokio::time::timeout(Duration::from_secs(120), feeder)
+        .await
+        .expect("every trade acknowledged after NATS came back")
+        .unwrap();
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "NATS was down while trades were sent: some were refused and retried"
+    );
+    for base in &bases {
+        ready(base).await;
+    }
+    ready(&late.base).await;
+    // Each trade applied exactly once, on every node alike.
+    let a = history(&bases[0]).await;
+    assert_eq!(a, history(&bases[1]).await);
+    assert_eq!(a, history(&late.base).await);
+    let pair_minutes = minutes(&a[5]);
+    assert_eq!(pair_minutes.len(), (total / 3) as usize, "{pair_minutes:?}");
+    assert!(
+        pair_minutes.iter().all(|(_, v)| *v == 3.0),
+        "{pair_minutes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trades_spread_over_three_nodes_give_the_history_of_one_node() {
+    let url = nats::shared_url();
+    let spread = Market::new("nodes-spread", &url);
+    let nodes = [
+        spread.node().await,
+        spread.node().await,
+        spread.node().await,
+    ];
+    // Distinct times, so the order they are applied in does not matter to
+    // any open or close.
+    let t = t0();
+    let trades: Vec<Trade> = (0..120)
+        .map(|i: i64| {
+            let symbol = if i % 3 == 0 { "PAIR" } else { "NODE" };
+            let price = 100.0 + ((i * 37) % 23) as f64 / 4.0;
+            (
+                symbol,
+                t + i * 7_000 + 500,
+                price,
+                0.25 * (1 + i % 4) as f64,
+            )
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for (k, node) in nodes.iter().enumerate() {
+        let base = node.base.clone();
+        let mine: Vec<_> = trades
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 == k)
+            .map(|(i, t)| (i, *t))
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            for (i, trade) in mine {
+                let (status, body) = send(&base, &format!("spread-{i}"), &[trade]).await;
+                assert_eq!(status, 200, "{body}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // The same trades on one node alone, without a bus.
+    let one = TempDir::new("nodes-one");
+    let store = Postgres.fresh(&one);
+    let symbols = one.file("symbols.json", SYMBOLS);
+    cli_ok(&[
+        "import",
+        "--store",
+        &store,
+        "--symbols",
+        symbols.to_str().unwrap(),
+    ]);
+    let now = FROZEN_NOW_S.to_string();
+    let alone = ServerProcess::start(&[
+        "--store",
+        &store,
+        "--ingest-token",
+        TOKEN,
+        "--clock-start",
+        &now,
+        "--clock-speed",
+        "0",
+    ])
+    .await;
+    for (i, trade) in trades.iter().enumerate() {
+        let (status, body) = send(&alone.base, &format!("one-{i}"), &[*trade]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let expected = history(&alone.base).await;
+    assert!(!minutes(&expected[0]).is_empty());
+    for node in &nodes {
+        assert_eq!(history(&node.base).await, expected, "{}", node.base);
+    }
+}
