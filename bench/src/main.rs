@@ -9,8 +9,10 @@ mod abuse;
 mod baseline;
 mod engine;
 mod http;
+mod nodes;
 mod rest;
 mod server;
+mod services;
 mod stats;
 mod store;
 mod ws;
@@ -19,13 +21,14 @@ mod ws_scenarios;
 use std::time::Duration;
 
 const USAGE: &str =
-    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|store|ws|abuse] [--runs N] [--seconds S]";
+    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|store|nodes|ws|abuse] [--runs N] [--seconds S]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Part {
     Engine,
     Rest,
     Store,
+    Nodes,
     Ws,
     Abuse,
 }
@@ -60,11 +63,12 @@ fn parse_args(args: &[String], fd_limit: u64) -> Result<Options, String> {
                     "engine" => Part::Engine,
                     "rest" => Part::Rest,
                     "store" => Part::Store,
+                    "nodes" => Part::Nodes,
                     "ws" => Part::Ws,
                     "abuse" => Part::Abuse,
                     other => {
                         return Err(format!(
-                            "--only: engine, rest, store, ws or abuse, not {other}"
+                            "--only: engine, rest, store, nodes, ws or abuse, not {other}"
                         ))
                     }
                 })
@@ -127,6 +131,9 @@ async fn main() {
     }
     if runs(Part::Store) {
         ok &= store::run_all(&options).await;
+    }
+    if runs(Part::Nodes) {
+        ok &= nodes::run_all(&options).await;
     }
     if runs(Part::Ws) {
         ok &= ws_scenarios::run_all(&options).await;

@@ -135,10 +135,11 @@ pub async fn run_all(o: &Options) -> bool {
             return false;
         }
     };
-    let store = match crate::store::prepare(o, &scratch) {
-        Ok(path) => {
+    let sqlite = scratch.path("rest.db").display().to_string();
+    let store = match crate::store::prepare(o, &scratch, &sqlite) {
+        Ok(()) => {
             let mut flags = frozen.to_vec();
-            flags.push(("--store", path.display().to_string()));
+            flags.push(("--store", sqlite));
             server::trading_server(&o.server, &flags).await
         }
         Err(e) => Err(e),
@@ -151,10 +152,41 @@ pub async fn run_all(o: &Options) -> bool {
             return false;
         }
     };
+    // The same bars in PostgreSQL.
+    let postgres = async {
+        let db = crate::services::Database::create().await?;
+        let url = db.url.clone();
+        let started = match tokio::task::block_in_place(|| crate::store::prepare(o, &scratch, &url))
+        {
+            Ok(()) => {
+                let mut flags = frozen.to_vec();
+                flags.push(("--store", url));
+                server::trading_server(&o.server, &flags).await
+            }
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok(server) => Ok((db, server)),
+            Err(e) => {
+                db.remove().await;
+                Err(e)
+            }
+        }
+    }
+    .await;
+    let (db, postgres) = match postgres {
+        Ok(pg) => pg,
+        Err(e) => {
+            eprintln!("trading-bench: the PostgreSQL store for REST: {e}");
+            synthetic.stop().await;
+            store.stop().await;
+            return false;
+        }
+    };
     let concurrencies: &[usize] = if o.quick { &[4] } else { &[32, 256] };
     println!(
-        "REST, {} run(s) of {:?} each, medians; server {}; synthetic source at {}, sqlite store at {} (same bars)\n",
-        o.runs, o.duration, o.server, synthetic.address, store.address
+        "REST, {} run(s) of {:?} each, medians; server {}; synthetic source at {}, sqlite store at {}, postgres store at {} (same bars)\n",
+        o.runs, o.duration, o.server, synthetic.address, store.address, postgres.address
     );
     stats::header(
         &[
@@ -173,7 +205,11 @@ pub async fn run_all(o: &Options) -> bool {
     let mut ok = true;
     for s in scenarios() {
         for &conns in concurrencies {
-            for (source, server) in [("synthetic", &synthetic), ("sqlite", &store)] {
+            for (source, server) in [
+                ("synthetic", &synthetic),
+                ("sqlite", &store),
+                ("postgres", &postgres),
+            ] {
                 ok &= run_row(o, server, &s, source, conns).await;
             }
         }
@@ -181,6 +217,8 @@ pub async fn run_all(o: &Options) -> bool {
     println!();
     synthetic.stop().await;
     store.stop().await;
+    postgres.stop().await;
+    db.remove().await;
     ok
 }
 

@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use trading_server::source::DataSource;
 use trading_server::synthetic::Synthetic;
 
 use crate::server::{self, Process, CLOCK_START};
+use crate::services::Database;
 use crate::stats::{self, int, Percentiles};
 use crate::{http, Options};
 
@@ -34,12 +35,12 @@ pub const DAILY_SYMBOLS: [&str; 19] = [
 ];
 /// BTCUSD's one-minute bars in the REST store: enough for 5,000-bar pages.
 const MINUTE_DAYS: i64 = 8;
-const TOKEN: &str = "bench-ingest-token";
+pub const TOKEN: &str = "bench-ingest-token";
 /// Trades per ingest request, and connections sending them.
-const BATCH: usize = 1_000;
-const SENDERS: usize = 8;
+pub const BATCH: usize = 1_000;
+pub const SENDERS: usize = 8;
 /// Single-trade requests per second for the latency measurement.
-const PROBE_RATE: u64 = 200;
+pub const PROBE_RATE: u64 = 200;
 
 /// A directory for the benchmark's stores and files, removed when dropped.
 pub struct Scratch(PathBuf);
@@ -152,10 +153,8 @@ fn symbols_file(path: &Path, tickers: &[&str]) -> Result<(), String> {
 
 /// The store the REST tables read: the synthetic market's daily bars of
 /// [`DAILY_SYMBOLS`] since 2019 and BTCUSD's minutes of the last days.
-/// Returns its path.
-pub fn prepare(o: &Options, scratch: &Scratch) -> Result<PathBuf, String> {
-    let store = scratch.path("rest.db");
-    let store_arg = store.display().to_string();
+pub fn prepare(o: &Options, scratch: &Scratch, store_arg: &str) -> Result<(), String> {
+    let store_arg = store_arg.to_string();
     let synthetic = Synthetic::builtin(42);
     let market = synthetic.market();
     let mut tickers: Vec<&str> = DAILY_SYMBOLS.to_vec();
@@ -205,7 +204,7 @@ pub fn prepare(o: &Options, scratch: &Scratch) -> Result<PathBuf, String> {
             &file.display().to_string(),
         ],
     )?;
-    Ok(store)
+    Ok(())
 }
 
 /// Runs the import, ingest and latency tables; false if any failed.
@@ -245,39 +244,59 @@ fn import_table(o: &Options, scratch: &Scratch) -> Result<(), String> {
     write_csv(&file, &bars, false)?;
     let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     println!(
-        "Store import: {} one-minute bars ({:.1} MB of CSV) into a new store, {} run(s), medians\n",
+        "Store import: {} one-minute bars ({:.1} MB of CSV) into a new store (an embedded SQLite \
+         file, a PostgreSQL database), {} run(s), medians\n",
         int(bars.len() as f64),
         bytes as f64 / 1e6,
         o.runs
     );
-    stats::header(&["file", "bars", "seconds", "bars/s", "MB/s"], 1);
-    let mut seconds = Vec::new();
-    for run in 0..o.runs {
-        let store = scratch.path(&format!("import-{run}.db"));
-        let elapsed = run_server_command(
-            &o.server,
-            &[
-                "import",
-                "--store",
-                &store.display().to_string(),
-                "--symbol",
-                "BTCBIG",
-                "--resolution",
-                "1",
-                &file.display().to_string(),
-            ],
-        )?;
-        seconds.push(elapsed.as_secs_f64());
-        let _ = std::fs::remove_file(&store);
+    stats::header(&["store", "bars", "seconds", "bars/s", "MB/s"], 1);
+    for engine in ["sqlite", "postgres"] {
+        let mut seconds = Vec::new();
+        for run in 0..o.runs {
+            let (store, db) = match engine {
+                "sqlite" => (
+                    scratch
+                        .path(&format!("import-{run}.db"))
+                        .display()
+                        .to_string(),
+                    None,
+                ),
+                _ => {
+                    let db = block_on(Database::create())?;
+                    (db.url.clone(), Some(db))
+                }
+            };
+            let elapsed = run_server_command(
+                &o.server,
+                &[
+                    "import",
+                    "--store",
+                    &store,
+                    "--symbol",
+                    "BTCBIG",
+                    "--resolution",
+                    "1",
+                    &file.display().to_string(),
+                ],
+            );
+            match db {
+                Some(db) => block_on(db.remove()),
+                None => {
+                    let _ = std::fs::remove_file(&store);
+                }
+            }
+            seconds.push(elapsed?.as_secs_f64());
+        }
+        let s = stats::median(seconds);
+        stats::row(&[
+            engine.into(),
+            int(bars.len() as f64),
+            format!("{s:.2}"),
+            int(bars.len() as f64 / s),
+            format!("{:.1}", bytes as f64 / 1e6 / s),
+        ]);
     }
-    let s = stats::median(seconds);
-    stats::row(&[
-        "import.csv".into(),
-        int(bars.len() as f64),
-        format!("{s:.2}"),
-        int(bars.len() as f64 / s),
-        format!("{:.1}", bytes as f64 / 1e6 / s),
-    ]);
     println!();
     if bars.is_empty() {
         return Err("the engine produced no bars to import".into());
@@ -285,11 +304,14 @@ fn import_table(o: &Options, scratch: &Scratch) -> Result<(), String> {
     Ok(())
 }
 
-/// A store server for ingest: symbols INGEST0.. (24x7, UTC) and LATENCY,
-/// a clock running from CLOCK_START.
-async fn ingest_server(o: &Options, scratch: &Scratch, name: &str) -> Result<Process, String> {
-    let store = scratch.path(&format!("{name}.db"));
-    let _ = std::fs::remove_file(&store);
+/// Runs `work` to completion from synchronous code inside the runtime.
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(work))
+}
+
+/// Registers the ingest symbols in `store`: INGEST0.. (one per sender)
+/// and LATENCY, 24x7 in UTC.
+pub fn register_ingest_symbols(o: &Options, scratch: &Scratch, store: &str) -> Result<(), String> {
     let mut infos = Vec::new();
     let template = Synthetic::builtin(42)
         .catalog()
@@ -309,14 +331,23 @@ async fn ingest_server(o: &Options, scratch: &Scratch, name: &str) -> Result<Pro
             ..template.clone()
         });
     }
-    let symbols = scratch.path(&format!("{name}-symbols.json"));
+    let symbols = scratch.path("ingest-symbols.json");
     std::fs::write(
         &symbols,
         serde_json::to_string(&infos).map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())?;
+    register(&o.server, store, &symbols)?;
+    Ok(())
+}
+
+/// A store server for ingest on the ingest symbols, a clock running from
+/// CLOCK_START.
+async fn ingest_server(o: &Options, scratch: &Scratch, name: &str) -> Result<Process, String> {
+    let store = scratch.path(&format!("{name}.db"));
+    let _ = std::fs::remove_file(&store);
     let store_arg = store.display().to_string();
-    register(&o.server, &store_arg, &symbols)?;
+    register_ingest_symbols(o, scratch, &store_arg)?;
     server::trading_server(
         &o.server,
         &[
@@ -366,25 +397,26 @@ enum Pace {
 }
 
 /// What the throughput load did.
-struct Load {
-    trades: u64,
-    requests: u64,
-    latencies_us: Vec<u32>,
-    elapsed: Duration,
-    cpu_seconds: f64,
+pub struct Load {
+    pub trades: u64,
+    pub requests: u64,
+    pub latencies_us: Vec<u32>,
+    pub elapsed: Duration,
+    pub cpu_seconds: f64,
 }
 
-/// `SENDERS` connections, each sending batches of `BATCH` trades of its
-/// own symbol, back to back or paced to `rate` trades/s in all.
-async fn throughput(
-    server: &Process,
+/// `SENDERS` connections (spread over `addresses` in turn), each sending
+/// batches of `BATCH` trades of its own symbol, back to back or paced to
+/// `rate` trades/s in all. The caller measures CPU.
+pub async fn throughput(
+    addresses: &[String],
     duration: Duration,
     rate: Option<f64>,
 ) -> Result<Load, String> {
     let mut conns = Vec::new();
-    for _ in 0..SENDERS {
+    for i in 0..SENDERS {
         conns.push(
-            http::connect(&server.address)
+            http::connect(&addresses[i % addresses.len()])
                 .await
                 .map_err(|e| e.to_string())?,
         );
@@ -392,7 +424,6 @@ async fn throughput(
     // Trades are a day old and a millisecond apart: far behind the clock,
     // and rolling over a minute bar every 60,000 trades.
     let first_ms = (CLOCK_START - 86_400) * 1000;
-    let cpu_before = server.cpu_seconds();
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = conns
@@ -436,68 +467,31 @@ async fn throughput(
         load.latencies_us.extend(latencies);
     }
     load.elapsed = start.elapsed();
-    load.cpu_seconds = server.cpu_seconds() - cpu_before;
     Ok(load)
 }
 
-/// Single trades of LATENCY at [`PROBE_RATE`] per second, each at a price
-/// of its own, while a WebSocket subscriber waits for the update showing
-/// it: the time from sending the request to receiving that update.
-async fn probe(
-    address: String,
+/// Single trades of LATENCY at [`PROBE_RATE`] per second sent to
+/// `send_to`, each at a price of its own, while a WebSocket subscriber on
+/// each of `watch` waits for the update showing it: for each subscriber,
+/// the times from sending a request to receiving its update.
+pub async fn probe(
+    send_to: String,
+    watch: Vec<String>,
     duration: Duration,
     stop: Arc<AtomicBool>,
-) -> Result<Vec<u32>, String> {
-    let url = format!("ws://{address}/api/v1/ws");
-    let tcp = TcpStream::connect(&address)
-        .await
-        .map_err(|e| e.to_string())?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
-        .await
-        .map_err(|e| format!("websocket: {e}"))?;
-    let subscribe = r#"{"type":"bars.subscribe","payload":{"symbol":"LATENCY","resolution":"1"}}"#;
-    ws.send(Message::Text(subscribe.into()))
-        .await
-        .map_err(|e| e.to_string())?;
-    // Sent instants by price cents, read by the receiver.
+) -> Result<Vec<Vec<u32>>, String> {
+    // Sent instants by price cents, read by the receivers.
     let sent: Arc<Mutex<std::collections::HashMap<u64, Instant>>> = Arc::default();
-    let received = Arc::new(AtomicU64::new(0));
-    let receiver = {
-        let (sent, stop, received) = (Arc::clone(&sent), Arc::clone(&stop), Arc::clone(&received));
-        tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let frame = match tokio::time::timeout(Duration::from_millis(200), ws.next()).await
-                {
-                    Ok(Some(Ok(Message::Text(text)))) => text,
-                    Ok(Some(Ok(_))) | Err(_) => continue,
-                    Ok(Some(Err(_)) | None) => break,
-                };
-                let now = Instant::now();
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&frame) else {
-                    continue;
-                };
-                if v["type"] != "bars.update" {
-                    continue;
-                }
-                let Some(close) = v["payload"]["close"].as_f64() else {
-                    continue;
-                };
-                let cents = (close * 100.0).round() as u64;
-                let at = sent
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&cents);
-                if let Some(at) = at {
-                    received.fetch_add(1, Ordering::Relaxed);
-                    latencies.push(now.duration_since(at).as_micros().min(u32::MAX as u128) as u32);
-                }
-            }
-            latencies
-        })
-    };
-    let mut conn = http::connect(&address).await.map_err(|e| e.to_string())?;
+    let mut receivers = Vec::new();
+    for address in &watch {
+        let ws = subscriber(address).await?;
+        receivers.push(tokio::spawn(receive(
+            ws,
+            Arc::clone(&sent),
+            Arc::clone(&stop),
+        )));
+    }
+    let mut conn = http::connect(&send_to).await.map_err(|e| e.to_string())?;
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / PROBE_RATE));
     let start = Instant::now();
     let deadline = start + duration;
@@ -524,11 +518,73 @@ async fn probe(
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::Relaxed);
-    let latencies = receiver.await.map_err(|e| e.to_string())?;
-    if latencies.is_empty() {
-        return Err(format!("no probe trade reached the subscriber ({n} sent)"));
+    let mut out = Vec::new();
+    for (receiver, address) in receivers.into_iter().zip(&watch) {
+        let latencies = receiver.await.map_err(|e| e.to_string())?;
+        if latencies.is_empty() {
+            return Err(format!(
+                "no probe trade reached the subscriber on {address} ({n} sent)"
+            ));
+        }
+        out.push(latencies);
     }
-    Ok(latencies)
+    Ok(out)
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// A WebSocket on `address` following LATENCY's minute bars.
+async fn subscriber(address: &str) -> Result<Ws, String> {
+    let url = format!("ws://{address}/api/v1/ws");
+    let tcp = TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
+        .await
+        .map_err(|e| format!("websocket: {e}"))?;
+    let subscribe = r#"{"type":"bars.subscribe","payload":{"symbol":"LATENCY","resolution":"1"}}"#;
+    ws.send(Message::Text(subscribe.into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+/// Reads updates until `stop`: the latency of each probe trade it sees (a
+/// probe's instant stays for the other subscribers to read).
+async fn receive(
+    mut ws: Ws,
+    sent: Arc<Mutex<std::collections::HashMap<u64, Instant>>>,
+    stop: Arc<AtomicBool>,
+) -> Vec<u32> {
+    let mut latencies = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let frame = match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => text,
+            Ok(Some(Ok(_))) | Err(_) => continue,
+            Ok(Some(Err(_)) | None) => break,
+        };
+        let now = Instant::now();
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&frame) else {
+            continue;
+        };
+        if v["type"] != "bars.update" {
+            continue;
+        }
+        let Some(close) = v["payload"]["close"].as_f64() else {
+            continue;
+        };
+        let cents = (close * 100.0).round() as u64;
+        let at = sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&cents)
+            .copied();
+        if let Some(at) = at {
+            latencies.push(now.duration_since(at).as_micros().min(u32::MAX as u128) as u32);
+        }
+    }
+    latencies
 }
 
 async fn ingest_tables(o: &Options, scratch: &Scratch) -> Result<(), String> {
@@ -557,18 +613,33 @@ async fn ingest_tables(o: &Options, scratch: &Scratch) -> Result<(), String> {
         for run in 0..o.runs {
             let server = ingest_server(o, scratch, &format!("ingest-{run}")).await?;
             let stop = Arc::new(AtomicBool::new(false));
-            let probe_task =
-                tokio::spawn(probe(server.address.clone(), o.duration, Arc::clone(&stop)));
-            let load = match pace {
+            let address = server.address.clone();
+            let probe_task = tokio::spawn(probe(
+                address.clone(),
+                vec![address.clone()],
+                o.duration,
+                Arc::clone(&stop),
+            ));
+            let cpu_before = server.cpu_seconds();
+            let rate = match pace {
                 Pace::ProbeOnly => {
                     tokio::time::sleep(o.duration).await;
                     None
                 }
-                Pace::Rate(rate) => Some(throughput(&server, o.duration, Some(rate)).await?),
-                Pace::Unlimited => Some(throughput(&server, o.duration, None).await?),
+                Pace::Rate(rate) => Some(Some(rate)),
+                Pace::Unlimited => Some(None),
+            };
+            let load = match rate {
+                Some(rate) => {
+                    let mut load =
+                        throughput(std::slice::from_ref(&address), o.duration, rate).await?;
+                    load.cpu_seconds = server.cpu_seconds() - cpu_before;
+                    Some(load)
+                }
+                None => None,
             };
             let mut latencies = probe_task.await.map_err(|e| e.to_string())??;
-            rows.push((load, Percentiles::of(&mut latencies)));
+            rows.push((load, Percentiles::of(&mut latencies[0])));
             server.stop().await;
         }
         let probe: Vec<_> = rows.iter().map(|r| r.1).collect();

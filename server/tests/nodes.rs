@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use common::nats::{self, Throwaway};
 use common::process::ServerProcess;
-use common::store::{cli_ok, Engine, Postgres, TempDir, TOKEN};
-use common::ws::{self as raw, Received};
+use common::store::{register_symbols, Engine, Postgres, TempDir, TOKEN};
+use common::ws as raw;
 use common::FROZEN_NOW_S;
 use serde_json::{json, Value};
 
@@ -65,14 +65,7 @@ impl Market {
     fn new(label: &str, nats: &str) -> Market {
         let dir = TempDir::new(label);
         let store = Postgres.fresh(&dir);
-        let symbols = dir.file("symbols.json", SYMBOLS);
-        cli_ok(&[
-            "import",
-            "--store",
-            &store,
-            "--symbols",
-            symbols.to_str().unwrap(),
-        ]);
+        register_symbols(&dir, &store, SYMBOLS);
         let stream = nats::stream(&dir, nats, label);
         Market {
             _dir: dir,
@@ -217,23 +210,11 @@ async fn subscribe(base: &str, symbol: &str, res: &str) -> raw::Raw {
     ws
 }
 
-/// The next `bars.update` payload.
-async fn update(ws: &mut raw::Raw) -> Value {
-    loop {
-        match tokio::time::timeout(WAIT, raw::recv(ws)).await {
-            Ok(Received::Frame(f)) if f["type"] == "bars.update" => return f["payload"].clone(),
-            Ok(Received::Frame(_)) => continue,
-            Ok(other) => panic!("expected an update, got {other:?}"),
-            Err(_) => panic!("no update within {WAIT:?}"),
-        }
-    }
-}
-
 /// Updates until one for the bar at `time` with `volume`; all of them.
 async fn updates_until(ws: &mut raw::Raw, time: i64, volume: f64) -> Vec<Value> {
     let mut seen = Vec::new();
     loop {
-        let u = update(ws).await;
+        let u = raw::update(ws).await;
         let done = u["time"] == time && u["volume"].as_f64() == Some(volume);
         seen.push(u);
         if done {
@@ -280,7 +261,7 @@ async fn a_trade_on_one_node_reaches_every_node_with_the_same_payload_and_histor
         // its own node sent it).
         let mut seen = Vec::new();
         for ws in &mut subscribers {
-            let mut u = update(ws).await;
+            let mut u = raw::update(ws).await;
             assert!(u["published_us"].as_i64().is_some(), "{u}");
             u.as_object_mut().unwrap().remove("published_us");
             seen.push(u);
@@ -539,14 +520,7 @@ async fn trades_spread_over_three_nodes_give_the_history_of_one_node() {
     // The same trades on one node alone, without a bus.
     let one = TempDir::new("nodes-one");
     let store = Postgres.fresh(&one);
-    let symbols = one.file("symbols.json", SYMBOLS);
-    cli_ok(&[
-        "import",
-        "--store",
-        &store,
-        "--symbols",
-        symbols.to_str().unwrap(),
-    ]);
+    register_symbols(&one, &store, SYMBOLS);
     let now = FROZEN_NOW_S.to_string();
     let alone = ServerProcess::start(&[
         "--store",

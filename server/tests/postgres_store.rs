@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::store::{
-    cli, cli_ok, postgres_sql, store_server, with_token, Engine, Postgres, TempDir, TOKEN,
+    cli, postgres_sql, register_symbols, store_server, with_token, Engine, Postgres, TempDir, TOKEN,
 };
 use common::FROZEN_NOW_S;
 use trading_pro_client::types::{Trade, TradesIngestRequest};
@@ -73,16 +73,14 @@ fn processes_starting_together_migrate_the_database_once() {
 fn a_database_of_an_earlier_version_is_migrated_at_start_up() {
     let dir = TempDir::new("pg-upgrade");
     let store = Postgres.fresh(&dir);
-    let symbols = dir.file("symbols.json", SYMBOLS);
-    let symbols = symbols.to_str().unwrap();
-    cli_ok(&["import", "--store", &store, "--symbols", symbols]);
+    register_symbols(&dir, &store, SYMBOLS);
     // As the first release left it: version 1, without the bus's tables.
     postgres_sql(
         &store,
         "DROP TABLE bus_logs; DROP TABLE bus_outcomes; UPDATE schema_version SET version = 1",
     )
     .unwrap();
-    cli_ok(&["import", "--store", &store, "--symbols", symbols]);
+    register_symbols(&dir, &store, SYMBOLS);
     assert_eq!(
         one(&store, "SELECT version::text FROM schema_version").as_deref(),
         Some("2")
@@ -102,13 +100,7 @@ async fn a_schema_newer_than_the_binary_is_refused() {
     let dir = TempDir::new("pg-newer");
     let store = Postgres.fresh(&dir);
     let symbols = dir.file("symbols.json", SYMBOLS);
-    cli_ok(&[
-        "import",
-        "--store",
-        &store,
-        "--symbols",
-        symbols.to_str().unwrap(),
-    ]);
+    register_symbols(&dir, &store, SYMBOLS);
     postgres_sql(&store, "UPDATE schema_version SET version = 99").unwrap();
     let run = cli(&[
         "import",
@@ -158,14 +150,7 @@ fn an_unreachable_database_is_a_clear_error() {
 async fn lost_connections_are_503s_then_the_store_reconnects() {
     let dir = TempDir::new("pg-lost");
     let store = Postgres.fresh(&dir);
-    let symbols = dir.file("symbols.json", SYMBOLS);
-    cli_ok(&[
-        "import",
-        "--store",
-        &store,
-        "--symbols",
-        symbols.to_str().unwrap(),
-    ]);
+    register_symbols(&dir, &store, SYMBOLS);
     let s = store_server(&store, &[]).await;
     let c = with_token(&s.base, TOKEN);
     let minute = (FROZEN_NOW_S - 3_600) / 60 * 60_000;

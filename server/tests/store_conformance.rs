@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::store::{cli_ok, store_server, with_token, Engine, Postgres, Sqlite, TempDir, TOKEN};
-use common::ws::{self as raw, Received};
+use common::ws as raw;
 use common::{TestServer, FROZEN_NOW_S};
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
@@ -302,17 +302,6 @@ async fn ingest(c: &Client, trades: Vec<Trade>) -> i64 {
 }
 
 /// The next `bars.update` payload, or a panic naming what came instead.
-async fn update(ws: &mut raw::Raw) -> serde_json::Value {
-    loop {
-        match tokio::time::timeout(WAIT, raw::recv(ws)).await {
-            Ok(Received::Frame(f)) if f["type"] == "bars.update" => return f["payload"].clone(),
-            Ok(Received::Frame(_)) => continue,
-            Ok(other) => panic!("expected an update, got {other:?}"),
-            Err(_) => panic!("no update within {WAIT:?}"),
-        }
-    }
-}
-
 async fn subscribe(ws: &mut raw::Raw, symbol: &str, res: &str) -> serde_json::Value {
     raw::send(
         ws,
@@ -517,7 +506,7 @@ async fn only_resolutions_the_data_supports_are_served(engine: &dyn Engine) {
     assert!(message.contains("served at D, W, M only"), "{message}");
     let reply = subscribe(&mut ws, "DAILY", "W").await;
     assert_eq!(reply["payload"]["status"], "ok");
-    let week = update(&mut ws).await;
+    let week = raw::update(&mut ws).await;
     assert_eq!(
         (week["time"].as_i64(), week["volume"].as_f64()),
         (Some(ms("2024-01-02T00:00:00Z")), Some(300.0))
@@ -551,7 +540,7 @@ async fn ingested_trades_stream_at_once_and_close_into_history(engine: &dyn Engi
             subscribe(&mut ws, "LIVE", res).await["payload"]["status"],
             "ok"
         );
-        update(&mut ws).await;
+        raw::update(&mut ws).await;
     }
 
     // Three trades in the minute after the imported ones, then one in the
@@ -576,7 +565,7 @@ async fn ingested_trades_stream_at_once_and_close_into_history(engine: &dyn Engi
             volume: 3.75,
         })
     {
-        let u = update(&mut ws).await;
+        let u = raw::update(&mut ws).await;
         if u["resolution"] == "1" {
             seen.push(u);
         }
@@ -588,7 +577,7 @@ async fn ingested_trades_stream_at_once_and_close_into_history(engine: &dyn Engi
     .await;
     // The closed bar is final already; the next one follows it.
     let next = loop {
-        let u = update(&mut ws).await;
+        let u = raw::update(&mut ws).await;
         if u["resolution"] == "1" {
             break u;
         }
@@ -604,7 +593,7 @@ async fn ingested_trades_stream_at_once_and_close_into_history(engine: &dyn Engi
     ingest(&c, catch_up).await;
     let mut times = Vec::new();
     while times.last() != Some(&(bar_time + 5 * MINUTE)) {
-        let u = update(&mut ws).await;
+        let u = raw::update(&mut ws).await;
         if u["resolution"] == "1" {
             times.push(bar_of(&u).time);
         }
@@ -947,7 +936,7 @@ async fn a_running_server_serves_what_an_import_adds(engine: &dyn Engine) {
         subscribe(&mut ws, "FIRST", "1").await["payload"]["status"],
         "ok"
     );
-    assert_eq!(bar_of(&update(&mut ws).await).time, minutes[119].time);
+    assert_eq!(bar_of(&raw::update(&mut ws).await).time, minutes[119].time);
 
     let later = minute_bars((120..180).map(|i| day + i * MINUTE), 12);
     let more = dir.file("more.csv", &csv_of(&later));
@@ -966,7 +955,7 @@ async fn a_running_server_serves_what_an_import_adds(engine: &dyn Engine) {
     }
     // The subscriber gets the new newest bar.
     loop {
-        if bar_of(&update(&mut ws).await).time == later[59].time {
+        if bar_of(&raw::update(&mut ws).await).time == later[59].time {
             break;
         }
     }

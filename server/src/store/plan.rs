@@ -36,6 +36,16 @@ pub struct Touched {
     pub before: Vec<(Resolution, Option<i64>)>,
 }
 
+impl Touched {
+    /// The time of the newest bar of `res` before the transaction.
+    pub fn newest_before(&self, res: Resolution) -> Option<i64> {
+        self.before
+            .iter()
+            .find(|(r, _)| *r == res)
+            .and_then(|(_, t)| *t)
+    }
+}
+
 /// A transaction's work in progress.
 #[derive(Default)]
 pub struct Work {
@@ -51,15 +61,26 @@ impl Work {
     /// amended when it is older than the symbol's newest bar before the
     /// transaction.
     pub fn note_written(&mut self, id: i64, base: Resolution, time: i64) {
-        let newest = self.touched.get(&id).and_then(|t| {
-            t.before
-                .iter()
-                .find(|(r, _)| *r == base)
-                .and_then(|(_, t)| *t)
-        });
+        let newest = self.touched.get(&id).and_then(|t| t.newest_before(base));
         if newest.is_some_and(|newest| time < newest) {
             self.amended.insert(id);
         }
+    }
+
+    /// What to publish after the transaction: for each resolution of each
+    /// symbol it touched, (symbol id, ticker, resolution, the time of the
+    /// newest bar before it); every bar from that time on changed.
+    pub fn to_publish(&self) -> Vec<(i64, &str, Resolution, Option<i64>)> {
+        let mut out = Vec::new();
+        for (id, touched) in &self.touched {
+            let base = self.new_bases.get(id).copied().or(touched.record.base);
+            let Some(base) = base else { continue };
+            for res in crate::store::chain::served(base) {
+                let ticker = touched.record.info.ticker.as_str();
+                out.push((*id, ticker, res, touched.newest_before(res)));
+            }
+        }
+        out
     }
 }
 

@@ -210,6 +210,19 @@ impl Engine for Postgres {
     }
 }
 
+/// Registers the symbols of `json` (a JSON array of `SymbolInfo`) in
+/// `store` with `trading-server import --symbols`.
+pub fn register_symbols(dir: &TempDir, store: &str, json: &str) {
+    let symbols = dir.file("symbols.json", json);
+    cli_ok(&[
+        "import",
+        "--store",
+        store,
+        "--symbols",
+        symbols.to_str().expect("a UTF-8 path"),
+    ]);
+}
+
 /// A server on `store` with the market clock frozen at [`FROZEN_NOW_S`]
 /// (ingest refuses times ahead of it) and the test token.
 pub async fn store_server(store: &str, extra: &[&str]) -> TestServer {

@@ -60,6 +60,20 @@ pub async fn reply(ws: &mut Raw) -> Value {
     }
 }
 
+/// The next `bars.update` payload, skipping replies; fails the test if
+/// none comes within 30 s or the connection ends.
+pub async fn update(ws: &mut Raw) -> Value {
+    let wait = std::time::Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout(wait, recv(ws)).await {
+            Ok(Received::Frame(f)) if f["type"] == "bars.update" => return f["payload"].clone(),
+            Ok(Received::Frame(_)) => continue,
+            Ok(other) => panic!("expected an update, got {other:?}"),
+            Err(_) => panic!("no update within {wait:?}"),
+        }
+    }
+}
+
 pub async fn expect_close(ws: &mut Raw) -> (u16, String) {
     loop {
         match recv(ws).await {

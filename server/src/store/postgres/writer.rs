@@ -29,7 +29,7 @@ use super::schema::WRITE_LOCK;
 use super::tables::{self, Conn, Fail};
 use crate::bus::{Logged, Outcome};
 use crate::calendar::Resolution;
-use crate::source::{Bar, UpdateSink};
+use crate::source::UpdateSink;
 use crate::store::chain::{served, Dirty};
 use crate::store::history::History;
 use crate::store::ingest::{
@@ -546,21 +546,10 @@ fn effects_of(work: &Work) -> Effects {
 /// newest before it on, in order, for each resolution of each symbol it
 /// touched. Read inside the transaction or after its commit.
 async fn changed_bars(conn: &Conn, work: &Work, effects: &mut Effects) -> Result<(), Fail> {
-    for (id, touched) in &work.touched {
-        let base = work.new_bases.get(id).copied().or(touched.record.base);
-        let Some(base) = base else { continue };
-        for res in served(base) {
-            let before = touched
-                .before
-                .iter()
-                .find(|(r, _)| *r == res)
-                .and_then(|(_, t)| *t);
-            let bars =
-                tables::since(conn, *id, res, before.unwrap_or(i64::MIN), MAX_PUBLISHED).await?;
-            for bar in bars {
-                let bar: Bar = bar.to_bar();
-                effects.publish(&touched.record.info.ticker, res, &bar);
-            }
+    for (id, ticker, res, before) in work.to_publish() {
+        let bars = tables::since(conn, id, res, before.unwrap_or(i64::MIN), MAX_PUBLISHED).await?;
+        for bar in bars {
+            effects.publish(ticker, res, &bar.to_bar());
         }
     }
     Ok(())

@@ -398,28 +398,18 @@ impl Worker {
     /// After the commit: every bar from the newest before it on, in order,
     /// for each resolution of each symbol the transaction touched.
     fn publish(&self, work: &Work) {
-        for (id, touched) in &work.touched {
-            let base = work.new_bases.get(id).copied().or(touched.record.base);
-            let Some(base) = base else { continue };
-            for res in served(base) {
-                let before = touched
-                    .before
-                    .iter()
-                    .find(|(r, _)| *r == res)
-                    .and_then(|(_, t)| *t);
-                let Ok(bars) = tables::since(
-                    &self.conn,
-                    *id,
-                    res,
-                    before.unwrap_or(i64::MIN),
-                    MAX_PUBLISHED,
-                ) else {
-                    continue;
-                };
-                for bar in bars {
-                    self.sink
-                        .publish(&touched.record.info.ticker, res, bar.to_bar());
-                }
+        for (id, ticker, res, before) in work.to_publish() {
+            let Ok(bars) = tables::since(
+                &self.conn,
+                id,
+                res,
+                before.unwrap_or(i64::MIN),
+                MAX_PUBLISHED,
+            ) else {
+                continue;
+            };
+            for bar in bars {
+                self.sink.publish(ticker, res, bar.to_bar());
             }
         }
     }
