@@ -433,9 +433,13 @@ pub async fn throughput(
             tokio::spawn(async move {
                 let symbol = format!("INGEST{i}");
                 let (mut seq, mut latencies) = (0u64, Vec::new());
+                // Paced senders take turns (sender i starts i/SENDERS of an
+                // interval late), as independent feeds would, instead of all
+                // sending at the same instant.
                 let mut pace = rate.map(|r| {
                     let every = Duration::from_secs_f64(SENDERS as f64 * BATCH as f64 / r);
-                    tokio::time::interval(every)
+                    let offset = every.mul_f64(i as f64 / SENDERS as f64);
+                    tokio::time::interval_at(tokio::time::Instant::now() + offset, every)
                 });
                 while Instant::now() < deadline {
                     if let Some(pace) = &mut pace {

@@ -97,10 +97,7 @@ fn result_of(stored: Stored) -> std::result::Result<IngestReceipt, IngestError> 
 
 /// How far `log` has been applied (0: not at all).
 pub async fn position(c: &Conn, log: &str) -> Result<u64> {
-    let row = c
-        .client
-        .query_opt("SELECT seq FROM bus_logs WHERE log = $1", &[&log])
-        .await?;
+    let row = c.client.query_opt(&c.log_position, &[&log]).await?;
     Ok(match row {
         Some(row) => u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0),
         None => 0,
@@ -109,11 +106,7 @@ pub async fn position(c: &Conn, log: &str) -> Result<u64> {
 
 pub async fn set_position(c: &Conn, log: &str, seq: u64) -> Result<()> {
     c.client
-        .execute(
-            "INSERT INTO bus_logs (log, seq) VALUES ($1, $2)
-             ON CONFLICT (log) DO UPDATE SET seq = excluded.seq",
-            &[&log, &(seq as i64)],
-        )
+        .execute(&c.set_log_position, &[&log, &(seq as i64)])
         .await?;
     Ok(())
 }
@@ -130,11 +123,7 @@ pub struct Recorded {
 pub async fn recorded(c: &Conn, log: &str, from: u64, to: u64) -> Result<HashMap<u64, Recorded>> {
     let rows = c
         .client
-        .query(
-            "SELECT seq, fingerprint, outcome, effects FROM bus_outcomes
-             WHERE log = $1 AND seq >= $2 AND seq <= $3",
-            &[&log, &(from as i64), &(to as i64)],
-        )
+        .query(&c.log_outcomes, &[&log, &(from as i64), &(to as i64)])
         .await?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
@@ -178,9 +167,7 @@ pub async fn record(
         .collect();
     c.client
         .execute(
-            "INSERT INTO bus_outcomes (log, seq, fingerprint, outcome, effects, created_ms)
-             SELECT $1, s, f, o, e, $6
-             FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[]) AS u(s, f, o, e)",
+            &c.record_outcomes,
             &[&log, &seqs, &fingerprints, &outcomes, &effects, &now_ms],
         )
         .await?;

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Row, RowStream, Statement};
 use trading_pro::types::SymbolInfo;
@@ -57,6 +56,10 @@ pub struct Conn {
     find_key: Statement,
     insert_key: Statement,
     changes: Statement,
+    pub log_position: Statement,
+    pub set_log_position: Statement,
+    pub log_outcomes: Statement,
+    pub record_outcomes: Statement,
 }
 
 impl Conn {
@@ -139,6 +142,24 @@ impl Conn {
             )
             .await?,
             changes: prepare("SELECT value FROM meta WHERE key = 'changes'").await?,
+            // The bus's record (see `logged`).
+            log_position: prepare("SELECT seq FROM bus_logs WHERE log = $1").await?,
+            set_log_position: prepare(
+                "INSERT INTO bus_logs (log, seq) VALUES ($1, $2)
+                 ON CONFLICT (log) DO UPDATE SET seq = excluded.seq",
+            )
+            .await?,
+            log_outcomes: prepare(
+                "SELECT seq, fingerprint, outcome, effects FROM bus_outcomes
+                 WHERE log = $1 AND seq >= $2 AND seq <= $3",
+            )
+            .await?,
+            record_outcomes: prepare(
+                "INSERT INTO bus_outcomes (log, seq, fingerprint, outcome, effects, created_ms)
+                 SELECT $1, s, f, o, e, $6
+                 FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[]) AS u(s, f, o, e)",
+            )
+            .await?,
             client,
         })
     }
@@ -311,6 +332,11 @@ pub async fn write_many(c: &Conn, symbol: i64, res: Resolution, bars: &[StoredBa
 /// Rebuilds every coarser resolution over the base bars `dirty` names
 /// (see `chain`): for each level, the buckets those cover are deleted and
 /// written again from the level below, within the caller's transaction.
+///
+/// One round trip a level: a level's new bars are written in the same
+/// pipeline as the next level's deletes and reads of them (PostgreSQL runs
+/// a connection's statements in the order sent, so the reads see the
+/// writes).
 pub async fn rebuild(
     c: &Conn,
     symbol: i64,
@@ -319,6 +345,8 @@ pub async fn rebuild(
     dirty: &Dirty,
 ) -> Result<()> {
     let mut changed: Vec<(Resolution, Dirty)> = vec![(base, dirty.clone())];
+    // The last level's bars, not yet written.
+    let mut pending: Option<(Resolution, Vec<StoredBar>)> = None;
     for res in served(base).skip(1) {
         let Some(child) = child_of(res, base) else {
             continue;
@@ -330,19 +358,50 @@ pub async fn rebuild(
         else {
             continue;
         };
-        let mut rebuilt = Dirty::default();
-        for (from, to) in Buckets::new(calendar, res).spans(&child_dirty) {
+        let spans = Buckets::new(calendar, res).spans(&child_dirty);
+        let (r, child_code) = (res_code(res), res_code(child));
+        let write = pending.take();
+        // A write of more than one statement would not all be sent ahead
+        // of the reads: it goes first, on its own.
+        let write = match write {
+            Some((res, bars)) if bars.len() > WRITE_CHUNK => {
+                write_many(c, symbol, res, &bars).await?;
+                None
+            }
+            other => other,
+        };
+        let written = async {
+            if let Some((res, bars)) = &write {
+                write_many(c, symbol, *res, bars).await?;
+            }
+            Ok::<_, Fail>(())
+        };
+        let deletes = spans.iter().map(|(from, to)| async move {
             c.client
-                .execute(&c.delete_range, &[&symbol, &res_code(res), &from, &to])
-                .await?;
+                .execute(&c.delete_range, &[&symbol, &r, from, to])
+                .await
+                .map_err(Fail::from)
+        });
+        let reads = spans.iter().map(|(from, to)| async move {
+            c.client
+                .query(&c.children, &[&symbol, &child_code, from, to])
+                .await
+                .map_err(Fail::from)
+        });
+        // Polled in order, so sent in order: the write, the deletes (of
+        // this level), the reads (of the level below).
+        let (_, _, children) = futures_util::future::try_join3(
+            written,
+            futures_util::future::try_join_all(deletes),
+            futures_util::future::try_join_all(reads),
+        )
+        .await?;
+        let mut rebuilt = Dirty::default();
+        let mut parents = Vec::new();
+        for rows in children {
             let mut aggregator = Buckets::new(calendar, res).aggregator();
-            let mut parents = Vec::new();
-            let rows = stream(c, symbol, child, from, to).await?;
-            pin_mut!(rows);
-            // The parents are written once the children's stream has
-            // ended: a connection answers one statement at a time.
-            while let Some(row) = rows.try_next().await? {
-                if let Some(done) = aggregator.push(&row_bar(&row)?) {
+            for row in &rows {
+                if let Some(done) = aggregator.push(&row_bar(row)?) {
                     rebuilt.add(done.time);
                     parents.push(done);
                 }
@@ -351,9 +410,12 @@ pub async fn rebuild(
                 rebuilt.add(done.time);
                 parents.push(done);
             }
-            write_many(c, symbol, res, &parents).await?;
         }
+        pending = Some((res, parents));
         changed.push((res, rebuilt));
+    }
+    if let Some((res, bars)) = pending {
+        write_many(c, symbol, res, &bars).await?;
     }
     Ok(())
 }
