@@ -183,7 +183,7 @@ pub async fn run_all(o: &Options) -> bool {
             return false;
         }
     };
-    let concurrencies: &[usize] = if o.quick { &[4] } else { &[32, 256] };
+    let concurrencies: &[usize] = if o.quick { &[4] } else { &[1, 32, 256] };
     println!(
         "REST, {} run(s) of {:?} each, medians; server {}; synthetic source at {}, sqlite store at {}, postgres store at {} (same bars)\n",
         o.runs, o.duration, o.server, synthetic.address, store.address, postgres.address

@@ -69,15 +69,23 @@ impl Conn {
         let client = io::connect(config).await?;
         let prepare = |sql: &'static str| client.prepare(sql);
         Ok(Conn {
+            // A page is one row: its times and its bars back to back
+            // (newest first). Thousands of rows cost both ends far more
+            // than one row of the same bytes.
             back: prepare(
-                "SELECT time, bar FROM bars WHERE symbol = $1 AND resolution = $2 AND time < $3
-                 ORDER BY time DESC LIMIT $4",
+                "SELECT coalesce(array_agg(time ORDER BY time DESC), '{}'),
+                        coalesce(string_agg(bar, ''::bytea ORDER BY time DESC), ''::bytea)
+                 FROM (SELECT time, bar FROM bars
+                       WHERE symbol = $1 AND resolution = $2 AND time < $3
+                       ORDER BY time DESC LIMIT $4) page",
             )
             .await?,
             range: prepare(
-                "SELECT time, bar FROM bars
-                 WHERE symbol = $1 AND resolution = $2 AND time >= $3 AND time < $4
-                 ORDER BY time DESC LIMIT $5",
+                "SELECT coalesce(array_agg(time ORDER BY time DESC), '{}'),
+                        coalesce(string_agg(bar, ''::bytea ORDER BY time DESC), ''::bytea)
+                 FROM (SELECT time, bar FROM bars
+                       WHERE symbol = $1 AND resolution = $2 AND time >= $3 AND time < $4
+                       ORDER BY time DESC LIMIT $5) page",
             )
             .await?,
             before: prepare(
@@ -179,6 +187,27 @@ fn row_bar(row: &Row) -> Result<StoredBar> {
     StoredBar::decode(time, blob).ok_or_else(|| Fail(format!("a bar of {} bytes", blob.len())))
 }
 
+/// The bars of a packed page: (times, bars back to back).
+fn packed_bars(row: &Row) -> Result<Vec<StoredBar>> {
+    let times: Vec<i64> = row.try_get(0)?;
+    let blob: &[u8] = row.try_get(1)?;
+    let len = crate::store::bar::ENCODED_LEN;
+    if blob.len() != times.len() * len {
+        return Err(Fail(format!(
+            "a page of {} times and {} bytes of bars",
+            times.len(),
+            blob.len()
+        )));
+    }
+    times
+        .iter()
+        .zip(blob.chunks_exact(len))
+        .map(|(time, bytes)| {
+            StoredBar::decode(*time, bytes).ok_or_else(|| Fail("a bar that does not decode".into()))
+        })
+        .collect()
+}
+
 fn bars_of(rows: &[Row]) -> Result<Vec<StoredBar>> {
     rows.iter().map(row_bar).collect()
 }
@@ -192,14 +221,14 @@ pub async fn page(c: &Conn, symbol: i64, res: Resolution, q: &BarQuery) -> Resul
     let want = q.count_back.map_or(q.limit, |n| n.min(q.limit));
     let n = want as i64 + 1;
     let r = res_code(res);
-    let rows = if q.count_back.is_some() {
-        c.client.query(&c.back, &[&symbol, &r, &to, &n]).await?
+    let row = if q.count_back.is_some() {
+        c.client.query_one(&c.back, &[&symbol, &r, &to, &n]).await?
     } else {
         c.client
-            .query(&c.range, &[&symbol, &r, &from, &to, &n])
+            .query_one(&c.range, &[&symbol, &r, &from, &to, &n])
             .await?
     };
-    let mut rows = bars_of(&rows)?;
+    let mut rows = packed_bars(&row)?;
     let next_time = if rows.len() > want {
         rows.pop().map(|b| b.time)
     } else if q.count_back.is_some() {
