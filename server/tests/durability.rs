@@ -8,7 +8,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::process::ServerProcess;
-use common::store::{cli_ok, with_token, Engine, Postgres, Sqlite, TempDir, TOKEN};
+use common::store::{
+    crypto_24x7, register_symbols, with_token, Engine, Postgres, Sqlite, TempDir, TOKEN,
+};
 use common::FROZEN_NOW_S;
 use trading_pro_client::types::{Bar, Trade, TradesIngestRequest};
 
@@ -70,26 +72,7 @@ async fn postgres_acknowledged_trades_survive_kill_9_and_nothing_is_half_applied
 async fn acknowledged_trades_survive_kill_9_and_nothing_is_half_applied(engine: &dyn Engine) {
     let dir = TempDir::new("durability");
     let store = engine.fresh(&dir);
-    let symbols = dir.file(
-        "symbols.json",
-        &serde_json::json!([{
-            "name": "CRASH", "ticker": "CRASH", "description": "Crash test", "type": "crypto",
-            "session": "24x7", "timezone": "Etc/UTC", "exchange": "TEST", "listed_exchange": "TEST",
-            "format": "price", "pricescale": 100, "minmov": 1, "has_intraday": true,
-            "has_daily": true, "has_weekly_and_monthly": true,
-            "supported_resolutions": ["1", "5", "15", "30", "60", "240", "D", "W", "M"],
-            "intraday_multipliers": ["1"], "volume_precision": 2,
-            "data_status": "streaming", "currency_code": "USD"
-        }])
-        .to_string(),
-    );
-    cli_ok(&[
-        "import",
-        "--store",
-        &store,
-        "--symbols",
-        symbols.to_str().unwrap(),
-    ]);
+    register_symbols(&dir, &store, &crypto_24x7(&["CRASH"]));
     let now = FROZEN_NOW_S.to_string();
     let args = server_args(&store, &now);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

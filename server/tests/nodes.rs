@@ -16,29 +16,15 @@ use std::time::Duration;
 
 use common::nats::{self, Throwaway};
 use common::process::ServerProcess;
-use common::store::{register_symbols, Engine, Postgres, TempDir, TOKEN};
+use common::store::{crypto_24x7, register_symbols, Engine, Postgres, TempDir, TOKEN};
 use common::ws as raw;
 use common::FROZEN_NOW_S;
 use serde_json::{json, Value};
 
-/// A 24x7 symbol with minute bars, and a second one.
-const SYMBOLS: &str = r#"[{
-    "name": "NODE", "ticker": "NODE", "description": "Multi-node test", "type": "crypto",
-    "session": "24x7", "timezone": "Etc/UTC", "exchange": "TEST", "listed_exchange": "TEST",
-    "format": "price", "pricescale": 100, "minmov": 1, "has_intraday": true,
-    "has_daily": true, "has_weekly_and_monthly": true,
-    "supported_resolutions": ["1", "5", "15", "30", "60", "240", "D", "W", "M"],
-    "intraday_multipliers": ["1"], "volume_precision": 2,
-    "data_status": "streaming", "currency_code": "USD"
-}, {
-    "name": "PAIR", "ticker": "PAIR", "description": "Multi-node test 2", "type": "crypto",
-    "session": "24x7", "timezone": "Etc/UTC", "exchange": "TEST", "listed_exchange": "TEST",
-    "format": "price", "pricescale": 100, "minmov": 1, "has_intraday": true,
-    "has_daily": true, "has_weekly_and_monthly": true,
-    "supported_resolutions": ["1", "5", "15", "30", "60", "240", "D", "W", "M"],
-    "intraday_multipliers": ["1"], "volume_precision": 2,
-    "data_status": "streaming", "currency_code": "USD"
-}]"#;
+/// The market's symbols: 24x7, with minute bars.
+fn symbols() -> String {
+    crypto_24x7(&["NODE", "PAIR"])
+}
 
 const MINUTE: i64 = 60_000;
 
@@ -65,7 +51,7 @@ impl Market {
     fn new(label: &str, nats: &str) -> Market {
         let dir = TempDir::new(label);
         let store = Postgres.fresh(&dir);
-        register_symbols(&dir, &store, SYMBOLS);
+        register_symbols(&dir, &store, &symbols());
         let stream = nats::stream(&dir, nats, label);
         Market {
             _dir: dir,
@@ -408,6 +394,8 @@ async fn nats_restarted_during_ingest_loses_no_acknowledged_trade() {
                 let tries = send_until_acknowledged(&bases, &format!("nats-{i}"), &[trade]).await;
                 refused.fetch_add(tries - 1, Ordering::Relaxed);
                 acked.fetch_add(1, Ordering::Relaxed);
+                // A feed's pace: the trades still coming when NATS stops.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     });
@@ -520,7 +508,7 @@ async fn trades_spread_over_three_nodes_give_the_history_of_one_node() {
     // The same trades on one node alone, without a bus.
     let one = TempDir::new("nodes-one");
     let store = Postgres.fresh(&one);
-    register_symbols(&one, &store, SYMBOLS);
+    register_symbols(&one, &store, &symbols());
     let now = FROZEN_NOW_S.to_string();
     let alone = ServerProcess::start(&[
         "--store",
@@ -541,5 +529,30 @@ async fn trades_spread_over_three_nodes_give_the_history_of_one_node() {
     assert!(!minutes(&expected[0]).is_empty());
     for node in &nodes {
         assert_eq!(history(&node.base).await, expected, "{}", node.base);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_created_anew_is_applied_from_its_start() {
+    let url = nats::shared_url();
+    let market = Market::new("nodes-anew", &url);
+    let nodes = [market.node().await, market.node().await];
+    let t = t0();
+    let first = ("NODE", t + 1_000, 100.0, 1.0);
+    send_until_acknowledged(std::slice::from_ref(&nodes[0].base), "anew-1", &[first]).await;
+    // An operator deletes the stream; the nodes create it again, and its
+    // entries start from 1 while the store has applied entry 1 of the old
+    // one. The new entries must still be applied, once.
+    tokio::task::block_in_place(|| nats::delete_stream(&url, &market.stream));
+    let second = ("NODE", t + 2_000, 101.0, 2.0);
+    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
+    send_until_acknowledged(&bases, "anew-2", &[second]).await;
+    for node in &nodes {
+        ready(&node.base).await;
+    }
+    let expected = [(t, 3.0)];
+    for node in &nodes {
+        let answer = bars(&node.base, "NODE", "1").await;
+        assert_eq!(minutes(&answer), expected, "{answer}");
     }
 }

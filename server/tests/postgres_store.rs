@@ -10,20 +10,16 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::store::{
-    cli, postgres_sql, register_symbols, store_server, with_token, Engine, Postgres, TempDir, TOKEN,
+    cli, crypto_24x7, postgres_sql, register_symbols, store_server, with_token, Engine, Postgres,
+    TempDir, TOKEN,
 };
 use common::FROZEN_NOW_S;
 use trading_pro_client::types::{Trade, TradesIngestRequest};
 
-const SYMBOLS: &str = r#"[{
-    "name": "PG", "ticker": "PG", "description": "PostgreSQL test", "type": "crypto",
-    "session": "24x7", "timezone": "Etc/UTC", "exchange": "TEST", "listed_exchange": "TEST",
-    "format": "price", "pricescale": 100, "minmov": 1, "has_intraday": true,
-    "has_daily": true, "has_weekly_and_monthly": true,
-    "supported_resolutions": ["1", "5", "15", "30", "60", "240", "D", "W", "M"],
-    "intraday_multipliers": ["1"], "volume_precision": 2,
-    "data_status": "streaming", "currency_code": "USD"
-}]"#;
+/// The test's one symbol: 24x7, with minute bars.
+fn symbols() -> String {
+    crypto_24x7(&["PG"])
+}
 
 fn one(url: &str, sql: &str) -> Option<String> {
     let rows = postgres_sql(url, sql).unwrap_or_else(|e| panic!("{e}"));
@@ -34,7 +30,7 @@ fn one(url: &str, sql: &str) -> Option<String> {
 fn processes_starting_together_migrate_the_database_once() {
     let dir = TempDir::new("pg-migrate");
     let store = Postgres.fresh(&dir);
-    let symbols = dir.file("symbols.json", SYMBOLS);
+    let symbols = dir.file("symbols.json", &symbols());
     let children: Vec<_> = (0..6)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_trading-server"))
@@ -73,14 +69,14 @@ fn processes_starting_together_migrate_the_database_once() {
 fn a_database_of_an_earlier_version_is_migrated_at_start_up() {
     let dir = TempDir::new("pg-upgrade");
     let store = Postgres.fresh(&dir);
-    register_symbols(&dir, &store, SYMBOLS);
+    register_symbols(&dir, &store, &symbols());
     // As the first release left it: version 1, without the bus's tables.
     postgres_sql(
         &store,
         "DROP TABLE bus_logs; DROP TABLE bus_outcomes; UPDATE schema_version SET version = 1",
     )
     .unwrap();
-    register_symbols(&dir, &store, SYMBOLS);
+    register_symbols(&dir, &store, &symbols());
     assert_eq!(
         one(&store, "SELECT version::text FROM schema_version").as_deref(),
         Some("2")
@@ -99,15 +95,15 @@ fn a_database_of_an_earlier_version_is_migrated_at_start_up() {
 async fn a_schema_newer_than_the_binary_is_refused() {
     let dir = TempDir::new("pg-newer");
     let store = Postgres.fresh(&dir);
-    let symbols = dir.file("symbols.json", SYMBOLS);
-    register_symbols(&dir, &store, SYMBOLS);
+    register_symbols(&dir, &store, &symbols());
+    let file = dir.path().join("symbols.json");
     postgres_sql(&store, "UPDATE schema_version SET version = 99").unwrap();
     let run = cli(&[
         "import",
         "--store",
         &store,
         "--symbols",
-        symbols.to_str().unwrap(),
+        file.to_str().unwrap(),
     ]);
     assert!(!run.ok);
     assert!(
@@ -150,7 +146,7 @@ fn an_unreachable_database_is_a_clear_error() {
 async fn lost_connections_are_503s_then_the_store_reconnects() {
     let dir = TempDir::new("pg-lost");
     let store = Postgres.fresh(&dir);
-    register_symbols(&dir, &store, SYMBOLS);
+    register_symbols(&dir, &store, &symbols());
     let s = store_server(&store, &[]).await;
     let c = with_token(&s.base, TOKEN);
     let minute = (FROZEN_NOW_S - 3_600) / 60 * 60_000;

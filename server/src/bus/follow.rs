@@ -19,6 +19,9 @@ use super::{message, Applier, Log, Logged, Outcome};
 
 /// Most entries handed to the store at once (one transaction).
 const MAX_ENTRIES: usize = 256;
+/// How long the log may stay quiet before the node checks that it is
+/// still the same incarnation of it.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// Outcomes kept for requests still waiting on them.
 const KEPT_OUTCOMES: usize = 65_536;
 /// Waits between attempts after a failure: from the first to the last.
@@ -89,8 +92,13 @@ impl Status {
         self.newest.fetch_max(seq, Ordering::Relaxed);
     }
 
+    /// Starts (again) at `seq` of a log: what was kept of another is gone.
     fn start_at(&self, seq: u64) {
-        self.saw(seq);
+        self.outcomes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.newest.store(seq, Ordering::Relaxed);
         self.applied.send_replace(seq);
     }
 
@@ -140,35 +148,51 @@ impl Backoff {
 /// Follows `log` for as long as the node runs.
 pub async fn follow(log: Arc<dyn Log>, applier: Arc<dyn Applier>, status: Arc<Status>) {
     let mut backoff = Backoff(BACKOFF.0);
-    // Where this node starts: entries up to the store's position are in the
-    // store already, and nobody here has subscribed to them.
-    let mut applied = loop {
-        match applier.position(log.name()).await {
-            Ok(position) => break position,
-            Err(e) => {
-                status.set_problem(Some(e));
-                backoff.wait().await;
-            }
-        }
-    };
-    status.start_at(applied);
+    let mut following = None;
     loop {
-        if let Err(e) = read(&*log, &*applier, &status, &mut applied, &mut backoff).await {
+        if let Err(e) = read(&*log, &*applier, &status, &mut following, &mut backoff).await {
             status.set_problem(Some(e));
         }
         backoff.wait().await;
     }
 }
 
-/// Reads the log from the entry after `applied` until something fails.
+/// Where a node is in one incarnation of the log: the store's name for
+/// it (the log's name and epoch), and the last entry applied.
+struct Following {
+    key: String,
+    applied: u64,
+}
+
+/// Reads the log from the entry after the last one applied until
+/// something fails.
 async fn read(
     log: &dyn Log,
     applier: &dyn Applier,
     status: &Status,
-    applied: &mut u64,
+    following: &mut Option<Following>,
     backoff: &mut Backoff,
 ) -> Result<(), String> {
     log.prepare().await.map_err(|e| e.0)?;
+    // A log deleted and created anew starts again from 1: it is another
+    // log to the store, applied from its start.
+    let key = format!("{}@{}", log.name(), log.epoch().await.map_err(|e| e.0)?);
+    if following.as_ref().is_none_or(|f| f.key != key) {
+        if following.is_some() {
+            eprintln!(
+                "bus {}: the stream was created anew; applying it from its start",
+                log.name()
+            );
+        }
+        // Entries up to the store's position are in the store already,
+        // and nobody here has subscribed to them.
+        let applied = applier.position(&key).await?;
+        status.start_at(applied);
+        *following = Some(Following { key, applied });
+    }
+    let Some(Following { key, applied }) = following.as_mut() else {
+        return Err("not following".into());
+    };
     let end = log.last_seq().await.map_err(|e| e.0)?;
     status.saw(end);
     if *applied >= end {
@@ -177,9 +201,18 @@ async fn read(
     let mut entries = log.read_from(*applied + 1).await.map_err(|e| e.0)?;
     status.set_problem(None);
     loop {
-        let first = match entries.next().await {
-            Some(entry) => entry.map_err(|e| e.0)?,
-            None => return Err(format!("the bus stopped delivering {}", log.name())),
+        let first = match tokio::time::timeout(IDLE_CHECK, entries.next()).await {
+            Ok(Some(entry)) => entry.map_err(|e| e.0)?,
+            Ok(None) => return Err(format!("the bus stopped delivering {}", log.name())),
+            // Quiet for a while: make sure this is still the log's
+            // incarnation (a deleted stream may just stay quiet).
+            Err(_) => {
+                let now = format!("{}@{}", log.name(), log.epoch().await.map_err(|e| e.0)?);
+                if now != *key {
+                    return Err(format!("the stream {} was created anew", log.name()));
+                }
+                continue;
+            }
         };
         let mut batch = vec![first];
         let mut failed = None;
@@ -216,7 +249,7 @@ async fn read(
             );
         }
         if !logged.is_empty() {
-            let outcomes = applier.apply_logged(log.name(), logged).await?;
+            let outcomes = applier.apply_logged(key, logged).await?;
             if let Some(last) = outcomes.last() {
                 *applied = last.seq;
             }

@@ -23,6 +23,28 @@ pub struct LoggedIngest {
     pub status: Arc<Status>,
 }
 
+impl LoggedIngest {
+    /// The outcome of entry `seq`, once this node has applied it. Unless
+    /// the entry is a duplicate (another request with this key), an
+    /// outcome at that position for another request is of an earlier
+    /// incarnation of the log (deleted and created anew, which this node
+    /// has not noticed yet): it waits for the entry of this one.
+    async fn outcome(&self, seq: u64, fingerprint: Option<i64>) -> Option<super::Outcome> {
+        let deadline = tokio::time::Instant::now() + APPLY_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let outcome = self.status.outcome(seq, left).await?;
+            if fingerprint.is_none_or(|f| f == outcome.fingerprint) {
+                return Some(outcome);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 #[async_trait]
 impl Ingest for LoggedIngest {
     async fn apply(
@@ -66,7 +88,8 @@ impl Ingest for LoggedIngest {
             .await
             .map_err(|e| IngestError::Unavailable(e.0))?;
         self.status.saw(appended.seq);
-        let Some(outcome) = self.status.outcome(appended.seq, APPLY_WAIT).await else {
+        let expected = (!appended.duplicate).then_some(fingerprint);
+        let Some(outcome) = self.outcome(appended.seq, expected).await else {
             return Err(IngestError::Unavailable(format!(
                 "the request is in the log (entry {}) but this node has not applied it within \
                  {} s; it will be applied: retry with the same Idempotency-Key to learn the \

@@ -125,6 +125,10 @@ pub trait Log: Send + Sync {
     /// Makes sure the log exists (creating it on first use).
     async fn prepare(&self) -> Result<(), BusError>;
 
+    /// Which incarnation of the log this is: it changes when the log is
+    /// deleted and created anew, whose positions start again from 1.
+    async fn epoch(&self) -> Result<String, BusError>;
+
     /// Appends `payload` durably. An `id` appended before is not appended
     /// again: the answer names the first entry.
     async fn append(&self, id: &str, payload: Bytes) -> Result<Appended, BusError>;
@@ -181,6 +185,7 @@ pub trait Applier: Send + Sync {
     fn records(&self) -> Arc<Records>;
 
     /// How far the log `log` has been applied to the store (0: not at all).
+    /// `log` names one incarnation of a log (its name and epoch).
     async fn position(&self, log: &str) -> Result<u64, String>;
 
     /// Applies `entries` (consecutive, in log order) or, for those another

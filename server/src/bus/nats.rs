@@ -131,20 +131,50 @@ impl Log for NatsLog {
             .map_err(|e| self.failed("create its stream", e))
     }
 
+    async fn epoch(&self) -> Result<String, BusError> {
+        let stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| self.failed("find its stream", e))?;
+        // When the stream was created, to the nanosecond.
+        Ok(stream
+            .cached_info()
+            .created
+            .unix_timestamp_nanos()
+            .to_string())
+    }
+
     async fn append(&self, id: &str, payload: Bytes) -> Result<Appended, BusError> {
         if !self.connected() {
             return Err(self.failed("take the request", "not connected"));
         }
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(payload)
-            .message_id(id);
-        let ack = self
+        let publish = || {
+            jetstream::message::PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(id)
+        };
+        let sent = self
             .js
-            .send_publish(self.subject.clone(), publish)
+            .send_publish(self.subject.clone(), publish())
             .await
             .map_err(|e| self.failed("take the request", e))?
-            .await
-            .map_err(|e| self.failed("store the request", e))?;
+            .await;
+        let ack = match sent {
+            Ok(ack) => ack,
+            // No stream takes the subject: it was deleted. Create it
+            // again (the nodes notice the new incarnation) and retry once.
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
+                self.prepare().await?;
+                self.js
+                    .send_publish(self.subject.clone(), publish())
+                    .await
+                    .map_err(|e| self.failed("take the request", e))?
+                    .await
+                    .map_err(|e| self.failed("store the request", e))?
+            }
+            Err(e) => return Err(self.failed("store the request", e)),
+        };
         Ok(Appended {
             seq: ack.sequence,
             duplicate: ack.duplicate,

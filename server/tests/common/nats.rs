@@ -53,7 +53,7 @@ pub fn stream(dir: &TempDir, url: &str, label: &str) -> String {
     name
 }
 
-fn delete_stream(url: &str, name: &str) {
+pub fn delete_stream(url: &str, name: &str) {
     let (url, name) = (url.to_string(), name.to_string());
     let _ = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()

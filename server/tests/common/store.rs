@@ -210,6 +210,27 @@ impl Engine for Postgres {
     }
 }
 
+/// A symbols file's JSON: 24x7 crypto symbols in UTC on exchange TEST,
+/// served at every resolution from one-minute bars, one per ticker.
+pub fn crypto_24x7(tickers: &[&str]) -> String {
+    let infos: Vec<serde_json::Value> = tickers
+        .iter()
+        .map(|ticker| {
+            serde_json::json!({
+                "name": ticker, "ticker": ticker, "description": format!("{ticker} test"),
+                "type": "crypto", "session": "24x7", "timezone": "Etc/UTC",
+                "exchange": "TEST", "listed_exchange": "TEST", "format": "price",
+                "pricescale": 100, "minmov": 1, "has_intraday": true, "has_daily": true,
+                "has_weekly_and_monthly": true,
+                "supported_resolutions": ["1", "5", "15", "30", "60", "240", "D", "W", "M"],
+                "intraday_multipliers": ["1"], "volume_precision": 2,
+                "data_status": "streaming", "currency_code": "USD"
+            })
+        })
+        .collect();
+    serde_json::Value::Array(infos).to_string()
+}
+
 /// Registers the symbols of `json` (a JSON array of `SymbolInfo`) in
 /// `store` with `trading-server import --symbols`.
 pub fn register_symbols(dir: &TempDir, store: &str, json: &str) {
