@@ -20,7 +20,9 @@ use crate::clock::rfc3339;
 use crate::context::AppContext;
 use crate::error::ApiError;
 use crate::source::BarQuery;
-use crate::store::ingest::{BarIn, Ingest, IngestError, IngestRequest, TradeIn, MAX_ITEMS};
+use crate::store::ingest::{
+    check_key, BarIn, Ingest, IngestError, IngestRequest, TradeIn, MAX_ITEMS,
+};
 
 /// Most bars in one getBars response (documented in the spec).
 pub const MAX_BARS: usize = 5000;
@@ -519,6 +521,9 @@ async fn ingest(
                 request.len()
             ),
         });
+    }
+    if let Some(key) = &key {
+        check_key(key).map_err(|message| ApiError::InvalidIngest { code, message })?;
     }
     let now = ctx.clock.now_ms();
     match ingest.apply(request, key, now).await {

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use common::process::ServerProcess;
 use common::store::{
-    crypto_24x7, register_symbols, with_token, Engine, Postgres, Sqlite, TempDir, TOKEN,
+    crypto_24x7, frozen_store_args, register_symbols, with_token, Engine, Postgres, Sqlite,
+    TempDir, TOKEN,
 };
 use common::FROZEN_NOW_S;
 use trading_pro_client::types::{Bar, Trade, TradesIngestRequest};
@@ -43,22 +44,6 @@ fn request(i: i64, start: i64) -> (TradesIngestRequest, Bar) {
     (TradesIngestRequest { trades }, expected)
 }
 
-fn server_args(store: &str, now: &str) -> Vec<String> {
-    [
-        "--store",
-        store,
-        "--ingest-token",
-        TOKEN,
-        "--clock-start",
-        now,
-        "--clock-speed",
-        "0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_acknowledged_trades_survive_kill_9_and_nothing_is_half_applied() {
     acknowledged_trades_survive_kill_9_and_nothing_is_half_applied(&Sqlite).await
@@ -73,8 +58,7 @@ async fn acknowledged_trades_survive_kill_9_and_nothing_is_half_applied(engine: 
     let dir = TempDir::new("durability");
     let store = engine.fresh(&dir);
     register_symbols(&dir, &store, &crypto_24x7(&["CRASH"]));
-    let now = FROZEN_NOW_S.to_string();
-    let args = server_args(&store, &now);
+    let args = frozen_store_args(&store);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let start = (FROZEN_NOW_S - 3 * 86_400) * 1000;
 

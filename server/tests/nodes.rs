@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use common::nats::{self, Throwaway};
 use common::process::ServerProcess;
-use common::store::{crypto_24x7, register_symbols, Engine, Postgres, TempDir, TOKEN};
+use common::store::{
+    crypto_24x7, frozen_store_args, register_symbols, Engine, Postgres, TempDir, TOKEN,
+};
 use common::ws as raw;
 use common::FROZEN_NOW_S;
 use serde_json::{json, Value};
@@ -70,22 +72,10 @@ impl Market {
 
     /// A node of this market, as soon as it listens.
     async fn start(&self) -> ServerProcess {
-        let now = FROZEN_NOW_S.to_string();
-        ServerProcess::start(&[
-            "--store",
-            &self.store,
-            "--bus",
-            &self.nats,
-            "--bus-stream",
-            &self.stream,
-            "--ingest-token",
-            TOKEN,
-            "--clock-start",
-            &now,
-            "--clock-speed",
-            "0",
-        ])
-        .await
+        let mut args = frozen_store_args(&self.store);
+        args.extend(["--bus", &self.nats, "--bus-stream", &self.stream].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ServerProcess::start(&args).await
     }
 }
 
@@ -509,18 +499,9 @@ async fn trades_spread_over_three_nodes_give_the_history_of_one_node() {
     let one = TempDir::new("nodes-one");
     let store = Postgres.fresh(&one);
     register_symbols(&one, &store, &symbols());
-    let now = FROZEN_NOW_S.to_string();
-    let alone = ServerProcess::start(&[
-        "--store",
-        &store,
-        "--ingest-token",
-        TOKEN,
-        "--clock-start",
-        &now,
-        "--clock-speed",
-        "0",
-    ])
-    .await;
+    let args = frozen_store_args(&store);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let alone = ServerProcess::start(&args).await;
     for (i, trade) in trades.iter().enumerate() {
         let (status, body) = send(&alone.base, &format!("one-{i}"), &[*trade]).await;
         assert_eq!(status, 200, "{body}");

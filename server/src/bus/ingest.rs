@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::follow::Status;
 use super::{message, Applier, Log, Submitted};
-use crate::store::ingest::{check_key, Ingest, IngestError, IngestReceipt, IngestRequest};
+use crate::store::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
 use crate::store::plan::{self, Work};
 
 /// How long an acknowledged request waits to be applied before the client
@@ -53,9 +53,6 @@ impl Ingest for LoggedIngest {
         key: Option<String>,
         now_ms: i64,
     ) -> Result<IngestReceipt, IngestError> {
-        if let Some(key) = &key {
-            check_key(key).map_err(IngestError::Invalid)?;
-        }
         // Refused before it reaches the log, with the message the store
         // would give: every node decides the same from the same symbols.
         // (A symbol registered a moment ago on another node may not be

@@ -79,7 +79,7 @@ impl std::fmt::Display for IngestError {
 #[async_trait]
 pub trait Ingest: Send + Sync {
     /// Validates and applies `request` as one unit, durably, and publishes
-    /// the changed bars. With a `key` already applied (same request), the
+    /// the changed bars. A `key` has passed [`check_key`]. With a `key` already applied (same request), the
     /// receipt of that first application, and nothing applied again.
     async fn apply(
         &self,

@@ -244,11 +244,11 @@ pub fn register_symbols(dir: &TempDir, store: &str, json: &str) {
     ]);
 }
 
-/// A server on `store` with the market clock frozen at [`FROZEN_NOW_S`]
-/// (ingest refuses times ahead of it) and the test token.
-pub async fn store_server(store: &str, extra: &[&str]) -> TestServer {
+/// A store server's flags: `store`, the test token, the market clock
+/// frozen at [`FROZEN_NOW_S`].
+pub fn frozen_store_args(store: &str) -> Vec<String> {
     let now = FROZEN_NOW_S.to_string();
-    let mut args = vec![
+    [
         "--store",
         store,
         "--ingest-token",
@@ -257,8 +257,18 @@ pub async fn store_server(store: &str, extra: &[&str]) -> TestServer {
         &now,
         "--clock-speed",
         "0",
-    ];
-    args.extend_from_slice(extra);
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// A server on `store` with the market clock frozen at [`FROZEN_NOW_S`]
+/// (ingest refuses times ahead of it) and the test token.
+pub async fn store_server(store: &str, extra: &[&str]) -> TestServer {
+    let mut args = frozen_store_args(store);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     TestServer::start(&args).await
 }
 

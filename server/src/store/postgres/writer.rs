@@ -32,9 +32,7 @@ use crate::calendar::Resolution;
 use crate::source::UpdateSink;
 use crate::store::chain::{served, Dirty};
 use crate::store::history::History;
-use crate::store::ingest::{
-    check_key, IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS,
-};
+use crate::store::ingest::{IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS};
 use crate::store::plan::{self, BaseBars, Target, Touched, Work};
 use crate::store::Records;
 
@@ -105,9 +103,6 @@ impl Writer {
         key: Option<String>,
         now_ms: i64,
     ) -> Result<IngestReceipt, IngestError> {
-        if let Some(key) = &key {
-            check_key(key).map_err(IngestError::Invalid)?;
-        }
         let (reply, answer) = oneshot::channel();
         let job = Task::Direct(Job {
             request,
