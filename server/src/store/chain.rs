@@ -66,6 +66,23 @@ impl Dirty {
         self.ranges.push((time, time));
     }
 
+    /// The first and last changed times.
+    pub fn first(&self) -> Option<i64> {
+        self.ranges.iter().map(|r| r.0).min()
+    }
+
+    pub fn last(&self) -> Option<i64> {
+        self.ranges.iter().map(|r| r.1).max()
+    }
+
+    /// Records every bar from `from` to `to` (inclusive) as changed.
+    pub fn add_range(&mut self, from: i64, to: i64) {
+        self.add(from);
+        if let Some(last) = self.ranges.last_mut() {
+            last.1 = last.1.max(to);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
@@ -219,6 +236,77 @@ impl Aggregator<'_> {
     }
 }
 
+/// One level of a rebuild, planned before anything is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Level {
+    pub res: Resolution,
+    pub child: Resolution,
+    /// The spans of child times to rebuild (see [`Buckets::spans`]).
+    pub spans: Vec<(i64, i64)>,
+}
+
+/// Every level a write of base bars `dirty` rebuilds, finest first, with
+/// its spans: what the level-by-level walk would find, but known up front,
+/// so a store can read every level's children at once (one round trip)
+/// instead of waiting for each level before reading the next.
+///
+/// A level's changed bars are those of the buckets its spans cover. Only
+/// the ends of a changed range decide a span, and a range's ends are bars
+/// that exist (a written child, or a bar built from one), so mapping each
+/// range's ends to their buckets' stamps gives the level's changed ranges
+/// without its bars. A range may then span buckets without children
+/// between its ends; rebuilding such a bucket changes nothing.
+pub fn plan(calendar: &TradingCalendar, base: Resolution, dirty: &Dirty) -> Vec<Level> {
+    let mut changed: Vec<(Resolution, Dirty)> = vec![(base, dirty.clone())];
+    let mut levels = Vec::new();
+    for res in served(base).skip(1) {
+        let Some(child) = child_of(res, base) else {
+            continue;
+        };
+        let Some((_, below)) = changed.iter().find(|(r, _)| *r == child) else {
+            continue;
+        };
+        let mut buckets = Buckets::new(calendar, res);
+        let spans = buckets.spans(below);
+        let mut mine = Dirty::default();
+        for (lo, hi) in below.ranges() {
+            if let (Some(first), Some(last)) = (buckets.bucket(lo), buckets.bucket(hi)) {
+                // W and M are stamped at their first child, which only
+                // their bars know; no level is built from them.
+                if let (Some(from), Some(to)) = (first.stamp, last.stamp) {
+                    mine.add_range(from, to);
+                }
+            }
+        }
+        changed.push((res, mine));
+        levels.push(Level { res, child, spans });
+    }
+    levels
+}
+
+/// The children of one span of a level once the level below is rebuilt:
+/// the stored children read in the span (`stored`, in time order), less
+/// those the level below replaces (inside its spans `below`, or at the time
+/// of one of its rebuilt bars), plus its rebuilt bars (`rebuilt`, in time
+/// order) that fall in the span.
+pub fn children_after(
+    stored: Vec<StoredBar>,
+    below: &[(i64, i64)],
+    rebuilt: &[StoredBar],
+    span: (i64, i64),
+) -> Vec<StoredBar> {
+    let replaced = |t: i64| {
+        below.iter().any(|(from, to)| (*from..*to).contains(&t))
+            || rebuilt.binary_search_by_key(&t, |b| b.time).is_ok()
+    };
+    let first = rebuilt.partition_point(|b| b.time < span.0);
+    let last = rebuilt.partition_point(|b| b.time < span.1);
+    let mut out: Vec<StoredBar> = stored.into_iter().filter(|b| !replaced(b.time)).collect();
+    out.extend_from_slice(&rebuilt[first..last]);
+    out.sort_by_key(|b| b.time);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +372,166 @@ mod tests {
         let mut dirty = Dirty::default();
         dirty.add(open + 5 * minute);
         assert_eq!(day.spans(&dirty), [(open, open + 390 * minute)]);
+    }
+
+    /// The walk the stores used to make, a level at a time, over a table
+    /// held in memory: the reference `plan` must agree with.
+    fn walk(
+        table: &mut std::collections::BTreeMap<(Resolution, i64), StoredBar>,
+        cal: &TradingCalendar,
+        base: Resolution,
+        dirty: &Dirty,
+    ) {
+        let mut changed = vec![(base, dirty.clone())];
+        for res in served(base).skip(1) {
+            let Some(child) = child_of(res, base) else {
+                continue;
+            };
+            let Some((_, below)) = changed.iter().find(|(r, _)| *r == child).cloned() else {
+                continue;
+            };
+            let mut rebuilt = Dirty::default();
+            for (from, to) in Buckets::new(cal, res).spans(&below) {
+                table.retain(|(r, t), _| !(*r == res && (from..to).contains(t)));
+                let children: Vec<StoredBar> = table
+                    .range((child, from)..(child, to))
+                    .map(|(_, b)| *b)
+                    .collect();
+                let mut aggregator = Buckets::new(cal, res).aggregator();
+                for c in &children {
+                    if let Some(done) = aggregator.push(c) {
+                        table.insert((res, done.time), done);
+                        rebuilt.add(done.time);
+                    }
+                }
+                if let Some(done) = aggregator.finish() {
+                    table.insert((res, done.time), done);
+                    rebuilt.add(done.time);
+                }
+            }
+            changed.push((res, rebuilt));
+        }
+    }
+
+    /// The same rebuild as the stores make it now: every read first, from
+    /// the table as it was, then every level's deletes and writes.
+    fn planned(
+        table: &mut std::collections::BTreeMap<(Resolution, i64), StoredBar>,
+        cal: &TradingCalendar,
+        base: Resolution,
+        dirty: &Dirty,
+    ) {
+        let levels = plan(cal, base, dirty);
+        let reads: Vec<Vec<Vec<StoredBar>>> = levels
+            .iter()
+            .map(|l| {
+                l.spans
+                    .iter()
+                    .map(|(from, to)| {
+                        table
+                            .range((l.child, *from)..(l.child, *to))
+                            .map(|(_, b)| *b)
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut built: Vec<(Resolution, Vec<(i64, i64)>, Vec<StoredBar>)> = Vec::new();
+        for (level, read) in levels.iter().zip(reads) {
+            let below = built.iter().find(|(r, _, _)| *r == level.child);
+            let mut bars = Vec::new();
+            for (span, stored) in level.spans.iter().zip(read) {
+                let children = match below {
+                    Some((_, spans, rebuilt)) => children_after(stored, spans, rebuilt, *span),
+                    None => stored,
+                };
+                let mut aggregator = Buckets::new(cal, level.res).aggregator();
+                for c in &children {
+                    bars.extend(aggregator.push(c));
+                }
+                bars.extend(aggregator.finish());
+            }
+            built.push((level.res, level.spans.clone(), bars));
+        }
+        for (res, spans, bars) in built {
+            for (from, to) in spans {
+                table.retain(|(r, t), _| !(*r == res && (from..to).contains(t)));
+            }
+            for bar in bars {
+                table.insert((res, bar.time), bar);
+            }
+        }
+    }
+
+    #[test]
+    fn a_planned_rebuild_equals_the_walk_a_level_at_a_time() {
+        let mut seed: u64 = 0x5eed;
+        let mut next = move |n: i64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) as i64).rem_euclid(n)
+        };
+        let calendars = [
+            TradingCalendar::new("0930-1600", "America/New_York").unwrap(),
+            TradingCalendar::new("24x7", "Etc/UTC").unwrap(),
+            TradingCalendar::new("1800-1700", "America/New_York").unwrap(),
+        ];
+        let start = 1_719_792_000_000; // 2024-07-01 00:00 UTC
+        for cal in &calendars {
+            for base in [Resolution::Min1, Resolution::Min5, Resolution::Min60] {
+                let step = i64::from(base.intraday_minutes().unwrap()) * 60_000;
+                let mut walked = std::collections::BTreeMap::new();
+                let mut plans = std::collections::BTreeMap::new();
+                for round in 0..12 {
+                    // Writes of a few bars to a whole run of them, over
+                    // about seven weeks, some far apart.
+                    let mut dirty = Dirty::default();
+                    let mut written = Vec::new();
+                    let count = if round == 0 { 3_000 } else { 1 + next(40) };
+                    let mut t = start + next(70 * 1440) * 60_000;
+                    for _ in 0..count {
+                        let gap = if next(10) == 0 { 3_000 } else { 3 };
+                        t += step * (1 + next(gap));
+                        // Placed as a bar of the session would be.
+                        let Some(day) = cal.day_containing(t) else {
+                            continue;
+                        };
+                        let t = day.bucket_start(step / 60_000, t);
+                        let price = 100.0 + next(1000) as f64 / 10.0;
+                        written.push(StoredBar {
+                            time: t,
+                            open: price,
+                            high: price + 1.0,
+                            low: price - 1.0,
+                            close: price + 0.5,
+                            volume: Volume::parse(&format!("{}", 1 + next(99))).unwrap(),
+                            first_ms: t,
+                            last_ms: t,
+                        });
+                    }
+                    written.sort_by_key(|b| b.time);
+                    written.dedup_by_key(|b| b.time);
+                    for bar in &written {
+                        walked.insert((base, bar.time), *bar);
+                        plans.insert((base, bar.time), *bar);
+                        dirty.add(bar.time);
+                    }
+                    walk(&mut walked, cal, base, &dirty);
+                    planned(&mut plans, cal, base, &dirty);
+                    assert!(
+                        walked == plans,
+                        "base {} round {round}: the planned rebuild differs",
+                        base.as_str()
+                    );
+                }
+                // Every level was rebuilt, a month's bar included.
+                assert!(
+                    walked.keys().any(|(r, _)| *r == Resolution::Month),
+                    "base {}: no bar reached M",
+                    base.as_str()
+                );
+            }
+        }
     }
 }

@@ -187,13 +187,32 @@ impl ImportSink for PgImport<'_> {
                     }
                     None => tables::insert_symbol(c, &info).await?,
                 };
-                c.execute(
+                let r = code(resolution) as i32;
+                // Over stored bars, the import replaces those at its times.
+                // Over none (a new symbol, or a range it has no bars in),
+                // a plain insert does the same at about half the cost:
+                // PostgreSQL's upsert logs a speculative insertion a row.
+                let (first, last) = (dirty.first(), dirty.last());
+                let clash = match (first, last) {
+                    (Some(first), Some(last)) => c
+                        .query_one(
+                            "SELECT EXISTS (SELECT 1 FROM bars WHERE symbol = $1 AND \
+                             resolution = $2 AND time >= $3 AND time <= $4)",
+                            &[&id, &r, &first, &last],
+                        )
+                        .await?
+                        .try_get::<_, bool>(0)?,
+                    _ => false,
+                };
+                let insert = if clash {
                     "INSERT INTO bars (symbol, resolution, time, bar)
                      SELECT $1::bigint, $2::integer, time, bar FROM import_bars
-                     ON CONFLICT (symbol, resolution, time) DO UPDATE SET bar = excluded.bar",
-                    &[&id, &(code(resolution) as i32)],
-                )
-                .await?;
+                     ON CONFLICT (symbol, resolution, time) DO UPDATE SET bar = excluded.bar"
+                } else {
+                    "INSERT INTO bars (symbol, resolution, time, bar)
+                     SELECT $1::bigint, $2::integer, time, bar FROM import_bars"
+                };
+                c.execute(insert, &[&id, &r]).await?;
                 tables::update_symbol(c, id, &info, Some(resolution)).await?;
                 tables::rebuild(&conn, id, &calendar, resolution, &dirty).await?;
                 tables::bump_changes(c).await?;

@@ -15,7 +15,7 @@ use super::io;
 use crate::calendar::{Resolution, TradingCalendar};
 use crate::source::{Bar, BarQuery, BarsPage};
 use crate::store::bar::{code, from_code};
-use crate::store::chain::{child_of, served, Buckets, Dirty};
+use crate::store::chain::{self, Buckets, Dirty};
 use crate::store::{StoredBar, SymbolRecord};
 
 /// A failed query, or a row that does not read as what it should be.
@@ -345,27 +345,39 @@ pub async fn stream(
 /// Stores bars of one symbol and resolution (replacing any at the same
 /// times).
 pub async fn write_many(c: &Conn, symbol: i64, res: Resolution, bars: &[StoredBar]) -> Result<()> {
+    futures_util::future::try_join_all(writes(c, symbol, res, bars)).await?;
+    Ok(())
+}
+
+/// The statements of [`write_many`], one a chunk, to send in one pipeline:
+/// each is sent when first polled, and polled in order.
+fn writes<'a>(
+    c: &'a Conn,
+    symbol: i64,
+    res: Resolution,
+    bars: &'a [StoredBar],
+) -> impl Iterator<Item = impl std::future::Future<Output = Result<u64>> + 'a> + 'a {
     let r = res_code(res);
-    for chunk in bars.chunks(WRITE_CHUNK) {
+    bars.chunks(WRITE_CHUNK).map(move |chunk| async move {
         let times: Vec<i64> = chunk.iter().map(|b| b.time).collect();
         let encoded: Vec<[u8; crate::store::bar::ENCODED_LEN]> =
             chunk.iter().map(StoredBar::encode).collect();
         let blobs: Vec<&[u8]> = encoded.iter().map(|b| &b[..]).collect();
-        c.client
+        Ok(c.client
             .execute(&c.write_many, &[&symbol, &r, &times, &blobs])
-            .await?;
-    }
-    Ok(())
+            .await?)
+    })
 }
 
 /// Rebuilds every coarser resolution over the base bars `dirty` names
 /// (see `chain`): for each level, the buckets those cover are deleted and
 /// written again from the level below, within the caller's transaction.
 ///
-/// One round trip a level: a level's new bars are written in the same
-/// pipeline as the next level's deletes and reads of them (PostgreSQL runs
-/// a connection's statements in the order sent, so the reads see the
-/// writes).
+/// Two round trips, however many levels: the levels are planned up front
+/// (`chain::plan`), every level's children are read in one pipeline, each
+/// level is built in memory from what was read and the level below's new
+/// bars, and every level's deletes and writes go in a second pipeline
+/// (PostgreSQL runs a connection's statements in the order sent).
 pub async fn rebuild(
     c: &Conn,
     symbol: i64,
@@ -373,79 +385,55 @@ pub async fn rebuild(
     base: Resolution,
     dirty: &Dirty,
 ) -> Result<()> {
-    let mut changed: Vec<(Resolution, Dirty)> = vec![(base, dirty.clone())];
-    // The last level's bars, not yet written.
-    let mut pending: Option<(Resolution, Vec<StoredBar>)> = None;
-    for res in served(base).skip(1) {
-        let Some(child) = child_of(res, base) else {
-            continue;
-        };
-        let Some(child_dirty) = changed
-            .iter()
-            .find(|(r, _)| *r == child)
-            .map(|(_, d)| d.clone())
-        else {
-            continue;
-        };
-        let spans = Buckets::new(calendar, res).spans(&child_dirty);
-        let (r, child_code) = (res_code(res), res_code(child));
-        let write = pending.take();
-        // A write of more than one statement would not all be sent ahead
-        // of the reads: it goes first, on its own.
-        let write = match write {
-            Some((res, bars)) if bars.len() > WRITE_CHUNK => {
-                write_many(c, symbol, res, &bars).await?;
-                None
+    let levels = chain::plan(calendar, base, dirty);
+    let reads = levels.iter().flat_map(|level| {
+        let child = res_code(level.child);
+        level.spans.iter().map(move |(from, to)| async move {
+            Ok::<_, Fail>(
+                c.client
+                    .query(&c.children, &[&symbol, &child, from, to])
+                    .await?,
+            )
+        })
+    });
+    let mut read = futures_util::future::try_join_all(reads).await?.into_iter();
+    // Each level's spans and new bars, finest first.
+    let mut built: Vec<(&chain::Level, Vec<StoredBar>)> = Vec::with_capacity(levels.len());
+    for level in &levels {
+        let below = built.iter().find(|(l, _)| l.res == level.child);
+        let mut bars = Vec::new();
+        for span in &level.spans {
+            let rows = read.next().unwrap_or_default();
+            let stored = bars_of(&rows)?;
+            let children = match below {
+                Some((l, rebuilt)) => chain::children_after(stored, &l.spans, rebuilt, *span),
+                None => stored,
+            };
+            let mut aggregator = Buckets::new(calendar, level.res).aggregator();
+            for child in &children {
+                bars.extend(aggregator.push(child));
             }
-            other => other,
-        };
-        let written = async {
-            if let Some((res, bars)) = &write {
-                write_many(c, symbol, *res, bars).await?;
-            }
-            Ok::<_, Fail>(())
-        };
-        let deletes = spans.iter().map(|(from, to)| async move {
-            c.client
-                .execute(&c.delete_range, &[&symbol, &r, from, to])
-                .await
-                .map_err(Fail::from)
-        });
-        let reads = spans.iter().map(|(from, to)| async move {
-            c.client
-                .query(&c.children, &[&symbol, &child_code, from, to])
-                .await
-                .map_err(Fail::from)
-        });
-        // Polled in order, so sent in order: the write, the deletes (of
-        // this level), the reads (of the level below).
-        let (_, _, children) = futures_util::future::try_join3(
-            written,
-            futures_util::future::try_join_all(deletes),
-            futures_util::future::try_join_all(reads),
-        )
-        .await?;
-        let mut rebuilt = Dirty::default();
-        let mut parents = Vec::new();
-        for rows in children {
-            let mut aggregator = Buckets::new(calendar, res).aggregator();
-            for row in &rows {
-                if let Some(done) = aggregator.push(&row_bar(row)?) {
-                    rebuilt.add(done.time);
-                    parents.push(done);
-                }
-            }
-            if let Some(done) = aggregator.finish() {
-                rebuilt.add(done.time);
-                parents.push(done);
-            }
+            bars.extend(aggregator.finish());
         }
-        pending = Some((res, parents));
-        changed.push((res, rebuilt));
+        built.push((level, bars));
     }
-    if let Some((res, bars)) = pending {
-        write_many(c, symbol, res, &bars).await?;
+    let mut statements: Vec<
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64>> + Send + '_>>,
+    > = Vec::new();
+    for (level, bars) in &built {
+        let r = res_code(level.res);
+        for (from, to) in &level.spans {
+            statements.push(Box::pin(async move {
+                Ok(c.client
+                    .execute(&c.delete_range, &[&symbol, &r, from, to])
+                    .await?)
+            }));
+        }
+        for write in writes(c, symbol, level.res, bars) {
+            statements.push(Box::pin(write));
+        }
     }
+    futures_util::future::try_join_all(statements).await?;
     Ok(())
 }
 
