@@ -6,8 +6,13 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 pub fn request(method: &str, path: &str, body: &str) -> Vec<u8> {
+    request_with(method, path, body, "")
+}
+
+/// A request with extra header lines (each ending in CRLF).
+pub fn request_with(method: &str, path: &str, body: &str, headers: &str) -> Vec<u8> {
     format!(
-        "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()

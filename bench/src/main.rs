@@ -21,12 +21,13 @@ mod ws_scenarios;
 use std::time::Duration;
 
 const USAGE: &str =
-    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|store|nodes|ws|abuse] [--runs N] [--seconds S]";
+    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|compression|store|nodes|ws|abuse] [--runs N] [--seconds S]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Part {
     Engine,
     Rest,
+    Compression,
     Store,
     Nodes,
     Ws,
@@ -62,15 +63,14 @@ fn parse_args(args: &[String], fd_limit: u64) -> Result<Options, String> {
                 o.only = Some(match value("--only")?.as_str() {
                     "engine" => Part::Engine,
                     "rest" => Part::Rest,
+                    "compression" => Part::Compression,
                     "store" => Part::Store,
                     "nodes" => Part::Nodes,
                     "ws" => Part::Ws,
                     "abuse" => Part::Abuse,
-                    other => {
-                        return Err(format!(
-                            "--only: engine, rest, store, nodes, ws or abuse, not {other}"
-                        ))
-                    }
+                    other => return Err(format!(
+                        "--only: engine, rest, compression, store, nodes, ws or abuse, not {other}"
+                    )),
                 })
             }
             "--runs" => {
@@ -128,6 +128,9 @@ async fn main() {
     }
     if runs(Part::Rest) {
         ok &= rest::run_all(&options).await;
+    }
+    if runs(Part::Compression) {
+        ok &= rest::compression(&options).await;
     }
     if runs(Part::Store) {
         ok &= store::run_all(&options).await;

@@ -13,6 +13,8 @@ struct Scenario {
     method: &'static str,
     path: String,
     body: String,
+    /// Extra header lines, each ending in CRLF.
+    headers: &'static str,
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -21,6 +23,7 @@ fn scenarios() -> Vec<Scenario> {
         method: "GET",
         path,
         body: String::new(),
+        headers: "",
     };
     let to = server::CLOCK_START;
     let symbols: Vec<String> = [
@@ -45,6 +48,7 @@ fn scenarios() -> Vec<Scenario> {
             method: "POST",
             path: "/api/v1/datafeed/quotes".into(),
             body: format!("{{\"symbols\":[{}]}}", symbols.join(",")),
+            headers: "",
         },
     ]
 }
@@ -63,7 +67,7 @@ async fn run(
     conns: usize,
     duration: Duration,
 ) -> Result<Measurement, String> {
-    let request = http::request(s.method, &s.path, &s.body);
+    let request = http::request_with(s.method, &s.path, &s.body, s.headers);
     let mut streams = Vec::with_capacity(conns);
     for _ in 0..conns {
         streams.push(
@@ -258,5 +262,115 @@ async fn run_row(o: &Options, server: &Process, s: &Scenario, source: &str, conn
         server_p99,
         format!("{:.1}", stats::median(rows.iter().map(|r| r.2).collect())),
     ]);
+    ok
+}
+
+/// getBars for 5,000 one-minute bars as they are, gzipped and in brotli
+/// (`Accept-Encoding`), from the synthetic source: what a response weighs
+/// and what compressing it costs the server.
+pub async fn compression(o: &Options) -> bool {
+    let frozen = [("--clock-speed", "0".to_string())];
+    let server = match server::trading_server(&o.server, &frozen).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("trading-bench: {e}");
+            return false;
+        }
+    };
+    let to = server::CLOCK_START;
+    let path = format!(
+        "/api/v1/datafeed/bars?symbol=BTCUSD&resolution=1&from_time=0&to_time={to}&count_back=5000"
+    );
+    let concurrencies: &[usize] = if o.quick { &[2] } else { &[1, 32] };
+    println!(
+        "Compression: getBars of 5,000 one-minute bars (synthetic source), {} run(s) of {:?} each, medians\n",
+        o.runs, o.duration
+    );
+    stats::header(
+        &[
+            "Accept-Encoding",
+            "body bytes",
+            "vs identity",
+            "conns",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "server CPU ms / 1k req",
+        ],
+        1,
+    );
+    let mut ok = true;
+    let mut identity_bytes = 0usize;
+    for (coding, headers) in [
+        ("identity", ""),
+        ("gzip", "Accept-Encoding: gzip\r\n"),
+        ("br", "Accept-Encoding: br\r\n"),
+    ] {
+        let s = Scenario {
+            name: coding,
+            method: "GET",
+            path: path.clone(),
+            body: String::new(),
+            headers,
+        };
+        let bytes = async {
+            let mut c = http::connect(&server.address)
+                .await
+                .map_err(|e| e.to_string())?;
+            let request = http::request_with("GET", &path, "", headers);
+            http::exchange(&mut c, &request)
+                .await
+                .map(|body| body.len())
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        let bytes = match bytes {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("compression ({coding}): {e}");
+                ok = false;
+                continue;
+            }
+        };
+        if coding == "identity" {
+            identity_bytes = bytes;
+        }
+        for &conns in concurrencies {
+            let mut rows = Vec::new();
+            for _ in 0..o.runs {
+                match run(&server, &s, conns, o.duration).await {
+                    Ok(mut m) => rows.push((
+                        m.requests as f64 / m.elapsed.as_secs_f64(),
+                        Percentiles::of(&mut m.latencies_us),
+                        m.cpu_seconds * 1000.0 / (m.requests.max(1) as f64 / 1000.0),
+                    )),
+                    Err(e) => {
+                        eprintln!("compression ({coding}) at {conns} connections failed: {e}");
+                        ok = false;
+                    }
+                }
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            let latency: Vec<_> = rows.iter().map(|r| r.1).collect();
+            let [p50, p99, _] = Percentiles::cells(Percentiles::median_of(&latency));
+            stats::row(&[
+                coding.to_string(),
+                bytes.to_string(),
+                format!(
+                    "{:.1}%",
+                    100.0 * bytes as f64 / identity_bytes.max(1) as f64
+                ),
+                conns.to_string(),
+                format!("{:.0}", stats::median(rows.iter().map(|r| r.0).collect())),
+                p50,
+                p99,
+                format!("{:.1}", stats::median(rows.iter().map(|r| r.2).collect())),
+            ]);
+        }
+    }
+    println!();
+    server.stop().await;
     ok
 }

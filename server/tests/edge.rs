@@ -774,3 +774,126 @@ async fn websocket_closes_are_logged_with_code_and_reason() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A getBars page of 5,000 one-minute bars as raw bytes, asking for
+/// `accept` (no decoding by the HTTP client): status, content-encoding,
+/// vary and body.
+async fn bars_as(s: &TestServer, accept: &str) -> (u16, Option<String>, String, Vec<u8>) {
+    let raw = reqwest::Client::builder()
+        .no_gzip()
+        .no_brotli()
+        .build()
+        .unwrap();
+    let to = common::FROZEN_NOW_S.to_string();
+    let r = raw
+        .get(s.url("/api/v1/datafeed/bars"))
+        .query(&[
+            ("symbol", "BTCUSD"),
+            ("resolution", "1"),
+            ("from_time", "0"),
+            ("to_time", to.as_str()),
+            ("count_back", "5000"),
+        ])
+        .header("accept-encoding", accept)
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let (status, coding) = (r.status().as_u16(), header("content-encoding"));
+    let vary = header("vary").unwrap_or_default();
+    (status, coding, vary, r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_are_compressed_when_the_client_accepts_it() {
+    use std::io::Read;
+    let s = TestServer::frozen().await;
+    let (status, coding, vary, plain) = bars_as(&s, "identity").await;
+    assert_eq!((status, coding), (200, None));
+    assert!(
+        vary.to_ascii_lowercase().contains("accept-encoding"),
+        "vary: {vary}"
+    );
+    let page: Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(page["bars"].as_array().unwrap().len(), 5000);
+
+    // gzip, decoded by flate2: the same bytes, several times smaller.
+    let (status, coding, _, gz) = bars_as(&s, "gzip").await;
+    assert_eq!((status, coding.as_deref()), (200, Some("gzip")));
+    let mut unpacked = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut unpacked)
+        .unwrap();
+    assert_eq!(unpacked, plain);
+    assert!(
+        gz.len() * 4 < plain.len(),
+        "gzip {} of {}",
+        gz.len(),
+        plain.len()
+    );
+
+    // brotli is preferred when both are accepted equally, and is smaller.
+    let (status, coding, _, br) = bars_as(&s, "gzip, deflate, br").await;
+    assert_eq!((status, coding.as_deref()), (200, Some("br")));
+    let mut unpacked = Vec::new();
+    brotli::Decompressor::new(&br[..], 4096)
+        .read_to_end(&mut unpacked)
+        .unwrap();
+    assert_eq!(unpacked, plain);
+    assert!(
+        br.len() * 4 < plain.len(),
+        "br {} of {}",
+        br.len(),
+        plain.len()
+    );
+
+    // Weights decide; q=0 refuses a coding; unknown codings get identity.
+    let (_, coding, _, _) = bars_as(&s, "br;q=0.5, gzip;q=0.9").await;
+    assert_eq!(coding.as_deref(), Some("gzip"));
+    let (_, coding, _, _) = bars_as(&s, "*;q=0, gzip;q=0").await;
+    assert_eq!(coding, None);
+    let (_, coding, _, body) = bars_as(&s, "compress").await;
+    assert_eq!((coding, body.len()), (None, plain.len()));
+
+    // A small body is not worth it.
+    let raw = reqwest::Client::builder()
+        .no_gzip()
+        .no_brotli()
+        .build()
+        .unwrap();
+    let r = raw
+        .get(s.url("/api/v1/datafeed/time"))
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-encoding").is_none());
+
+    // The generated client asks for compression and decodes it: it reads
+    // exactly the bars the identity response holds.
+    let decoded = s
+        .client
+        .get_bars()
+        .symbol("BTCUSD")
+        .resolution("1")
+        .from_time(0)
+        .to_time(common::FROZEN_NOW_S)
+        .count_back(5000)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let plain_bars = page["bars"].as_array().unwrap();
+    assert_eq!(decoded.bars.len(), plain_bars.len());
+    for (got, want) in decoded.bars.iter().zip(plain_bars) {
+        assert_eq!(got.time, want["time"].as_i64().unwrap());
+        assert_eq!(got.close, want["close"].as_f64().unwrap());
+        assert_eq!(got.volume, want["volume"].as_f64().unwrap());
+    }
+    s.stop().await;
+}

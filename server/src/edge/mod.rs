@@ -8,6 +8,7 @@
 //! * `watch`: the deadline of every phase of a connection;
 //! * `request`: one request: the early checks, then its handler;
 //! * `websocket`: the handshake; the connection itself is `ws::connection`;
+//! * `compress`: gzip or brotli for response bodies worth it;
 //! * `files`: the open-files limit the caps are sized against.
 //!
 //! A connection over a cap is still accepted and read, so it can be told
@@ -16,6 +17,7 @@
 //! gets a fixed 503 written at once and is closed.
 
 mod admission;
+mod compress;
 pub mod files;
 mod rate;
 mod request;

@@ -24,6 +24,7 @@ use slog::{debug, info, warn};
 use tokio::time::Instant;
 
 use super::admission::{ClientKey, Refusal};
+use super::compress;
 use super::rate::Verdict;
 use super::watch::{ConnClock, RequestGuard};
 use super::{websocket, Edge};
@@ -329,9 +330,12 @@ async fn forward(conn: &Arc<Conn>, request: Request<Incoming>) -> Reply {
     } else {
         None
     };
+    let coding = compress::negotiate(&head.headers);
     let answer = crate::routes::handle(&edge.api, head, body, &edge.log).await;
     drop(permit);
-    answer.response.map(Full::new)
+    let mut response = answer.response;
+    compress::apply(&mut response, coding);
+    response.map(Full::new)
 }
 
 fn too_large(edge: &Edge, headers: &http::HeaderMap, limit: usize) -> Reply {

@@ -1,0 +1,173 @@
+//! Response compression, negotiated from `Accept-Encoding`: brotli, then
+//! gzip, for bodies worth it (JSON, text, YAML and HTML of at least
+//! [`MIN_BYTES`]). A 5,000-bar `getBars` page is mostly digits and
+//! repeated keys, and shrinks several-fold.
+//!
+//! Every response is complete before it is sent (the handlers build whole
+//! bodies), so it is compressed in one call rather than as a stream.
+//! Levels favour speed: these bodies are made per request, not cached,
+//! so the CPU spent here is spent on every request (figures in
+//! docs/BENCHMARKS.md).
+
+use std::io::Write;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+/// Smaller bodies are sent as they are: compressing them saves less than a
+/// packet and costs a few microseconds.
+pub const MIN_BYTES: usize = 1024;
+
+/// brotli quality and window (0-11, and log2 of the window): 4 compresses
+/// about as tightly as gzip's default at a fraction of its CPU cost.
+const BROTLI_QUALITY: u32 = 4;
+const BROTLI_WINDOW: u32 = 20;
+/// gzip (zlib) level, 1-9.
+const GZIP_LEVEL: u32 = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coding {
+    Brotli,
+    Gzip,
+}
+
+impl Coding {
+    fn token(self) -> &'static str {
+        match self {
+            Coding::Brotli => "br",
+            Coding::Gzip => "gzip",
+        }
+    }
+}
+
+/// The coding to answer with, from a request's `Accept-Encoding`: the one
+/// with the highest weight the client accepts (brotli on a tie), or None
+/// for identity. `*` accepts any coding not named.
+pub fn negotiate(headers: &HeaderMap) -> Option<Coding> {
+    let mut weights: [Option<f32>; 2] = [None, None];
+    let mut star: Option<f32> = None;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let mut q = 1.0_f32;
+            for param in parts {
+                if let Some((k, v)) = param.split_once('=') {
+                    if k.trim().eq_ignore_ascii_case("q") {
+                        q = v.trim().parse().unwrap_or(0.0);
+                    }
+                }
+            }
+            match name.as_str() {
+                "br" => weights[0] = Some(q),
+                "gzip" | "x-gzip" => weights[1] = Some(q),
+                "*" => star = Some(q),
+                _ => {}
+            }
+        }
+    }
+    let weight = |i: usize| weights[i].or(star).unwrap_or(0.0);
+    let (br, gzip) = (weight(0), weight(1));
+    if br <= 0.0 && gzip <= 0.0 {
+        None
+    } else if br >= gzip {
+        Some(Coding::Brotli)
+    } else {
+        Some(Coding::Gzip)
+    }
+}
+
+/// Whether a response of this type is text worth compressing.
+fn compressible(headers: &HeaderMap) -> bool {
+    let Some(kind) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let kind = kind.to_ascii_lowercase();
+    kind.starts_with("application/json")
+        || kind.starts_with("text/")
+        || kind.starts_with("application/yaml")
+        || kind.starts_with("application/javascript")
+        || kind.starts_with("image/svg")
+}
+
+/// Compresses `reply`'s body in place when it is worth it and `coding` is
+/// what the client accepts; marks every compressible response with `Vary:
+/// Accept-Encoding`, since caches must keep one copy per coding.
+pub fn apply(reply: &mut Response<Bytes>, coding: Option<Coding>) -> bool {
+    let status = reply.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || reply.headers().contains_key(header::CONTENT_ENCODING)
+        || !compressible(reply.headers())
+    {
+        return false;
+    }
+    vary_on_encoding(reply.headers_mut());
+    let Some(coding) = coding else { return false };
+    let body = reply.body();
+    if body.len() < MIN_BYTES {
+        return false;
+    }
+    let Some(packed) = encode(coding, body) else {
+        return false;
+    };
+    if packed.len() >= body.len() {
+        return false;
+    }
+    let h = reply.headers_mut();
+    h.insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static(coding.token()),
+    );
+    h.remove(header::CONTENT_LENGTH);
+    *reply.body_mut() = Bytes::from(packed);
+    true
+}
+
+/// Adds `Accept-Encoding` to the response's one `Vary` header (CORS may
+/// have put `Origin` there already).
+fn vary_on_encoding(headers: &mut HeaderMap) {
+    let existing: Vec<String> = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
+    if existing.is_empty() {
+        headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        return;
+    }
+    let joined = existing.join(", ");
+    if joined.to_ascii_lowercase().contains("accept-encoding") {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("{joined}, Accept-Encoding")) {
+        headers.insert(header::VARY, v);
+    }
+}
+
+fn encode(coding: Coding, body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() / 4);
+    match coding {
+        Coding::Brotli => {
+            let mut w =
+                brotli::CompressorWriter::new(&mut out, 16 * 1024, BROTLI_QUALITY, BROTLI_WINDOW);
+            w.write_all(body).ok()?;
+            w.flush().ok()?;
+            drop(w);
+        }
+        Coding::Gzip => {
+            let mut w =
+                flate2::write::GzEncoder::new(&mut out, flate2::Compression::new(GZIP_LEVEL));
+            w.write_all(body).ok()?;
+            w.finish().ok()?;
+        }
+    }
+    Some(out)
+}
