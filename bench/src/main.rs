@@ -68,9 +68,11 @@ fn parse_args(args: &[String], fd_limit: u64) -> Result<Options, String> {
                     "nodes" => Part::Nodes,
                     "ws" => Part::Ws,
                     "abuse" => Part::Abuse,
-                    other => return Err(format!(
+                    other => {
+                        return Err(format!(
                         "--only: engine, rest, compression, store, nodes, ws or abuse, not {other}"
-                    )),
+                    ))
+                    }
                 })
             }
             "--runs" => {

@@ -527,9 +527,12 @@ async fn ingest(
     }
     let now = ctx.clock.now_ms();
     match ingest.apply(request, key, now).await {
-        Ok(receipt) => Ok(IngestResponse {
-            applied: receipt.applied as i64,
-        }),
+        Ok(receipt) => {
+            ctx.metrics.ingested(what, receipt.applied);
+            Ok(IngestResponse {
+                applied: receipt.applied as i64,
+            })
+        }
         Err(IngestError::Invalid(message)) => Err(ApiError::InvalidIngest { code, message }),
         Err(IngestError::KeyReused(message)) => Err(ApiError::KeyReused(message)),
         Err(IngestError::Unavailable(why)) => Err(ApiError::Unavailable(why)),

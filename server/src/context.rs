@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::bus::Bus;
 use crate::clock::Clock;
 use crate::cors::CorsPolicy;
+use crate::metrics::Metrics;
 use crate::source::DataSource;
 use crate::ws::WsState;
 
@@ -20,4 +21,6 @@ pub struct AppContext {
     pub ws: Arc<WsState>,
     /// Present on a node of several (`--bus`): ingest goes through it.
     pub bus: Option<Bus>,
+    /// Counted by the edge, the WebSocket side and ingest.
+    pub metrics: Arc<Metrics>,
 }

@@ -20,6 +20,7 @@
 //! * `edge`: what clients connect to: connection caps, deadlines, rate
 //!   limits, early rejection, the WebSocket handshake, draining shutdown;
 //! * `cors`, `docs`: headers on every response, served specs and docs page;
+//! * `metrics`: what the server is doing, for Prometheus (`GET /metrics`);
 //! * `config`, `logging`, `server`: flags, logs, startup.
 
 pub mod api;
@@ -38,6 +39,7 @@ pub mod error;
 pub mod import;
 pub mod logging;
 pub mod market;
+pub mod metrics;
 pub mod paging;
 pub mod routes;
 pub mod server;

@@ -116,6 +116,7 @@ pub async fn build_context(config: &Config, log: &Logger) -> Result<AppContext, 
         max_subscriptions: config.max_subscriptions as usize,
         send_backlog: config.ws_send_backlog as usize,
     };
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     Ok(AppContext {
         ws: Arc::new(WsState::new(
             hub,
@@ -123,7 +124,9 @@ pub async fn build_context(config: &Config, log: &Logger) -> Result<AppContext, 
             clock.clone(),
             limits,
             log.new(o!("component" => "ws")),
+            Arc::clone(&metrics),
         )),
+        metrics,
         source,
         clock,
         cors: CorsPolicy::new(config.cors_origins.iter().cloned()),

@@ -821,7 +821,8 @@ async fn responses_are_compressed_when_the_client_accepts_it() {
     let page: Value = serde_json::from_slice(&plain).unwrap();
     assert_eq!(page["bars"].as_array().unwrap().len(), 5000);
 
-    // gzip, decoded by flate2: the same bytes, several times smaller.
+    // gzip, decoded by flate2: the same bytes, several times smaller
+    // (about four at the fastest level).
     let (status, coding, _, gz) = bars_as(&s, "gzip").await;
     assert_eq!((status, coding.as_deref()), (200, Some("gzip")));
     let mut unpacked = Vec::new();
@@ -830,14 +831,17 @@ async fn responses_are_compressed_when_the_client_accepts_it() {
         .unwrap();
     assert_eq!(unpacked, plain);
     assert!(
-        gz.len() * 4 < plain.len(),
+        gz.len() * 3 < plain.len(),
         "gzip {} of {}",
         gz.len(),
         plain.len()
     );
 
-    // brotli is preferred when both are accepted equally, and is smaller.
-    let (status, coding, _, br) = bars_as(&s, "gzip, deflate, br").await;
+    // gzip when both are accepted equally (it costs less); brotli when
+    // the client prefers it.
+    let (_, coding, _, _) = bars_as(&s, "gzip, deflate, br").await;
+    assert_eq!(coding.as_deref(), Some("gzip"));
+    let (status, coding, _, br) = bars_as(&s, "gzip;q=0.8, br").await;
     assert_eq!((status, coding.as_deref()), (200, Some("br")));
     let mut unpacked = Vec::new();
     brotli::Decompressor::new(&br[..], 4096)
@@ -845,7 +849,7 @@ async fn responses_are_compressed_when_the_client_accepts_it() {
         .unwrap();
     assert_eq!(unpacked, plain);
     assert!(
-        br.len() * 4 < plain.len(),
+        br.len() * 3 < plain.len(),
         "br {} of {}",
         br.len(),
         plain.len()

@@ -1,5 +1,5 @@
-//! Response compression, negotiated from `Accept-Encoding`: brotli, then
-//! gzip, for bodies worth it (JSON, text, YAML and HTML of at least
+//! Response compression, negotiated from `Accept-Encoding`: gzip or
+//! brotli, for bodies worth it (JSON, text, YAML and HTML of at least
 //! [`MIN_BYTES`]). A 5,000-bar `getBars` page is mostly digits and
 //! repeated keys, and shrinks several-fold.
 //!
@@ -19,12 +19,14 @@ use http::{Response, StatusCode};
 /// packet and costs a few microseconds.
 pub const MIN_BYTES: usize = 1024;
 
-/// brotli quality and window (0-11, and log2 of the window): 4 compresses
-/// about as tightly as gzip's default at a fraction of its CPU cost.
-const BROTLI_QUALITY: u32 = 4;
+/// The fastest levels: a 5,000-bar page (490 kB of JSON) costs ~1.5 ms to
+/// build, and the default levels took 10-20 times that to compress it on
+/// the benchmark machine for a few percent more saving (figures in
+/// docs/BENCHMARKS.md). At these levels it still shrinks about four-fold.
+const BROTLI_QUALITY: u32 = 1;
 const BROTLI_WINDOW: u32 = 20;
-/// gzip (zlib) level, 1-9.
-const GZIP_LEVEL: u32 = 4;
+/// gzip (deflate) level, 1-9.
+const GZIP_LEVEL: u32 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Coding {
@@ -42,8 +44,10 @@ impl Coding {
 }
 
 /// The coding to answer with, from a request's `Accept-Encoding`: the one
-/// with the highest weight the client accepts (brotli on a tie), or None
-/// for identity. `*` accepts any coding not named.
+/// with the highest weight the client accepts, or None for identity; `*`
+/// accepts any coding not named. gzip on a tie (browsers accept both
+/// equally): at the fastest levels it costs half of brotli's CPU for a
+/// body only a fifth larger (docs/BENCHMARKS.md).
 pub fn negotiate(headers: &HeaderMap) -> Option<Coding> {
     let mut weights: [Option<f32>; 2] = [None, None];
     let mut star: Option<f32> = None;
@@ -72,7 +76,7 @@ pub fn negotiate(headers: &HeaderMap) -> Option<Coding> {
     let (br, gzip) = (weight(0), weight(1));
     if br <= 0.0 && gzip <= 0.0 {
         None
-    } else if br >= gzip {
+    } else if br > gzip {
         Some(Coding::Brotli)
     } else {
         Some(Coding::Gzip)

@@ -40,7 +40,7 @@ use tokio::time::{sleep_until, Instant};
 
 pub use admission::{ClientKey, ConnectionCaps, Inflight, Refusal};
 pub use rate::RateLimits;
-pub use request::{BodyLimits, DEFAULT_BODY_LIMIT};
+pub use request::{spec_operations, BodyLimits, DEFAULT_BODY_LIMIT};
 pub use watch::Timeouts;
 
 use crate::context::AppContext;
@@ -84,6 +84,8 @@ pub struct Edge {
     timeouts: Timeouts,
     ws_require_origin: bool,
     body_limits: BodyLimits,
+    /// Each request's label in the metrics.
+    operations: crate::metrics::Operations,
     access_log: bool,
     log: Logger,
     /// None while serving; the instant everything is closed once draining.
@@ -111,6 +113,7 @@ impl Edge {
             timeouts: config.timeouts,
             ws_require_origin: config.ws_require_origin,
             body_limits: BodyLimits::from_spec(trading_pro::OPENAPI_YAML)?,
+            operations: crate::metrics::Operations::from_spec(trading_pro::OPENAPI_YAML)?,
             access_log: config.access_log,
             log,
             drain: signal::Sender::new(None),

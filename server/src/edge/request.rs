@@ -39,6 +39,7 @@ const DATA_PATHS: [&str; 4] = [
 ];
 
 const HEALTH_PATH: &str = "/api/v1/health";
+const METRICS_PATH: &str = "/metrics";
 const WS_PATH: &str = "/api/v1/ws";
 
 /// Largest body of a request whose operation sets no limit of its own.
@@ -47,23 +48,33 @@ pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 /// Each path's body limit, from `x-body-max-bytes` in the spec.
 pub struct BodyLimits(HashMap<String, usize>);
 
+/// Every operation in an OpenAPI document: (path, method, operation).
+pub fn spec_operations(yaml: &str) -> Result<Vec<(String, String, serde_yaml::Value)>, String> {
+    let spec: serde_yaml::Value =
+        serde_yaml::from_str(yaml).map_err(|e| format!("openapi.yaml: {e}"))?;
+    let mut out = Vec::new();
+    if let Some(paths) = spec.get("paths").and_then(|p| p.as_mapping()) {
+        for (path, item) in paths {
+            let (Some(path), Some(ops)) = (path.as_str(), item.as_mapping()) else {
+                continue;
+            };
+            for (method, op) in ops {
+                if let Some(method) = method.as_str() {
+                    out.push((path.to_string(), method.to_string(), op.clone()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl BodyLimits {
     pub fn from_spec(yaml: &str) -> Result<BodyLimits, String> {
-        let spec: serde_yaml::Value =
-            serde_yaml::from_str(yaml).map_err(|e| format!("openapi.yaml: {e}"))?;
         let mut limits = HashMap::new();
-        if let Some(paths) = spec.get("paths").and_then(|p| p.as_mapping()) {
-            for (path, item) in paths {
-                let Some(path) = path.as_str() else { continue };
-                let Some(ops) = item.as_mapping() else {
-                    continue;
-                };
-                for op in ops.values() {
-                    if let Some(n) = op.get("x-body-max-bytes").and_then(|v| v.as_u64()) {
-                        let e = limits.entry(path.to_string()).or_insert(0);
-                        *e = (*e).max(n as usize);
-                    }
-                }
+        for (path, _, op) in spec_operations(yaml)? {
+            if let Some(n) = op.get("x-body-max-bytes").and_then(|v| v.as_u64()) {
+                let e = limits.entry(path).or_insert(0);
+                *e = (*e).max(n as usize);
             }
         }
         Ok(BodyLimits(limits))
@@ -167,6 +178,11 @@ pub async fn serve(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = reply.status().as_u16();
+    edge.api.metrics.request(
+        edge.operations.of(method.as_str(), &path),
+        status,
+        started.elapsed(),
+    );
     if edge.access_log {
         info!(edge.log, "request";
             "method" => method.as_str(), "path" => &path, "status" => status,
@@ -184,7 +200,14 @@ pub async fn serve(
 async fn route(conn: &Arc<Conn>, request: Request<Incoming>) -> (Reply, Option<Verdict>) {
     let edge = &conn.edge;
     let path = request.uri().path();
-    let is_health = path == HEALTH_PATH && request.method() == Method::GET;
+    // Health and metrics are for load balancers and monitors polling
+    // often: cheap, answered even to a connection over a cap, and never
+    // counted against a client's budget.
+    let is_get = request.method() == Method::GET;
+    if path == METRICS_PATH && is_get {
+        return (metrics(edge), None);
+    }
+    let is_health = path == HEALTH_PATH && is_get;
     if let Some(refusal) = conn.refused {
         if !is_health {
             let mut r = error_reply(
@@ -200,8 +223,6 @@ async fn route(conn: &Arc<Conn>, request: Request<Incoming>) -> (Reply, Option<V
         }
         return (forward(conn, request).await, None);
     }
-    // Health is for load balancers and monitors polling often; it is
-    // cheap and never counted against a client's budget.
     let verdict = match (&edge.rate, is_health) {
         (Some(rate), false) => {
             let v = rate.check(conn.client);
@@ -228,6 +249,16 @@ async fn route(conn: &Arc<Conn>, request: Request<Incoming>) -> (Reply, Option<V
         return (upgrade(conn, request), verdict);
     }
     (forward(conn, request).await, verdict)
+}
+
+/// `GET /metrics`: every metric in Prometheus's text format.
+fn metrics(edge: &Edge) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(edge.api.metrics.render())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    r
 }
 
 fn upgrade(conn: &Arc<Conn>, mut request: Request<Incoming>) -> Reply {

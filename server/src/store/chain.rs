@@ -436,13 +436,13 @@ mod tests {
                     .collect()
             })
             .collect();
-        let mut built: Vec<(Resolution, Vec<(i64, i64)>, Vec<StoredBar>)> = Vec::new();
+        let mut built: Vec<(&Level, Vec<StoredBar>)> = Vec::new();
         for (level, read) in levels.iter().zip(reads) {
-            let below = built.iter().find(|(r, _, _)| *r == level.child);
+            let below = built.iter().find(|(l, _)| l.res == level.child);
             let mut bars = Vec::new();
             for (span, stored) in level.spans.iter().zip(read) {
                 let children = match below {
-                    Some((_, spans, rebuilt)) => children_after(stored, spans, rebuilt, *span),
+                    Some((l, rebuilt)) => children_after(stored, &l.spans, rebuilt, *span),
                     None => stored,
                 };
                 let mut aggregator = Buckets::new(cal, level.res).aggregator();
@@ -451,14 +451,14 @@ mod tests {
                 }
                 bars.extend(aggregator.finish());
             }
-            built.push((level.res, level.spans.clone(), bars));
+            built.push((level, bars));
         }
-        for (res, spans, bars) in built {
-            for (from, to) in spans {
-                table.retain(|(r, t), _| !(*r == res && (from..to).contains(t)));
+        for (level, bars) in built {
+            for (from, to) in &level.spans {
+                table.retain(|(r, t), _| !(*r == level.res && (*from..*to).contains(t)));
             }
             for bar in bars {
-                table.insert((res, bar.time), bar);
+                table.insert((level.res, bar.time), bar);
             }
         }
     }

@@ -64,6 +64,11 @@ pub async fn serve(socket: Socket, state: Arc<WsState>, peer: SocketAddr) {
     for key in conn.subscriptions.keys() {
         state.hub.unsubscribe(key, conn.id);
     }
+    state.metrics.subscribed("bars", -(topics as i64));
+    state.metrics.closed(match &ending {
+        Ending::ClientLeft(code) => *code,
+        Ending::Close(code, _) => Some(u16::from(*code)),
+    });
     state.connection_closed();
     let seconds = opened.elapsed().as_secs_f64();
     match ending {
@@ -242,10 +247,22 @@ impl Connection {
         let (replies, updated) = self.outbox.take();
         let mut updates = Vec::new();
         if updated {
+            let mut coalesced = 0;
             for cursor in self.subscriptions.values_mut() {
-                cursor.take_new(&mut updates);
+                coalesced += cursor.take_new(&mut updates);
+            }
+            if coalesced > 0 {
+                self.state.metrics.ws_coalesced.inc_by(coalesced);
             }
         }
+        let metrics = &self.state.metrics;
+        metrics
+            .ws_messages
+            .inc_by((replies.len() + updates.len()) as u64);
+        metrics.ws_bytes.inc_by(
+            (replies.iter().map(|r| r.len()).sum::<usize>()
+                + updates.iter().map(|u| u.len()).sum::<usize>()) as u64,
+        );
         let messages = replies
             .into_iter()
             .map(|r| Message::Text(r.into()))
@@ -358,6 +375,7 @@ impl Connection {
         let topic = key.name();
         if self.subscriptions.remove(&key).is_some() {
             self.state.hub.unsubscribe(&key, self.id);
+            self.state.metrics.subscribed("bars", -1);
             response(
                 req,
                 SubscriptionStatus::Ok,
@@ -395,7 +413,9 @@ impl Connection {
                 }
             }
         }
-        self.subscriptions.insert(key, cursor);
+        if self.subscriptions.insert(key, cursor).is_none() {
+            self.state.metrics.subscribed("bars", 1);
+        }
     }
 }
 

@@ -149,10 +149,13 @@ impl Topic {
 impl Cursor {
     /// Appends the frames this subscriber has not sent yet: the final
     /// states of the bars that closed since, then the newest state.
-    pub fn take_new(&mut self, frames: &mut Vec<Utf8Bytes>) {
+    /// Returns how many states were published meanwhile that it will never
+    /// be sent (coalesced: a newer state of the same bar replaced them).
+    pub fn take_new(&mut self, frames: &mut Vec<Utf8Bytes>) -> u64 {
         if self.topic.version.load(Ordering::Acquire) <= self.sent {
-            return;
+            return 0;
         }
+        let (before, sent_before) = (frames.len(), self.sent);
         let inner = self.topic.lock();
         // Versions rise along the queue: skip what was sent without
         // looking at it (a subscriber that keeps up skips all of it).
@@ -164,6 +167,8 @@ impl Cursor {
             frames.push(newest.frame.clone());
             self.sent = newest.version;
         }
+        // One version a publish: those between that were not sent.
+        (self.sent - sent_before).saturating_sub((frames.len() - before) as u64)
     }
 }
 

@@ -27,6 +27,7 @@ pub use hub::Hub;
 pub use socket::{Socket, MAX_FRAGMENTS};
 
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::source::{DataSource, Live};
 
 #[derive(Clone, Debug)]
@@ -46,6 +47,7 @@ pub struct WsState {
     pub clock: Clock,
     pub limits: Limits,
     pub log: Logger,
+    pub metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
     open: AtomicUsize,
     all_closed: Notify,
@@ -59,8 +61,10 @@ impl WsState {
         clock: Clock,
         limits: Limits,
         log: Logger,
+        metrics: Arc<Metrics>,
     ) -> WsState {
         WsState {
+            metrics,
             hub,
             source,
             clock,
@@ -92,10 +96,12 @@ impl WsState {
     }
 
     fn connection_opened(&self) {
+        self.metrics.ws_connections.inc();
         self.open.fetch_add(1, Ordering::SeqCst);
     }
 
     fn connection_closed(&self) {
+        self.metrics.ws_connections.dec();
         if self.open.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.all_closed.notify_waiters();
         }

@@ -1,0 +1,220 @@
+//! What the server is doing, for Prometheus: `GET /metrics` in the text
+//! exposition format (on the API's address, or on `--metrics-bind` alone).
+//!
+//! One [`Metrics`] per server (tests run several in one process), handed
+//! to the edge, the WebSocket side and ingest, which count as they go.
+//! Label values come from small fixed sets (operationIds, channels, close
+//! codes), never from what a client sends, so a client cannot blow up the
+//! number of series. Built on the `prometheus` crate, with its process
+//! collector for CPU, memory and open files.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered, by operationId and status.
+    requests: IntCounterVec,
+    /// Time from a request's head to its response, by operationId.
+    latency: HistogramVec,
+    /// Open WebSocket connections.
+    pub ws_connections: IntGauge,
+    /// Subscriptions held, by channel.
+    ws_subscriptions: IntGaugeVec,
+    /// Messages and their bytes written to WebSockets (replies and
+    /// updates).
+    pub ws_messages: IntCounter,
+    pub ws_bytes: IntCounter,
+    /// Updates a slow reader never got because a newer state of the same
+    /// bar replaced them while it was behind.
+    pub ws_coalesced: IntCounter,
+    /// Connections closed, by close code ("none" when the client left
+    /// without one).
+    ws_closes: IntCounterVec,
+    /// Trades and bars accepted by ingest.
+    ingested: IntCounterVec,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("registered once");
+    c
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("a valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("registered once");
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        // Process CPU, memory, open files and start time, read from /proc.
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("registered once");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "trading_http_request_duration_seconds",
+                "Time from a request's head to its response, by operationId.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["operation"],
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("registered once");
+        let ws_connections = IntGauge::new("trading_ws_connections", "Open WebSocket connections.")
+            .expect("a valid metric");
+        registry
+            .register(Box::new(ws_connections.clone()))
+            .expect("registered once");
+        let ws_subscriptions = IntGaugeVec::new(
+            Opts::new(
+                "trading_ws_subscriptions",
+                "WebSocket subscriptions held, by channel.",
+            ),
+            &["channel"],
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(ws_subscriptions.clone()))
+            .expect("registered once");
+        Metrics {
+            requests: counter_vec(
+                &registry,
+                "trading_http_requests_total",
+                "HTTP requests answered, by operationId and status.",
+                &["operation", "status"],
+            ),
+            latency,
+            ws_connections,
+            ws_subscriptions,
+            ws_messages: counter(
+                &registry,
+                "trading_ws_messages_sent_total",
+                "Messages written to WebSocket clients (replies and updates).",
+            ),
+            ws_bytes: counter(
+                &registry,
+                "trading_ws_sent_bytes_total",
+                "Payload bytes of the messages written to WebSocket clients.",
+            ),
+            ws_coalesced: counter(
+                &registry,
+                "trading_ws_updates_coalesced_total",
+                "Updates a slow WebSocket reader skipped: a newer state of the same bar \
+                 replaced them while it was behind.",
+            ),
+            ws_closes: counter_vec(
+                &registry,
+                "trading_ws_closes_total",
+                "WebSocket connections closed, by close code (none: the client went away \
+                 without one).",
+                &["code"],
+            ),
+            ingested: counter_vec(
+                &registry,
+                "trading_ingested_total",
+                "Trades and bars applied by ingest requests answered 200, by kind.",
+                &["kind"],
+            ),
+            registry,
+        }
+    }
+
+    /// A request answered.
+    pub fn request(&self, operation: &str, status: u16, took: Duration) {
+        self.requests
+            .with_label_values(&[operation, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[operation])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn subscribed(&self, channel: &str, by: i64) {
+        self.ws_subscriptions.with_label_values(&[channel]).add(by);
+    }
+
+    pub fn closed(&self, code: Option<u16>) {
+        let code = code.map_or_else(|| "none".to_string(), |c| c.to_string());
+        self.ws_closes.with_label_values(&[&code]).inc();
+    }
+
+    pub fn ingested(&self, kind: &str, n: usize) {
+        self.ingested.with_label_values(&[kind]).inc_by(n as u64);
+    }
+
+    /// Every metric, in the text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into memory fails only on a metric family that is not
+        // valid, which `new` would have refused.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The label of a request: its operationId in the spec, or one of a few
+/// fixed names for what the spec does not list (so a client sending
+/// random paths adds no series).
+pub struct Operations(Vec<(String, Vec<String>, String)>);
+
+impl Operations {
+    pub fn from_spec(yaml: &str) -> Result<Operations, String> {
+        let operations = crate::edge::spec_operations(yaml)?
+            .into_iter()
+            .filter_map(|(path, method, op)| {
+                let id = op.get("operationId")?.as_str()?.to_string();
+                let segments = path.split('/').map(str::to_string).collect();
+                Some((method.to_ascii_uppercase(), segments, id))
+            })
+            .collect();
+        Ok(Operations(operations))
+    }
+
+    pub fn of(&self, method: &str, path: &str) -> &str {
+        let wanted: Vec<&str> = path.split('/').collect();
+        let found = self.0.iter().find(|(m, segments, _)| {
+            m == method
+                && segments.len() == wanted.len()
+                && segments
+                    .iter()
+                    .zip(&wanted)
+                    .all(|(s, w)| s == w || (s.starts_with('{') && !w.is_empty()))
+        });
+        match found {
+            Some((_, _, id)) => id,
+            None if path == "/api/v1/ws" => "websocket",
+            None if path == "/metrics" => "metrics",
+            None if method == "OPTIONS" => "preflight",
+            None => "other",
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
