@@ -307,6 +307,36 @@ pub fn children_after(
     out
 }
 
+/// Every level's new bars, finest first, from the children read in each of
+/// its spans (`read`: one list a span, in the plan's order, as stored
+/// before the rebuild): what a store then writes over those spans.
+pub fn build<'a>(
+    calendar: &TradingCalendar,
+    levels: &'a [Level],
+    read: Vec<Vec<StoredBar>>,
+) -> Vec<(&'a Level, Vec<StoredBar>)> {
+    let mut read = read.into_iter();
+    let mut built: Vec<(&Level, Vec<StoredBar>)> = Vec::with_capacity(levels.len());
+    for level in levels {
+        let below = built.iter().find(|(l, _)| l.res == level.child);
+        let mut bars = Vec::new();
+        for span in &level.spans {
+            let stored = read.next().unwrap_or_default();
+            let children = match below {
+                Some((l, rebuilt)) => children_after(stored, &l.spans, rebuilt, *span),
+                None => stored,
+            };
+            let mut aggregator = Buckets::new(calendar, level.res).aggregator();
+            for child in &children {
+                bars.extend(aggregator.push(child));
+            }
+            bars.extend(aggregator.finish());
+        }
+        built.push((level, bars));
+    }
+    built
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,8 +443,9 @@ mod tests {
         }
     }
 
-    /// The same rebuild as the stores make it now: every read first, from
-    /// the table as it was, then every level's deletes and writes.
+    /// The rebuild as the stores make it now (`plan`, then `build`): every
+    /// read first, from the table as it was, then every level's deletes
+    /// and writes.
     fn planned(
         table: &mut std::collections::BTreeMap<(Resolution, i64), StoredBar>,
         cal: &TradingCalendar,
@@ -422,37 +453,18 @@ mod tests {
         dirty: &Dirty,
     ) {
         let levels = plan(cal, base, dirty);
-        let reads: Vec<Vec<Vec<StoredBar>>> = levels
+        let reads: Vec<Vec<StoredBar>> = levels
             .iter()
-            .map(|l| {
-                l.spans
-                    .iter()
-                    .map(|(from, to)| {
-                        table
-                            .range((l.child, *from)..(l.child, *to))
-                            .map(|(_, b)| *b)
-                            .collect()
-                    })
-                    .collect()
+            .flat_map(|l| {
+                l.spans.iter().map(|(from, to)| {
+                    table
+                        .range((l.child, *from)..(l.child, *to))
+                        .map(|(_, b)| *b)
+                        .collect()
+                })
             })
             .collect();
-        let mut built: Vec<(&Level, Vec<StoredBar>)> = Vec::new();
-        for (level, read) in levels.iter().zip(reads) {
-            let below = built.iter().find(|(l, _)| l.res == level.child);
-            let mut bars = Vec::new();
-            for (span, stored) in level.spans.iter().zip(read) {
-                let children = match below {
-                    Some((l, rebuilt)) => children_after(stored, &l.spans, rebuilt, *span),
-                    None => stored,
-                };
-                let mut aggregator = Buckets::new(cal, level.res).aggregator();
-                for c in &children {
-                    bars.extend(aggregator.push(c));
-                }
-                bars.extend(aggregator.finish());
-            }
-            built.push((level, bars));
-        }
+        let built = build(cal, &levels, reads);
         for (level, bars) in built {
             for (from, to) in &level.spans {
                 table.retain(|(r, t), _| !(*r == level.res && (*from..*to).contains(t)));

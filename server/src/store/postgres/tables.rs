@@ -15,7 +15,7 @@ use super::io;
 use crate::calendar::{Resolution, TradingCalendar};
 use crate::source::{Bar, BarQuery, BarsPage};
 use crate::store::bar::{code, from_code};
-use crate::store::chain::{self, Buckets, Dirty};
+use crate::store::chain::{self, Dirty};
 use crate::store::{StoredBar, SymbolRecord};
 
 /// A failed query, or a row that does not read as what it should be.
@@ -396,27 +396,12 @@ pub async fn rebuild(
             )
         })
     });
-    let mut read = futures_util::future::try_join_all(reads).await?.into_iter();
-    // Each level's spans and new bars, finest first.
-    let mut built: Vec<(&chain::Level, Vec<StoredBar>)> = Vec::with_capacity(levels.len());
-    for level in &levels {
-        let below = built.iter().find(|(l, _)| l.res == level.child);
-        let mut bars = Vec::new();
-        for span in &level.spans {
-            let rows = read.next().unwrap_or_default();
-            let stored = bars_of(&rows)?;
-            let children = match below {
-                Some((l, rebuilt)) => chain::children_after(stored, &l.spans, rebuilt, *span),
-                None => stored,
-            };
-            let mut aggregator = Buckets::new(calendar, level.res).aggregator();
-            for child in &children {
-                bars.extend(aggregator.push(child));
-            }
-            bars.extend(aggregator.finish());
-        }
-        built.push((level, bars));
-    }
+    let read = futures_util::future::try_join_all(reads)
+        .await?
+        .iter()
+        .map(|rows| bars_of(rows))
+        .collect::<Result<Vec<_>>>()?;
+    let built = chain::build(calendar, &levels, read);
     let mut statements: Vec<
         std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64>> + Send + '_>>,
     > = Vec::new();
