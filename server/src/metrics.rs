@@ -205,8 +205,8 @@ impl Operations {
         });
         match found {
             Some((_, _, id)) => id,
-            None if path == "/api/v1/ws" => "websocket",
-            None if path == "/metrics" => "metrics",
+            None if path == crate::edge::WS_PATH => "websocket",
+            None if path == crate::edge::METRICS_PATH => "metrics",
             None if method == "OPTIONS" => "preflight",
             None => "other",
         }

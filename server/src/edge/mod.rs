@@ -40,7 +40,7 @@ use tokio::time::{sleep_until, Instant};
 
 pub use admission::{ClientKey, ConnectionCaps, Inflight, Refusal};
 pub use rate::RateLimits;
-pub use request::{spec_operations, BodyLimits, DEFAULT_BODY_LIMIT};
+pub use request::{spec_operations, BodyLimits, DEFAULT_BODY_LIMIT, METRICS_PATH, WS_PATH};
 pub use watch::Timeouts;
 
 use crate::context::AppContext;

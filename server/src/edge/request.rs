@@ -39,8 +39,8 @@ const DATA_PATHS: [&str; 4] = [
 ];
 
 const HEALTH_PATH: &str = "/api/v1/health";
-const METRICS_PATH: &str = "/metrics";
-const WS_PATH: &str = "/api/v1/ws";
+pub const METRICS_PATH: &str = "/metrics";
+pub const WS_PATH: &str = "/api/v1/ws";
 
 /// Largest body of a request whose operation sets no limit of its own.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
