@@ -17,11 +17,18 @@ use serde::de::DeserializeOwned;
 pub struct Request<C> {
     context: Arc<C>,
     headers: HeaderMap,
+    extensions: http::Extensions,
 }
 
 impl<C> Request<C> {
-    pub fn new(context: Arc<C>, headers: HeaderMap) -> Request<C> {
-        Request { context, headers }
+    /// `extensions` carries what the server learnt of the request before
+    /// its handler runs (such as who sent it).
+    pub fn new(context: Arc<C>, headers: HeaderMap, extensions: http::Extensions) -> Request<C> {
+        Request {
+            context,
+            headers,
+            extensions,
+        }
     }
 
     /// The server's state.
@@ -32,6 +39,11 @@ impl<C> Request<C> {
     /// The request's headers.
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
+    }
+
+    /// What the server attached to the request (see `new`).
+    pub fn extensions(&self) -> &http::Extensions {
+        &self.extensions
     }
 }
 

@@ -4,6 +4,9 @@
 //! cargo run -p trading-pro-client --example live_bars -- http://127.0.0.1:8000 AAPL 1
 //! cargo run -p trading-pro-client --example live_bars -- http://127.0.0.1:8000 BTCUSD 1 5   # stop after 5
 //! ```
+//!
+//! Against a server with authentication on, give the token in
+//! `TRADING_TOKEN`.
 
 use trading_pro_client::messages::SubscriptionStatus;
 use trading_pro_client::ws::WsClient;
@@ -16,7 +19,11 @@ async fn main() {
         std::process::exit(2);
     };
     let count: Option<usize> = rest.first().map(|n| n.parse().unwrap_or(usize::MAX));
-    let mut ws = match WsClient::connect(base).await {
+    let connected = match std::env::var("TRADING_TOKEN") {
+        Ok(token) => WsClient::connect_with_token(base, &token).await,
+        Err(_) => WsClient::connect(base).await,
+    };
+    let mut ws = match connected {
         Ok(ws) => ws,
         Err(e) => {
             eprintln!("cannot connect to {base}: {e}");

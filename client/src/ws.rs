@@ -14,8 +14,11 @@ use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
 use crate::messages::{
-    BarUpdate, BarsSubscriptionRequest, ClientMessage, ServerMessage, SubscriptionResponse,
+    AuthRefreshRequest, AuthRefreshResponse, BarUpdate, BarsSubscriptionRequest, ClientMessage,
+    ServerMessage, SubscriptionResponse,
 };
 
 /// Updates held for a consumer that is not reading yet.
@@ -66,11 +69,34 @@ pub struct WsClient {
 impl WsClient {
     /// Connects to the server at `base_url` (`http://host:port` or `ws://host:port`).
     pub async fn connect(base_url: &str) -> Result<WsClient, WsError> {
+        Self::open(base_url, None).await
+    }
+
+    /// Connects with a token (`Authorization: Bearer`), for a server that
+    /// runs with authentication. Before the token expires, send a fresh one
+    /// with [`WsClient::refresh_token`] or the server closes the
+    /// connection with 4001.
+    pub async fn connect_with_token(base_url: &str, token: &str) -> Result<WsClient, WsError> {
+        Self::open(base_url, Some(token)).await
+    }
+
+    async fn open(base_url: &str, token: Option<&str>) -> Result<WsClient, WsError> {
         let base = base_url.trim_end_matches('/');
         let base = base
             .replacen("https://", "wss://", 1)
             .replacen("http://", "ws://", 1);
-        let (socket, _) = tokio_tungstenite::connect_async(format!("{base}/api/v1/ws"))
+        let mut request = format!("{base}/api/v1/ws")
+            .into_client_request()
+            .map_err(WsError::Connect)?;
+        if let Some(token) = token {
+            let mut value = tungstenite::http::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| WsError::Connect(tungstenite::Error::HttpFormat(e.into())))?;
+            value.set_sensitive(true);
+            request
+                .headers_mut()
+                .insert(tungstenite::http::header::AUTHORIZATION, value);
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(WsError::Connect)?;
         let (requests, request_rx) = mpsc::channel(64);
@@ -108,6 +134,18 @@ impl WsClient {
             resolution: resolution.into(),
         };
         subscription_reply(self.request(ClientMessage::BarsUnsubscribe(req)).await?)
+    }
+
+    /// Hands the server a fresh token for this connection (same user);
+    /// the reply says until when the connection may stay open.
+    pub async fn refresh_token(&self, token: &str) -> Result<AuthRefreshResponse, WsError> {
+        let req = AuthRefreshRequest {
+            token: token.into(),
+        };
+        match self.request(ClientMessage::AuthRefresh(req)).await? {
+            ServerMessage::AuthRefreshResponse(r) => Ok(r),
+            other => Err(WsError::UnexpectedReply(other.type_name().into())),
+        }
     }
 
     async fn request(&self, message: ClientMessage) -> Result<ServerMessage, WsError> {

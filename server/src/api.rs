@@ -12,6 +12,9 @@ use trading_pro::extract::{ApiBody, ApiHeader, ApiPath, ApiQuery};
 use trading_pro::service::Request;
 use trading_pro::types::*;
 
+use std::sync::Arc;
+
+use crate::auth::Principal;
 use crate::bars_json::{self, PriceFormat};
 use crate::bus::Bus;
 use crate::calendar::Resolution;
@@ -81,6 +84,39 @@ fn lookup<'a>(catalog: &'a Catalog, symbol: &str) -> Result<&'a Symbol, ApiError
         .ok_or_else(|| ApiError::UnknownSymbol(symbol.to_string()))
 }
 
+/// Who sent the request, when authentication is on (the edge verified the
+/// token and attached its bearer).
+fn principal(rqctx: &Request<AppContext>) -> Option<&Principal> {
+    rqctx.extensions().get::<Arc<Principal>>().map(|p| &**p)
+}
+
+/// Whether the request may see the symbol's exchange (always, without
+/// authentication).
+fn visible(rqctx: &Request<AppContext>, symbol: &Symbol) -> bool {
+    principal(rqctx).is_none_or(|p| p.allows(&symbol.info.exchange))
+}
+
+/// The symbol, if the request may see it: 403 naming the exchange if not.
+fn entitled<'a>(
+    rqctx: &Request<AppContext>,
+    catalog: &'a Catalog,
+    name: &str,
+) -> Result<&'a Symbol, ApiError> {
+    let symbol = lookup(catalog, name)?;
+    if visible(rqctx, symbol) {
+        Ok(symbol)
+    } else {
+        Err(not_entitled(name, symbol))
+    }
+}
+
+fn not_entitled(name: &str, symbol: &Symbol) -> ApiError {
+    ApiError::NotEntitled(format!(
+        "your token does not entitle you to the exchange {} (symbol {name:?})",
+        symbol.info.exchange
+    ))
+}
+
 fn in_range(name: &'static str, value: i64, min: i64, max: i64) -> Result<i64, ApiError> {
     if (min..=max).contains(&value) {
         Ok(value)
@@ -122,9 +158,13 @@ fn current_version() -> VersionInfo {
     versions().into_iter().next().expect("v1 is listed")
 }
 
-async fn bars(ctx: &AppContext, q: GetBarsQuery) -> Result<EncodedOk<BarsResponse>, ApiError> {
+async fn bars(
+    rqctx: &Request<AppContext>,
+    q: GetBarsQuery,
+) -> Result<EncodedOk<BarsResponse>, ApiError> {
+    let ctx = rqctx.context();
     let catalog = ctx.source.catalog();
-    let symbol = lookup(&catalog, &q.symbol)?;
+    let symbol = entitled(rqctx, &catalog, &q.symbol)?;
     let resolution = Resolution::parse(&q.resolution.to_string())
         .ok_or_else(|| ApiError::UnsupportedResolution(q.resolution.to_string()))?;
     if let Some(why) = symbol.unserved_reason(resolution) {
@@ -150,7 +190,9 @@ async fn bars(ctx: &AppContext, q: GetBarsQuery) -> Result<EncodedOk<BarsRespons
         limit: MAX_BARS,
     };
     let now = ctx.clock.now_ms();
+    let began = std::time::Instant::now();
     let page = ctx.source.bars(symbol, resolution, &query, now).await?;
+    ctx.metrics.source_read(ctx.source.kind(), began.elapsed());
     let prices = PriceFormat::for_pricescale(symbol.info.pricescale);
     let memo = ctx.source.encoded_history(symbol, resolution, now);
     Ok(EncodedOk::from_json(bars_json::encode(
@@ -301,11 +343,18 @@ impl TradingService for TradingServer {
             name: "All Exchanges".into(),
             desc: String::new(),
         }];
-        exchanges.extend(catalog.exchanges().into_iter().map(|e| Exchange {
-            value: e.into(),
-            name: e.into(),
-            desc: e.into(),
-        }));
+        let seen = |e: &&str| principal(&rqctx).is_none_or(|p| p.allows(e));
+        exchanges.extend(
+            catalog
+                .exchanges()
+                .into_iter()
+                .filter(seen)
+                .map(|e| Exchange {
+                    value: e.into(),
+                    name: e.into(),
+                    desc: e.into(),
+                }),
+        );
         let mut symbols_types = vec![SymbolType {
             name: "All types".into(),
             value: String::new(),
@@ -342,6 +391,7 @@ impl TradingService for TradingServer {
                 q.exchange.as_deref(),
                 q.symbol_type.as_deref(),
                 max as usize,
+                |s| visible(&rqctx, s),
             ))
         })();
         respond(&rqctx, result)
@@ -355,7 +405,12 @@ impl TradingService for TradingServer {
         let result = path
             .into_inner()
             .map_err(ApiError::from)
-            .and_then(|p| lookup(&catalog, &p.symbol).map(|s| s.info.clone()));
+            // A symbol the token may not see is not there for it.
+            .and_then(|p| match lookup(&catalog, &p.symbol) {
+                Ok(s) if visible(&rqctx, s) => Ok(s.info.clone()),
+                Ok(_) => Err(ApiError::UnknownSymbol(p.symbol.clone())),
+                Err(e) => Err(e),
+            });
         respond(&rqctx, result)
     }
 
@@ -364,7 +419,7 @@ impl TradingService for TradingServer {
         query: ApiQuery<GetBarsQuery>,
     ) -> Headed<EncodedOk<BarsResponse>> {
         let result = match query.into_inner().map_err(bars_query_error) {
-            Ok(q) => bars(rqctx.context(), q).await,
+            Ok(q) => bars(&rqctx, q).await,
             Err(e) => Err(e),
         };
         respond_with(&rqctx, result)
@@ -379,9 +434,16 @@ impl TradingService for TradingServer {
             Ok(req) if req.symbols.is_empty() || req.symbols.len() > MAX_QUOTE_SYMBOLS => {
                 Err(ApiError::QuoteSymbolCount(req.symbols.len()))
             }
-            Ok(req) => {
+            Ok(req) => 'quotes: {
                 let now = ctx.clock.now_ms();
                 let catalog = ctx.source.catalog();
+                // Nothing is answered for a request naming a symbol the
+                // token may not see (an unknown symbol gets its own status).
+                for name in &req.symbols {
+                    if let Some(s) = catalog.lookup(name).filter(|s| !visible(&rqctx, s)) {
+                        break 'quotes Err(not_entitled(name, s));
+                    }
+                }
                 let mut quotes = Vec::with_capacity(req.symbols.len());
                 for name in &req.symbols {
                     quotes.push(quote(ctx, &catalog, name, now).await);
@@ -526,7 +588,10 @@ async fn ingest(
         check_key(key).map_err(|message| ApiError::InvalidIngest { code, message })?;
     }
     let now = ctx.clock.now_ms();
-    match ingest.apply(request, key, now).await {
+    let began = std::time::Instant::now();
+    let applied = ingest.apply(request, key, now).await;
+    ctx.metrics.ingest_write(ctx.source.kind(), began.elapsed());
+    match applied {
         Ok(receipt) => {
             ctx.metrics.ingested(what, receipt.applied);
             Ok(IngestResponse {

@@ -148,10 +148,12 @@ impl Catalog {
         exchange: Option<&str>,
         symbol_type: Option<&str>,
         max: usize,
+        visible: impl Fn(&Symbol) -> bool,
     ) -> Vec<SymbolSearchResult> {
         let needle = input.trim().to_ascii_uppercase();
         let keep = |s: &&Symbol| {
-            exchange.is_none_or(|e| e.is_empty() || e.eq_ignore_ascii_case(&s.info.exchange))
+            visible(s)
+                && exchange.is_none_or(|e| e.is_empty() || e.eq_ignore_ascii_case(&s.info.exchange))
                 && symbol_type.is_none_or(|t| t.is_empty() || t.eq_ignore_ascii_case(&s.info.type_))
         };
         let rank = |s: &Symbol| -> Option<u8> {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
+use crate::auth::DefaultEntitlement;
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "trading-server",
@@ -144,6 +146,77 @@ pub struct Config {
     /// behind for the slow-client timeout.
     #[arg(long, env = "TRADING_WS_SEND_BACKLOG", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(4096..=16_777_216))]
     pub ws_send_backlog: u32,
+
+    /// Require a JSON Web Token signed with this HS256 secret (at least 16 bytes) on
+    /// every datafeed operation and the WebSocket. Off by default.
+    #[arg(
+        long,
+        env = "TRADING_AUTH_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "auth_jwt_public_key"
+    )]
+    pub auth_jwt_secret: Option<String>,
+
+    /// Require a JSON Web Token signed with this key: an RSA or EC public key in PEM
+    /// (RS256, ES256) or a JWKS file (keys chosen by `kid`).
+    #[arg(long, env = "TRADING_AUTH_JWT_PUBLIC_KEY")]
+    pub auth_jwt_public_key: Option<PathBuf>,
+
+    /// Accept only tokens with this `iss` claim.
+    #[arg(long, env = "TRADING_AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+
+    /// Accept only tokens with this `aud` claim.
+    #[arg(long, env = "TRADING_AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+
+    /// The token claim listing the exchanges its bearer may see (`["*"]` for all).
+    #[arg(
+        long,
+        env = "TRADING_AUTH_ENTITLEMENT_CLAIM",
+        default_value = "exchanges"
+    )]
+    pub auth_entitlement_claim: String,
+
+    /// What a token without the entitlement claim may see: every exchange, or none.
+    #[arg(long, env = "TRADING_AUTH_DEFAULT_ENTITLEMENT", value_enum, default_value_t = DefaultEntitlement::None)]
+    pub auth_default_entitlement: DefaultEntitlement,
+
+    /// Seconds of clock skew allowed on a token's `exp` and `nbf`; a WebSocket is
+    /// closed this long after its token expires unless refreshed.
+    #[arg(long, env = "TRADING_AUTH_LEEWAY", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub auth_leeway: u64,
+
+    /// With authentication on: requests per second one user (a token's `sub`) may make
+    /// on average, from however many addresses; 0 turns it off.
+    #[arg(long, env = "TRADING_TOKEN_RATE_LIMIT_RPS", default_value_t = 100)]
+    pub token_rate_limit_rps: u32,
+
+    /// With authentication on: requests one user may make at once above the average rate.
+    #[arg(long, env = "TRADING_TOKEN_RATE_LIMIT_BURST", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub token_rate_limit_burst: u32,
+
+    /// With authentication on: most WebSockets one user may have open at once.
+    #[arg(long, env = "TRADING_MAX_CONNECTIONS_PER_TOKEN", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_token: u32,
+
+    /// With authentication on: data requests one user may have in progress at once;
+    /// more wait their turn.
+    #[arg(long, env = "TRADING_MAX_INFLIGHT_PER_TOKEN", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_inflight_per_token: u32,
+
+    /// Serve `GET /metrics` on this address only (not on `--bind`), e.g. for a
+    /// scraper on a private network.
+    #[arg(long, env = "TRADING_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// Serve HTTPS and WSS with this certificate chain (PEM); needs `--tls-key`.
+    #[arg(long, env = "TRADING_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "TRADING_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Most topics one WebSocket connection may subscribe to.
     #[arg(long, env = "TRADING_MAX_SUBSCRIPTIONS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]

@@ -17,6 +17,8 @@
 //! * `import`: the `import` and `export` commands (CSV files);
 //! * `calendar`: sessions, time zones, resolutions: what a bar means;
 //! * `catalog`: the symbols and search;
+//! * `auth`: who is asking (JSON Web Tokens) and which exchanges they
+//!   may see;
 //! * `edge`: what clients connect to: connection caps, deadlines, rate
 //!   limits, early rejection, the WebSocket handshake, draining shutdown;
 //! * `cors`, `docs`: headers on every response, served specs and docs page;
@@ -24,6 +26,7 @@
 //! * `config`, `logging`, `server`: flags, logs, startup.
 
 pub mod api;
+pub mod auth;
 pub mod bar_cache;
 pub mod bars_json;
 pub mod bus;

@@ -62,6 +62,7 @@ async fn serve(config: Config) -> ExitCode {
     };
     info!(log, "listening";
         "address" => %server.local_addr(),
+        "url" => format!("{}://{}", if config.tls_cert.is_some() { "https" } else { "http" }, server.local_addr()),
         "source" => server.context().source.kind(),
         "seed" => config.seed);
     shutdown_signal().await;

@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The content type of the text exposition format.
@@ -40,6 +40,29 @@ pub struct Metrics {
     ws_closes: IntCounterVec,
     /// Trades and bars accepted by ingest.
     ingested: IntCounterVec,
+    /// How late the broadcaster's passes end after their scheduled tick.
+    pub broadcast_lag: Histogram,
+    /// Reads of bars from the data source, and ingest writes, by source.
+    source_reads: HistogramVec,
+    ingest_writes: HistogramVec,
+}
+
+/// Buckets for latencies from 100 µs to 10 s.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("a valid metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("registered once");
+    h
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -68,20 +91,23 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("registered once");
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "trading_http_request_duration_seconds",
-                "Time from a request's head to its response, by operationId.",
-            )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0, 2.5, 5.0, 10.0,
-            ]),
+        let latency = histogram_vec(
+            &registry,
+            "trading_http_request_duration_seconds",
+            "Time from a request's head to its response, by operationId.",
             &["operation"],
+        );
+        let broadcast_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "trading_ws_broadcast_lag_seconds",
+                "How long after its scheduled tick each broadcaster pass (one slot of the \
+                 broadcast interval's topics) finished publishing.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
         )
         .expect("a valid metric");
         registry
-            .register(Box::new(latency.clone()))
+            .register(Box::new(broadcast_lag.clone()))
             .expect("registered once");
         let ws_connections = IntGauge::new("trading_ws_connections", "Open WebSocket connections.")
             .expect("a valid metric");
@@ -138,6 +164,20 @@ impl Metrics {
                 "Trades and bars applied by ingest requests answered 200, by kind.",
                 &["kind"],
             ),
+            broadcast_lag,
+            source_reads: histogram_vec(
+                &registry,
+                "trading_source_read_duration_seconds",
+                "Time the data source took to read one getBars page, by source (synthetic, \
+                 sqlite, postgres).",
+                &["source"],
+            ),
+            ingest_writes: histogram_vec(
+                &registry,
+                "trading_ingest_write_duration_seconds",
+                "Time an ingest request took to be applied and made durable, by source.",
+                &["source"],
+            ),
             registry,
         }
     }
@@ -159,6 +199,18 @@ impl Metrics {
     pub fn closed(&self, code: Option<u16>) {
         let code = code.map_or_else(|| "none".to_string(), |c| c.to_string());
         self.ws_closes.with_label_values(&[&code]).inc();
+    }
+
+    pub fn source_read(&self, source: &str, took: Duration) {
+        self.source_reads
+            .with_label_values(&[source])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn ingest_write(&self, source: &str, took: Duration) {
+        self.ingest_writes
+            .with_label_values(&[source])
+            .observe(took.as_secs_f64());
     }
 
     pub fn ingested(&self, kind: &str, n: usize) {

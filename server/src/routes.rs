@@ -51,7 +51,7 @@ pub async fn handle(
                 query: head.uri.query().map(str::to_string),
                 body,
             };
-            let rqctx = Request::new(Arc::clone(ctx), head.headers);
+            let rqctx = Request::new(Arc::clone(ctx), head.headers, head.extensions);
             match call::<TradingServer>(op, rqctx, parts).await {
                 Ok(response) => Ok(collect(response).await),
                 Err(e) => Err(e),

@@ -234,6 +234,25 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
     let local_addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let auth = crate::auth::Auth::from_config(&crate::auth::AuthConfig {
+        secret: config.auth_jwt_secret.as_deref(),
+        public_key: config.auth_jwt_public_key.as_deref(),
+        issuer: config.auth_issuer.as_deref(),
+        audience: config.auth_audience.as_deref(),
+        entitlement_claim: &config.auth_entitlement_claim,
+        default_entitlement: config.auth_default_entitlement,
+        leeway_s: config.auth_leeway,
+    })?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(edge::stream::acceptor(cert, key)?),
+        _ => None,
+    };
+    let metrics_listener = match config.metrics_bind {
+        Some(addr) => {
+            Some(bind(addr).map_err(|e| format!("cannot listen on {addr} (--metrics-bind): {e}"))?)
+        }
+        None => None,
+    };
     let rate = RateLimits::new(config.rate_limit_rps, config.rate_limit_burst);
     let rate_limit = rate
         .as_ref()
@@ -255,6 +274,14 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         },
         ws_require_origin: config.ws_require_origin,
         access_log: log.is_info_enabled(),
+        user_rate: auth.as_ref().and_then(|_| {
+            RateLimits::new(config.token_rate_limit_rps, config.token_rate_limit_burst)
+        }),
+        auth: auth.clone(),
+        max_websockets_per_user: config.max_connections_per_token,
+        max_inflight_per_user: config.max_inflight_per_token as usize,
+        metrics_elsewhere: metrics_listener.is_some(),
+        tls,
     };
     let edge_log = log.new(o!("component" => "edge"));
     let edge = Edge::new(
@@ -270,6 +297,23 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         "open_files_hard" => open_files.map(|(_, hard)| hard),
         "rate_limit" => rate_limit,
         "workers" => workers);
+    // What the operator configured, never the key itself.
+    info!(log, "authentication";
+        "on" => auth.is_some(),
+        "key" => match (&config.auth_jwt_secret, &config.auth_jwt_public_key) {
+            (Some(_), _) => "HS256 secret".to_string(),
+            (None, Some(path)) => format!("public key {}", path.display()),
+            (None, None) => "none".to_string(),
+        },
+        "issuer" => config.auth_issuer.as_deref(),
+        "audience" => config.auth_audience.as_deref(),
+        "entitlement_claim" => &config.auth_entitlement_claim,
+        "default_entitlement" => ?config.auth_default_entitlement);
+    if let Some(listener) = metrics_listener {
+        let addr = listener.local_addr().ok();
+        info!(log, "metrics"; "metrics_address" => addr.map(|a| a.to_string()));
+        tokio::spawn(edge::serve_metrics(listener, Arc::clone(&context)));
+    }
     tokio::spawn(Arc::clone(&edge).run(listener));
     Ok(Server {
         edge,

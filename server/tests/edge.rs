@@ -901,3 +901,97 @@ async fn responses_are_compressed_when_the_client_accepts_it() {
     }
     s.stop().await;
 }
+
+/// A TLS client that trusts exactly `cert` (PEM), for `localhost`.
+fn tls_connector(cert: &str) -> tokio_rustls::TlsConnector {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+#[tokio::test]
+async fn tls_serves_https_and_wss_with_a_certificate_made_here() {
+    let dir = common::store::TempDir::new("tls");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = made.cert.pem();
+    let cert_file = dir.file("cert.pem", &cert);
+    let key_file = dir.file("key.pem", &made.signing_key.serialize_pem());
+    let s = TestServer::start(&[
+        "--tls-cert",
+        cert_file.to_str().unwrap(),
+        "--tls-key",
+        key_file.to_str().unwrap(),
+    ])
+    .await;
+    let connector = tls_connector(&cert);
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+
+    // HTTPS: a request and its answer, encrypted.
+    let tcp = TcpStream::connect(addr(&s)).await.unwrap();
+    let mut tls = connector
+        .connect(name.clone(), tcp)
+        .await
+        .expect("TLS handshake");
+    tls.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    timeout(MARGIN, tls.read_to_string(&mut answer))
+        .await
+        .expect("an answer")
+        .ok();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"status\":\"ok\""), "{answer}");
+
+    // Plain HTTP to the TLS port gets no answer in the clear, and harms
+    // nobody.
+    let mut plain = TcpStream::connect(addr(&s)).await.unwrap();
+    plain
+        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = timeout(MARGIN, plain.read_to_end(&mut got)).await;
+    assert!(!String::from_utf8_lossy(&got).contains("200 OK"));
+
+    // WSS: the WebSocket (which moves to the live runtime under its TLS
+    // session) subscribes and receives live bars.
+    let tcp = TcpStream::connect(addr(&s)).await.unwrap();
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let url = format!("wss://localhost:{}/api/v1/ws", addr(&s).port());
+    let (mut socket, _) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("WSS handshake");
+    socket
+        .send(Message::Text(
+            json!({"type": "bars.subscribe", "id": "1", "payload": {"symbol": "BTCUSD", "resolution": "1"}})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let mut types = Vec::new();
+    while types.len() < 2 {
+        match timeout(Duration::from_secs(30), socket.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let frame: Value = serde_json::from_str(&t).unwrap();
+                types.push(frame["type"].as_str().unwrap().to_string());
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the WSS connection ended: {other:?}"),
+        }
+    }
+    assert_eq!(types, vec!["bars.subscribe.response", "bars.update"]);
+    socket.close(None).await.unwrap();
+    s.stop().await;
+}

@@ -164,3 +164,40 @@ async fn metrics_count_the_traffic_the_server_saw() {
     assert!(get(&after, "trading_ws_sent_bytes_total", &[]) > 100.0);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_bind_moves_metrics_off_the_public_address() {
+    // A free port for the metrics address (the server binds it again).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let s = TestServer::start(&["--metrics-bind", &metrics_addr]).await;
+    let public = reqwest::get(s.url("/metrics")).await.unwrap();
+    assert_eq!(public.status(), 404, "not on the public address");
+    assert_eq!(
+        reqwest::get(s.url("/api/v1/datafeed/config"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let private = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(private.status(), 200);
+    let text = private.text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scraped = prometheus_parse::Scrape::parse(lines).expect("the text format parses");
+    let config_requests = scraped.samples.iter().any(|m| {
+        m.metric == "trading_http_requests_total" && m.labels.get("operation") == Some("getConfig")
+    });
+    assert!(config_requests, "the public traffic is counted");
+    let other = reqwest::get(format!("http://{metrics_addr}/api/v1/health"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404, "nothing but metrics there");
+    s.stop().await;
+}

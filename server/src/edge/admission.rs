@@ -14,12 +14,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// A client address as the limits see it.
+/// A client as the limits see it: its address, or (with authentication
+/// on) the user its token names, which the per-token limits count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ClientKey {
     V4(u32),
     /// The upper 64 bits of an IPv6 address.
     V6Net(u64),
+    /// A token's user (`auth::Principal::user`).
+    User(u64),
 }
 
 impl From<IpAddr> for ClientKey {
@@ -43,6 +46,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub enum Refusal {
     ServerFull { max: u32 },
     ClientFull { max: u32 },
+    UserFull { max: u32 },
 }
 
 impl Refusal {
@@ -53,6 +57,9 @@ impl Refusal {
             }
             Refusal::ClientFull { max } => format!(
                 "Too many connections from your address (limit {max}); close some and retry"
+            ),
+            Refusal::UserFull { max } => format!(
+                "Too many WebSockets open with your token (limit {max}); close some and retry"
             ),
         }
     }
@@ -94,8 +101,10 @@ impl ConnectionCaps {
         }
         let mine = c.per_client.entry(client).or_insert(0);
         if *mine >= self.max_per_client {
-            return Err(Refusal::ClientFull {
-                max: self.max_per_client,
+            let max = self.max_per_client;
+            return Err(match client {
+                ClientKey::User(_) => Refusal::UserFull { max },
+                _ => Refusal::ClientFull { max },
             });
         }
         *mine += 1;

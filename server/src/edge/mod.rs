@@ -9,6 +9,7 @@
 //! * `request`: one request: the early checks, then its handler;
 //! * `websocket`: the handshake; the connection itself is `ws::connection`;
 //! * `compress`: gzip or brotli for response bodies worth it;
+//! * `stream`: plain TCP or TLS (`--tls-cert`), movable between runtimes;
 //! * `files`: the open-files limit the caps are sized against.
 //!
 //! A connection over a cap is still accepted and read, so it can be told
@@ -21,6 +22,7 @@ mod compress;
 pub mod files;
 mod rate;
 mod request;
+pub mod stream;
 mod watch;
 mod websocket;
 
@@ -47,6 +49,7 @@ use crate::context::AppContext;
 use crate::cors::CorsPolicy;
 use crate::ws::WsState;
 use request::Conn;
+use stream::{Stream, Tcp};
 use watch::{ConnClock, Phase, Watched};
 
 /// Over-cap connections read for a health check at once, in all and per
@@ -67,6 +70,15 @@ pub struct EdgeConfig {
     pub timeouts: Timeouts,
     pub ws_require_origin: bool,
     pub access_log: bool,
+    /// Authentication, when on, and the limits kept per token's user.
+    pub auth: Option<Arc<crate::auth::Auth>>,
+    pub user_rate: Option<RateLimits>,
+    pub max_websockets_per_user: u32,
+    pub max_inflight_per_user: usize,
+    /// `/metrics` is served on its own address instead of this one.
+    pub metrics_elsewhere: bool,
+    /// HTTPS and WSS instead of HTTP and WS.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Shared state of the edge.
@@ -75,6 +87,14 @@ pub struct Edge {
     lane: Arc<ConnectionCaps>,
     rate: Option<RateLimits>,
     inflight: Arc<Inflight>,
+    auth: Option<Arc<crate::auth::Auth>>,
+    /// Operations whose spec `security` asks for a JWT.
+    protected: std::collections::HashSet<String>,
+    user_rate: Option<RateLimits>,
+    user_websockets: Arc<ConnectionCaps>,
+    user_inflight: Arc<Inflight>,
+    metrics_elsewhere: bool,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     /// What handlers see (the data source, the clock, the live hub).
     api: Arc<AppContext>,
     ws: Arc<WsState>,
@@ -106,6 +126,13 @@ impl Edge {
             lane: ConnectionCaps::new(OVER_CAP_LANE, OVER_CAP_LANE_PER_CLIENT),
             rate: config.rate,
             inflight: Inflight::new(config.max_inflight_per_ip, config.max_inflight),
+            protected: crate::auth::protected_operations(trading_pro::OPENAPI_YAML)?,
+            auth: config.auth,
+            user_rate: config.user_rate,
+            user_websockets: ConnectionCaps::new(u32::MAX, config.max_websockets_per_user),
+            user_inflight: Inflight::new(config.max_inflight_per_user, usize::MAX >> 4),
+            metrics_elsewhere: config.metrics_elsewhere,
+            tls: config.tls,
             ws: Arc::clone(&api.ws),
             cors: api.cors.clone(),
             api,
@@ -210,6 +237,25 @@ impl Edge {
             debug!(self.log, "connection timed out"; "remote" => %peer, "phase" => "first byte");
             return;
         }
+        let stream = match &self.tls {
+            None => Stream::Plain(Tcp::new(tcp)),
+            // The TLS handshake has the header timeout too: a client that
+            // starts one and stalls holds nothing past it.
+            Some(acceptor) => {
+                let handshake = acceptor.accept(Tcp::new(tcp));
+                match tokio::time::timeout_at(first_byte, handshake).await {
+                    Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+                    Ok(Err(e)) => {
+                        debug!(self.log, "TLS handshake failed"; "remote" => %peer, "error" => %e);
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(self.log, "connection timed out"; "remote" => %peer, "phase" => "TLS handshake");
+                        return;
+                    }
+                }
+            }
+        };
         let conn = Arc::new(Conn {
             edge: Arc::clone(&self),
             clock: Arc::clone(&clock),
@@ -226,7 +272,7 @@ impl Edge {
             .header_read_timeout(None)
             .keep_alive(refused.is_none())
             .max_buf_size(64 * 1024);
-        let io = TokioIo::new(Watched::new(tcp, Arc::clone(&clock)));
+        let io = TokioIo::new(Watched::new(stream, Arc::clone(&clock)));
         let served = builder.serve_connection(io, service).with_upgrades();
         tokio::pin!(served);
         let mut drain = self.drain.subscribe();
@@ -269,10 +315,11 @@ impl Edge {
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Some(rate) = &self.rate {
+            for rate in [&self.rate, &self.user_rate].into_iter().flatten() {
                 rate.sweep();
             }
             self.inflight.sweep();
+            self.user_inflight.sweep();
             let refused = self.refused.swap(0, Ordering::Relaxed);
             let turned_away = self.turned_away.swap(0, Ordering::Relaxed);
             if refused > 0 {
@@ -318,10 +365,48 @@ impl Edge {
     }
 }
 
+/// `--metrics-bind`: an address that answers `GET /metrics` and nothing
+/// else (404), for a scraper on a private network; it has none of the
+/// public edge's limits.
+pub async fn serve_metrics(listener: TcpListener, api: Arc<AppContext>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let api = Arc::clone(&api);
+        tokio::spawn(async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let reply = if req.uri().path() == METRICS_PATH && req.method() == http::Method::GET
+                {
+                    request::metrics(&api)
+                } else {
+                    let mut r = http::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"only GET /metrics is served here\n"),
+                    ));
+                    *r.status_mut() = http::StatusCode::NOT_FOUND;
+                    r
+                };
+                async move { Ok::<_, std::convert::Infallible>(reply) }
+            });
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
 /// A completed WebSocket handshake: the socket leaves hyper for
 /// `ws::connection`, keeping its connection slot.
-async fn hand_over(conn: Arc<Conn>, upgraded: Upgraded) {
-    let parts = match upgraded.downcast::<TokioIo<Watched<TcpStream>>>() {
+async fn hand_over(
+    conn: Arc<Conn>,
+    upgraded: Upgraded,
+    principal: Option<Arc<crate::auth::Principal>>,
+    user_slot: Option<admission::ConnectionSlot>,
+) {
+    let parts = match upgraded.downcast::<TokioIo<Watched<Stream>>>() {
         Ok(parts) => parts,
         Err(_) => {
             warn!(conn.edge.log, "upgraded connection of an unexpected type");
@@ -330,7 +415,9 @@ async fn hand_over(conn: Arc<Conn>, upgraded: Upgraded) {
     };
     // The socket moves to the live runtime: registered with its reactor,
     // its readiness is seen there even while every request worker is busy.
-    let tcp = match parts.io.into_inner().into_inner().into_std() {
+    // (A TLS session moves with it, see `stream`.)
+    let mut stream = parts.io.into_inner().into_inner();
+    let tcp = match stream.tcp_mut().detach() {
         Ok(tcp) => tcp,
         Err(e) => {
             debug!(conn.edge.log, "websocket socket lost"; "error" => %e);
@@ -339,15 +426,13 @@ async fn hand_over(conn: Arc<Conn>, upgraded: Upgraded) {
     };
     let live = conn.edge.live.clone();
     live.spawn(async move {
-        let tcp = match TcpStream::from_std(tcp) {
-            Ok(tcp) => tcp,
-            Err(e) => {
-                debug!(conn.edge.log, "websocket socket lost"; "error" => %e);
-                return;
-            }
-        };
-        let socket = crate::ws::Socket::new(tcp, parts.read_buf);
-        crate::ws::serve(socket, Arc::clone(&conn.edge.ws), conn.peer).await;
-        drop(conn);
+        if let Err(e) = stream.tcp_mut().attach(tcp) {
+            debug!(conn.edge.log, "websocket socket lost"; "error" => %e);
+            return;
+        }
+        let socket = crate::ws::Socket::new(stream, parts.read_buf);
+        let auth = conn.edge.auth.clone().zip(principal.map(|p| (*p).clone()));
+        crate::ws::serve(socket, Arc::clone(&conn.edge.ws), conn.peer, auth).await;
+        drop((conn, user_slot));
     });
 }

@@ -22,6 +22,7 @@ type Keyed = RateLimiter<
 >;
 
 /// What a request is told about its client's budget.
+#[derive(Clone, Copy)]
 pub struct Verdict {
     pub allowed: bool,
     /// Requests the client may still make at once.
@@ -29,6 +30,13 @@ pub struct Verdict {
     /// Seconds until the next request is allowed (when refused), or until
     /// the budget is full again.
     reset_s: u64,
+}
+
+impl Verdict {
+    /// Requests the client may still make at once.
+    pub fn remaining(&self) -> u32 {
+        self.remaining
+    }
 }
 
 pub struct RateLimits {

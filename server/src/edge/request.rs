@@ -28,6 +28,8 @@ use super::compress;
 use super::rate::Verdict;
 use super::watch::{ConnClock, RequestGuard};
 use super::{websocket, Edge};
+use crate::auth::{Principal, Rejection};
+use crate::context::AppContext;
 
 /// Paths whose cost grows with what is asked (bars, quotes for many
 /// symbols, ingest batches): these wait for their client's turn.
@@ -154,6 +156,13 @@ pub fn error_reply(
     r
 }
 
+/// Whose budget a request's `RateLimit-*` headers report: its address's,
+/// or (with authentication on) its user's when that is nearer its end.
+enum Budget {
+    Address(Verdict),
+    User(Verdict),
+}
+
 pub async fn serve(
     conn: Arc<Conn>,
     request: Request<Incoming>,
@@ -164,10 +173,13 @@ pub async fn serve(
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let edge = Arc::clone(&conn.edge);
-    let (mut reply, verdict) = route(&conn, request).await;
+    let (mut reply, budget) = route(&conn, request).await;
     let upgraded = reply.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if let (Some(rate), Some(v)) = (&edge.rate, &verdict) {
-        rate.headers(v, reply.headers_mut());
+    match (&budget, &edge.rate, &edge.user_rate) {
+        (Some(Budget::Address(v)), Some(rate), _) | (Some(Budget::User(v)), _, Some(rate)) => {
+            rate.headers(v, reply.headers_mut())
+        }
+        _ => {}
     }
     if edge.is_draining() || conn.refused.is_some() {
         // hyper closes the connection after this response; saying so lets
@@ -184,6 +196,7 @@ pub async fn serve(
         started.elapsed(),
     );
     if edge.access_log {
+        // The path only: a query may carry an access_token.
         info!(edge.log, "request";
             "method" => method.as_str(), "path" => &path, "status" => status,
             "latency_us" => started.elapsed().as_micros() as u64, "remote" => %conn.peer);
@@ -197,63 +210,124 @@ pub async fn serve(
     }))
 }
 
-async fn route(conn: &Arc<Conn>, request: Request<Incoming>) -> (Reply, Option<Verdict>) {
+async fn route(conn: &Arc<Conn>, request: Request<Incoming>) -> (Reply, Option<Budget>) {
     let edge = &conn.edge;
     let path = request.uri().path();
     // Health and metrics are for load balancers and monitors polling
     // often: cheap, answered even to a connection over a cap, and never
     // counted against a client's budget.
     let is_get = request.method() == Method::GET;
-    if path == METRICS_PATH && is_get {
-        return (metrics(edge), None);
+    if path == METRICS_PATH && is_get && !edge.metrics_elsewhere {
+        return (metrics(&edge.api), None);
     }
     let is_health = path == HEALTH_PATH && is_get;
     if let Some(refusal) = conn.refused {
         if !is_health {
-            let mut r = error_reply(
-                edge,
-                request.headers(),
-                StatusCode::SERVICE_UNAVAILABLE,
-                "TooManyConnections",
-                &refusal.message(),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return (r, None);
+            return (over_cap(edge, request.headers(), refusal), None);
         }
-        return (forward(conn, request).await, None);
+        return (forward(conn, request, None).await, None);
     }
-    let verdict = match (&edge.rate, is_health) {
-        (Some(rate), false) => {
-            let v = rate.check(conn.client);
-            if !v.allowed {
-                let message = format!(
-                    "Too many requests from your address (limit {}); retry after the number of \
-                     seconds in Retry-After",
-                    rate.describe()
-                );
-                let r = error_reply(
-                    edge,
-                    request.headers(),
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "RateLimited",
-                    &message,
-                );
-                return (r, Some(v));
+    let mut budget = None;
+    if let (Some(rate), false) = (&edge.rate, is_health) {
+        let v = rate.check(conn.client);
+        if !v.allowed {
+            let message = format!(
+                "Too many requests from your address (limit {}); retry after the number of \
+                 seconds in Retry-After",
+                rate.describe()
+            );
+            return (
+                rate_limited(edge, request.headers(), &message),
+                Some(Budget::Address(v)),
+            );
+        }
+        budget = Some(Budget::Address(v));
+    }
+    let is_ws = path == WS_PATH;
+    let principal = match &edge.auth {
+        Some(auth)
+            if is_ws
+                || edge
+                    .protected
+                    .contains(edge.operations.of(request.method().as_str(), path)) =>
+        {
+            match auth.authenticate(request.headers(), request.uri().query()) {
+                Ok(p) => Some(Arc::new(p)),
+                Err(rejection) => {
+                    return (unauthorized(edge, request.headers(), &rejection), budget)
+                }
             }
-            Some(v)
         }
         _ => None,
     };
-    if path == WS_PATH {
-        return (upgrade(conn, request), verdict);
+    if let (Some(p), Some(rate)) = (&principal, &edge.user_rate) {
+        let v = rate.check(ClientKey::User(p.user));
+        let nearer = match &budget {
+            Some(Budget::Address(a)) => v.remaining() < a.remaining(),
+            _ => true,
+        };
+        if !v.allowed {
+            let message = format!(
+                "Too many requests with your token (limit {} per user); retry after the number \
+                 of seconds in Retry-After",
+                rate.describe()
+            );
+            return (
+                rate_limited(edge, request.headers(), &message),
+                Some(Budget::User(v)),
+            );
+        }
+        if nearer {
+            budget = Some(Budget::User(v));
+        }
     }
-    (forward(conn, request).await, verdict)
+    if is_ws {
+        return (upgrade(conn, request, principal), budget);
+    }
+    (forward(conn, request, principal).await, budget)
+}
+
+fn over_cap(edge: &Edge, headers: &http::HeaderMap, refusal: Refusal) -> Reply {
+    let mut r = error_reply(
+        edge,
+        headers,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "TooManyConnections",
+        &refusal.message(),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+fn rate_limited(edge: &Edge, headers: &http::HeaderMap, message: &str) -> Reply {
+    error_reply(
+        edge,
+        headers,
+        StatusCode::TOO_MANY_REQUESTS,
+        "RateLimited",
+        message,
+    )
+}
+
+/// 401 with the RFC 6750 challenge. The message says what was wrong with
+/// the token, never what it was.
+fn unauthorized(edge: &Edge, headers: &http::HeaderMap, rejection: &Rejection) -> Reply {
+    let mut r = error_reply(
+        edge,
+        headers,
+        StatusCode::UNAUTHORIZED,
+        "Unauthenticated",
+        &rejection.message(),
+    );
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, rejection.challenge());
+    r
 }
 
 /// `GET /metrics`: every metric in Prometheus's text format.
-fn metrics(edge: &Edge) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(edge.api.metrics.render())));
+pub fn metrics(api: &AppContext) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(api.metrics.render())));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
@@ -261,7 +335,11 @@ fn metrics(edge: &Edge) -> Reply {
     r
 }
 
-fn upgrade(conn: &Arc<Conn>, mut request: Request<Incoming>) -> Reply {
+fn upgrade(
+    conn: &Arc<Conn>,
+    mut request: Request<Incoming>,
+    principal: Option<Arc<Principal>>,
+) -> Reply {
     let edge = &conn.edge;
     if edge.is_draining() {
         return error_reply(
@@ -295,12 +373,21 @@ fn upgrade(conn: &Arc<Conn>, mut request: Request<Incoming>) -> Reply {
             return r;
         }
     };
+    // A user's WebSockets are counted however many addresses they come
+    // from; the slot lives as long as the connection.
+    let user_slot = match &principal {
+        Some(p) => match edge.user_websockets.admit(ClientKey::User(p.user)) {
+            Ok(slot) => Some(slot),
+            Err(refusal) => return over_cap(edge, request.headers(), refusal),
+        },
+        None => None,
+    };
     let on_upgrade = hyper::upgrade::on(&mut request);
     conn.clock.upgraded();
     let conn = Arc::clone(conn);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => super::hand_over(conn, upgraded).await,
+            Ok(upgraded) => super::hand_over(conn, upgraded, principal, user_slot).await,
             Err(e) => debug!(conn.edge.log, "websocket upgrade failed"; "error" => %e),
         }
     });
@@ -315,9 +402,13 @@ fn upgrade(conn: &Arc<Conn>, mut request: Request<Incoming>) -> Reply {
 
 /// Reads the body (bounded in size and time), waits for the client's turn
 /// if this is a data request, and hands the request to its handler.
-async fn forward(conn: &Arc<Conn>, request: Request<Incoming>) -> Reply {
+async fn forward(
+    conn: &Arc<Conn>,
+    request: Request<Incoming>,
+    principal: Option<Arc<Principal>>,
+) -> Reply {
     let edge = &conn.edge;
-    let (head, body) = request.into_parts();
+    let (mut head, body) = request.into_parts();
     let limit = edge.body_limits.of(head.uri.path());
     let declared = head
         .headers
@@ -356,14 +447,23 @@ async fn forward(conn: &Arc<Conn>, request: Request<Incoming>) -> Reply {
             );
         }
     };
-    let permit = if DATA_PATHS.contains(&head.uri.path()) {
+    let is_data = DATA_PATHS.contains(&head.uri.path());
+    let permit = if is_data {
         Some(edge.inflight.acquire(conn.client).await)
     } else {
         None
     };
+    let user_permit = match (&principal, is_data) {
+        (Some(p), true) => Some(edge.user_inflight.acquire(ClientKey::User(p.user)).await),
+        _ => None,
+    };
+    if let Some(p) = principal {
+        // What the handlers filter by (`api::entitled`).
+        head.extensions.insert(p);
+    }
     let coding = compress::negotiate(&head.headers);
     let answer = crate::routes::handle(&edge.api, head, body, &edge.log).await;
-    drop(permit);
+    drop((permit, user_permit));
     let mut response = answer.response;
     compress::apply(&mut response, coding);
     response.map(Full::new)

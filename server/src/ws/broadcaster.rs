@@ -34,6 +34,7 @@ pub struct Broadcaster {
     pub source: Arc<dyn DataSource>,
     pub clock: Clock,
     pub interval: Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Broadcaster {
@@ -44,8 +45,11 @@ impl Broadcaster {
         let mut slot = 0;
         loop {
             tokio::select! {
-                _ = tick.tick() => {
+                due = tick.tick() => {
                     self.publish_changes(self.clock.now_ms(), slot, slots).await;
+                    // Late ticks (a busy runtime) and slow passes both
+                    // show here: what subscribers wait beyond the interval.
+                    self.metrics.broadcast_lag.observe(due.elapsed().as_secs_f64());
                     slot = (slot + 1) % slots;
                 }
                 _ = shutdown.changed() => return,

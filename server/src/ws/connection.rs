@@ -18,14 +18,20 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use trading_pro::messages::{
-    BarsSubscriptionRequest, ClientMessage, ServerMessage, SubscriptionResponse, SubscriptionStatus,
+    AuthRefreshResponse, BarsSubscriptionRequest, ClientMessage, ServerMessage,
+    SubscriptionResponse, SubscriptionStatus,
 };
 
 use super::hub::{ConnId, Cursor, TopicKey};
 use super::outbox::Outbox;
 use super::socket::{FrameLimit, Socket};
 use super::WsState;
+use crate::auth::{Auth, Principal};
 use crate::calendar::Resolution;
+
+/// The close code of a connection whose token expired unrefreshed
+/// (documented in specs/asyncapi.yaml).
+pub const TOKEN_EXPIRED: u16 = 4001;
 
 /// Largest frame or message a client may send.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -41,7 +47,14 @@ enum Ending {
     Close(CloseCode, String),
 }
 
-pub async fn serve(socket: Socket, state: Arc<WsState>, peer: SocketAddr) {
+/// `auth` is the server's verifier and the handshake token's bearer, when
+/// authentication is on.
+pub async fn serve(
+    socket: Socket,
+    state: Arc<WsState>,
+    peer: SocketAddr,
+    auth: Option<(Arc<Auth>, Principal)>,
+) {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
@@ -56,6 +69,8 @@ pub async fn serve(socket: Socket, state: Arc<WsState>, peer: SocketAddr) {
         outbox: Arc::new(Outbox::default()),
         subscriptions: HashMap::new(),
         state: Arc::clone(&state),
+        auth,
+        expiry_moved: false,
     };
     state.connection_opened();
     let opened = Instant::now();
@@ -107,6 +122,9 @@ struct Connection {
     /// Followed topics, each with what this client has been sent of it.
     subscriptions: HashMap<TopicKey, Cursor>,
     state: Arc<WsState>,
+    auth: Option<(Arc<Auth>, Principal)>,
+    /// Set by a refresh: the token deadline must be moved.
+    expiry_moved: bool,
 }
 
 impl Connection {
@@ -118,7 +136,9 @@ impl Connection {
         // `select!` would re-register a timer for every frame sent.
         let lifespan_end = sleep_until(Instant::now() + limits.max_lifespan);
         let heartbeat = sleep_until(Instant::now() + limits.heartbeat);
-        tokio::pin!(lifespan_end, heartbeat);
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let token_end = sleep_until(self.token_deadline().unwrap_or(far));
+        tokio::pin!(lifespan_end, heartbeat, token_end);
         let mut ping =
             tokio::time::interval_at(Instant::now() + limits.heartbeat / 3, limits.heartbeat / 3);
         // Since when the client has left more than the send backlog unread
@@ -138,6 +158,9 @@ impl Connection {
                         Some(Ok(Message::Text(text))) => {
                             if let Err(ending) = self.handle(&text).await {
                                 break ending;
+                            }
+                            if std::mem::take(&mut self.expiry_moved) {
+                                token_end.as_mut().reset(self.token_deadline().unwrap_or(far));
                             }
                         }
                         Some(Ok(Message::Binary(_))) => {
@@ -205,6 +228,10 @@ impl Connection {
                     CloseCode::Normal,
                     format!("Connection lifespan of {:?} ended", limits.max_lifespan),
                 ),
+                _ = &mut token_end, if self.auth.is_some() => break Ending::Close(
+                    CloseCode::from(TOKEN_EXPIRED),
+                    "Token expired".into(),
+                ),
                 _ = shutdown.changed() => break Ending::Close(CloseCode::Away, "Server shutting down".into()),
             }
         };
@@ -224,6 +251,76 @@ impl Connection {
             .await;
         }
         ending
+    }
+
+    /// When the connection's token runs out (with the leeway), if it has one.
+    fn token_deadline(&self) -> Option<Instant> {
+        self.auth
+            .as_ref()
+            .map(|(auth, principal)| auth.deadline(principal.expires_at))
+    }
+
+    /// Takes a fresh token for the same user: the connection then lives to
+    /// its expiry, with its entitlements (a followed topic it no longer
+    /// entitles to is dropped). A token that does not verify changes
+    /// nothing.
+    fn refresh(&mut self, token: &str) -> AuthRefreshResponse {
+        let refused = |message: String| AuthRefreshResponse {
+            status: SubscriptionStatus::Error,
+            message,
+            expires_at: None,
+        };
+        let Some((auth, current)) = &mut self.auth else {
+            return refused("This server does not use tokens: there is nothing to refresh".into());
+        };
+        let fresh = match auth.verify(token) {
+            Ok(fresh) => fresh,
+            Err(rejection) => {
+                return refused(format!(
+                    "{}; the connection keeps its current token",
+                    rejection.message()
+                ))
+            }
+        };
+        if fresh.subject != current.subject {
+            return refused(
+                "The fresh token is for another user (its sub differs); the connection keeps \
+                 its current token"
+                    .into(),
+            );
+        }
+        let catalog = self.state.source.catalog();
+        let lost: Vec<TopicKey> = self
+            .subscriptions
+            .keys()
+            .filter(|k| {
+                catalog
+                    .lookup(&k.symbol)
+                    .is_some_and(|s| !fresh.allows(&s.info.exchange))
+            })
+            .cloned()
+            .collect();
+        for key in &lost {
+            self.subscriptions.remove(key);
+            self.state.hub.unsubscribe(key, self.id);
+            self.state.metrics.subscribed("bars", -1);
+        }
+        let expires_at = fresh.expires_at;
+        *current = fresh;
+        self.expiry_moved = true;
+        let mut message = "Token refreshed".to_string();
+        if !lost.is_empty() {
+            let names: Vec<String> = lost.iter().map(TopicKey::name).collect();
+            message.push_str(&format!(
+                "; unsubscribed from {} (not entitled by the fresh token)",
+                names.join(", ")
+            ));
+        }
+        AuthRefreshResponse {
+            status: SubscriptionStatus::Ok,
+            message,
+            expires_at: Some(expires_at),
+        }
     }
 
     /// Whether the client has left more than the send backlog unread.
@@ -289,6 +386,10 @@ impl Connection {
                 ServerMessage::BarsUnsubscribeResponse(self.unsubscribe(&req)),
                 None,
             ),
+            ClientMessage::AuthRefresh(req) => (
+                ServerMessage::AuthRefreshResponse(self.refresh(&req.token)),
+                None,
+            ),
         };
         // The reply is queued before the subscription's first update.
         if !self.outbox.push_reply(reply.encode(id.as_deref())) {
@@ -309,6 +410,14 @@ impl Connection {
         let symbol = catalog
             .lookup(&req.symbol)
             .ok_or_else(|| format!("Unknown symbol {:?}", req.symbol))?;
+        if let Some((_, principal)) = &self.auth {
+            if !principal.allows(&symbol.info.exchange) {
+                return Err(format!(
+                    "Not entitled to {:?}: your token does not include the exchange {}",
+                    req.symbol, symbol.info.exchange
+                ));
+            }
+        }
         let resolution = Resolution::parse(&req.resolution).ok_or_else(|| {
             format!(
                 "Unsupported resolution {:?}; supported: 1, 5, 15, 30, 60, 240, D, W, M",

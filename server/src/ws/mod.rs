@@ -87,6 +87,7 @@ impl WsState {
             source: Arc::clone(&self.source),
             clock: self.clock.clone(),
             interval,
+            metrics: Arc::clone(&self.metrics),
         };
         tokio::spawn(broadcaster.run(self.shutdown.subscribe()));
     }

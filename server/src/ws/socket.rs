@@ -21,6 +21,8 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::edge::stream::Stream;
+
 /// Most frames one message may be split into.
 pub const MAX_FRAGMENTS: u32 = 1024;
 
@@ -130,7 +132,7 @@ fn header_len(h: &[u8]) -> Option<(u64, usize)> {
 }
 
 pub struct Socket {
-    tcp: TcpStream,
+    tcp: Stream,
     prefix: Bytes,
     watch: FrameWatch,
     born: Instant,
@@ -140,7 +142,7 @@ pub struct Socket {
 }
 
 impl Socket {
-    pub fn new(tcp: TcpStream, prefix: Bytes) -> Socket {
+    pub fn new(tcp: Stream, prefix: Bytes) -> Socket {
         Socket {
             tcp,
             prefix,
@@ -160,8 +162,10 @@ impl Socket {
 
     /// Bytes written but not yet acknowledged by the client (Linux), which
     /// grows when the client stops reading.
+    /// Under TLS this counts TLS records, a few dozen bytes more per
+    /// message than the frames in them.
     pub fn unsent(&self) -> Option<usize> {
-        unsent(&self.tcp)
+        self.tcp.tcp().get().and_then(unsent)
     }
 }
 

@@ -21,27 +21,27 @@ impl ServerProcess {
     /// reports its address.
     pub async fn start(args: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_trading-server"))
-            // As in `TestServer`: no rate limits unless a test asks.
-            .args(["--rate-limit-rps", "0"])
+            // As in `TestServer`: no rate limits unless a test asks. A
+            // flag given twice takes its last value: the test's win.
+            .args(["--rate-limit-rps", "0", "--log-level", "info"])
+            .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
             .args(args)
-            .args([
-                "--bind",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--log-level",
-                "info",
-            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("start trading-server");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut early = Vec::new();
         let address = tokio::time::timeout(Duration::from_secs(30), async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.split("\"address\":\"").nth(1) {
-                    return rest.split('"').next().map(str::to_string);
+                let found = line
+                    .split("\"address\":\"")
+                    .nth(1)
+                    .map(|rest| rest.split('"').next().unwrap_or_default().to_string());
+                early.push(line);
+                if found.is_some() {
+                    return found;
                 }
             }
             None
@@ -51,7 +51,7 @@ impl ServerProcess {
         .flatten()
         .expect("trading-server reports its address");
         // Keep reading the log so the child never blocks on a full pipe.
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(early));
         let kept = Arc::clone(&log);
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {

@@ -38,6 +38,37 @@ export interface BarsUpdateFrame {
   payload: BarUpdate;
 }
 
+export interface AuthRefreshFrame {
+  type: "auth.refresh";
+  id?: FrameId;
+  payload: AuthRefreshRequest;
+}
+
+export interface AuthRefreshResponseFrame {
+  type: "auth.refresh.response";
+  id?: FrameId;
+  payload: AuthRefreshResponse;
+}
+
+export interface AuthRefreshRequest {
+  /**
+   * A JSON Web Token for the same `sub` as the connection's, signed with the server's key.
+   */
+  token: string;
+}
+
+export interface AuthRefreshResponse {
+  status: SubscriptionStatus;
+  /**
+   * What happened, or why the token was not taken (the connection keeps its current one).
+   */
+  message: string;
+  /**
+   * With `ok`, the new token's `exp` (unix seconds); the connection is closed with 4001 this long after it (plus the leeway) unless refreshed again.
+   */
+  expires_at?: number;
+}
+
 export interface BarsSubscriptionRequest {
   /**
    * Symbol, case-insensitive (`EXCHANGE:SYMBOL` accepted).
@@ -97,7 +128,8 @@ export interface BarUpdate {
  */
 export type ClientMessage =
   | BarsSubscribeFrame
-  | BarsUnsubscribeFrame;
+  | BarsUnsubscribeFrame
+  | AuthRefreshFrame;
 
 /**
  * Every frame the server sends (the `subscribe` messages of the channels).
@@ -105,4 +137,5 @@ export type ClientMessage =
 export type ServerMessage =
   | BarsSubscribeResponseFrame
   | BarsUnsubscribeResponseFrame
-  | BarsUpdateFrame;
+  | BarsUpdateFrame
+  | AuthRefreshResponseFrame;
