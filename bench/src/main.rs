@@ -21,13 +21,14 @@ mod ws_scenarios;
 use std::time::Duration;
 
 const USAGE: &str =
-    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|compression|store|nodes|ws|abuse] [--runs N] [--seconds S]";
+    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|compression|auth|store|nodes|ws|abuse] [--runs N] [--seconds S]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Part {
     Engine,
     Rest,
     Compression,
+    Auth,
     Store,
     Nodes,
     Ws,
@@ -64,13 +65,14 @@ fn parse_args(args: &[String], fd_limit: u64) -> Result<Options, String> {
                     "engine" => Part::Engine,
                     "rest" => Part::Rest,
                     "compression" => Part::Compression,
+                    "auth" => Part::Auth,
                     "store" => Part::Store,
                     "nodes" => Part::Nodes,
                     "ws" => Part::Ws,
                     "abuse" => Part::Abuse,
                     other => {
                         return Err(format!(
-                        "--only: engine, rest, compression, store, nodes, ws or abuse, not {other}"
+                        "--only: engine, rest, compression, auth, store, nodes, ws or abuse, not {other}"
                     ))
                     }
                 })
@@ -133,6 +135,9 @@ async fn main() {
     }
     if runs(Part::Compression) {
         ok &= rest::compression(&options).await;
+    }
+    if runs(Part::Auth) {
+        ok &= rest::auth(&options).await;
     }
     if runs(Part::Store) {
         ok &= store::run_all(&options).await;

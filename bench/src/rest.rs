@@ -14,7 +14,7 @@ struct Scenario {
     path: String,
     body: String,
     /// Extra header lines, each ending in CRLF.
-    headers: &'static str,
+    headers: String,
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -23,7 +23,7 @@ fn scenarios() -> Vec<Scenario> {
         method: "GET",
         path,
         body: String::new(),
-        headers: "",
+        headers: String::new(),
     };
     let to = server::CLOCK_START;
     let symbols: Vec<String> = [
@@ -48,7 +48,7 @@ fn scenarios() -> Vec<Scenario> {
             method: "POST",
             path: "/api/v1/datafeed/quotes".into(),
             body: format!("{{\"symbols\":[{}]}}", symbols.join(",")),
-            headers: "",
+            headers: String::new(),
         },
     ]
 }
@@ -67,7 +67,7 @@ async fn run(
     conns: usize,
     duration: Duration,
 ) -> Result<Measurement, String> {
-    let request = http::request_with(s.method, &s.path, &s.body, s.headers);
+    let request = http::request_with(s.method, &s.path, &s.body, &s.headers);
     let mut streams = Vec::with_capacity(conns);
     for _ in 0..conns {
         streams.push(
@@ -311,7 +311,7 @@ pub async fn compression(o: &Options) -> bool {
             method: "GET",
             path: path.clone(),
             body: String::new(),
-            headers,
+            headers: headers.to_string(),
         };
         let bytes = async {
             let mut c = http::connect(&server.address)
@@ -372,5 +372,156 @@ pub async fn compression(o: &Options) -> bool {
     }
     println!();
     server.stop().await;
+    ok
+}
+
+/// What authentication costs a request: the cheapest datafeed operation
+/// (the server's time) and 400 daily bars, without authentication, with an
+/// HS256 token and with an ES256 token (the per-token limits set out of
+/// the way, as the per-address ones are).
+pub async fn auth(o: &Options) -> bool {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let secret = "bench-secret-0123456789abcdef";
+    let ec = match rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("trading-bench: an ES256 key: {e}");
+            return false;
+        }
+    };
+    let scratch = match crate::store::Scratch::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("trading-bench: {e}");
+            return false;
+        }
+    };
+    let key_file = scratch.path("ec.pem");
+    if let Err(e) = std::fs::write(&key_file, ec.public_key_pem()) {
+        eprintln!("trading-bench: {}: {e}", key_file.display());
+        return false;
+    }
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 86_400;
+    let claims = serde_json::json!({ "sub": "bench", "exp": exp, "exchanges": ["*"] });
+    let hs = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()).expect("a secret key"),
+    );
+    let es = EncodingKey::from_ec_pem(ec.serialize_pem().as_bytes())
+        .and_then(|k| jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &k));
+    let (hs, es) = match (hs, es) {
+        (Ok(hs), Ok(es)) => (hs, es),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("trading-bench: signing the tokens: {e}");
+            return false;
+        }
+    };
+    let open_limits = [
+        ("--clock-speed", "0".to_string()),
+        ("--auth-default-entitlement", "all".to_string()),
+        ("--token-rate-limit-rps", "0".to_string()),
+        ("--max-inflight-per-token", "1024".to_string()),
+        ("--max-connections-per-token", "1000000".to_string()),
+    ];
+    let with = |flag: &'static str, value: String| {
+        let mut flags = open_limits.to_vec();
+        flags.push((flag, value));
+        flags
+    };
+    let setups = [
+        ("off", open_limits[..1].to_vec(), String::new()),
+        ("HS256", with("--auth-jwt-secret", secret.into()), hs),
+        (
+            "ES256",
+            with("--auth-jwt-public-key", key_file.display().to_string()),
+            es,
+        ),
+    ];
+    let to = server::CLOCK_START;
+    let requests = [
+        ("time", "/api/v1/datafeed/time".to_string()),
+        (
+            "bars D x400",
+            format!("/api/v1/datafeed/bars?symbol=AAPL&resolution=D&from_time=0&to_time={to}&count_back=400"),
+        ),
+    ];
+    let concurrencies: &[usize] = if o.quick { &[2] } else { &[1, 32] };
+    println!(
+        "Authentication: the same requests without a token check and with HS256 and ES256 tokens (synthetic source), {} run(s) of {:?} each, medians\n",
+        o.runs, o.duration
+    );
+    stats::header(
+        &[
+            "scenario",
+            "auth",
+            "conns",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "server CPU ms / 1k req",
+        ],
+        2,
+    );
+    let mut ok = true;
+    for (auth, flags, token) in setups {
+        let server = match server::trading_server(&o.server, &flags).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("trading-bench: auth {auth}: {e}");
+                ok = false;
+                continue;
+            }
+        };
+        let headers = if token.is_empty() {
+            String::new()
+        } else {
+            format!("Authorization: Bearer {token}\r\n")
+        };
+        for (name, path) in &requests {
+            let s = Scenario {
+                name,
+                method: "GET",
+                path: path.clone(),
+                body: String::new(),
+                headers: headers.clone(),
+            };
+            for &conns in concurrencies {
+                let mut rows = Vec::new();
+                for _ in 0..o.runs {
+                    match run(&server, &s, conns, o.duration).await {
+                        Ok(mut m) => rows.push((
+                            m.requests as f64 / m.elapsed.as_secs_f64(),
+                            Percentiles::of(&mut m.latencies_us),
+                            m.cpu_seconds * 1000.0 / (m.requests.max(1) as f64 / 1000.0),
+                        )),
+                        Err(e) => {
+                            eprintln!("auth {auth}, {name} at {conns} connections failed: {e}");
+                            ok = false;
+                        }
+                    }
+                }
+                if rows.is_empty() {
+                    continue;
+                }
+                let latency: Vec<_> = rows.iter().map(|r| r.1).collect();
+                let [p50, p99, _] = Percentiles::cells(Percentiles::median_of(&latency));
+                stats::row(&[
+                    name.to_string(),
+                    auth.to_string(),
+                    conns.to_string(),
+                    format!("{:.0}", stats::median(rows.iter().map(|r| r.0).collect())),
+                    p50,
+                    p99,
+                    format!("{:.1}", stats::median(rows.iter().map(|r| r.2).collect())),
+                ]);
+            }
+        }
+        server.stop().await;
+    }
+    println!();
     ok
 }

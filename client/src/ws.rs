@@ -18,11 +18,16 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::messages::{
     AuthRefreshRequest, AuthRefreshResponse, BarUpdate, BarsSubscriptionRequest, ClientMessage,
-    ServerMessage, SubscriptionResponse,
+    QuoteData, QuotesSubscriptionRequest, QuotesSubscriptionResponse, ServerMessage,
+    SubscriptionResponse,
 };
 
 /// Updates held for a consumer that is not reading yet.
 const UPDATE_BUFFER: usize = 4096;
+/// Quote updates held for a consumer that is not reading; past it new ones
+/// are dropped until it reads (a quote is a state, and the server sends
+/// the next change anyway), so bars never wait on unread quotes.
+const QUOTE_BUFFER: usize = 1024;
 
 /// How a connection ended, as the server's close frame said.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +68,7 @@ struct Request {
 pub struct WsClient {
     requests: mpsc::Sender<Request>,
     updates: mpsc::Receiver<BarUpdate>,
+    quotes: mpsc::Receiver<QuoteData>,
     closed: watch::Receiver<Option<Closed>>,
 }
 
@@ -101,11 +107,13 @@ impl WsClient {
             .map_err(WsError::Connect)?;
         let (requests, request_rx) = mpsc::channel(64);
         let (update_tx, updates) = mpsc::channel(UPDATE_BUFFER);
+        let (quote_tx, quotes) = mpsc::channel(QUOTE_BUFFER);
         let (closed_tx, closed) = watch::channel(None);
-        tokio::spawn(run(socket, request_rx, update_tx, closed_tx));
+        tokio::spawn(run(socket, request_rx, update_tx, quote_tx, closed_tx));
         Ok(WsClient {
             requests,
             updates,
+            quotes,
             closed,
         })
     }
@@ -134,6 +142,38 @@ impl WsClient {
             resolution: resolution.into(),
         };
         subscription_reply(self.request(ClientMessage::BarsUnsubscribe(req)).await?)
+    }
+
+    /// Follows the quotes of `symbols` (at most once a second) and
+    /// `fast_symbols` (every broadcast interval); read them with
+    /// [`WsClient::next_quote`].
+    pub async fn subscribe_quotes(
+        &self,
+        symbols: &[&str],
+        fast_symbols: &[&str],
+    ) -> Result<QuotesSubscriptionResponse, WsError> {
+        let req = quotes_request(symbols, fast_symbols);
+        match self.request(ClientMessage::QuotesSubscribe(req)).await? {
+            ServerMessage::QuotesSubscribeResponse(r) => Ok(r),
+            other => Err(WsError::UnexpectedReply(other.type_name().into())),
+        }
+    }
+
+    /// Stops following these symbols' quotes.
+    pub async fn unsubscribe_quotes(
+        &self,
+        symbols: &[&str],
+    ) -> Result<QuotesSubscriptionResponse, WsError> {
+        let req = quotes_request(symbols, &[]);
+        match self.request(ClientMessage::QuotesUnsubscribe(req)).await? {
+            ServerMessage::QuotesUnsubscribeResponse(r) => Ok(r),
+            other => Err(WsError::UnexpectedReply(other.type_name().into())),
+        }
+    }
+
+    /// The next quote update; `None` once the connection has ended.
+    pub async fn next_quote(&mut self) -> Option<QuoteData> {
+        self.quotes.recv().await
     }
 
     /// Hands the server a fresh token for this connection (same user);
@@ -186,6 +226,13 @@ impl Stream for WsClient {
     }
 }
 
+fn quotes_request(symbols: &[&str], fast_symbols: &[&str]) -> QuotesSubscriptionRequest {
+    QuotesSubscriptionRequest {
+        symbols: symbols.iter().map(|s| s.to_string()).collect(),
+        fast_symbols: fast_symbols.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
 /// The subscription reply inside a server message (both kinds share its shape).
 fn subscription_reply(reply: ServerMessage) -> Result<SubscriptionResponse, WsError> {
     match reply {
@@ -200,6 +247,7 @@ async fn run<S>(
     mut socket: tokio_tungstenite::WebSocketStream<S>,
     mut requests: mpsc::Receiver<Request>,
     updates: mpsc::Sender<BarUpdate>,
+    quotes: mpsc::Sender<QuoteData>,
     closed: watch::Sender<Option<Closed>>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -228,6 +276,10 @@ async fn run<S>(
                         if updates.send(update).await.is_err() {
                             // Nobody reads updates any more; replies still matter.
                         }
+                    }
+                    Ok((_, ServerMessage::QuotesUpdate(quote))) => {
+                        // Full or unread: this quote is dropped (see QUOTE_BUFFER).
+                        let _ = quotes.try_send(quote);
                     }
                     Ok((Some(id), reply)) => {
                         if let Some(tx) = pending.remove(&id) {

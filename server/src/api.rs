@@ -22,7 +22,7 @@ use crate::catalog::{Catalog, Symbol};
 use crate::clock::rfc3339;
 use crate::context::AppContext;
 use crate::error::ApiError;
-use crate::source::BarQuery;
+use crate::source::{BarQuery, DataSource};
 use crate::store::ingest::{
     check_key, BarIn, Ingest, IngestError, IngestRequest, TradeIn, MAX_ITEMS,
 };
@@ -214,11 +214,22 @@ fn bars_query_error(e: HttpError) -> ApiError {
     }
 }
 
-async fn quote(ctx: &AppContext, catalog: &Catalog, name: &str, now_ms: i64) -> QuoteData {
-    let Some(s) = catalog.lookup(name) else {
-        return quote_error(name, format!("unknown symbol {name:?}"));
-    };
-    let q = match ctx.source.quote(s, now_ms).await {
+/// A requested symbol's quote for `POST /quotes` (`n` as requested).
+async fn named_quote(ctx: &AppContext, catalog: &Catalog, name: &str, now_ms: i64) -> QuoteData {
+    match catalog.lookup(name) {
+        Some(s) => quote_as(ctx.source.as_ref(), s, name, now_ms).await,
+        None => quote_error(name, format!("unknown symbol {name:?}")),
+    }
+}
+
+/// A symbol's quote, named by its ticker (the WebSocket's `quotes.update`
+/// carries exactly this).
+pub async fn quote(source: &dyn DataSource, s: &Symbol, now_ms: i64) -> QuoteData {
+    quote_as(source, s, s.ticker(), now_ms).await
+}
+
+async fn quote_as(source: &dyn DataSource, s: &Symbol, name: &str, now_ms: i64) -> QuoteData {
+    let q = match source.quote(s, now_ms).await {
         Ok(Some(q)) => q,
         Ok(None) => return quote_error(name, format!("no market data for {name:?} yet")),
         Err(e) => return quote_error(name, e.to_string()),
@@ -446,7 +457,7 @@ impl TradingService for TradingServer {
                 }
                 let mut quotes = Vec::with_capacity(req.symbols.len());
                 for name in &req.symbols {
-                    quotes.push(quote(ctx, &catalog, name, now).await);
+                    quotes.push(named_quote(ctx, &catalog, name, now).await);
                 }
                 Ok(quotes)
             }

@@ -11,10 +11,10 @@
 //! was wrong with it, never what it was.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
@@ -151,6 +151,8 @@ pub struct Auth {
     claim: String,
     default: DefaultEntitlement,
     hasher: RandomState,
+    /// Tokens already verified, and their bearers (see `VERIFIED_TOKENS`).
+    verified: Mutex<HashMap<String, Principal>>,
 }
 
 impl Auth {
@@ -191,15 +193,14 @@ impl Auth {
             claim: c.entitlement_claim.to_string(),
             default: c.default_entitlement,
             hasher: RandomState::new(),
+            verified: Mutex::default(),
         })))
     }
 
     /// When a connection whose token expires at `exp` (unix seconds) must
     /// close, unless refreshed: its expiry plus the leeway.
     pub fn deadline(&self, exp: i64) -> tokio::time::Instant {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = unix_now();
         let left = (exp + self.leeway_s as i64 - now).max(0) as u64;
         tokio::time::Instant::now() + std::time::Duration::from_secs(left)
     }
@@ -301,8 +302,41 @@ impl Auth {
         query: Option<&str>,
     ) -> Result<Principal, Rejection> {
         let token = token_of(headers, query)?.ok_or(Rejection::Missing)?;
-        self.verify(&token)
+        let now = unix_now();
+        if let Some(p) = lock(&self.verified).get(&token) {
+            if p.expires_at + self.leeway_s as i64 >= now {
+                return Ok(p.clone());
+            }
+        }
+        let principal = self.verify(&token)?;
+        let mut verified = lock(&self.verified);
+        if verified.len() >= VERIFIED_TOKENS {
+            let leeway = self.leeway_s as i64;
+            verified.retain(|_, p| p.expires_at + leeway >= now);
+            if verified.len() >= VERIFIED_TOKENS {
+                verified.clear();
+            }
+        }
+        verified.insert(token, principal.clone());
+        Ok(principal)
     }
+}
+
+/// Tokens kept verified. A browser sends the same token with every
+/// request; checking its signature each time costs ES256 about 150 µs of
+/// CPU a request (docs/BENCHMARKS.md, "Authentication"), a map lookup
+/// almost nothing. A token is kept whole (not a hash of it), so only the
+/// very token that was verified is taken, and until its expiry.
+const VERIFIED_TOKENS: usize = 10_000;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The token in a request: `Authorization: Bearer`, else the access_token

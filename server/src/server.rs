@@ -115,6 +115,7 @@ pub async fn build_context(config: &Config, log: &Logger) -> Result<AppContext, 
         slow_client: Duration::from_secs_f64(config.slow_client_timeout),
         max_subscriptions: config.max_subscriptions as usize,
         send_backlog: config.ws_send_backlog as usize,
+        quote_interval: Duration::from_millis(config.broadcast_interval_ms),
     };
     let metrics = Arc::new(crate::metrics::Metrics::new());
     Ok(AppContext {

@@ -533,6 +533,18 @@ async fn the_websocket_needs_a_token_and_filters_by_entitlement() {
             .contains("Not entitled"),
         "{refused}"
     );
+    send(
+        &mut socket,
+        json!({"type": "quotes.subscribe", "id": "q", "payload": {"symbols": ["AAPL", outside]}}),
+    )
+    .await;
+    let r = reply(&mut socket).await;
+    assert_eq!(r["type"], "quotes.subscribe.response");
+    assert_eq!(r["payload"]["status"], "error", "{r}");
+    assert!(r["payload"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Not entitled"));
     // The connection stays open and keeps its subscription.
     assert_eq!(
         subscribe(&mut socket, "AAPL").await["message"],

@@ -298,3 +298,27 @@ fn deliberate_drift_is_caught() {
         );
     }
 }
+
+/// `quotes.update` carries what `POST /quotes` returns for one symbol: the
+/// two specs must describe it alike (descriptions aside), and a drift in
+/// either is caught.
+#[test]
+fn the_websocket_quote_is_the_rest_quote() {
+    let openapi = spec();
+    let asyncapi: Value =
+        serde_yaml::from_str(trading_pro::ASYNCAPI_YAML).expect("asyncapi parses");
+    let quote = |doc: &Value| schema(doc, &json!({"$ref": "#/components/schemas/QuoteData"}), 0);
+    assert_eq!(quote(&openapi), quote(&asyncapi));
+    let mut drifted = asyncapi.clone();
+    drifted
+        .pointer_mut("/components/schemas/QuoteValues/properties")
+        .unwrap()
+        .as_object_mut()
+        .unwrap()
+        .remove("lp");
+    assert_ne!(
+        quote(&openapi),
+        quote(&drifted),
+        "a dropped field is caught"
+    );
+}

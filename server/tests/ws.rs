@@ -557,3 +557,203 @@ async fn serves_the_asyncapi_spec_and_page() {
     }
     s.stop().await;
 }
+
+/// The next `quotes.update` payload (skipping bar updates and replies).
+async fn next_quote(ws: &mut raw::Raw) -> serde_json::Value {
+    loop {
+        match timeout(WAIT, raw::recv(ws))
+            .await
+            .expect("a quote within 30 s")
+        {
+            Received::Frame(f) if f["type"] == "quotes.update" => return f["payload"].clone(),
+            Received::Frame(_) => continue,
+            other => panic!("expected a quote, got {other:?}"),
+        }
+    }
+}
+
+async fn quotes_request(
+    ws: &mut raw::Raw,
+    kind: &str,
+    payload: serde_json::Value,
+) -> serde_json::Value {
+    raw::send(ws, json!({"type": kind, "id": "q", "payload": payload})).await;
+    loop {
+        let r = raw::reply(ws).await;
+        if r["type"] != "quotes.update" {
+            assert_eq!(r["type"], format!("{kind}.response"));
+            assert_eq!(r["id"], "q");
+            return r["payload"].clone();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_come_over_the_websocket_as_post_quotes_has_them() {
+    let s = TestServer::frozen().await;
+    let mut ws = raw::connect(&s.base).await;
+    let r = quotes_request(
+        &mut ws,
+        "quotes.subscribe",
+        json!({"symbols": ["aapl", "NASDAQ:MSFT"], "fast_symbols": ["BTCUSD", "AAPL"]}),
+    )
+    .await;
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["symbols"], json!(["MSFT"]));
+    assert_eq!(
+        r["fast_symbols"],
+        json!(["AAPL", "BTCUSD"]),
+        "fast wins for a symbol in both"
+    );
+    let mut seen = std::collections::BTreeMap::new();
+    while seen.len() < 3 {
+        let q = next_quote(&mut ws).await;
+        seen.insert(q["n"].as_str().unwrap().to_string(), q);
+    }
+    let rest: serde_json::Value = reqwest::Client::new()
+        .post(s.url("/api/v1/datafeed/quotes"))
+        .json(&json!({"symbols": ["AAPL", "BTCUSD", "MSFT"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for q in rest.as_array().unwrap() {
+        assert_eq!(
+            &seen[q["n"].as_str().unwrap()],
+            q,
+            "the same values as POST /quotes"
+        );
+    }
+    // The clock stands still: nothing changes, so nothing more comes; the
+    // next frame is the reply to this.
+    let r = quotes_request(
+        &mut ws,
+        "quotes.unsubscribe",
+        json!({"symbols": ["MSFT", "IBM"]}),
+    )
+    .await;
+    assert_eq!(r["status"], "ok");
+    assert_eq!(r["symbols"], json!(["MSFT"]));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_quotes_move_every_interval_and_slow_ones_once_a_second() {
+    // Ten market minutes a second, a broadcast every 100 ms: a crypto
+    // quote changes at every tick.
+    let start = FROZEN_NOW_S.to_string();
+    let s = TestServer::start(&[
+        "--clock-start",
+        &start,
+        "--clock-speed",
+        "600",
+        "--broadcast-interval-ms",
+        "100",
+    ])
+    .await;
+    let mut ws = WsClient::connect(&s.base).await.unwrap();
+    let r = ws.subscribe_quotes(&["ETHUSD"], &["BTCUSD"]).await.unwrap();
+    assert_eq!(r.status, SubscriptionStatus::Ok, "{}", r.message);
+    // Between two slow (ETHUSD) updates come several fast ones: slow
+    // symbols are looked at every tenth tick, fast ones at every tick.
+    let mut fast_between = Vec::new();
+    let mut fast = 0;
+    let mut slow_seen = 0;
+    let mut last_fast = None;
+    while slow_seen < 3 {
+        let q = timeout(WAIT, ws.next_quote())
+            .await
+            .expect("quotes")
+            .expect("open");
+        match q.n.as_str() {
+            "BTCUSD" => {
+                assert_ne!(last_fast, q.v.lp, "an update is a change");
+                last_fast = q.v.lp;
+                fast += 1;
+            }
+            "ETHUSD" => {
+                slow_seen += 1;
+                fast_between.push(fast);
+                fast = 0;
+            }
+            other => panic!("a quote for {other}, which nobody asked for"),
+        }
+    }
+    assert!(
+        fast_between[1..].iter().all(|&n| n >= 3),
+        "fast updates between slow ones: {fast_between:?}"
+    );
+    // Unsubscribed, BTCUSD stops.
+    let r = ws.unsubscribe_quotes(&["BTCUSD"]).await.unwrap();
+    assert_eq!(r.fast_symbols, vec!["BTCUSD".to_string()]);
+    let mut after = 0;
+    while after < 2 {
+        let q = timeout(WAIT, ws.next_quote())
+            .await
+            .expect("quotes")
+            .expect("open");
+        // Quotes queued before the reply may still be read first.
+        if q.n == "ETHUSD" {
+            after += 1;
+        }
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_quotes_request_changes_nothing_and_says_why() {
+    let s = TestServer::start(&["--max-subscriptions", "3", "--clock-speed", "0"]).await;
+    let mut ws = raw::connect(&s.base).await;
+    let r = quotes_request(&mut ws, "quotes.subscribe", json!({})).await;
+    assert_eq!(r["status"], "error");
+    assert!(r["message"]
+        .as_str()
+        .unwrap()
+        .contains("at least one symbol"));
+    let r = quotes_request(
+        &mut ws,
+        "quotes.subscribe",
+        json!({"symbols": ["AAPL", "NOPE"]}),
+    )
+    .await;
+    assert_eq!(r["status"], "error");
+    assert!(r["message"].as_str().unwrap().contains("NOPE"), "{r}");
+    assert_eq!(r["symbols"], json!([]));
+    // Nothing of that request was followed: AAPL counts as new below.
+    raw::send(
+        &mut ws,
+        json!({"type": "bars.subscribe", "payload": {"symbol": "MSFT", "resolution": "D"}}),
+    )
+    .await;
+    assert_eq!(raw::reply(&mut ws).await["payload"]["status"], "ok");
+    let r = quotes_request(
+        &mut ws,
+        "quotes.subscribe",
+        json!({"symbols": ["AAPL", "GOOGL", "AMZN"]}),
+    )
+    .await;
+    assert_eq!(r["status"], "error", "1 bar topic + 3 quote symbols > 3");
+    assert!(r["message"].as_str().unwrap().contains("at most 3"));
+    let r = quotes_request(
+        &mut ws,
+        "quotes.subscribe",
+        json!({"symbols": ["AAPL", "GOOGL"]}),
+    )
+    .await;
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(next_quote(&mut ws).await["s"], "ok");
+    // A frame that breaks the schema closes as for bars.
+    raw::send(
+        &mut ws,
+        json!({"type": "quotes.subscribe", "payload": {"symbols": "AAPL"}}),
+    )
+    .await;
+    let (code, reason) = raw::expect_close(&mut ws).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1003, "Could not validate payload")
+    );
+    s.stop().await;
+}

@@ -29,6 +29,10 @@ const SERVER_MESSAGE_TYPES = [
   "bars.subscribe.response",
   "bars.unsubscribe.response",
   "bars.update",
+  "auth.refresh.response",
+  "quotes.subscribe.response",
+  "quotes.unsubscribe.response",
+  "quotes.update",
 ] as const satisfies readonly ServerMessage["type"][];
 type MissingServerMessageType = Exclude<ServerMessage["type"], (typeof SERVER_MESSAGE_TYPES)[number]>;
 const serverMessageTypesComplete: [MissingServerMessageType] extends [never] ? true : never = true;
@@ -185,6 +189,12 @@ async function subscribeAndWaitForUpdate(url: string, symbol: string, resolution
             return;
           }
           case "bars.unsubscribe.response":
+          // Only sent to a client that refreshes its token or follows
+          // quotes (this one does neither).
+          case "auth.refresh.response":
+          case "quotes.subscribe.response":
+          case "quotes.unsubscribe.response":
+          case "quotes.update":
             return;
           default: {
             const unexpected: never = message;

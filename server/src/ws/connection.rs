@@ -18,8 +18,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use trading_pro::messages::{
-    AuthRefreshResponse, BarsSubscriptionRequest, ClientMessage, ServerMessage,
-    SubscriptionResponse, SubscriptionStatus,
+    AuthRefreshResponse, BarsSubscriptionRequest, ClientMessage, QuotesSubscriptionRequest,
+    QuotesSubscriptionResponse, ServerMessage, SubscriptionResponse, SubscriptionStatus,
 };
 
 use super::hub::{ConnId, Cursor, TopicKey};
@@ -28,6 +28,7 @@ use super::socket::{FrameLimit, Socket};
 use super::WsState;
 use crate::auth::{Auth, Principal};
 use crate::calendar::Resolution;
+use crate::catalog::{Catalog, Symbol};
 
 /// The close code of a connection whose token expired unrefreshed
 /// (documented in specs/asyncapi.yaml).
@@ -71,6 +72,8 @@ pub async fn serve(
         state: Arc::clone(&state),
         auth,
         expiry_moved: false,
+        quotes: HashMap::new(),
+        quotes_due: false,
     };
     state.connection_opened();
     let opened = Instant::now();
@@ -80,6 +83,9 @@ pub async fn serve(
         state.hub.unsubscribe(key, conn.id);
     }
     state.metrics.subscribed("bars", -(topics as i64));
+    state
+        .metrics
+        .subscribed("quotes", -(conn.quotes.len() as i64));
     state.metrics.closed(match &ending {
         Ending::ClientLeft(code) => *code,
         Ending::Close(code, _) => Some(u16::from(*code)),
@@ -125,6 +131,17 @@ struct Connection {
     auth: Option<(Arc<Auth>, Principal)>,
     /// Set by a refresh: the token deadline must be moved.
     expiry_moved: bool,
+    /// Followed quote symbols, by ticker.
+    quotes: HashMap<String, QuoteFollow>,
+    /// Set by a quotes subscription: its new symbols' quotes go out now.
+    quotes_due: bool,
+}
+
+/// A followed quote symbol: its rate, and the version of its quote this
+/// client was last sent (0: none yet).
+struct QuoteFollow {
+    fast: bool,
+    sent: u64,
 }
 
 impl Connection {
@@ -139,6 +156,15 @@ impl Connection {
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         let token_end = sleep_until(self.token_deadline().unwrap_or(far));
         tokio::pin!(lifespan_end, heartbeat, token_end);
+        // Fast quote symbols are looked at every tick, the others every
+        // `slow_every`-th (at least a second apart).
+        let mut quote_tick = tokio::time::interval(limits.quote_interval);
+        quote_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let slow_every = Duration::from_secs(1)
+            .as_micros()
+            .div_ceil(limits.quote_interval.as_micros().max(1))
+            .max(1) as u64;
+        let mut quote_ticks = 0u64;
         let mut ping =
             tokio::time::interval_at(Instant::now() + limits.heartbeat / 3, limits.heartbeat / 3);
         // Since when the client has left more than the send backlog unread
@@ -161,6 +187,11 @@ impl Connection {
                             }
                             if std::mem::take(&mut self.expiry_moved) {
                                 token_end.as_mut().reset(self.token_deadline().unwrap_or(far));
+                            }
+                            if std::mem::take(&mut self.quotes_due) {
+                                if let Err(ending) = self.pass_quotes(QuotePass::New).await {
+                                    break ending;
+                                }
                             }
                         }
                         Some(Ok(Message::Binary(_))) => {
@@ -228,6 +259,17 @@ impl Connection {
                     CloseCode::Normal,
                     format!("Connection lifespan of {:?} ended", limits.max_lifespan),
                 ),
+                _ = quote_tick.tick(), if !self.quotes.is_empty() => {
+                    quote_ticks += 1;
+                    // A client that is behind gets the newest quotes once
+                    // it catches up, not a backlog.
+                    if behind_since.is_none() && !self.is_behind(&ws) {
+                        let pass = if quote_ticks.is_multiple_of(slow_every) { QuotePass::All } else { QuotePass::Fast };
+                        if let Err(ending) = self.pass_quotes(pass).await {
+                            break ending;
+                        }
+                    }
+                }
                 _ = &mut token_end, if self.auth.is_some() => break Ending::Close(
                     CloseCode::from(TOKEN_EXPIRED),
                     "Token expired".into(),
@@ -390,6 +432,14 @@ impl Connection {
                 ServerMessage::AuthRefreshResponse(self.refresh(&req.token)),
                 None,
             ),
+            ClientMessage::QuotesSubscribe(req) => (
+                ServerMessage::QuotesSubscribeResponse(self.subscribe_quotes(&req)),
+                None,
+            ),
+            ClientMessage::QuotesUnsubscribe(req) => (
+                ServerMessage::QuotesUnsubscribeResponse(self.unsubscribe_quotes(&req)),
+                None,
+            ),
         };
         // The reply is queued before the subscription's first update.
         if !self.outbox.push_reply(reply.encode(id.as_deref())) {
@@ -404,20 +454,161 @@ impl Connection {
         Ok(())
     }
 
-    /// Validates a request into a topic, or the error message for the reply.
-    fn topic(&self, req: &BarsSubscriptionRequest) -> Result<TopicKey, String> {
-        let catalog = self.state.source.catalog();
+    /// A symbol this client may follow, or why not.
+    fn entitled<'a>(&self, catalog: &'a Catalog, name: &str) -> Result<&'a Symbol, String> {
         let symbol = catalog
-            .lookup(&req.symbol)
-            .ok_or_else(|| format!("Unknown symbol {:?}", req.symbol))?;
+            .lookup(name)
+            .ok_or_else(|| format!("Unknown symbol {name:?}"))?;
         if let Some((_, principal)) = &self.auth {
             if !principal.allows(&symbol.info.exchange) {
                 return Err(format!(
-                    "Not entitled to {:?}: your token does not include the exchange {}",
-                    req.symbol, symbol.info.exchange
+                    "Not entitled to {name:?}: your token does not include the exchange {}",
+                    symbol.info.exchange
                 ));
             }
         }
+        Ok(symbol)
+    }
+
+    /// Follows the request's symbols (a symbol in `fast_symbols` at the
+    /// fast rate), all or none: the reply names the first symbol that
+    /// cannot be followed.
+    fn subscribe_quotes(&mut self, req: &QuotesSubscriptionRequest) -> QuotesSubscriptionResponse {
+        let refused = |message: String| QuotesSubscriptionResponse {
+            status: SubscriptionStatus::Error,
+            message,
+            symbols: vec![],
+            fast_symbols: vec![],
+        };
+        if req.symbols.is_empty() && req.fast_symbols.is_empty() {
+            return refused("Name at least one symbol in symbols or fast_symbols".into());
+        }
+        let catalog = self.state.source.catalog();
+        let mut wanted: Vec<(String, bool)> = Vec::new();
+        let named = req
+            .symbols
+            .iter()
+            .map(|n| (n, false))
+            .chain(req.fast_symbols.iter().map(|n| (n, true)));
+        for (name, fast) in named {
+            match self
+                .entitled(&catalog, name)
+                .map(|s| s.ticker().to_string())
+            {
+                Ok(ticker) => match wanted.iter_mut().find(|(t, _)| *t == ticker) {
+                    Some(w) => w.1 |= fast,
+                    None => wanted.push((ticker, fast)),
+                },
+                Err(message) => return refused(message),
+            }
+        }
+        let added = wanted
+            .iter()
+            .filter(|(t, _)| !self.quotes.contains_key(t))
+            .count();
+        let max = self.state.limits.max_subscriptions;
+        if self.subscriptions.len() + self.quotes.len() + added > max {
+            return refused(format!(
+                "Too many subscriptions: at most {max} per connection (bar topics and quote \
+                 symbols together)"
+            ));
+        }
+        let (mut symbols, mut fast_symbols) = (Vec::new(), Vec::new());
+        for (ticker, fast) in wanted {
+            let follow = self
+                .quotes
+                .entry(ticker.clone())
+                .or_insert(QuoteFollow { fast, sent: 0 });
+            follow.fast = fast;
+            if fast {
+                fast_symbols.push(ticker);
+            } else {
+                symbols.push(ticker);
+            }
+        }
+        self.state.metrics.subscribed("quotes", added as i64);
+        self.quotes_due = true;
+        QuotesSubscriptionResponse {
+            status: SubscriptionStatus::Ok,
+            message: format!("Following the quotes of {} symbols", self.quotes.len()),
+            symbols,
+            fast_symbols,
+        }
+    }
+
+    /// Stops following the request's symbols (from either list); names
+    /// that are not followed, or not symbols at all, are simply not there.
+    fn unsubscribe_quotes(
+        &mut self,
+        req: &QuotesSubscriptionRequest,
+    ) -> QuotesSubscriptionResponse {
+        let (mut symbols, mut fast_symbols) = (Vec::new(), Vec::new());
+        for name in req.symbols.iter().chain(&req.fast_symbols) {
+            let ticker = self
+                .state
+                .source
+                .catalog()
+                .lookup(name)
+                .map(|s| s.ticker().to_string());
+            if let Some(follow) = ticker.as_ref().and_then(|t| self.quotes.remove(t)) {
+                self.state.metrics.subscribed("quotes", -1);
+                let ticker = ticker.unwrap_or_default();
+                if follow.fast {
+                    fast_symbols.push(ticker);
+                } else {
+                    symbols.push(ticker);
+                }
+            }
+        }
+        QuotesSubscriptionResponse {
+            status: SubscriptionStatus::Ok,
+            message: format!(
+                "Stopped {} quote symbols; following {}",
+                symbols.len() + fast_symbols.len(),
+                self.quotes.len()
+            ),
+            symbols,
+            fast_symbols,
+        }
+    }
+
+    /// Queues the quotes that changed since this client was last sent them
+    /// (for `QuotePass::New`, the first quote of newly followed symbols).
+    async fn pass_quotes(&mut self, pass: QuotePass) -> Result<(), Ending> {
+        let now_ms = self.state.clock.now_ms();
+        let catalog = self.state.source.catalog();
+        let interval = self.state.limits.quote_interval;
+        for (ticker, follow) in self.quotes.iter_mut() {
+            let look = match pass {
+                QuotePass::New => follow.sent == 0,
+                QuotePass::Fast => follow.fast,
+                QuotePass::All => true,
+            };
+            let Some(symbol) = catalog.lookup(ticker).filter(|_| look) else {
+                continue;
+            };
+            let quote = self
+                .state
+                .quotes
+                .current(self.state.source.as_ref(), symbol, now_ms, interval)
+                .await;
+            if quote.version != follow.sent {
+                follow.sent = quote.version;
+                if !self.outbox.push_reply(quote.frame.to_string()) {
+                    return Err(Ending::Close(
+                        CloseCode::Policy,
+                        "Client too slow: too many unread replies".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates a request into a topic, or the error message for the reply.
+    fn topic(&self, req: &BarsSubscriptionRequest) -> Result<TopicKey, String> {
+        let catalog = self.state.source.catalog();
+        let symbol = self.entitled(&catalog, &req.symbol)?;
         let resolution = Resolution::parse(&req.resolution).ok_or_else(|| {
             format!(
                 "Unsupported resolution {:?}; supported: 1, 5, 15, 30, 60, 240, D, W, M",
@@ -526,6 +717,17 @@ impl Connection {
             self.state.metrics.subscribed("bars", 1);
         }
     }
+}
+
+/// Which followed quote symbols a pass looks at.
+#[derive(Clone, Copy)]
+enum QuotePass {
+    /// Those not sent a quote yet (just subscribed).
+    New,
+    /// The fast ones (every tick).
+    Fast,
+    /// All of them (every second).
+    All,
 }
 
 fn response(

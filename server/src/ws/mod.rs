@@ -6,12 +6,15 @@
 //! * `outbox`: its queued replies and its "a followed topic changed" flag;
 //! * `hub`: topics, their newest states, and pull-based fan-out;
 //! * `broadcaster`: clock-driven source changes -> updates (a pushing
-//!   source publishes to the hub itself, see `source`).
+//!   source publishes to the hub itself, see `source`);
+//! * `quotes`: the quotes channel's board (each followed symbol's newest
+//!   quote frame, computed once an interval for everyone).
 
 mod broadcaster;
 mod connection;
 mod hub;
 mod outbox;
+mod quotes;
 mod socket;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,6 +41,9 @@ pub struct Limits {
     pub max_subscriptions: usize,
     /// Bytes a client may leave unread before it counts as behind.
     pub send_backlog: usize,
+    /// How often fast quote symbols are looked at (the broadcast interval);
+    /// the others are looked at once a second, or at this, if slower.
+    pub quote_interval: Duration,
 }
 
 /// Shared state of the WebSocket side.
@@ -48,6 +54,7 @@ pub struct WsState {
     pub limits: Limits,
     pub log: Logger,
     pub metrics: Arc<Metrics>,
+    pub quotes: quotes::QuoteBoard,
     shutdown: watch::Sender<bool>,
     open: AtomicUsize,
     all_closed: Notify,
@@ -65,6 +72,7 @@ impl WsState {
     ) -> WsState {
         WsState {
             metrics,
+            quotes: quotes::QuoteBoard::default(),
             hub,
             source,
             clock,

@@ -69,6 +69,113 @@ export interface AuthRefreshResponse {
   expires_at?: number;
 }
 
+export interface QuotesSubscribeFrame {
+  type: "quotes.subscribe";
+  id?: FrameId;
+  payload: QuotesSubscriptionRequest;
+}
+
+export interface QuotesUnsubscribeFrame {
+  type: "quotes.unsubscribe";
+  id?: FrameId;
+  payload: QuotesSubscriptionRequest;
+}
+
+export interface QuotesSubscribeResponseFrame {
+  type: "quotes.subscribe.response";
+  id?: FrameId;
+  payload: QuotesSubscriptionResponse;
+}
+
+export interface QuotesUnsubscribeResponseFrame {
+  type: "quotes.unsubscribe.response";
+  id?: FrameId;
+  payload: QuotesSubscriptionResponse;
+}
+
+export interface QuotesUpdateFrame {
+  type: "quotes.update";
+  payload: QuoteData;
+}
+
+export interface QuotesSubscriptionRequest {
+  /**
+   * Symbols (case-insensitive, `EXCHANGE:SYMBOL` accepted) whose quotes come at most once a second.
+   */
+  symbols?: string[];
+  /**
+   * Symbols whose quotes come every broadcast interval (for the symbol on the chart or in the order ticket).
+   */
+  fast_symbols?: string[];
+}
+
+export interface QuotesSubscriptionResponse {
+  status: SubscriptionStatus;
+  /**
+   * What happened, or what was wrong (naming the symbol).
+   */
+  message: string;
+  /**
+   * The tickers this request subscribed (or unsubscribed) at the slow rate; empty on an error.
+   */
+  symbols: string[];
+  /**
+   * The tickers this request subscribed (or unsubscribed) at the fast rate; empty on an error.
+   */
+  fast_symbols: string[];
+}
+
+export type QuoteStatus = "ok" | "error";
+
+/**
+ * One symbol's quote, exactly as in `POST /api/v1/datafeed/quotes` (the same schema).
+ */
+export interface QuoteData {
+  s: QuoteStatus;
+  /**
+   * The symbol's ticker.
+   */
+  n: string;
+  /**
+   * Why the quote failed (only when `s` is `error`).
+   */
+  errmsg?: string;
+  v: QuoteValues;
+}
+
+/**
+ * TradingView quote values; empty when the quote failed.
+ */
+export interface QuoteValues {
+  /**
+   * Last price.
+   */
+  lp?: number;
+  ask?: number;
+  bid?: number;
+  spread?: number;
+  open_price?: number;
+  high_price?: number;
+  low_price?: number;
+  prev_close_price?: number;
+  volume?: number;
+  /**
+   * Change against the previous daily close.
+   */
+  ch?: number;
+  /**
+   * Change in percent.
+   */
+  chp?: number;
+  short_name?: string;
+  exchange?: string;
+  description?: string;
+  /**
+   * `EXCHANGE:SYMBOL`.
+   */
+  original_name?: string;
+}
+
 export interface BarsSubscriptionRequest {
   /**
    * Symbol, case-insensitive (`EXCHANGE:SYMBOL` accepted).
@@ -129,7 +236,9 @@ export interface BarUpdate {
 export type ClientMessage =
   | BarsSubscribeFrame
   | BarsUnsubscribeFrame
-  | AuthRefreshFrame;
+  | AuthRefreshFrame
+  | QuotesSubscribeFrame
+  | QuotesUnsubscribeFrame;
 
 /**
  * Every frame the server sends (the `subscribe` messages of the channels).
@@ -138,4 +247,7 @@ export type ServerMessage =
   | BarsSubscribeResponseFrame
   | BarsUnsubscribeResponseFrame
   | BarsUpdateFrame
-  | AuthRefreshResponseFrame;
+  | AuthRefreshResponseFrame
+  | QuotesSubscribeResponseFrame
+  | QuotesUnsubscribeResponseFrame
+  | QuotesUpdateFrame;
