@@ -592,6 +592,11 @@ async fn a_websocket_closes_when_its_token_expires_unless_refreshed() {
     ])
     .await;
     let short = |sub: &str| hs256(SECRET, json!({ "sub": sub, "exp": now() + 2 }));
+    // Over REST too: a token the server has verified (and keeps verified)
+    // is refused once it expires.
+    let rest_token = short("u6-rest");
+    let config = s.url("/api/v1/datafeed/config");
+    assert_eq!(get(&config, Some(&rest_token)).await.0, 200);
     let mut lapsing = handshake(&s.base, "", Some(&short("u6"))).await.unwrap();
     let mut refreshed = handshake(&s.base, "", Some(&short("u7"))).await.unwrap();
     assert_eq!(subscribe(&mut refreshed, "AAPL").await["status"], "ok");
@@ -604,6 +609,9 @@ async fn a_websocket_closes_when_its_token_expires_unless_refreshed() {
     assert_eq!((code, reason.as_str()), (4001, "Token expired"));
     // Well past the first token's expiry, the refreshed one still answers.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, _, body) = get(&config, Some(&rest_token)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("expired"));
     assert_eq!(subscribe(&mut refreshed, "MSFT").await["status"], "ok");
 
     // The typed client does the same.
