@@ -323,9 +323,9 @@ impl Auth {
 }
 
 /// Tokens kept verified. A browser sends the same token with every
-/// request; checking its signature each time costs ES256 about 150 µs of
-/// CPU a request (docs/BENCHMARKS.md, "Authentication"), a map lookup
-/// almost nothing. A token is kept whole (not a hash of it), so only the
+/// request; checking an ES256 signature each time cost about 150 µs of
+/// CPU a request, a map lookup costs almost nothing (docs/BENCHMARKS.md,
+/// "Authentication"). A token is kept whole (not a hash of it), so only the
 /// very token that was verified is taken, and until its expiry.
 const VERIFIED_TOKENS: usize = 10_000;
 
