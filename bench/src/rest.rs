@@ -265,6 +265,51 @@ async fn run_row(o: &Options, server: &Process, s: &Scenario, source: &str, conn
     ok
 }
 
+/// A scenario's medians over `o.runs` runs, as table cells.
+struct Medians {
+    rate: String,
+    p50: String,
+    p99: String,
+    cpu: String,
+}
+
+/// Runs `s` `o.runs` times at `conns` connections; None (and `ok` false)
+/// if every run failed, each failure reported under `what`.
+async fn medians(
+    o: &Options,
+    server: &Process,
+    s: &Scenario,
+    conns: usize,
+    what: &str,
+    ok: &mut bool,
+) -> Option<Medians> {
+    let mut rows = Vec::new();
+    for _ in 0..o.runs {
+        match run(server, s, conns, o.duration).await {
+            Ok(mut m) => rows.push((
+                m.requests as f64 / m.elapsed.as_secs_f64(),
+                Percentiles::of(&mut m.latencies_us),
+                m.cpu_seconds * 1000.0 / (m.requests.max(1) as f64 / 1000.0),
+            )),
+            Err(e) => {
+                eprintln!("{what} at {conns} connections failed: {e}");
+                *ok = false;
+            }
+        }
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    let latency: Vec<_> = rows.iter().map(|r| r.1).collect();
+    let [p50, p99, _] = Percentiles::cells(Percentiles::median_of(&latency));
+    Some(Medians {
+        rate: format!("{:.0}", stats::median(rows.iter().map(|r| r.0).collect())),
+        p50,
+        p99,
+        cpu: format!("{:.1}", stats::median(rows.iter().map(|r| r.2).collect())),
+    })
+}
+
 /// getBars for 5,000 one-minute bars as they are, gzipped and in brotli
 /// (`Accept-Encoding`), from the synthetic source: what a response weighs
 /// and what compressing it costs the server.
@@ -336,25 +381,10 @@ pub async fn compression(o: &Options) -> bool {
             identity_bytes = bytes;
         }
         for &conns in concurrencies {
-            let mut rows = Vec::new();
-            for _ in 0..o.runs {
-                match run(&server, &s, conns, o.duration).await {
-                    Ok(mut m) => rows.push((
-                        m.requests as f64 / m.elapsed.as_secs_f64(),
-                        Percentiles::of(&mut m.latencies_us),
-                        m.cpu_seconds * 1000.0 / (m.requests.max(1) as f64 / 1000.0),
-                    )),
-                    Err(e) => {
-                        eprintln!("compression ({coding}) at {conns} connections failed: {e}");
-                        ok = false;
-                    }
-                }
-            }
-            if rows.is_empty() {
+            let what = format!("compression ({coding})");
+            let Some(m) = medians(o, &server, &s, conns, &what, &mut ok).await else {
                 continue;
-            }
-            let latency: Vec<_> = rows.iter().map(|r| r.1).collect();
-            let [p50, p99, _] = Percentiles::cells(Percentiles::median_of(&latency));
+            };
             stats::row(&[
                 coding.to_string(),
                 bytes.to_string(),
@@ -363,10 +393,10 @@ pub async fn compression(o: &Options) -> bool {
                     100.0 * bytes as f64 / identity_bytes.max(1) as f64
                 ),
                 conns.to_string(),
-                format!("{:.0}", stats::median(rows.iter().map(|r| r.0).collect())),
-                p50,
-                p99,
-                format!("{:.1}", stats::median(rows.iter().map(|r| r.2).collect())),
+                m.rate,
+                m.p50,
+                m.p99,
+                m.cpu,
             ]);
         }
     }
@@ -490,33 +520,18 @@ pub async fn auth(o: &Options) -> bool {
                 headers: headers.clone(),
             };
             for &conns in concurrencies {
-                let mut rows = Vec::new();
-                for _ in 0..o.runs {
-                    match run(&server, &s, conns, o.duration).await {
-                        Ok(mut m) => rows.push((
-                            m.requests as f64 / m.elapsed.as_secs_f64(),
-                            Percentiles::of(&mut m.latencies_us),
-                            m.cpu_seconds * 1000.0 / (m.requests.max(1) as f64 / 1000.0),
-                        )),
-                        Err(e) => {
-                            eprintln!("auth {auth}, {name} at {conns} connections failed: {e}");
-                            ok = false;
-                        }
-                    }
-                }
-                if rows.is_empty() {
+                let what = format!("auth {auth}, {name}");
+                let Some(m) = medians(o, &server, &s, conns, &what, &mut ok).await else {
                     continue;
-                }
-                let latency: Vec<_> = rows.iter().map(|r| r.1).collect();
-                let [p50, p99, _] = Percentiles::cells(Percentiles::median_of(&latency));
+                };
                 stats::row(&[
                     name.to_string(),
                     auth.to_string(),
                     conns.to_string(),
-                    format!("{:.0}", stats::median(rows.iter().map(|r| r.0).collect())),
-                    p50,
-                    p99,
-                    format!("{:.1}", stats::median(rows.iter().map(|r| r.2).collect())),
+                    m.rate,
+                    m.p50,
+                    m.p99,
+                    m.cpu,
                 ]);
             }
         }

@@ -640,7 +640,6 @@ async fn a_websocket_closes_when_its_token_expires_unless_refreshed() {
             .to_string(),
         "ok"
     );
-    let _ = typed.closed();
     s.stop().await;
 }
 
