@@ -137,7 +137,8 @@ pub struct AuthConfig<'a> {
 }
 
 enum Keys {
-    One(DecodingKey),
+    /// One key, and the checks for its algorithm family.
+    One(DecodingKey, Validation),
     /// A JWKS: keys by `kid`, each with the checks for its algorithm
     /// family (jsonwebtoken wants every algorithm of one check to be of
     /// the key's family).
@@ -146,7 +147,6 @@ enum Keys {
 
 pub struct Auth {
     keys: Keys,
-    validation: Validation,
     leeway_s: u64,
     claim: String,
     default: DefaultEntitlement,
@@ -175,20 +175,16 @@ impl Auth {
             }
             (None, Some(path)) => load_public_key(path)?,
         };
-        let (keys, validation) = match loaded {
-            Loaded::One(key, family) => (Keys::One(key), validation(c, family)),
-            Loaded::Set(keys) => {
-                let first = keys[0].2;
-                let keys = keys
-                    .into_iter()
+        let keys = match loaded {
+            Loaded::One(key, family) => Keys::One(key, validation(c, family)),
+            Loaded::Set(keys) => Keys::Set(
+                keys.into_iter()
                     .map(|(kid, key, family)| (kid, key, validation(c, family)))
-                    .collect();
-                (Keys::Set(keys), validation(c, first))
-            }
+                    .collect(),
+            ),
         };
         Ok(Some(Arc::new(Auth {
             keys,
-            validation,
             leeway_s: c.leeway_s,
             claim: c.entitlement_claim.to_string(),
             default: c.default_entitlement,
@@ -212,7 +208,7 @@ impl Auth {
         let head = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid("it is not a JSON Web Token (three base64url parts)"))?;
         let (key, validation) = match &self.keys {
-            Keys::One(key) => (key, &self.validation),
+            Keys::One(key, validation) => (key, validation),
             Keys::Set(keys) => {
                 let family = head.alg.family();
                 let found = keys.iter().find(|(kid, _, v)| {
