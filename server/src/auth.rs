@@ -138,7 +138,7 @@ pub struct AuthConfig<'a> {
 
 enum Keys {
     /// One key, and the checks for its algorithm family.
-    One(DecodingKey, Validation),
+    One(DecodingKey, Box<Validation>),
     /// A JWKS: keys by `kid`, each with the checks for its algorithm
     /// family (jsonwebtoken wants every algorithm of one check to be of
     /// the key's family).
@@ -176,7 +176,7 @@ impl Auth {
             (None, Some(path)) => load_public_key(path)?,
         };
         let keys = match loaded {
-            Loaded::One(key, family) => Keys::One(key, validation(c, family)),
+            Loaded::One(key, family) => Keys::One(key, Box::new(validation(c, family))),
             Loaded::Set(keys) => Keys::Set(
                 keys.into_iter()
                     .map(|(kid, key, family)| (kid, key, validation(c, family)))
@@ -208,7 +208,7 @@ impl Auth {
         let head = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid("it is not a JSON Web Token (three base64url parts)"))?;
         let (key, validation) = match &self.keys {
-            Keys::One(key, validation) => (key, validation),
+            Keys::One(key, validation) => (key, &**validation),
             Keys::Set(keys) => {
                 let family = head.alg.family();
                 let found = keys.iter().find(|(kid, _, v)| {
