@@ -296,6 +296,7 @@ impl TradingService for TradingServer {
                 health: "/api/v1/health".into(),
                 datafeed_config: "/api/v1/datafeed/config".into(),
                 websocket: "/api/v1/ws".into(),
+                chart: "/chart".into(),
             },
         };
         respond(&rqctx, Ok(index))
@@ -612,6 +613,7 @@ async fn ingest(
         Err(IngestError::Invalid(message)) => Err(ApiError::InvalidIngest { code, message }),
         Err(IngestError::KeyReused(message)) => Err(ApiError::KeyReused(message)),
         Err(IngestError::Unavailable(why)) => Err(ApiError::Unavailable(why)),
+        Err(IngestError::Retry { message, detail }) => Err(ApiError::Retry { message, detail }),
     }
 }
 

@@ -30,6 +30,12 @@ pub enum ApiError {
     Malformed(HttpError),
     /// The data source cannot answer (a store that cannot be read): 503.
     Unavailable(String),
+    /// Ingest not taken now, with what the client should do (`message`,
+    /// shown) and the cause (`detail`, logged): 503 `Unavailable`.
+    Retry {
+        message: String,
+        detail: String,
+    },
     /// The node is not ready (`getReadiness`): 503 saying why, for the
     /// operator (no secrets in it).
     NotReady(String),
@@ -61,7 +67,7 @@ impl ApiError {
             ApiError::OutOfRange { .. } => "OutOfRange",
             ApiError::QuoteSymbolCount(_) => "InvalidSymbolCount",
             ApiError::Malformed(_) => "BadRequest",
-            ApiError::Unavailable(_) => "Unavailable",
+            ApiError::Unavailable(_) | ApiError::Retry { .. } => "Unavailable",
             ApiError::NotReady(_) => "NotReady",
             ApiError::IngestDisabled(_) => "IngestDisabled",
             ApiError::Unauthenticated(_) => "Unauthenticated",
@@ -86,6 +92,11 @@ impl ApiError {
                 let mut e = HttpError::for_unavail(Some("Unavailable".into()), why);
                 e.external_message =
                     "the data source cannot answer now; the server log says why".into();
+                return e;
+            }
+            ApiError::Retry { message, detail } => {
+                let mut e = HttpError::for_unavail(Some("Unavailable".into()), detail);
+                e.external_message = message;
                 return e;
             }
             ApiError::NotReady(why) => {
@@ -150,6 +161,7 @@ impl std::fmt::Display for ApiError {
             | ApiError::NotEntitled(why)
             | ApiError::KeyReused(why) => f.write_str(why),
             ApiError::InvalidIngest { message, .. } => f.write_str(message),
+            ApiError::Retry { message, detail } => write!(f, "{message} ({detail})"),
         }
     }
 }

@@ -83,17 +83,27 @@ impl Ingest for LoggedIngest {
             .log
             .append(&id, payload)
             .await
-            .map_err(|e| IngestError::Unavailable(e.0))?;
+            .map_err(|e| IngestError::Retry {
+                message: "the bus that orders ingest across the nodes cannot take the request \
+                          now: nothing was acknowledged; retry (on any node, with the same \
+                          Idempotency-Key)"
+                    .into(),
+                detail: e.0,
+            })?;
         self.status.saw(appended.seq);
         let expected = (!appended.duplicate).then_some(fingerprint);
         let Some(outcome) = self.outcome(appended.seq, expected).await else {
-            return Err(IngestError::Unavailable(format!(
-                "the request is in the log (entry {}) but this node has not applied it within \
-                 {} s; it will be applied: retry with the same Idempotency-Key to learn the \
-                 outcome",
+            let message = format!(
+                "the request is in the bus's log (entry {}) but this node has not applied it \
+                 within {} s; it will be applied: retry with the same Idempotency-Key to learn \
+                 the outcome",
                 appended.seq,
                 APPLY_WAIT.as_secs()
-            )));
+            );
+            return Err(IngestError::Retry {
+                detail: message.clone(),
+                message,
+            });
         };
         match (&key, outcome.result) {
             // The entry is another request that had this key.

@@ -63,6 +63,9 @@ pub enum IngestError {
     KeyReused(String),
     /// The store could not apply it; nothing was acknowledged.
     Unavailable(String),
+    /// Not taken now: `message` tells the client what to do (it names no
+    /// host or internal error), `detail` is the cause, for the log.
+    Retry { message: String, detail: String },
 }
 
 impl std::fmt::Display for IngestError {
@@ -71,6 +74,7 @@ impl std::fmt::Display for IngestError {
             IngestError::Invalid(m) | IngestError::KeyReused(m) | IngestError::Unavailable(m) => {
                 f.write_str(m)
             }
+            IngestError::Retry { message, detail } => write!(f, "{message} ({detail})"),
         }
     }
 }

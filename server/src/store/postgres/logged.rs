@@ -84,6 +84,7 @@ fn stored(result: &std::result::Result<IngestReceipt, IngestError>) -> Stored {
         Ok(receipt) => Stored::Applied(receipt.applied),
         Err(IngestError::KeyReused(m)) => Stored::KeyReused(m.clone()),
         Err(IngestError::Invalid(m) | IngestError::Unavailable(m)) => Stored::Invalid(m.clone()),
+        Err(e @ IngestError::Retry { .. }) => Stored::Invalid(e.to_string()),
     }
 }
 
