@@ -67,6 +67,11 @@ pub struct Config {
     #[arg(long, env = "TRADING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Terminal)]
     pub log_format: LogFormat,
 
+    /// The folder scripts/build-web writes the chart and docs pages to (read at
+    /// start-up) [default: web/dist in the checkout this binary was built from].
+    #[arg(long, env = "TRADING_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+
     /// Start the market clock at this instant (unix seconds) instead of now.
     #[arg(long, env = "TRADING_CLOCK_START")]
     pub clock_start: Option<i64>,

@@ -1,5 +1,5 @@
-//! What every handler can see: the data source, the clock, the CORS policy
-//! and the WebSocket side. Handlers get it through `trading_pro::service::Request`.
+//! What every handler can see: the data source, the clock, the CORS policy,
+//! the WebSocket side and the built pages. Handlers get it through `trading_pro::service::Request`.
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use crate::bus::Bus;
 use crate::clock::Clock;
 use crate::cors::CorsPolicy;
 use crate::metrics::Metrics;
+use crate::pages::Pages;
 use crate::source::DataSource;
 use crate::ws::WsState;
 
@@ -23,4 +24,6 @@ pub struct AppContext {
     pub bus: Option<Bus>,
     /// Counted by the edge, the WebSocket side and ingest.
     pub metrics: Arc<Metrics>,
+    /// The chart and docs pages, read from `--web-dir` at start-up.
+    pub pages: Pages,
 }

@@ -4,7 +4,7 @@
 //!
 //! Where things live:
 //! * `routes`: where each admitted request goes (the spec's operations,
-//!   the docs pages, CORS preflight);
+//!   the specs, the pages, CORS preflight);
 //! * `api`: the REST handlers (one method per operation of the spec);
 //! * `ws`: live bars over WebSocket (hub, connections, broadcaster);
 //! * `source`: the data-source interface every handler asks;
@@ -21,7 +21,8 @@
 //!   may see;
 //! * `edge`: what clients connect to: connection caps, deadlines, rate
 //!   limits, early rejection, the WebSocket handshake, draining shutdown;
-//! * `cors`, `docs`: headers on every response, served specs and docs page;
+//! * `cors`, `specs`: headers on every response, the served specs;
+//! * `pages`: the chart and the docs pages (built from npm into `web/dist`);
 //! * `metrics`: what the server is doing, for Prometheus (`GET /metrics`);
 //! * `config`, `logging`, `server`: flags, logs, startup.
 
@@ -36,17 +37,18 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod cors;
-pub mod docs;
 pub mod edge;
 pub mod error;
 pub mod import;
 pub mod logging;
 pub mod market;
 pub mod metrics;
+pub mod pages;
 pub mod paging;
 pub mod routes;
 pub mod server;
 pub mod source;
+pub mod specs;
 pub mod store;
 pub mod synthetic;
 pub mod volume;

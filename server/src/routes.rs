@@ -1,8 +1,8 @@
 //! Where a request is handled. Every request the edge admits (its body
 //! read and bounded) comes here: the spec's operations go through the
-//! generated route table and `call` to their handlers in `api`; the spec
-//! and docs pages and CORS preflight are answered from `docs`; any other
-//! path is a 404, any other method a 405.
+//! generated route table and `call` to their handlers in `api`; the specs
+//! and CORS preflight are answered from `specs`, the chart and docs pages
+//! from `pages`; any other path is a 404, any other method a 405.
 
 use std::sync::Arc;
 
@@ -17,7 +17,8 @@ use trading_pro::service::{route, Parts, Request, Route};
 
 use crate::api::{decorate_error, TradingServer};
 use crate::context::AppContext;
-use crate::docs;
+use crate::pages::{self, Found};
+use crate::specs;
 
 /// A request's answer, and the operation it was for (if it named one).
 pub struct Answer {
@@ -38,10 +39,13 @@ pub async fn handle(
     let mut operation = None;
     let result = match found {
         _ if head.method == Method::OPTIONS => {
-            if matches!(found, Route::NotFound) && docs::page(path).is_none() {
+            if matches!(found, Route::NotFound)
+                && specs::file(path).is_none()
+                && ctx.pages.find(path).is_none()
+            {
                 Err(not_found(ctx, &head.headers, path))
             } else {
-                docs::preflight(ctx, &head.headers)
+                specs::preflight(ctx, &head.headers)
             }
         }
         Route::Found { op, path_vars } => {
@@ -57,13 +61,22 @@ pub async fn handle(
                 Err(e) => Err(e),
             }
         }
-        Route::NotFound => match docs::page(path) {
-            Some((content_type, page)) if head.method == Method::GET => {
-                Ok(page_response(ctx, &head.headers, content_type, page))
+        Route::NotFound => {
+            let page = match specs::file(path) {
+                Some((content_type, body)) => Some(spec_response(content_type, body)),
+                None => ctx.pages.find(path).map(|found| match found {
+                    Found::Asset(asset) => pages::asset_response(asset, &head.headers),
+                    Found::NotBuilt(what) => pages::not_built_response(what, ctx.pages.dir()),
+                }),
+            };
+            match page {
+                Some(response) if head.method == Method::GET => {
+                    Ok(decorate(ctx, &head.headers, response))
+                }
+                Some(_) => Err(not_allowed(ctx, &head, &["GET"])),
+                None => Err(not_found(ctx, &head.headers, path)),
             }
-            Some(_) => Err(not_allowed(ctx, &head, &["GET"])),
-            None => Err(not_found(ctx, &head.headers, path)),
-        },
+        }
         Route::MethodNotAllowed(allowed) => Err(not_allowed(ctx, &head, &allowed)),
     };
     let mut response = match result {
@@ -98,15 +111,21 @@ async fn collect(response: Response<dropshot::Body>) -> Response<Bytes> {
     Response::from_parts(head, bytes)
 }
 
-fn page_response(
+fn spec_response(content_type: &'static str, body: &'static str) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from_static(body.as_bytes()));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The headers every answer outside the operations carries too.
+fn decorate(
     ctx: &AppContext,
     request: &http::HeaderMap,
-    content_type: &'static str,
-    page: &'static str,
+    mut response: Response<Bytes>,
 ) -> Response<Bytes> {
-    let mut response = Response::new(Bytes::from_static(page.as_bytes()));
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         "api-version",
         HeaderValue::from_static(trading_pro::API_VERSION),

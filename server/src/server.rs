@@ -9,6 +9,7 @@
 //! step cost twice the CPU.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use crate::config::Config;
 use crate::context::AppContext;
 use crate::cors::CorsPolicy;
 use crate::edge::{self, Edge, EdgeConfig, RateLimits, Timeouts};
+use crate::pages::Pages;
 use crate::source::{DataSource, UpdateSink};
 use crate::store::postgres::PostgresStore;
 use crate::store::StoreUrl;
@@ -118,6 +120,16 @@ pub async fn build_context(config: &Config, log: &Logger) -> Result<AppContext, 
         quote_interval: Duration::from_millis(config.broadcast_interval_ms),
     };
     let metrics = Arc::new(crate::metrics::Metrics::new());
+    let web_dir = config
+        .web_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::pages::BUILT_IN_CHECKOUT));
+    let pages = Pages::load(&web_dir)?;
+    if !pages.missing().is_empty() {
+        warn!(log, "pages not built (they say what to install)";
+            "pages" => pages.missing().join(" "), "web_dir" => web_dir.display().to_string(),
+            "build" => "scripts/build-web (needs Node.js 20.19+), or start with scripts/serve");
+    }
     Ok(AppContext {
         ws: Arc::new(WsState::new(
             hub,
@@ -134,6 +146,7 @@ pub async fn build_context(config: &Config, log: &Logger) -> Result<AppContext, 
         seed: config.seed,
         ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
         bus,
+        pages,
     })
 }
 

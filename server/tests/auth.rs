@@ -83,11 +83,15 @@ fn bars_path(symbol: &str) -> String {
 
 #[tokio::test]
 async fn datafeed_operations_need_a_valid_token_and_public_ones_do_not() {
+    let web = common::store::TempDir::new("auth-pages");
+    common::pages::build(web.path());
     let s = frozen_with(&[
         "--auth-jwt-secret",
         SECRET,
         "--auth-default-entitlement",
         "all",
+        "--web-dir",
+        web.path().to_str().unwrap(),
     ])
     .await;
     for public in [
@@ -97,6 +101,8 @@ async fn datafeed_operations_need_a_valid_token_and_public_ones_do_not() {
         "/api/v1/openapi.json",
         "/api/v1/docs",
         "/api/v1/ws/asyncapi",
+        "/chart",
+        "/chart/app.js",
         "/",
     ] {
         let r = reqwest::get(s.url(public)).await.unwrap();

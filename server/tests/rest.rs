@@ -447,7 +447,11 @@ async fn wrong_paths_methods_and_media_types_say_what_is_wrong() {
     assert_eq!(st, 405);
     assert_eq!(allow.as_deref(), Some("POST"));
 
-    let r = http.post(s.url("/api/v1/docs")).send().await.unwrap();
+    let r = http
+        .post(s.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
     let (st, _, _, allow) = error(r).await;
     assert_eq!(st, 405);
     assert_eq!(allow.as_deref(), Some("GET"));
@@ -587,7 +591,7 @@ async fn cors_for_configured_origins_including_preflight() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serves_its_spec_and_docs() {
+async fn serves_its_spec() {
     let s = TestServer::frozen().await;
     let http = reqwest::Client::new();
     let json: serde_json::Value = http
@@ -609,15 +613,7 @@ async fn serves_its_spec_and_docs() {
         .await
         .unwrap();
     assert_eq!(yaml, trading_pro::OPENAPI_YAML);
-    let docs = http.get(s.url("/api/v1/docs")).send().await.unwrap();
-    assert!(docs.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
-    let page = docs.text().await.unwrap();
-    for op in ["getBars", "getQuotes", "searchSymbols", "BarsResponse"] {
-        assert!(page.contains(op), "docs page lists {op}");
-    }
+    // (The page rendering it is tested in pages.rs and in the browser.)
     s.stop().await;
 }
 

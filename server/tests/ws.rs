@@ -524,7 +524,7 @@ async fn shutdown_closes_every_connection_with_1001() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serves_the_asyncapi_spec_and_page() {
+async fn serves_the_asyncapi_spec() {
     let s = TestServer::frozen().await;
     let http = reqwest::Client::new();
     let json: serde_json::Value = http
@@ -539,22 +539,7 @@ async fn serves_the_asyncapi_spec_and_page() {
         json,
         serde_yaml::from_str::<serde_json::Value>(trading_pro::ASYNCAPI_YAML).unwrap()
     );
-    let page = http
-        .get(s.url("/api/v1/ws/asyncapi"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for name in [
-        "bars.subscribe",
-        "bars.update",
-        "BarUpdate",
-        "Could not decode message",
-    ] {
-        assert!(page.contains(name), "page lists {name}");
-    }
+    // (The page rendering it is tested in pages.rs and in the browser.)
     s.stop().await;
 }
 

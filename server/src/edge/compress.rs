@@ -28,6 +28,14 @@ const BROTLI_WINDOW: u32 = 20;
 /// gzip (deflate) level, 1-9.
 const GZIP_LEVEL: u32 = 1;
 
+/// How hard to compress: fast for a body made per request; harder for one
+/// compressed once and sent many times (the built pages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effort {
+    PerRequest,
+    Once,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Coding {
     Brotli,
@@ -35,7 +43,7 @@ pub enum Coding {
 }
 
 impl Coding {
-    fn token(self) -> &'static str {
+    pub fn token(self) -> &'static str {
         match self {
             Coding::Brotli => "br",
             Coding::Gzip => "gzip",
@@ -85,12 +93,14 @@ pub fn negotiate(headers: &HeaderMap) -> Option<Coding> {
 
 /// Whether a response of this type is text worth compressing.
 fn compressible(headers: &HeaderMap) -> bool {
-    let Some(kind) = headers
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
+        .is_some_and(compressible_type)
+}
+
+/// Whether a body of this content type is text worth compressing.
+pub fn compressible_type(kind: &str) -> bool {
     let kind = kind.to_ascii_lowercase();
     kind.starts_with("application/json")
         || kind.starts_with("text/")
@@ -107,18 +117,21 @@ pub fn apply(reply: &mut Response<Bytes>, coding: Option<Coding>) -> bool {
     if status == StatusCode::SWITCHING_PROTOCOLS
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
-        || reply.headers().contains_key(header::CONTENT_ENCODING)
         || !compressible(reply.headers())
     {
         return false;
     }
     vary_on_encoding(reply.headers_mut());
+    // Compressed already (a built page, compressed once for everyone).
+    if reply.headers().contains_key(header::CONTENT_ENCODING) {
+        return false;
+    }
     let Some(coding) = coding else { return false };
     let body = reply.body();
     if body.len() < MIN_BYTES {
         return false;
     }
-    let Some(packed) = encode(coding, body) else {
+    let Some(packed) = encode(coding, body, Effort::PerRequest) else {
         return false;
     };
     if packed.len() >= body.len() {
@@ -156,19 +169,25 @@ fn vary_on_encoding(headers: &mut HeaderMap) {
     }
 }
 
-fn encode(coding: Coding, body: &[u8]) -> Option<Vec<u8>> {
+/// `body` in `coding`. Compressed once, a body is worth the default
+/// levels: a few percent smaller, for every client that fetches it.
+pub fn encode(coding: Coding, body: &[u8], effort: Effort) -> Option<Vec<u8>> {
+    let (brotli_quality, gzip_level) = match effort {
+        Effort::PerRequest => (BROTLI_QUALITY, GZIP_LEVEL),
+        Effort::Once => (9, 9),
+    };
     let mut out = Vec::with_capacity(body.len() / 4);
     match coding {
         Coding::Brotli => {
             let mut w =
-                brotli::CompressorWriter::new(&mut out, 16 * 1024, BROTLI_QUALITY, BROTLI_WINDOW);
+                brotli::CompressorWriter::new(&mut out, 16 * 1024, brotli_quality, BROTLI_WINDOW);
             w.write_all(body).ok()?;
             w.flush().ok()?;
             drop(w);
         }
         Coding::Gzip => {
             let mut w =
-                flate2::write::GzEncoder::new(&mut out, flate2::Compression::new(GZIP_LEVEL));
+                flate2::write::GzEncoder::new(&mut out, flate2::Compression::new(gzip_level));
             w.write_all(body).ok()?;
             w.finish().ok()?;
         }

@@ -18,7 +18,7 @@
 //! gets a fixed 503 written at once and is closed.
 
 mod admission;
-mod compress;
+pub(crate) mod compress;
 pub mod files;
 mod rate;
 mod request;

@@ -74,6 +74,7 @@ impl TestServer {
 }
 
 pub mod nats;
+pub mod pages;
 pub mod process;
 pub mod store;
 pub mod ws;

@@ -387,7 +387,10 @@ export interface components {
         };
         /** @description Paths of the service's main resources. */
         ServiceLinks: {
-            /** @example /api/v1/docs */
+            /**
+             * @description This reference, rendered (a page built from npm packages, see `chart`).
+             * @example /api/v1/docs
+             */
             docs: string;
             /** @example /api/v1/openapi.json */
             openapi_json: string;
@@ -401,6 +404,16 @@ export interface components {
             datafeed_config: string;
             /** @example /api/v1/ws */
             websocket: string;
+            /**
+             * @description A chart page (lightweight-charts candles and volume, symbol
+             *     search, resolutions, the live last bar, a quotes watchlist) on
+             *     this server's data. It and the docs pages are built from npm
+             *     packages (`scripts/build-web`); a server whose pages were not
+             *     built answers them with **503** and a page saying what to
+             *     install.
+             * @example /chart
+             */
+            chart: string;
         };
         HealthResponse: {
             /**
