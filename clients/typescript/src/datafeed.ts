@@ -1,6 +1,7 @@
-// A TradingView Charting Library datafeed (IBasicDataFeed, plus getQuotes
-// of IDatafeedQuotesApi) backed by a trading-pro server: history, symbols
-// and quotes over REST, live bars over one shared WebSocket.
+// A TradingView Charting Library datafeed (IBasicDataFeed and
+// IDatafeedQuotesApi) backed by a trading-pro server: history, symbols and
+// quote snapshots over REST, live bars and live quotes over one shared
+// WebSocket.
 //
 //   const datafeed = createDatafeed({ baseUrl: "https://md.example.com", token: getToken });
 //   new TradingView.widget({ datafeed, symbol: "AAPL", interval: "1", ... });
@@ -15,6 +16,7 @@ import {
   type ReconnectOptions,
   type WebSocketFactory,
 } from "./live.js";
+import { QuotesChannel, type QuoteData as ServerQuote } from "./quotes.js";
 import { canonicalResolution, tickerOf } from "./resolution.js";
 import { RestClient, type Bar as ServerBar, type SymbolInfo } from "./rest.js";
 import type {
@@ -63,9 +65,9 @@ export interface DatafeedOptions {
 }
 
 /** The datafeed: the library's contract plus connection state for the UI. */
-export interface TradingProDatafeed extends IBasicDataFeed, Pick<IDatafeedQuotesApi, "getQuotes"> {
+export interface TradingProDatafeed extends IBasicDataFeed, IDatafeedQuotesApi {
   getServerTime(callback: ServerTimeCallback): void;
-  /** The live connection's state (`idle` until the first subscribeBars). */
+  /** The live connection's state (`idle` until the first subscribeBars or subscribeQuotes). */
   readonly connectionState: ConnectionState;
   /** Calls `listener` on every connection state change (connecting, open, reconnecting with delay and close code, closed). */
   onConnectionChange(listener: (event: ConnectionEvent) => void): () => void;
@@ -119,6 +121,14 @@ export function toLibrarySymbolInfo(info: SymbolInfo): LibrarySymbolInfo {
   return symbolInfo;
 }
 
+/** A server quote (REST or `quotes.update`) as the library's QuoteData. */
+function toQuoteData(q: ServerQuote): QuoteData {
+  if (q.s === "ok") return { s: "ok", n: q.n, v: { ...q.v } };
+  const failed: QuoteData = { s: "error", n: q.n, v: {} };
+  if (q.errmsg !== undefined) failed.errmsg = q.errmsg;
+  return failed;
+}
+
 function toBar(bar: ServerBar): Bar {
   return { time: bar.time, open: bar.open, high: bar.high, low: bar.low, close: bar.close, volume: bar.volume };
 }
@@ -135,6 +145,7 @@ export function createDatafeed(options: DatafeedOptions): TradingProDatafeed {
     requestTimeoutMs: options.requestTimeoutMs,
   });
   const bars = new BarsChannel(socket, rest);
+  const quotes = new QuotesChannel(socket);
 
   const errorListeners = new Set<(error: Error) => void>();
   if (options.onError) errorListeners.add(options.onError);
@@ -154,10 +165,12 @@ export function createDatafeed(options: DatafeedOptions): TradingProDatafeed {
   };
   socket.onError(emitError);
   bars.onError(emitError);
+  quotes.onError(emitError);
 
   /** The newest bar of each symbol/resolution's first getBars: where its live stream continues. */
   const newestBars = new Map<string, ServerBar>();
   const subscriptions = new Map<string, () => void>();
+  const quoteSubscriptions = new Map<string, () => void>();
   let destroyed = false;
 
   let config: Promise<DatafeedConfiguration> | undefined;
@@ -310,17 +323,25 @@ export function createDatafeed(options: DatafeedOptions): TradingProDatafeed {
         chunks.push(symbols.slice(i, i + QUOTES_PER_REQUEST));
       }
       Promise.all(chunks.map((chunk) => rest.getQuotes(chunk))).then(
-        (answers) =>
-          onDataCallback(
-            answers.flat().map((q): QuoteData => {
-              if (q.s === "ok") return { s: "ok", n: q.n, v: { ...q.v } };
-              const failed: QuoteData = { s: "error", n: q.n, v: {} };
-              if (q.errmsg !== undefined) failed.errmsg = q.errmsg;
-              return failed;
-            }),
-          ),
+        (answers) => onDataCallback(answers.flat().map(toQuoteData)),
         (err) => onErrorCallback(describe(err)),
       );
+    },
+
+    subscribeQuotes(symbols: string[], fastSymbols: string[], onRealtimeCallback: QuotesCallback, listenerGUID: string) {
+      if (destroyed) return;
+      quoteSubscriptions.get(listenerGUID)?.();
+      // Refused symbols come to the callback as error quotes; onError has the server's message.
+      const stop = quotes.subscribe(symbols, fastSymbols, {
+        onQuotes: (data) => onRealtimeCallback(data.map(toQuoteData)),
+      });
+      quoteSubscriptions.set(listenerGUID, stop);
+    },
+
+    unsubscribeQuotes(listenerGUID: string) {
+      const stop = quoteSubscriptions.get(listenerGUID);
+      quoteSubscriptions.delete(listenerGUID);
+      stop?.();
     },
 
     getServerTime(callback: ServerTimeCallback) {
@@ -331,6 +352,8 @@ export function createDatafeed(options: DatafeedOptions): TradingProDatafeed {
       destroyed = true;
       for (const stop of subscriptions.values()) stop();
       subscriptions.clear();
+      for (const stop of quoteSubscriptions.values()) stop();
+      quoteSubscriptions.clear();
       socket.close();
     },
   };

@@ -21,6 +21,7 @@ export {
   type WebSocketFactory,
   type WebSocketLike,
 } from "./live.js";
+export { QuotesChannel, type QuotesListener } from "./quotes.js";
 export { jwtExpiry, TokenManager, type TokenSource } from "./auth.js";
 export { canonicalResolution, resolutionSeconds, tickerOf } from "./resolution.js";
 export {

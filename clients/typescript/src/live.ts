@@ -7,8 +7,8 @@
 // token after a 4001 close) and reports its state. What travels over it is
 // organised in channels (LiveChannel): each channel names the server frame
 // types it handles and is told when the socket opens (to subscribe again)
-// and closes. BarsChannel is the bars channel; a quotes channel
-// (quotes.subscribe / quotes.update) plugs in the same way.
+// and closes. BarsChannel is the bars channel; QuotesChannel (quotes.ts,
+// quotes.subscribe / quotes.update) plugs in the same way.
 //
 // BarsChannel keeps one server subscription per topic, however many
 // listeners share it, and fills gaps: after a reconnect (or when a
@@ -113,7 +113,7 @@ export interface LiveSocketOptions {
   refreshMarginMs?: number | undefined;
 }
 
-/** A kind of subscription carried by the shared socket (bars; quotes next). */
+/** A kind of subscription carried by the shared socket (BarsChannel, QuotesChannel). */
 export interface LiveChannel {
   /** The server frame types, other than replies to this client's requests, the channel handles. */
   readonly frameTypes: readonly ServerMessage["type"][];
