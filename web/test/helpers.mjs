@@ -1,0 +1,241 @@
+// Helpers of the browser tests: a real trading-server process serving the
+// built pages (web/dist) on a free (or given) port, headless Chromium
+// through playwright-core, bounded waits that fail with a message, and the
+// REST calls the pages are compared with.
+
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { copyFile, mkdir } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { chromium } from "playwright-core";
+
+/** web/ */
+export const WEB_DIR = fileURLToPath(new URL("../", import.meta.url));
+const REPO_DIR = path.resolve(WEB_DIR, "..");
+export const DIST_DIR = path.join(WEB_DIR, "dist");
+export const ARTIFACTS_DIR = path.join(WEB_DIR, "test-artifacts");
+
+export const SERVER_BIN = path.resolve(process.env.TRADING_SERVER_BIN ?? path.join(REPO_DIR, "target/debug/trading-server"));
+export const CHROMIUM_BIN = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
+
+/** 2024-11-24T15:00:00Z (a Sunday: stock and forex sessions are closed, BTCUSD trades). */
+export const CLOCK_START = 1732460400;
+export const MINUTE = 60_000;
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const running = new Set();
+process.on("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
+function spawnOnce(args, port, timeoutMs) {
+  const argv = [
+    "--bind", `127.0.0.1:${port}`,
+    "--log-format", "json",
+    "--rate-limit-rps", "0",
+    "--web-dir", DIST_DIR,
+    ...args,
+  ];
+  const child = spawn(SERVER_BIN, argv, { stdio: ["ignore", "ignore", "pipe"] });
+  running.add(child);
+  let log = "";
+  const exited = new Promise((resolve) => {
+    child.on("exit", (code, signal) => {
+      running.delete(child);
+      resolve(code ?? signal ?? "unknown");
+    });
+  });
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const fail = (message) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      child.kill("SIGKILL");
+      reject(new Error(`${message}\n${path.basename(SERVER_BIN)} ${argv.join(" ")}\n--- log ---\n${log}`));
+    };
+    const timer = setTimeout(() => fail(`trading-server did not report its address within ${timeoutMs / 1000} s`), timeoutMs);
+    child.on("error", (err) => fail(`could not start trading-server: ${err.message}`));
+    void exited.then((code) => fail(`trading-server exited (${code}) before it listened`));
+    child.stderr.setEncoding("utf8");
+    child.stderr.on("data", (chunk) => {
+      log = (log + chunk).slice(-64_000);
+      if (settled) return;
+      // The JSON log line that says where the server listens.
+      const match = /"address":"([^"]+)"/.exec(log);
+      if (!match) return;
+      settled = true;
+      clearTimeout(timer);
+      const address = match[1];
+      resolve({
+        baseUrl: `http://${address}`,
+        port: Number(address.slice(address.lastIndexOf(":") + 1)),
+        exited,
+        /** SIGTERM (the server closes WebSockets with 1001), SIGKILL after 20 s. */
+        async stop() {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          child.kill("SIGTERM");
+          const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+          await exited;
+          clearTimeout(killer);
+        },
+        log: () => log,
+      });
+    });
+  });
+}
+
+/**
+ * Starts trading-server serving web/dist, with `args` after --bind,
+ * --log-format json, --rate-limit-rps 0 and --web-dir. With `port`, binds
+ * that port, retrying for a while when it is not free yet.
+ */
+export async function startServer(args, port) {
+  if (!existsSync(SERVER_BIN)) {
+    throw new Error(`trading-server not found at ${SERVER_BIN}: build it (cargo build) or set TRADING_SERVER_BIN`);
+  }
+  if (!existsSync(path.join(DIST_DIR, "chart/index.html"))) {
+    throw new Error(`${DIST_DIR} has no chart page: run scripts/build-web (or npm run build in web/)`);
+  }
+  if (port === undefined) return spawnOnce(args, 0, 30_000);
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      return await spawnOnce(args, port, 30_000);
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await sleep(250);
+    }
+  }
+}
+
+/** Headless Chromium (Debian's package; playwright cannot download browsers here). */
+export async function launchBrowser() {
+  if (!existsSync(CHROMIUM_BIN)) {
+    throw new Error(
+      `Chromium not found at ${CHROMIUM_BIN}: install Debian's chromium package ` +
+        "(sudo apt-get install -y chromium), or set CHROMIUM_BIN to a Chromium or Chrome binary",
+    );
+  }
+  return chromium.launch({
+    executablePath: CHROMIUM_BIN,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
+
+/**
+ * A new page that fails the test on the page's uncaught errors: they are
+ * collected in `page.errors` (console warnings in `page.warnings`).
+ */
+export async function newPage(browser) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+  page.errors = [];
+  page.warnings = [];
+  page.on("pageerror", (err) => page.errors.push(err.message));
+  // Chromium's console message for a failed request does not name it: record the URL.
+  page.on("response", (response) => {
+    if (response.status() >= 400) page.errors.push(`HTTP ${response.status()} ${response.url()}`);
+  });
+  page.on("console", (message) => {
+    if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) page.errors.push(message.text());
+    else if (message.type() === "warning") page.warnings.push(message.text());
+  });
+  return page;
+}
+
+/** Polls `fn` (run in the page, with `arg`) until it returns a truthy value; fails with `what` after `timeoutMs`. */
+export async function waitInPage(page, what, fn, arg, timeoutMs = 30_000) {
+  try {
+    const handle = await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 100 });
+    return await handle.jsonValue();
+  } catch (err) {
+    const state = await page
+      .evaluate(() => {
+        const t = window.tradingPro;
+        return t && { symbol: t.symbol, resolution: t.resolution, loaded: t.loaded, connection: t.connection, bars: t.barsShown().length };
+      })
+      .catch(() => undefined);
+    throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what} (page: ${JSON.stringify(state)}; errors: ${JSON.stringify(page.errors)})`, { cause: err });
+  }
+}
+
+/** Polls `condition` (in Node.js) every 100 ms; fails with `what` when it is not true within `timeoutMs`. */
+export async function waitFor(what, condition, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await condition();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** Opens /chart (with `query`) and waits until its first history is drawn. */
+export async function openChart(page, server, query = "") {
+  const response = await page.goto(`${server.baseUrl}/chart${query}`);
+  if (!response || response.status() !== 200) throw new Error(`GET /chart${query}: HTTP ${response?.status()}`);
+  await waitInPage(page, "the chart's first history", () => window.tradingPro?.loaded && window.tradingPro.barsShown().length > 0);
+}
+
+/** What the chart page shows (see window.tradingPro in src/chart/main.ts). */
+export function pageState(page) {
+  return page.evaluate(() => ({
+    symbol: window.tradingPro.symbol,
+    resolution: window.tradingPro.resolution,
+    loaded: window.tradingPro.loaded,
+    connection: window.tradingPro.connection,
+    bars: window.tradingPro.barsShown(),
+  }));
+}
+
+export async function restGet(baseUrl, pathAndQuery) {
+  const response = await fetch(`${baseUrl}${pathAndQuery}`);
+  if (!response.ok) throw new Error(`GET ${pathAndQuery}: HTTP ${response.status}: ${await response.text()}`);
+  return response.json();
+}
+
+/** GET /api/v1/datafeed/bars for the bars from `first` to `last` (unix ms, both included). */
+export async function restBars(baseUrl, symbol, resolution, first, last) {
+  const params = new URLSearchParams({
+    symbol,
+    resolution,
+    from_time: String(Math.floor(first / 1000)),
+    to_time: String(Math.floor(last / 1000) + 1),
+  });
+  const body = await restGet(baseUrl, `/api/v1/datafeed/bars?${params}`);
+  return body.bars;
+}
+
+export async function restQuotes(baseUrl, symbols) {
+  const response = await fetch(`${baseUrl}/api/v1/datafeed/quotes`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ symbols }),
+  });
+  if (!response.ok) throw new Error(`POST /quotes: HTTP ${response.status}: ${await response.text()}`);
+  return response.json();
+}
+
+/** Saves a screenshot to web/test-artifacts/NAME. */
+export async function screenshot(page, name) {
+  await mkdir(ARTIFACTS_DIR, { recursive: true });
+  const file = path.join(ARTIFACTS_DIR, name);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+/** Copies a screenshot to docs/ (the README's picture). */
+export async function publishScreenshot(file, name) {
+  await copyFile(file, path.join(REPO_DIR, "docs", name));
+}
