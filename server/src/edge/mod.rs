@@ -178,9 +178,30 @@ impl Edge {
             }
         }
         housekeeping.abort();
-        // Dropping the listener refuses new connections from here on, so
-        // a load balancer moves on to another node.
-        drop(listener);
+        self.admit_backlog(listener);
+    }
+
+    /// Closing a listening socket resets every connection the kernel has
+    /// completed but we have not accepted yet: a keep-alive client that was
+    /// just told `Connection: close` and reconnected at once would lose the
+    /// request it sent on it. So the backlog is accepted first (its requests
+    /// are answered with `Connection: close` like any other while draining),
+    /// then the listener is dropped, which refuses new connections from
+    /// there on, so a client or load balancer moves on to another node.
+    fn admit_backlog(self: &Arc<Self>, listener: TcpListener) {
+        let Ok(listener) = listener.into_std() else {
+            return;
+        };
+        // Still non-blocking, as tokio left it: the loop ends at EAGAIN.
+        while let Ok((tcp, peer)) = listener.accept() {
+            match tcp
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(tcp))
+            {
+                Ok(tcp) => self.admit(tcp, peer),
+                Err(e) => warn!(self.log, "accept failed"; "error" => %e),
+            }
+        }
     }
 
     fn admit(self: &Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
