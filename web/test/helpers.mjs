@@ -3,7 +3,6 @@
 // through playwright-core, bounded waits that fail with a message, and the
 // REST calls the pages are compared with.
 
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { copyFile, mkdir } from "node:fs/promises";
 import path from "node:path";
@@ -11,13 +10,16 @@ import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
 
+// The datafeed package's own test helper, as tsc compiled it: one copy of
+// the process handling for both test suites.
+import { startServer as startPackageServer } from "../../clients/typescript/dist/test/helpers.js";
+
 /** web/ */
 export const WEB_DIR = fileURLToPath(new URL("../", import.meta.url));
 const REPO_DIR = path.resolve(WEB_DIR, "..");
 export const DIST_DIR = path.join(WEB_DIR, "dist");
 export const ARTIFACTS_DIR = path.join(WEB_DIR, "test-artifacts");
 
-export const SERVER_BIN = path.resolve(process.env.TRADING_SERVER_BIN ?? path.join(REPO_DIR, "target/debug/trading-server"));
 export const CHROMIUM_BIN = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 
 /** 2024-11-24T15:00:00Z (a Sunday: stock and forex sessions are closed, BTCUSD trades). */
@@ -26,90 +28,18 @@ export const MINUTE = 60_000;
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const running = new Set();
-process.on("exit", () => {
-  for (const child of running) child.kill("SIGKILL");
-});
-
-function spawnOnce(args, port, timeoutMs) {
-  const argv = [
-    "--bind", `127.0.0.1:${port}`,
-    "--log-format", "json",
-    "--rate-limit-rps", "0",
-    "--web-dir", DIST_DIR,
-    ...args,
-  ];
-  const child = spawn(SERVER_BIN, argv, { stdio: ["ignore", "ignore", "pipe"] });
-  running.add(child);
-  let log = "";
-  const exited = new Promise((resolve) => {
-    child.on("exit", (code, signal) => {
-      running.delete(child);
-      resolve(code ?? signal ?? "unknown");
-    });
-  });
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const fail = (message) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      child.kill("SIGKILL");
-      reject(new Error(`${message}\n${path.basename(SERVER_BIN)} ${argv.join(" ")}\n--- log ---\n${log}`));
-    };
-    const timer = setTimeout(() => fail(`trading-server did not report its address within ${timeoutMs / 1000} s`), timeoutMs);
-    child.on("error", (err) => fail(`could not start trading-server: ${err.message}`));
-    void exited.then((code) => fail(`trading-server exited (${code}) before it listened`));
-    child.stderr.setEncoding("utf8");
-    child.stderr.on("data", (chunk) => {
-      log = (log + chunk).slice(-64_000);
-      if (settled) return;
-      // The JSON log line that says where the server listens.
-      const match = /"address":"([^"]+)"/.exec(log);
-      if (!match) return;
-      settled = true;
-      clearTimeout(timer);
-      const address = match[1];
-      resolve({
-        baseUrl: `http://${address}`,
-        port: Number(address.slice(address.lastIndexOf(":") + 1)),
-        exited,
-        /** SIGTERM (the server closes WebSockets with 1001), SIGKILL after 20 s. */
-        async stop() {
-          if (child.exitCode !== null || child.signalCode !== null) return;
-          child.kill("SIGTERM");
-          const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-          await exited;
-          clearTimeout(killer);
-        },
-        log: () => log,
-      });
-    });
-  });
-}
-
 /**
  * Starts trading-server serving web/dist, with `args` after --bind,
  * --log-format json, --rate-limit-rps 0 and --web-dir. With `port`, binds
- * that port, retrying for a while when it is not free yet.
+ * that port, retrying for a while when it is not free yet. The process
+ * handling is the datafeed package's test helper (compiled into its dist/
+ * by scripts/build-web), so both test suites start servers alike.
  */
 export async function startServer(args, port) {
-  if (!existsSync(SERVER_BIN)) {
-    throw new Error(`trading-server not found at ${SERVER_BIN}: build it (cargo build) or set TRADING_SERVER_BIN`);
-  }
   if (!existsSync(path.join(DIST_DIR, "chart/index.html"))) {
     throw new Error(`${DIST_DIR} has no chart page: run scripts/build-web (or npm run build in web/)`);
   }
-  if (port === undefined) return spawnOnce(args, 0, 30_000);
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    try {
-      return await spawnOnce(args, port, 30_000);
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(250);
-    }
-  }
+  return startPackageServer(["--web-dir", DIST_DIR, ...args], port);
 }
 
 /** Headless Chromium (Debian's package; playwright cannot download browsers here). */

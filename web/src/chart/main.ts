@@ -27,6 +27,7 @@ import {
 } from "lightweight-charts";
 import {
   createDatafeed,
+  type Bar,
   type ConnectionEvent,
   type ConnectionState,
   type DatafeedQuoteValues,
@@ -43,15 +44,8 @@ const WATCHLIST_PER_TYPE = 3;
 const UP = "#26a69a";
 const DOWN = "#ef5350";
 
-/** A bar as the chart shows it: unix ms, like the datafeed and the REST API. */
-export interface ShownBar {
-  time: number;
-  open: number;
-  high: number;
-  low: number;
-  close: number;
-  volume: number;
-}
+/** A bar as the chart shows it: the datafeed's bar (unix ms), its volume always there. */
+export type ShownBar = Required<Bar>;
 
 /** The hook the browser tests read. */
 export interface TradingProPage {
