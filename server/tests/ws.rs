@@ -523,6 +523,33 @@ async fn shutdown_closes_every_connection_with_1001() {
     s.stop().await;
 }
 
+/// A connection the WebSocket side takes in after its shutdown began (a
+/// handshake that completed just before, handed over just after) is
+/// closed with 1001 too, not left open until the process exits under it.
+/// (The edge refuses new handshakes while draining; here the WebSocket
+/// side shuts down alone, so one still arrives.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_arriving_during_shutdown_is_closed_with_1001() {
+    let s = TestServer::frozen().await;
+    let ws_state = std::sync::Arc::clone(&s.server.context().ws);
+    let mut early = WsClient::connect(&s.base).await.unwrap();
+    // `early` getting its 1001 shows the shutdown has begun.
+    let shutdown = tokio::spawn(async move { ws_state.shutdown(Duration::from_secs(5)).await });
+    let closed = timeout(WAIT, early.wait_closed()).await.unwrap().unwrap();
+    assert_eq!(closed.code, 1001);
+    let mut late = WsClient::connect(&s.base).await.unwrap();
+    let closed = timeout(WAIT, late.wait_closed())
+        .await
+        .expect("a late connection is closed, not kept")
+        .unwrap();
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (1001, "Server shutting down")
+    );
+    timeout(WAIT, shutdown).await.unwrap().unwrap();
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_asyncapi_spec() {
     let s = TestServer::frozen().await;

@@ -148,6 +148,12 @@ impl Connection {
     async fn run(&mut self, mut ws: WebSocketStream<Socket>) -> Ending {
         let limits = self.state.limits.clone();
         let mut shutdown = self.state.shutdown.subscribe();
+        // A connection handed over while shutdown began subscribed after
+        // it: `changed` would never fire, and the client would lose the
+        // socket at exit without the 1001 that tells it to go elsewhere.
+        if *shutdown.borrow() {
+            shutdown.mark_changed();
+        }
         let open_message = ws.get_ref().open_message();
         // Both deadlines live across iterations: a sleep made anew in every
         // `select!` would re-register a timer for every frame sent.
