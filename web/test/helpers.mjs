@@ -11,8 +11,12 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 // The datafeed package's own test helper, as tsc compiled it: one copy of
-// the process handling for both test suites.
-import { startServer as startPackageServer } from "../../clients/typescript/dist/test/helpers.js";
+// the process handling (and of the fixed clock start, 2024-11-24T15:00:00Z,
+// a Sunday: stock and forex sessions are closed, BTCUSD trades) for both
+// test suites.
+import { CLOCK_START, sleep, startServer as startPackageServer } from "../../clients/typescript/dist/test/helpers.js";
+
+export { CLOCK_START, sleep };
 
 /** web/ */
 export const WEB_DIR = fileURLToPath(new URL("../", import.meta.url));
@@ -22,18 +26,14 @@ export const ARTIFACTS_DIR = path.join(WEB_DIR, "test-artifacts");
 
 export const CHROMIUM_BIN = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 
-/** 2024-11-24T15:00:00Z (a Sunday: stock and forex sessions are closed, BTCUSD trades). */
-export const CLOCK_START = 1732460400;
 export const MINUTE = 60_000;
-
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Starts trading-server serving web/dist, with `args` after --bind,
  * --log-format json, --rate-limit-rps 0 and --web-dir. With `port`, binds
  * that port, retrying for a while when it is not free yet. The process
  * handling is the datafeed package's test helper (compiled into its dist/
- * by scripts/build-web), so both test suites start servers alike.
+ * by tsc before the tests run), so both test suites start servers alike.
  */
 export async function startServer(args, port) {
   if (!existsSync(path.join(DIST_DIR, "chart/index.html"))) {
