@@ -8,6 +8,11 @@
 //! * delivery: WebSocket updates delivered per second to N connections on
 //!   one node against N/2 on each of two nodes, all on the same cores.
 //!
+//! Two nodes run twice: sharing every core (each sizes its thread pools
+//! for all of them, so there are twice the threads there are cores), and
+//! each confined to a core of its own, as a container or VM per node
+//! would have them.
+//!
 //! Every run gets a fresh database and stream, dropped afterwards.
 
 use std::sync::atomic::AtomicBool;
@@ -29,12 +34,13 @@ struct Market {
 }
 
 impl Market {
-    /// `nodes` nodes, on a bus when `bus`.
+    /// `nodes` nodes, on a bus when `bus`, placed on the cores as `placement` says.
     async fn start(
         o: &Options,
         scratch: &Scratch,
         nodes: usize,
         bus: bool,
+        placement: Placement,
     ) -> Result<Market, String> {
         let db = Database::create().await?;
         let mut market = Market {
@@ -44,7 +50,8 @@ impl Market {
         };
         let started = async {
             store::register_ingest_symbols(o, scratch, &market.db.url)?;
-            for _ in 0..nodes {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            for i in 0..nodes {
                 let mut flags = vec![
                     ("--store", market.db.url.clone()),
                     ("--ingest-token", store::TOKEN.to_string()),
@@ -54,7 +61,11 @@ impl Market {
                     flags.push(("--bus", services::nats_url()));
                     flags.push(("--bus-stream", stream.clone()));
                 }
-                let node = server::trading_server(&o.server, &flags).await?;
+                let core = match placement {
+                    Placement::Shared => None,
+                    Placement::CoreEach => Some(i % cores),
+                };
+                let node = server::trading_server_on(&o.server, &flags, core).await?;
                 ready(&node.address).await?;
                 market.nodes.push(node);
             }
@@ -86,6 +97,29 @@ impl Market {
             services::delete_stream(stream).await;
         }
         self.db.remove().await;
+    }
+}
+
+/// How the nodes share the machine's cores.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Every node may run on every core, and sizes its thread pools for
+    /// all of them: two nodes on two cores run twice the threads there are
+    /// cores for.
+    Shared,
+    /// Node i is confined to core i (mod the cores), and sizes its pools
+    /// for that one: what a container or VM of its own per node gives.
+    /// One node alone is the same as `Shared`.
+    CoreEach,
+}
+
+impl Placement {
+    fn describe(self, nodes: usize) -> &'static str {
+        match (self, nodes) {
+            (_, 1) => "",
+            (Placement::Shared, _) => ", sharing the cores",
+            (Placement::CoreEach, _) => ", one core each",
+        }
     }
 }
 
@@ -146,9 +180,10 @@ async fn ingest_run(
     scratch: &Scratch,
     nodes: usize,
     bus: bool,
+    placement: Placement,
     load: Load,
 ) -> Result<Run, String> {
-    let market = Market::start(o, scratch, nodes, bus).await?;
+    let market = Market::start(o, scratch, nodes, bus, placement).await?;
     let addresses = market.addresses();
     let nats = services::nats_pid().filter(|_| bus);
     let nats_before = nats.map(server::cpu_seconds);
@@ -232,19 +267,23 @@ async fn ingest_table(o: &Options, scratch: &Scratch) -> Result<(), String> {
         2,
     );
     let mut most = None;
-    let rows: [(usize, bool, Option<Load>); 5] = [
-        (1, false, Some(Load::Unlimited)),
-        (1, true, Some(Load::Unlimited)),
-        (2, true, Some(Load::Unlimited)),
-        // Half the two nodes' most, measured just above.
-        (2, true, None),
-        (2, true, Some(Load::ProbeOnly)),
+    use Placement::{CoreEach, Shared};
+    let rows: [(usize, bool, Placement, Option<Load>); 8] = [
+        (1, false, Shared, Some(Load::Unlimited)),
+        (1, true, Shared, Some(Load::Unlimited)),
+        (2, true, Shared, Some(Load::Unlimited)),
+        // Half the most of the two nodes just above.
+        (2, true, Shared, None),
+        (2, true, Shared, Some(Load::ProbeOnly)),
+        (2, true, CoreEach, Some(Load::Unlimited)),
+        (2, true, CoreEach, None),
+        (2, true, CoreEach, Some(Load::ProbeOnly)),
     ];
-    for (nodes, bus, load) in rows {
+    for (nodes, bus, placement, load) in rows {
         let load = load.unwrap_or(Load::Rate(most.unwrap_or(10_000.0) / 2.0));
         let mut runs = Vec::new();
         for _ in 0..o.runs {
-            runs.push(ingest_run(o, scratch, nodes, bus, load).await?);
+            runs.push(ingest_run(o, scratch, nodes, bus, placement, load).await?);
         }
         if nodes == 2 && matches!(load, Load::Unlimited) {
             let rates: Vec<f64> = runs.iter().filter_map(|r| r.trades_per_s).collect();
@@ -256,7 +295,7 @@ async fn ingest_table(o: &Options, scratch: &Scratch) -> Result<(), String> {
         let [o50, o99, o999] = Percentiles::cells(Percentiles::median_of(&other));
         let setup = match (nodes, bus) {
             (1, false) => "1, no bus".to_string(),
-            (n, _) => format!("{n}, bus"),
+            (n, _) => format!("{n}, bus{}", placement.describe(n)),
         };
         let load = match load {
             Load::ProbeOnly => "probe only".to_string(),
@@ -323,10 +362,14 @@ async fn delivery_table(o: &Options, scratch: &Scratch) -> Result<(), String> {
             .collect(),
     );
     let mut one = None;
-    for nodes in [1usize, 2] {
+    for (nodes, placement) in [
+        (1usize, Placement::Shared),
+        (2, Placement::Shared),
+        (2, Placement::CoreEach),
+    ] {
         let mut rows = Vec::new();
         for _ in 0..o.runs {
-            let market = Market::start(o, scratch, nodes, true).await?;
+            let market = Market::start(o, scratch, nodes, true, placement).await?;
             let mut fleets = Vec::new();
             for address in market.addresses() {
                 fleets.push(
@@ -372,7 +415,7 @@ async fn delivery_table(o: &Options, scratch: &Scratch) -> Result<(), String> {
             one = Some(delivered);
         }
         stats::row(&[
-            nodes.to_string(),
+            format!("{nodes}{}", placement.describe(nodes)),
             int((connections / nodes) as f64),
             int(stats::median(rows.iter().map(|r| r.0).collect())),
             int(delivered),

@@ -65,8 +65,35 @@ pub enum Reports {
 /// Starts `program` and waits for the line that carries
 /// `"address":"HOST:PORT"`.
 pub async fn spawn(program: &Path, args: &[String], reports: Reports) -> Result<Process, String> {
+    spawn_on(program, args, reports, None).await
+}
+
+/// As [`spawn`], with the child confined to CPU `core` when one is given
+/// (as `taskset -c` does): it then sizes its thread pools for that one
+/// core, as a node in a container with a cpuset of its own would.
+pub async fn spawn_on(
+    program: &Path,
+    args: &[String],
+    reports: Reports,
+    core: Option<usize>,
+) -> Result<Process, String> {
     let mut command = Command::new(program);
     command.args(args).kill_on_drop(true);
+    if let Some(core) = core {
+        // SAFETY: between fork and exec the closure only calls
+        // sched_setaffinity on a set built on its own stack: no allocation,
+        // no lock.
+        unsafe {
+            command.pre_exec(move || {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(core, &mut set);
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     match reports {
         Reports::Stderr => command.stderr(Stdio::piped()).stdout(Stdio::null()),
         Reports::Stdout => command.stdout(Stdio::piped()).stderr(Stdio::inherit()),
@@ -114,6 +141,15 @@ pub async fn spawn(program: &Path, args: &[String], reports: Reports) -> Result<
 /// `trading-server` on a free loopback port with the fixed market instant.
 /// The address line is logged at info, so the level stays there.
 pub async fn trading_server(path: &str, flags: &[(&str, String)]) -> Result<Process, String> {
+    trading_server_on(path, flags, None).await
+}
+
+/// [`trading_server`] confined to CPU `core`, if given (see [`spawn_on`]).
+pub async fn trading_server_on(
+    path: &str,
+    flags: &[(&str, String)],
+    core: Option<usize>,
+) -> Result<Process, String> {
     let mut args: Vec<String> = [
         "--bind",
         "127.0.0.1:0",
@@ -139,7 +175,7 @@ pub async fn trading_server(path: &str, flags: &[(&str, String)]) -> Result<Proc
         args.push(flag.to_string());
         args.push(value.clone());
     }
-    spawn(Path::new(path), &args, Reports::Stderr).await
+    spawn_on(Path::new(path), &args, Reports::Stderr, core).await
 }
 
 impl Process {
