@@ -71,18 +71,26 @@ impl Conn {
         Ok(Conn {
             // A page is one row: its times and its bars back to back
             // (newest first). Thousands of rows cost both ends far more
-            // than one row of the same bytes.
+            // than one row of the same bytes. The aggregates take the rows
+            // in the order the index scan yields them (newest first), as
+            // PostgreSQL does for a sorted subquery under a plain
+            // aggregate. An ORDER BY inside them would sort the page once
+            // more for each: without it PostgreSQL 15 answers twice the
+            // pages a second (pgbench, 8 clients, 5,000 bars).
+            // Both aggregates see the same rows in the same order, so the
+            // n-th time is the n-th bar's; `packed_bars` sorts a page
+            // that comes back in another order.
             back: prepare(
-                "SELECT coalesce(array_agg(time ORDER BY time DESC), '{}'),
-                        coalesce(string_agg(bar, ''::bytea ORDER BY time DESC), ''::bytea)
+                "SELECT coalesce(array_agg(time), '{}'),
+                        coalesce(string_agg(bar, ''::bytea), ''::bytea)
                  FROM (SELECT time, bar FROM bars
                        WHERE symbol = $1 AND resolution = $2 AND time < $3
                        ORDER BY time DESC LIMIT $4) page",
             )
             .await?,
             range: prepare(
-                "SELECT coalesce(array_agg(time ORDER BY time DESC), '{}'),
-                        coalesce(string_agg(bar, ''::bytea ORDER BY time DESC), ''::bytea)
+                "SELECT coalesce(array_agg(time), '{}'),
+                        coalesce(string_agg(bar, ''::bytea), ''::bytea)
                  FROM (SELECT time, bar FROM bars
                        WHERE symbol = $1 AND resolution = $2 AND time >= $3 AND time < $4
                        ORDER BY time DESC LIMIT $5) page",
@@ -189,8 +197,11 @@ fn row_bar(row: &Row) -> Result<StoredBar> {
 
 /// The bars of a packed page: (times, bars back to back).
 fn packed_bars(row: &Row) -> Result<Vec<StoredBar>> {
-    let times: Vec<i64> = row.try_get(0)?;
-    let blob: &[u8] = row.try_get(1)?;
+    unpack(&row.try_get::<_, Vec<i64>>(0)?, row.try_get(1)?)
+}
+
+/// A page's times and its bars' bytes back to back, as bars newest first.
+fn unpack(times: &[i64], blob: &[u8]) -> Result<Vec<StoredBar>> {
     let len = crate::store::bar::ENCODED_LEN;
     if blob.len() != times.len() * len {
         return Err(Fail(format!(
@@ -199,13 +210,19 @@ fn packed_bars(row: &Row) -> Result<Vec<StoredBar>> {
             blob.len()
         )));
     }
-    times
+    let mut bars = times
         .iter()
         .zip(blob.chunks_exact(len))
         .map(|(time, bytes)| {
             StoredBar::decode(*time, bytes).ok_or_else(|| Fail("a bar that does not decode".into()))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    // Newest first, as the scan yields them; should a plan ever feed the
+    // aggregates in another order, the page is still served in order.
+    if !bars.windows(2).all(|w| w[0].time > w[1].time) {
+        bars.sort_unstable_by_key(|b| std::cmp::Reverse(b.time));
+    }
+    Ok(bars)
 }
 
 fn bars_of(rows: &[Row]) -> Result<Vec<StoredBar>> {
@@ -562,4 +579,25 @@ pub async fn bump_changes(client: &Client) -> Result<()> {
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unpack;
+    use crate::store::bar::StoredBar;
+    use crate::volume::Volume;
+
+    #[test]
+    fn a_page_comes_out_newest_first_whatever_order_it_came_in() {
+        let bar =
+            |time: i64, price: f64| StoredBar::of_trade(time, time, price, Volume::from_units(1));
+        let page = [bar(60_000, 2.0), bar(180_000, 4.0), bar(120_000, 3.0)];
+        let times: Vec<i64> = page.iter().map(|b| b.time).collect();
+        let blob: Vec<u8> = page.iter().flat_map(|b| b.encode()).collect();
+        let got = unpack(&times, &blob).expect("unpacks");
+        let got: Vec<(i64, f64)> = got.iter().map(|b| (b.time, b.close)).collect();
+        // Each time keeps its own bar.
+        assert_eq!(got, [(180_000, 4.0), (120_000, 3.0), (60_000, 2.0)]);
+        assert!(unpack(&times, &blob[1..]).is_err());
+    }
 }
