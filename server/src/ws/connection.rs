@@ -74,6 +74,7 @@ pub async fn serve(
         expiry_moved: false,
         quotes: HashMap::new(),
         quotes_due: false,
+        looked: None,
     };
     state.connection_opened();
     let opened = Instant::now();
@@ -135,7 +136,20 @@ struct Connection {
     quotes: HashMap<String, QuoteFollow>,
     /// Set by a quotes subscription: its new symbols' quotes go out now.
     quotes_due: bool,
+    /// When the client's unread bytes were last asked of the kernel, and
+    /// how many there were (see `is_behind`).
+    looked: Option<(Instant, usize)>,
 }
+
+/// How long a look at a client's unread bytes stands while they are
+/// under half the send backlog. The look is an ioctl, and a connection
+/// following several busy topics flushes dozens of times a second: asking
+/// before every flush cost 8% of the server's CPU per message at 10,000
+/// connections of 10 topics (docs/BENCHMARKS.md, "WebSocket").
+/// Between looks a client can fall at most this much further behind,
+/// which its kernel buffer holds; a socket that then stops taking bytes
+/// still meets the slow-client timeout in `flush`.
+const LOOK_STANDS: Duration = Duration::from_millis(50);
 
 /// A followed quote symbol: its rate, and the version of its quote this
 /// client was last sent (0: none yet).
@@ -372,10 +386,17 @@ impl Connection {
     }
 
     /// Whether the client has left more than the send backlog unread.
-    fn is_behind(&self, ws: &WebSocketStream<Socket>) -> bool {
-        ws.get_ref()
-            .unsent()
-            .is_some_and(|n| n > self.state.limits.send_backlog)
+    fn is_behind(&mut self, ws: &WebSocketStream<Socket>) -> bool {
+        let backlog = self.state.limits.send_backlog;
+        let now = Instant::now();
+        if let Some((at, unsent)) = self.looked {
+            if unsent <= backlog / 2 && now.duration_since(at) < LOOK_STANDS {
+                return false;
+            }
+        }
+        let unsent = ws.get_ref().unsent();
+        self.looked = unsent.map(|n| (now, n));
+        unsent.is_some_and(|n| n > backlog)
     }
 
     fn too_slow(&self) -> String {
