@@ -144,7 +144,7 @@ struct Connection {
 /// How long a look at a client's unread bytes stands while they are
 /// under half the send backlog. The look is an ioctl, and a connection
 /// following several busy topics flushes dozens of times a second: asking
-/// before every flush cost 8% of the server's CPU per message at 10,000
+/// before every flush cost 9-11% of the server's CPU per message at 10,000
 /// connections of 10 topics (docs/BENCHMARKS.md, "WebSocket").
 /// Between looks a client can fall at most this much further behind,
 /// which its kernel buffer holds; a socket that then stops taking bytes
