@@ -78,7 +78,7 @@ impl Conn {
             // more for each: without it PostgreSQL 15 answers twice the
             // pages a second (pgbench, 8 clients, 5,000 bars).
             // Both aggregates see the same rows in the same order, so the
-            // n-th time is the n-th bar's; `packed_bars` sorts a page
+            // n-th time is the n-th bar's; `unpack` sorts a page
             // that comes back in another order.
             back: prepare(
                 "SELECT coalesce(array_agg(time), '{}'),
