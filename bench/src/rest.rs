@@ -43,6 +43,15 @@ fn scenarios() -> Vec<Scenario> {
             "bars 1 x5000",
             format!("/api/v1/datafeed/bars?symbol=BTCUSD&resolution=1&from_time=0&to_time={to}&count_back=5000"),
         ),
+        // A chart scrolled back: older than a store keeps in memory, so
+        // the stores read these from their file or database.
+        get(
+            "bars 1 x5000 4d back",
+            format!(
+                "/api/v1/datafeed/bars?symbol=BTCUSD&resolution=1&from_time=0&to_time={}&count_back=5000",
+                to - 4 * 86_400
+            ),
+        ),
         Scenario {
             name: "quotes x20",
             method: "POST",

@@ -81,6 +81,11 @@ impl EncodedRun {
         EncodedRun { bars, ends, json }
     }
 
+    /// The bars, ascending.
+    pub fn bars(&self) -> &[Bar] {
+        &self.bars
+    }
+
     /// The JSON (no trailing comma) of the longest stretch of this run that
     /// `bars` starts with, and how many bars that is. Bars are compared
     /// whole, so the slice is exactly what encoding them would write.

@@ -455,6 +455,133 @@ async fn get_bars_follows_the_paging_contract(engine: &dyn Engine) {
     s.stop().await;
 }
 
+/// Pages of `res` before `to_ms`, 5,000 at a time as a chart scrolls back
+/// (`count_back`), down to no_data: each exactly its stretch of `want`,
+/// with the time of the bar before it as `next_time`.
+async fn assert_scrolled_back(c: &Client, symbol: &str, res: &str, to_ms: i64, want: &[Bar]) {
+    let mut to = to_ms / 1000;
+    let mut end = want.len();
+    loop {
+        let page = c
+            .get_bars()
+            .symbol(symbol)
+            .resolution(res)
+            .from_time(0)
+            .to_time(to)
+            .count_back(5000)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{symbol} {res} before {to}: {e}"))
+            .into_inner();
+        if end == 0 {
+            assert!(
+                page.no_data && page.bars.is_empty(),
+                "{symbol} {res}: bars before the first one"
+            );
+            return;
+        }
+        let begin = end.saturating_sub(5000);
+        assert_eq!(page.bars, want[begin..end], "{symbol} {res} before {to}");
+        assert_eq!(
+            page.next_time,
+            begin.checked_sub(1).map(|i| want[i].time),
+            "{symbol} {res} next_time before {to}"
+        );
+        assert!(!page.no_data);
+        to = want[begin].time / 1000;
+        end = begin;
+    }
+}
+
+/// A history longer than a store keeps in memory: every page, scrolled
+/// back or asked as a range, is exactly the stored bars, read twice, and
+/// again after trades amend it at both ends and extend it.
+async fn a_long_history_pages_exactly_at_both_ends(engine: &dyn Engine) {
+    let dir = TempDir::new("conformance-long");
+    let start = ms("2025-09-01T00:00:00Z");
+    let n = 30_000;
+    let minutes = minute_bars((0..n).map(|i| start + i * MINUTE), 21);
+    let store = import_minutes(engine, &dir, "LONG", &minutes, &[]);
+    let s = store_server(&store, &[]).await;
+    let c = with_token(&s.base, TOKEN);
+    let layout = Layout::utc_24x7();
+    let end = start + 40 * DAY;
+    let served = |minutes: &[Ref], res: &str| -> Vec<Bar> {
+        layout
+            .aggregate(res, minutes)
+            .iter()
+            .map(Ref::bar)
+            .collect()
+    };
+    for round in ["cold", "warm"] {
+        for res in ["1", "5"] {
+            assert_scrolled_back(&s.client, "LONG", res, end, &served(&minutes, res)).await;
+        }
+        assert_served(
+            &s.client,
+            "LONG",
+            &layout,
+            &minutes,
+            &["1", "D"],
+            (start, end),
+            round,
+        )
+        .await;
+    }
+
+    // A late trade in one of the first minutes, one in a minute near the
+    // end, and a new minute after the last.
+    let mut expected = minutes.clone();
+    let last = start + n * MINUTE;
+    ingest(
+        &c,
+        vec![
+            trade(
+                "LONG",
+                minutes[200].time + 10_000,
+                minutes[200].high + 3.0,
+                2.5,
+            ),
+            trade(
+                "LONG",
+                minutes[29_000].time + 20_000,
+                minutes[29_000].low - 1.0,
+                1.5,
+            ),
+            trade("LONG", last + 5_000, 42.0, 1.0),
+        ],
+    )
+    .await;
+    expected[200].high += 3.0;
+    expected[200].milli_volume += 2_500;
+    expected[29_000].low -= 1.0;
+    expected[29_000].milli_volume += 1_500;
+    expected.push(Ref {
+        time: last,
+        open: 42.0,
+        high: 42.0,
+        low: 42.0,
+        close: 42.0,
+        milli_volume: 1_000,
+    });
+    for round in ["after the trades", "after the trades, again"] {
+        for res in ["1", "5"] {
+            assert_scrolled_back(&s.client, "LONG", res, end, &served(&expected, res)).await;
+        }
+        assert_served(
+            &s.client,
+            "LONG",
+            &layout,
+            &expected,
+            &["1", "15", "D"],
+            (start, end),
+            round,
+        )
+        .await;
+    }
+    s.stop().await;
+}
+
 /// A daily-only symbol serves D, W, M and says why not finer, in REST and
 /// on the WebSocket; the configuration lists what some symbol serves.
 async fn only_resolutions_the_data_supports_are_served(engine: &dyn Engine) {
@@ -1112,6 +1239,7 @@ macro_rules! suite {
             imported_minutes_are_served_exactly_at_every_resolution,
             session_buckets_follow_the_local_clock_across_dst,
             get_bars_follows_the_paging_contract,
+            a_long_history_pages_exactly_at_both_ends,
             only_resolutions_the_data_supports_are_served,
             ingested_trades_stream_at_once_and_close_into_history,
             late_trades_amend_history_exactly,

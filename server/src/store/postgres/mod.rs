@@ -201,7 +201,7 @@ impl PostgresStore {
             .map_err(|e| self.unavailable(e))
     }
 
-    /// The kept closed bars of a D/W/M series, built if missing or stale,
+    /// The kept bars of a series (`history`), built if missing or stale,
     /// and the bars after them: kept too while the symbol has not been
     /// written since, else read from the database.
     async fn kept(
@@ -225,23 +225,17 @@ impl PostgresStore {
             }
         }
         let conn = self.reader().await?;
-        let all = async {
-            let rows = tables::stream(&conn, id, res, i64::MIN, i64::MAX).await?;
-            pin_mut!(rows);
-            let mut bars = Vec::new();
-            while let Some(row) = rows.try_next().await? {
-                bars.push(tables::bar_of_row(&row)?.to_bar());
-            }
-            Ok::<_, Fail>(bars)
-        }
-        .await
-        .map_err(|e| self.unavailable(e))?;
+        let newest = tables::since(&conn, id, res, i64::MIN, history::WINDOW)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        drop(conn);
+        let newest: Vec<Bar> = newest.iter().map(StoredBar::to_bar).collect();
         let prices = PriceFormat::for_pricescale(symbol.info.pricescale);
-        let newest: Vec<Bar> = all.last().copied().into_iter().collect();
+        let tail: Vec<Bar> = newest.last().copied().into_iter().collect();
         let entry = self
             .history
-            .put(id, res, stamp, all, |bars| EncodedRun::new(bars, prices));
-        Ok((entry, newest))
+            .put(id, res, stamp, newest, |bars| EncodedRun::new(bars, prices));
+        Ok((entry, tail))
     }
 }
 
@@ -348,18 +342,15 @@ impl DataSource for PostgresStore {
                 next_time: None,
             });
         };
-        if !history::is_kept(res) {
-            let conn = self.reader().await?;
-            return tables::page(&conn, id, res, query)
-                .await
-                .map_err(|e| self.unavailable(e));
-        }
         let (entry, tail) = self.kept(symbol, id, res).await?;
-        let joined = history::Joined {
-            head: &entry.bars,
-            tail: &tail,
-        };
-        Ok(joined.page(query))
+        if let Some(page) = entry.page(&tail, query) {
+            return Ok(page);
+        }
+        // Reaching back before the kept bars: from the database.
+        let conn = self.reader().await?;
+        tables::page(&conn, id, res, query)
+            .await
+            .map_err(|e| self.unavailable(e))
     }
 
     fn encoded_history(
@@ -396,7 +387,7 @@ impl DataSource for PostgresStore {
         };
         // The trading day and the one before it, from the kept daily bars.
         let (entry, tail) = self.kept(symbol, id, Resolution::Day).await?;
-        let mut days = entry.bars.iter().chain(&tail).rev();
+        let mut days = entry.bars().iter().chain(&tail).rev();
         let (Some(today), yesterday) = (days.next().copied(), days.next()) else {
             return Ok(None);
         };

@@ -134,7 +134,7 @@ impl SqliteStore {
         Some((record.id, record.base?))
     }
 
-    /// The kept closed bars of a D/W/M series, built if missing or stale,
+    /// The kept bars of a series (`history`), built if missing or stale,
     /// and the bars after them: kept too while the symbol has not been
     /// written since, else read from the file.
     fn kept(
@@ -155,23 +155,14 @@ impl SqliteStore {
                 return Ok((entry, tail.iter().map(StoredBar::to_bar).collect()));
             }
         }
-        let all = self.read(|conn| {
-            let mut bars = Vec::new();
-            let mut each = |b: &StoredBar| {
-                bars.push(b.to_bar());
-                Ok(())
-            };
-            match tables::scan(conn, id, res, i64::MIN, i64::MAX, &mut each) {
-                Ok(()) | Err(tables::ScanError::Stopped(_)) => Ok(bars),
-                Err(tables::ScanError::Sql(e)) => Err(e),
-            }
-        })?;
+        let newest = self.read(|conn| tables::since(conn, id, res, i64::MIN, history::WINDOW))?;
+        let newest: Vec<Bar> = newest.iter().map(StoredBar::to_bar).collect();
         let prices = PriceFormat::for_pricescale(symbol.info.pricescale);
-        let newest: Vec<Bar> = all.last().copied().into_iter().collect();
+        let tail: Vec<Bar> = newest.last().copied().into_iter().collect();
         let entry = self
             .history
-            .put(id, res, stamp, all, |bars| EncodedRun::new(bars, prices));
-        Ok((entry, newest))
+            .put(id, res, stamp, newest, |bars| EncodedRun::new(bars, prices));
+        Ok((entry, tail))
     }
 
     fn read<T>(
@@ -246,15 +237,12 @@ impl DataSource for SqliteStore {
                 next_time: None,
             });
         };
-        if !history::is_kept(res) {
-            return self.read(|conn| tables::page(conn, id, res, query));
-        }
         let (entry, tail) = self.kept(symbol, id, res)?;
-        let joined = history::Joined {
-            head: &entry.bars,
-            tail: &tail,
-        };
-        Ok(joined.page(query))
+        match entry.page(&tail, query) {
+            Some(page) => Ok(page),
+            // Reaching back before the kept bars: from the file.
+            None => self.read(|conn| tables::page(conn, id, res, query)),
+        }
     }
 
     fn encoded_history(
@@ -288,7 +276,7 @@ impl DataSource for SqliteStore {
         };
         // The trading day and the one before it, from the kept daily bars.
         let (entry, tail) = self.kept(symbol, id, Resolution::Day)?;
-        let mut days = entry.bars.iter().chain(&tail).rev();
+        let mut days = entry.bars().iter().chain(&tail).rev();
         let (Some(today), yesterday) = (days.next().copied(), days.next()) else {
             return Ok(None);
         };
