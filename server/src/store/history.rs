@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::bars_json::EncodedRun;
+use crate::bars_json::{EncodedRun, PriceFormat};
 use crate::calendar::Resolution;
 use crate::paging::BarSource;
 use crate::source::{Bar, BarQuery, BarsPage};
@@ -171,25 +171,25 @@ impl History {
 
     /// Keeps `bars`, the newest [`WINDOW`] of the series (ascending; all of
     /// it when there are fewer), as the entry at `stamp` and write
-    /// `written`: all but the newest, encoded by `encode`, and the newest
-    /// as the tail.
+    /// `written`: all but the newest, encoded with `prices`, and the newest
+    /// as the tail. Returns the entry and its tail.
     pub fn put(
         &self,
         symbol: i64,
         res: Resolution,
         (stamp, written): (Stamp, u64),
         mut bars: Vec<Bar>,
-        encode: impl FnOnce(Vec<Bar>) -> EncodedRun,
-    ) -> Arc<Entry> {
+        prices: Option<PriceFormat>,
+    ) -> (Arc<Entry>, Vec<Bar>) {
         let complete = bars.len() < WINDOW;
         let tail: Vec<Bar> = bars.pop().into_iter().collect();
         let cutoff = tail.first().map_or(i64::MIN, |b| b.time);
         let entry = Arc::new(Entry {
             stamp,
-            run: Arc::new(encode(bars)),
+            run: Arc::new(EncodedRun::new(bars, prices)),
             complete,
             cutoff,
-            tail,
+            tail: tail.clone(),
             written,
             used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
         });
@@ -199,7 +199,7 @@ impl History {
         entries.bars += entry.size();
         entries.map.insert(key, Arc::clone(&entry));
         entries.evict(key);
-        entry
+        (entry, tail)
     }
 
     /// A write changed bars of `symbol`; `amended` when one of them is
@@ -327,9 +327,9 @@ mod tests {
 
     fn entry(history: &History, all: &[Bar], id: i64) -> Arc<Entry> {
         let newest = all[all.len().saturating_sub(WINDOW)..].to_vec();
-        history.put(id, Resolution::Min1, ((0, 0), 0), newest, |bars| {
-            EncodedRun::new(bars, None)
-        })
+        history
+            .put(id, Resolution::Min1, ((0, 0), 0), newest, None)
+            .0
     }
 
     fn query(to_ms: i64, from_ms: i64, count_back: Option<usize>) -> BarQuery {

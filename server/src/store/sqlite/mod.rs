@@ -158,11 +158,7 @@ impl SqliteStore {
         let newest = self.read(|conn| tables::since(conn, id, res, i64::MIN, history::WINDOW))?;
         let newest: Vec<Bar> = newest.iter().map(StoredBar::to_bar).collect();
         let prices = PriceFormat::for_pricescale(symbol.info.pricescale);
-        let tail: Vec<Bar> = newest.last().copied().into_iter().collect();
-        let entry = self
-            .history
-            .put(id, res, stamp, newest, |bars| EncodedRun::new(bars, prices));
-        Ok((entry, tail))
+        Ok(self.history.put(id, res, stamp, newest, prices))
     }
 
     fn read<T>(
