@@ -318,11 +318,15 @@ impl TradingService for TradingServer {
 
     async fn get_readiness(rqctx: Request<AppContext>) -> Response<Readiness> {
         let ctx = rqctx.context();
-        let why = match (ctx.source.health(), &ctx.bus) {
+        let stopping = ctx
+            .stopping
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| "the node is shutting down; use another node".to_string());
+        let why = stopping.or_else(|| match (ctx.source.health(), &ctx.bus) {
             (Err(why), _) => Some(why),
             (Ok(()), Some(bus)) => bus.ready().err(),
             (Ok(()), None) => None,
-        };
+        });
         let answer = match why {
             Some(why) => Err(ApiError::NotReady(format!("not ready: {why}"))),
             None => Ok(Readiness {
@@ -641,7 +645,7 @@ fn bus_health(bus: &Bus) -> BusHealth {
         (BusHealthStatus::Disconnected, None)
     } else if let Some(problem) = status.problem() {
         (BusHealthStatus::Failing, Some(problem))
-    } else if !status.caught_up() || status.lag() > 0 {
+    } else if status.catching_up() {
         (BusHealthStatus::CatchingUp, None)
     } else {
         (BusHealthStatus::Ok, None)

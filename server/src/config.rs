@@ -141,6 +141,27 @@ pub struct Config {
     #[arg(long, env = "TRADING_SHUTDOWN_GRACE", default_value_t = 5.0, value_parser = parse_seconds)]
     pub shutdown_grace: f64,
 
+    /// Seconds between SIGTERM and the start of the drain, during which
+    /// `/api/v1/ready` answers 503 while everything else is still served, so a
+    /// load balancer's probe takes the node out of rotation before it stops
+    /// accepting (SIGINT, or a second signal, skips it).
+    #[arg(long, env = "TRADING_DRAIN_DELAY", default_value_t = 5.0, value_parser = parse_delay)]
+    pub drain_delay: f64,
+
+    /// Load balancers or reverse proxies (addresses or CIDR blocks, comma-separated)
+    /// whose `Forwarded` / `X-Forwarded-For` headers name the client. From any other
+    /// peer those headers are ignored. Every per-address limit, the access log and the
+    /// WebSocket use the named client.
+    #[arg(long, env = "TRADING_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// Every connection starts with a PROXY protocol header (v1 or v2), as a TCP load
+    /// balancer writes it (HAProxy `send-proxy-v2`, nginx `proxy_protocol on`); the
+    /// client is the address it names. Connections without one are closed. With
+    /// `--trusted-proxies`, only those peers may connect.
+    #[arg(long, env = "TRADING_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+
     /// Refuse WebSocket handshakes that carry no `Origin` header. Browsers always
     /// send one (checked against the CORS origins); other clients usually do not.
     #[arg(long, env = "TRADING_WS_REQUIRE_ORIGIN")]
@@ -234,6 +255,15 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err("must be between 0.05 and 31536000 seconds".into())
+    }
+}
+
+fn parse_delay(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && (0.0..=3600.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be between 0 and 3600 seconds".into())
     }
 }
 

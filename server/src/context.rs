@@ -1,6 +1,7 @@
 //! What every handler can see: the data source, the clock, the CORS policy,
 //! the WebSocket side and the built pages. Handlers get it through `trading_pro::service::Request`.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::bus::Bus;
@@ -26,4 +27,9 @@ pub struct AppContext {
     pub metrics: Arc<Metrics>,
     /// The chart and docs pages, read from `--web-dir` at start-up.
     pub pages: Pages,
+    /// The specs as served (required tokens with authentication on).
+    pub specs: crate::specs::Specs,
+    /// Set once the node is shutting down: readiness answers 503 from then
+    /// on, so load balancers stop sending it new clients.
+    pub stopping: AtomicBool,
 }

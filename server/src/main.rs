@@ -1,4 +1,5 @@
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use slog::{info, o};
@@ -54,39 +55,74 @@ async fn serve(config: Config) -> ExitCode {
         Ok(server) => server,
         Err(e) => {
             slog::error!(log, "failed to start"; "error" => &e);
-            // Give the async drain a moment to flush before exiting.
-            drop(log);
+            logging::flush();
             eprintln!("trading-server: {e}");
             return ExitCode::FAILURE;
         }
     };
-    info!(log, "listening";
-        "address" => %server.local_addr(),
-        "url" => format!("{}://{}", if config.tls_cert.is_some() { "https" } else { "http" }, server.local_addr()),
-        "source" => server.context().source.kind(),
-        "seed" => config.seed);
-    shutdown_signal().await;
+    let context = server.context();
+    match &context.bus {
+        None => info!(log, "listening";
+            "address" => %server.local_addr(),
+            "url" => format!("{}://{}", if config.tls_cert.is_some() { "https" } else { "http" }, server.local_addr()),
+            "source" => context.source.kind(),
+            "store" => context.source.describe(),
+            // The seed makes the synthetic market; a store has none.
+            "seed" => (context.source.kind() == "synthetic").then_some(config.seed)),
+        Some(bus) => info!(log, "listening";
+            "address" => %server.local_addr(),
+            "url" => format!("{}://{}", if config.tls_cert.is_some() { "https" } else { "http" }, server.local_addr()),
+            "source" => context.source.kind(),
+            "store" => context.source.describe(),
+            "bus" => bus.log.describe(),
+            "stream" => bus.log.name(),
+            "stream_incarnation" => bus.resumes_from.as_ref().map(|(key, _)| key.clone()),
+            "resumes_after_entry" => bus.resumes_from.as_ref().map(|(_, seq)| *seq)),
+    }
+    let first = shutdown_signal().await;
+    let delay = Duration::from_secs_f64(config.drain_delay);
+    if first == Signal::Terminate && !delay.is_zero() {
+        // A load balancer that probes /ready takes the node out of
+        // rotation during the delay; clients already here are still served.
+        server.leave_rotation();
+        info!(log, "leaving rotation: /api/v1/ready answers 503, then the drain begins";
+            "drain_delay" => ?delay);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown_signal() => info!(log, "second signal: draining now"),
+        }
+    }
     info!(log, "shutting down";
         "connections" => server.open_connections(),
         "websocket_connections" => server.context().ws.open_connections());
     if let Err(e) = server.stop().await {
         slog::error!(log, "shutdown failed"; "error" => e);
     }
+    logging::flush();
     ExitCode::SUCCESS
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+/// Resolves on SIGINT or SIGTERM, saying which.
+async fn shutdown_signal() -> Signal {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("install SIGTERM handler");
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = ctrl_c => Signal::Interrupt,
+            _ = term.recv() => Signal::Terminate,
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    {
+        let _ = ctrl_c.await;
+        Signal::Interrupt
+    }
 }

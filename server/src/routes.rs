@@ -40,7 +40,7 @@ pub async fn handle(
     let result = match found {
         _ if head.method == Method::OPTIONS => {
             if matches!(found, Route::NotFound)
-                && specs::file(path).is_none()
+                && ctx.specs.file(path).is_none()
                 && ctx.pages.find(path).is_none()
             {
                 Err(not_found(ctx, &head.headers, path))
@@ -62,7 +62,7 @@ pub async fn handle(
             }
         }
         Route::NotFound => {
-            let page = match specs::file(path) {
+            let page = match ctx.specs.file(path) {
                 Some((content_type, body)) => Some(spec_response(content_type, body)),
                 None => ctx.pages.find(path).map(|found| match found {
                     Found::Asset(asset) => pages::asset_response(asset, &head.headers),
@@ -111,8 +111,8 @@ async fn collect(response: Response<dropshot::Body>) -> Response<Bytes> {
     Response::from_parts(head, bytes)
 }
 
-fn spec_response(content_type: &'static str, body: &'static str) -> Response<Bytes> {
-    let mut response = Response::new(Bytes::from_static(body.as_bytes()));
+fn spec_response(content_type: &'static str, body: Bytes) -> Response<Bytes> {
+    let mut response = Response::new(body);
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +79,7 @@ async fn open_node(
     config: &Config,
     url: &str,
     hub: &Arc<Hub>,
+    log: &Logger,
 ) -> Result<(Arc<dyn DataSource>, Bus), String> {
     let store = match config.store.as_deref().map(StoreUrl::parse) {
         Some(Ok(StoreUrl::Postgres(store))) => store,
@@ -93,6 +95,8 @@ async fn open_node(
         url,
         &config.bus_stream,
         Arc::clone(&store) as Arc<dyn Applier>,
+        &store.describe(),
+        log.new(o!("component" => "bus")),
     )
     .await?;
     Ok((store, bus))
@@ -106,7 +110,7 @@ pub async fn build_context(config: &Config, log: &Logger) -> Result<AppContext, 
     let hub = Arc::new(Hub::default());
     let (source, bus) = match &config.bus {
         Some(url) => {
-            let (source, bus) = open_node(config, url, &hub).await?;
+            let (source, bus) = open_node(config, url, &hub, log).await?;
             (source, Some(bus))
         }
         None => (open_source(config, &hub, &clock)?, None),
@@ -147,6 +151,10 @@ pub async fn build_context(config: &Config, log: &Logger) -> Result<AppContext, 
         ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
         bus,
         pages,
+        specs: crate::specs::Specs::new(
+            config.auth_jwt_secret.is_some() || config.auth_jwt_public_key.is_some(),
+        ),
+        stopping: AtomicBool::new(false),
     })
 }
 
@@ -176,10 +184,18 @@ impl Server {
         self.edge.open_connections()
     }
 
+    /// The first step of a shutdown: readiness answers 503 from now on,
+    /// while everything else is still served, so a load balancer that
+    /// probes takes the node out of rotation before `stop` closes it.
+    pub fn leave_rotation(&self) {
+        self.context.stopping.store(true, Ordering::Relaxed);
+    }
+
     /// Graceful shutdown: stop accepting; close WebSockets with 1001; answer
     /// what keep-alive clients still send with `Connection: close` and let
     /// requests in progress finish, for up to the shutdown grace.
     pub async fn stop(self) -> Result<(), String> {
+        self.leave_rotation();
         let ws = Arc::clone(&self.context().ws);
         let grace = self.grace;
         tokio::join!(
@@ -267,6 +283,7 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         }
         None => None,
     };
+    let trusted_proxies = edge::TrustedProxies::parse(&config.trusted_proxies)?;
     let rate = RateLimits::new(config.rate_limit_rps, config.rate_limit_burst);
     let rate_limit = rate
         .as_ref()
@@ -296,6 +313,8 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         max_inflight_per_user: config.max_inflight_per_token as usize,
         metrics_elsewhere: metrics_listener.is_some(),
         tls,
+        trusted_proxies: trusted_proxies.clone(),
+        proxy_protocol: config.proxy_protocol,
     };
     let edge_log = log.new(o!("component" => "edge"));
     let edge = Edge::new(
@@ -310,7 +329,9 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         "open_files" => open_files.map(|(soft, _)| soft),
         "open_files_hard" => open_files.map(|(_, hard)| hard),
         "rate_limit" => rate_limit,
-        "workers" => workers);
+        "workers" => workers,
+        "trusted_proxies" => trusted_proxies.describe(),
+        "proxy_protocol" => config.proxy_protocol);
     // What the operator configured, never the key itself.
     info!(log, "authentication";
         "on" => auth.is_some(),

@@ -113,6 +113,10 @@ pub trait DataSource: Send + Sync {
     /// reports it.
     fn kind(&self) -> &'static str;
 
+    /// Which source this is, for the start-up log: the store's path or
+    /// URL (never a password), the synthetic market's symbol count.
+    fn describe(&self) -> String;
+
     /// The symbols served now. A snapshot: a store's grows as symbols are
     /// imported, and the next call returns the new one.
     fn catalog(&self) -> Arc<Catalog>;

@@ -127,6 +127,10 @@ impl DataSource for Synthetic {
         "synthetic"
     }
 
+    fn describe(&self) -> String {
+        format!("synthetic market of {} symbols", self.catalog.len())
+    }
+
     fn catalog(&self) -> Arc<Catalog> {
         Arc::clone(&self.catalog)
     }

@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
+use slog::{error, warn, Logger};
 use tokio::sync::watch;
 
+use super::owner::{self, Ownership};
 use super::{message, Applier, Log, Logged, Outcome};
 
 /// Most entries handed to the store at once (one transaction).
@@ -26,6 +28,9 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 const KEPT_OUTCOMES: usize = 65_536;
 /// Waits between attempts after a failure: from the first to the last.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+/// How long known entries may wait to be applied before the node counts
+/// as catching up (not ready).
+const CATCHING_UP_AFTER: Duration = Duration::from_secs(2);
 
 /// How far this node has applied the log, and whether it is keeping up.
 pub struct Status {
@@ -38,6 +43,11 @@ pub struct Status {
     caught_up: AtomicBool,
     /// Why the node is not following the log now, if it is not.
     problem: Mutex<Option<String>>,
+    /// The node will not follow this log at all (it is another market's):
+    /// `problem` says why.
+    refused: AtomicBool,
+    /// Since when entries known to exist have waited to be applied.
+    behind_since: Mutex<Option<std::time::Instant>>,
     outcomes: Mutex<VecDeque<Outcome>>,
 }
 
@@ -49,6 +59,8 @@ impl Status {
             newest: AtomicU64::new(0),
             caught_up: AtomicBool::new(false),
             problem: Mutex::new(Some("the node has not read the log yet".into())),
+            refused: AtomicBool::new(false),
+            behind_since: Mutex::default(),
             outcomes: Mutex::default(),
         }
     }
@@ -77,6 +89,24 @@ impl Status {
         self.caught_up.load(Ordering::Relaxed)
     }
 
+    /// Whether the node is catching up: it has not yet applied what the log
+    /// held when it started, or entries have waited longer than a moment
+    /// (an entry just appended waits a few milliseconds on any node).
+    pub fn catching_up(&self) -> bool {
+        if !self.caught_up() {
+            return true;
+        }
+        self.behind_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|since| since.elapsed() > CATCHING_UP_AFTER)
+    }
+
+    /// Whether the node refuses this log (another market's).
+    pub fn refused(&self) -> bool {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     pub fn problem(&self) -> Option<String> {
         self.problem
             .lock()
@@ -90,6 +120,24 @@ impl Status {
 
     pub fn saw(&self, seq: u64) {
         self.newest.fetch_max(seq, Ordering::Relaxed);
+        if seq > self.applied() {
+            self.behind_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(std::time::Instant::now);
+        }
+    }
+
+    /// Clears `behind_since` once everything known is applied.
+    fn applied_up_to(&self, seq: u64) {
+        self.applied.send_replace(seq);
+        let mut behind = self
+            .behind_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if seq >= self.newest() {
+            *behind = None;
+        }
     }
 
     /// Starts (again) at `seq` of a log: what was kept of another is gone.
@@ -99,7 +147,7 @@ impl Status {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
         self.newest.store(seq, Ordering::Relaxed);
-        self.applied.send_replace(seq);
+        self.applied_up_to(seq);
     }
 
     fn record(&self, outcomes: Vec<Outcome>) {
@@ -112,8 +160,8 @@ impl Status {
             let excess = kept.len().saturating_sub(KEPT_OUTCOMES);
             kept.drain(..excess);
         }
-        self.saw(last);
-        self.applied.send_replace(last);
+        self.newest.fetch_max(last, Ordering::Relaxed);
+        self.applied_up_to(last);
     }
 
     /// Waits until this node has applied entry `seq`, for up to `within`;
@@ -145,13 +193,58 @@ impl Backoff {
     }
 }
 
-/// Follows `log` for as long as the node runs.
-pub async fn follow(log: Arc<dyn Log>, applier: Arc<dyn Applier>, status: Arc<Status>) {
+/// Why reading the log stopped.
+enum Stop {
+    /// Something failed (the bus or the store): read again after a wait.
+    Retry(String),
+    /// The log is another market's: never follow it.
+    Refused(String),
+}
+
+impl From<String> for Stop {
+    fn from(e: String) -> Stop {
+        Stop::Retry(e)
+    }
+}
+
+/// Follows `log` for as long as the node runs, unless it turns out to be
+/// another market's (then the node stays unready, saying why).
+pub async fn follow(
+    log: Arc<dyn Log>,
+    applier: Arc<dyn Applier>,
+    status: Arc<Status>,
+    store_name: String,
+    logger: Logger,
+) {
     let mut backoff = Backoff(BACKOFF.0);
     let mut following = None;
+    let mut last_problem = None;
     loop {
-        if let Err(e) = read(&*log, &*applier, &status, &mut following, &mut backoff).await {
-            status.set_problem(Some(e));
+        let Err(stop) = read(
+            &*log,
+            &*applier,
+            &status,
+            &store_name,
+            &mut following,
+            &mut backoff,
+            &logger,
+        )
+        .await;
+        match stop {
+            Stop::Refused(why) => {
+                error!(logger, "not following the bus: the stream is another market's"; "reason" => &why);
+                status.refused.store(true, Ordering::Relaxed);
+                status.set_problem(Some(why));
+                return;
+            }
+            Stop::Retry(why) => {
+                // Once per new reason, not once per attempt.
+                if last_problem.as_ref() != Some(&why) {
+                    warn!(logger, "following the bus failed; retrying"; "reason" => &why);
+                    last_problem = Some(why.clone());
+                }
+                status.set_problem(Some(why));
+            }
         }
         backoff.wait().await;
     }
@@ -170,20 +263,26 @@ async fn read(
     log: &dyn Log,
     applier: &dyn Applier,
     status: &Status,
+    store_name: &str,
     following: &mut Option<Following>,
     backoff: &mut Backoff,
-) -> Result<(), String> {
+    logger: &Logger,
+) -> Result<std::convert::Infallible, Stop> {
     log.prepare().await.map_err(|e| e.0)?;
     // A log deleted and created anew starts again from 1: it is another
-    // log to the store, applied from its start.
+    // log to the store, applied from its start (if it is still this
+    // market's: `owner`).
     let key = format!("{}@{}", log.name(), log.epoch().await.map_err(|e| e.0)?);
     if following.as_ref().is_none_or(|f| f.key != key) {
         if following.is_some() {
-            eprintln!(
-                "bus {}: the stream was created anew; applying it from its start",
-                log.name()
-            );
+            warn!(logger, "the bus's stream was created anew; applying it from its start";
+                "stream" => log.name());
         }
+        let key = match owner::claim(log, applier, store_name).await {
+            Ok(key) => key,
+            Err(Ownership::Refused(why)) => return Err(Stop::Refused(why)),
+            Err(Ownership::Unknown(e)) => return Err(Stop::Retry(e)),
+        };
         // Entries up to the store's position are in the store already,
         // and nobody here has subscribed to them.
         let applied = applier.position(&key).await?;
@@ -191,7 +290,7 @@ async fn read(
         *following = Some(Following { key, applied });
     }
     let Some(Following { key, applied }) = following.as_mut() else {
-        return Err("not following".into());
+        return Err(Stop::Retry("not following".into()));
     };
     let end = log.last_seq().await.map_err(|e| e.0)?;
     status.saw(end);
@@ -203,13 +302,21 @@ async fn read(
     loop {
         let first = match tokio::time::timeout(IDLE_CHECK, entries.next()).await {
             Ok(Some(entry)) => entry.map_err(|e| e.0)?,
-            Ok(None) => return Err(format!("the bus stopped delivering {}", log.name())),
+            Ok(None) => {
+                return Err(Stop::Retry(format!(
+                    "the bus stopped delivering {}",
+                    log.name()
+                )))
+            }
             // Quiet for a while: make sure this is still the log's
             // incarnation (a deleted stream may just stay quiet).
             Err(_) => {
                 let now = format!("{}@{}", log.name(), log.epoch().await.map_err(|e| e.0)?);
                 if now != *key {
-                    return Err(format!("the stream {} was created anew", log.name()));
+                    return Err(Stop::Retry(format!(
+                        "the stream {} was created anew",
+                        log.name()
+                    )));
                 }
                 continue;
             }
@@ -224,6 +331,23 @@ async fn read(
                     break;
                 }
                 Some(None) | None => break,
+            }
+        }
+        // An entry that names another market's store is never applied:
+        // this stream is not this market's alone.
+        for entry in &batch {
+            if let Ok(Some(market)) = message::market(&entry.payload) {
+                if market != applier.market() {
+                    return Err(Stop::Refused(format!(
+                        "entry {} of the stream {} on {} names another market's store (market \
+                         {market}; this store is market {}): it was not applied. One stream per \
+                         market: give each market's nodes a --bus-stream of its own",
+                        entry.seq,
+                        log.name(),
+                        log.describe(),
+                        applier.market()
+                    )));
+                }
             }
         }
         let mut prev = *applied;
@@ -241,12 +365,8 @@ async fn read(
             })
             .collect();
         if let Some(first) = logged.first().filter(|l| l.seq > *applied + 1) {
-            eprintln!(
-                "bus {}: entries {} to {} expired from the log before any node applied them",
-                log.name(),
-                *applied + 1,
-                first.seq - 1
-            );
+            warn!(logger, "entries expired from the bus's log before any node applied them";
+                "stream" => log.name(), "from" => *applied + 1, "to" => first.seq - 1);
         }
         if !logged.is_empty() {
             let outcomes = applier.apply_logged(key, logged).await?;
@@ -260,7 +380,7 @@ async fn read(
             backoff.reset();
         }
         if let Some(e) = failed {
-            return Err(e);
+            return Err(Stop::Retry(e));
         }
     }
 }

@@ -74,11 +74,21 @@ impl Ingest for LoggedIngest {
             Some(key) => format!("{endpoint}:{key}"),
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let payload = message::encode(&Submitted {
-            request,
-            key: key.clone(),
-            accepted_ms: now_ms,
-        });
+        if self.status.refused() {
+            return Err(IngestError::Unavailable(
+                "this node does not follow its bus: the stream belongs to another market (see \
+                 /api/v1/ready)"
+                    .into(),
+            ));
+        }
+        let payload = message::encode(
+            self.applier.market(),
+            &Submitted {
+                request,
+                key: key.clone(),
+                accepted_ms: now_ms,
+            },
+        );
         let appended = self
             .log
             .append(&id, payload)

@@ -2,8 +2,13 @@
 //! of 10,000 bars is about 520 kB, inside NATS's default 1 MiB message
 //! limit (as JSON it would not be).
 //!
-//! Layout (little-endian): version (1), kind (1 trades, 2 bars),
-//! accepted_ms (i64), key (u16 length, 0xFFFF for none, then bytes),
+//! Every entry starts with an envelope: version (u8), then from version 2
+//! the market it belongs to (u8 length, then the store's identity, see
+//! `Applier::market`), so a node never applies another market's entries
+//! that found their way into its stream. Version 1 entries (from before)
+//! have no market.
+//!
+//! Then (little-endian): kind (1 trades, 2 bars), accepted_ms (i64), key (u16 length, 0xFFFF for none, then bytes),
 //! resolution (u8 length, then bytes; 0 for none), symbols (u32 count,
 //! each u16 length then bytes), items (u32 count; a trade is symbol index
 //! u32, time i64, price f64, size f64; a bar is symbol index u32, time
@@ -17,14 +22,20 @@ use super::Submitted;
 use crate::calendar::Resolution;
 use crate::store::ingest::{BarIn, IngestRequest, TradeIn};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// Entries written before they named their market.
+const VERSION_UNOWNED: u8 = 1;
 const TRADES: u8 = 1;
 const BARS: u8 = 2;
 const NO_KEY: u16 = u16::MAX;
 
-pub fn encode(s: &Submitted) -> Bytes {
-    let mut out = BytesMut::with_capacity(64 + s.request.len() * 52);
+/// `market` is the store's identity (at most 255 bytes: a UUID).
+pub fn encode(market: &str, s: &Submitted) -> Bytes {
+    let mut out = BytesMut::with_capacity(64 + market.len() + s.request.len() * 52);
     out.put_u8(VERSION);
+    let market = &market.as_bytes()[..market.len().min(255)];
+    out.put_u8(market.len() as u8);
+    out.put_slice(market);
     out.put_u8(match s.request {
         IngestRequest::Trades(_) => TRADES,
         IngestRequest::Bars { .. } => BARS,
@@ -92,15 +103,31 @@ pub fn encode(s: &Submitted) -> Bytes {
     out.freeze()
 }
 
-/// Reads an entry, or says why it cannot.
+/// The market an entry belongs to: None for a version 1 entry, which does
+/// not say; Err when its envelope cannot be read.
+pub fn market(bytes: &[u8]) -> Result<Option<String>, String> {
+    let mut r = Reader { bytes, at: 0 };
+    envelope(&mut r)
+}
+
+fn envelope(r: &mut Reader<'_>) -> Result<Option<String>, String> {
+    match r.u8()? {
+        VERSION_UNOWNED => Ok(None),
+        VERSION => {
+            let n = r.u8()? as usize;
+            r.text(n).map(Some)
+        }
+        version => Err(format!(
+            "log entry version {version}: this trading-server reads versions \
+             {VERSION_UNOWNED} and {VERSION}"
+        )),
+    }
+}
+
+/// Reads an entry (whichever market it names), or says why it cannot.
 pub fn decode(bytes: &[u8]) -> Result<Submitted, String> {
     let mut r = Reader { bytes, at: 0 };
-    let version = r.u8()?;
-    if version != VERSION {
-        return Err(format!(
-            "log entry version {version}: this trading-server reads version {VERSION}"
-        ));
-    }
+    envelope(&mut r)?;
     let kind = r.u8()?;
     let accepted_ms = r.i64()?;
     let key = match r.u16()? {
@@ -250,8 +277,14 @@ mod tests {
             key: Some("batch-1".into()),
             accepted_ms: 1_719_841_040_000,
         };
-        let bytes = encode(&trades);
+        let bytes = encode("market-1", &trades);
         assert_eq!(decode(&bytes).unwrap(), trades);
+        assert_eq!(market(&bytes).unwrap().as_deref(), Some("market-1"));
+        // A version 1 entry: the same without the market.
+        let mut old = vec![VERSION_UNOWNED];
+        old.extend_from_slice(&bytes[2 + "market-1".len()..]);
+        assert_eq!(decode(&old).unwrap(), trades);
+        assert_eq!(market(&old).unwrap(), None);
         let bars = Submitted {
             request: IngestRequest::Bars {
                 resolution: Some(Resolution::Min5),
@@ -268,7 +301,7 @@ mod tests {
             key: None,
             accepted_ms: 0,
         };
-        assert_eq!(decode(&encode(&bars)).unwrap(), bars);
+        assert_eq!(decode(&encode("m", &bars)).unwrap(), bars);
         // Every prefix of an entry is refused, never misread.
         for n in 0..bytes.len() {
             assert!(decode(&bytes[..n]).is_err(), "prefix of {n} bytes");
@@ -279,5 +312,6 @@ mod tests {
         let mut future = bytes.to_vec();
         future[0] = 9;
         assert!(decode(&future).unwrap_err().contains("version 9"));
+        assert!(market(&future).is_err());
     }
 }

@@ -13,6 +13,8 @@
 //!
 //! * `message`: an ingest request as one log entry (its bytes);
 //! * `nats`: the JetStream log;
+//! * `owner`: whether a store and a log are one market's (one stream
+//!   per market: a node never mixes two);
 //! * `follow`: a node's reading of the log, and what it has applied;
 //! * `ingest`: the `Ingest` a node serves: validate, append, wait.
 
@@ -20,6 +22,7 @@ pub mod follow;
 pub mod ingest;
 pub mod message;
 pub mod nats;
+pub mod owner;
 
 use std::sync::Arc;
 
@@ -36,20 +39,57 @@ pub struct Bus {
     pub log: Arc<dyn Log>,
     pub status: Arc<follow::Status>,
     pub ingest: ingest::LoggedIngest,
+    /// The stream incarnation and the last entry of it the store had
+    /// applied when the node started (None when the bus did not answer).
+    pub resumes_from: Option<(String, u64)>,
 }
 
 impl Bus {
     /// Connects to the NATS server `url` (in the background: a node starts
     /// while NATS is down) and follows the stream `stream` into `store`,
     /// on the current runtime, for as long as it runs.
-    pub async fn start(url: &str, stream: &str, store: Arc<dyn Applier>) -> Result<Bus, String> {
+    ///
+    /// First, when NATS answers within a few seconds, it makes sure the
+    /// store and the stream are one market's (`owner`), and refuses to
+    /// start if not; otherwise the follower checks when NATS answers.
+    pub async fn start(
+        url: &str,
+        stream: &str,
+        store: Arc<dyn Applier>,
+        store_name: &str,
+        logger: slog::Logger,
+    ) -> Result<Bus, String> {
         let log: Arc<dyn Log> =
             Arc::new(nats::NatsLog::connect(url, stream).await.map_err(|e| e.0)?);
+        let checked = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            owner::claim(&*log, &*store, store_name),
+        )
+        .await;
+        let mut resumes_from = None;
+        match checked {
+            Ok(Ok(key)) => {
+                if let Ok(seq) = store.position(&key).await {
+                    resumes_from = Some((key, seq));
+                }
+            }
+            Ok(Err(owner::Ownership::Refused(why))) => return Err(why),
+            Ok(Err(owner::Ownership::Unknown(why))) => {
+                slog::warn!(logger, "cannot check the bus's stream now; the node checks it before it applies anything";
+                    "reason" => why);
+            }
+            Err(_) => {
+                slog::warn!(logger, "the bus did not answer within 5 s; the node checks its stream before it applies anything";
+                    "bus" => log.describe());
+            }
+        }
         let status = Arc::new(follow::Status::new(log.name()));
         tokio::spawn(follow::follow(
             Arc::clone(&log),
             Arc::clone(&store),
             Arc::clone(&status),
+            store_name.to_string(),
+            logger,
         ));
         Ok(Bus {
             ingest: ingest::LoggedIngest {
@@ -59,6 +99,7 @@ impl Bus {
             },
             log,
             status,
+            resumes_from,
         })
     }
 
@@ -72,7 +113,7 @@ impl Bus {
         if let Some(problem) = self.status.problem() {
             return Err(problem);
         }
-        if !self.status.caught_up() {
+        if self.status.catching_up() {
             return Err(format!(
                 "catching up with the bus: {} of {} entries applied",
                 self.status.applied(),
@@ -143,6 +184,10 @@ pub trait Log: Send + Sync {
 
     /// The newest entry's position (0 for an empty log).
     async fn last_seq(&self) -> Result<u64, BusError>;
+
+    /// The oldest entry the log still holds and the newest (None when it
+    /// holds none): what the node looks at to tell whose log it is.
+    async fn ends(&self) -> Result<Option<(Entry, Entry)>, BusError>;
 }
 
 /// An ingest request as the log carries it.
@@ -183,6 +228,18 @@ pub trait Applier: Send + Sync {
     /// The symbols as this node sees them, to check a request before it is
     /// appended.
     fn records(&self) -> Arc<Records>;
+
+    /// The store's identity, made when it was created: every entry a node
+    /// appends names it, and a node applies only entries that name its own
+    /// (see `owner`).
+    fn market(&self) -> &str;
+
+    /// The incarnation of the log the store follows (`name@epoch`, as in
+    /// `position`), once a node has begun to follow one.
+    async fn followed(&self) -> Result<Option<String>, String>;
+
+    /// Records that the store follows the log incarnation `log`.
+    async fn follow(&self, log: &str) -> Result<(), String>;
 
     /// How far the log `log` has been applied to the store (0: not at all).
     /// `log` names one incarnation of a log (its name and epoch).

@@ -219,6 +219,33 @@ impl Log for NatsLog {
             .boxed())
     }
 
+    async fn ends(&self) -> Result<Option<(Entry, Entry)>, BusError> {
+        let stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| self.failed("find its stream", e))?;
+        let state = &stream.cached_info().state;
+        if state.messages == 0 {
+            return Ok(None);
+        }
+        let (first, last) = (state.first_sequence, state.last_sequence);
+        let mut got = Vec::with_capacity(2);
+        for seq in [first, last] {
+            let m = stream
+                .get_raw_message(seq)
+                .await
+                .map_err(|e| self.failed(&format!("read entry {seq}"), e))?;
+            got.push(Entry {
+                seq: m.sequence,
+                payload: m.payload,
+            });
+        }
+        let last = got.pop().expect("two entries");
+        let first = got.pop().expect("two entries");
+        Ok(Some((first, last)))
+    }
+
     async fn last_seq(&self) -> Result<u64, BusError> {
         let stream = self
             .js

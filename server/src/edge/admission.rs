@@ -23,6 +23,10 @@ pub enum ClientKey {
     V6Net(u64),
     /// A token's user (`auth::Principal::user`).
     User(u64),
+    /// A trusted proxy (`--trusted-proxies`): its connections carry many
+    /// clients, each counted by the address its requests name, so only the
+    /// global cap counts the proxy's connections.
+    Proxy,
 }
 
 impl From<IpAddr> for ClientKey {
@@ -97,6 +101,13 @@ impl ConnectionCaps {
         if c.total >= self.max_total {
             return Err(Refusal::ServerFull {
                 max: self.max_total,
+            });
+        }
+        if client == ClientKey::Proxy {
+            c.total += 1;
+            return Ok(ConnectionSlot {
+                caps: Arc::clone(self),
+                client,
             });
         }
         let mine = c.per_client.entry(client).or_insert(0);
@@ -250,11 +261,23 @@ mod tests {
         assert_eq!(caps.admit(a).err(), Some(Refusal::ClientFull { max: 2 }));
         let _b1 = caps.admit(b).unwrap();
         assert_eq!(caps.admit(b).err(), Some(Refusal::ServerFull { max: 3 }));
+        assert_eq!(
+            caps.admit(ClientKey::Proxy).err(),
+            Some(Refusal::ServerFull { max: 3 })
+        );
         drop(a1);
         assert_eq!(caps.open(), 2);
         assert!(caps.admit(b).is_ok());
         drop(_a2);
         assert_eq!(caps.clients(), 1);
+        // A proxy is held to the global cap only.
+        let caps = ConnectionCaps::new(10, 1);
+        let proxied: Vec<_> = (0..5)
+            .map(|_| caps.admit(ClientKey::Proxy).unwrap())
+            .collect();
+        assert_eq!((caps.open(), caps.clients()), (5, 0));
+        drop(proxied);
+        assert_eq!(caps.open(), 0);
     }
 
     #[tokio::test]

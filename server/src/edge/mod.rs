@@ -18,6 +18,7 @@
 //! gets a fixed 503 written at once and is closed.
 
 mod admission;
+pub mod client;
 pub(crate) mod compress;
 pub mod files;
 mod rate;
@@ -41,6 +42,7 @@ use tokio::sync::watch as signal;
 use tokio::time::{sleep_until, Instant};
 
 pub use admission::{ClientKey, ConnectionCaps, Inflight, Refusal};
+pub use client::{Remote, TrustedProxies};
 pub use rate::RateLimits;
 pub use request::{spec_operations, BodyLimits, DEFAULT_BODY_LIMIT, METRICS_PATH, WS_PATH};
 pub use watch::Timeouts;
@@ -79,6 +81,10 @@ pub struct EdgeConfig {
     pub metrics_elsewhere: bool,
     /// HTTPS and WSS instead of HTTP and WS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client.
+    pub trusted_proxies: TrustedProxies,
+    /// Every connection starts with a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 /// Shared state of the edge.
@@ -95,6 +101,11 @@ pub struct Edge {
     user_inflight: Arc<Inflight>,
     metrics_elsewhere: bool,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    trusted_proxies: TrustedProxies,
+    proxy_protocol: bool,
+    /// WebSockets per client address behind a trusted proxy, whose
+    /// connections the per-address cap cannot count at accept.
+    forwarded_websockets: Arc<ConnectionCaps>,
     /// What handlers see (the data source, the clock, the live hub).
     api: Arc<AppContext>,
     ws: Arc<WsState>,
@@ -133,6 +144,9 @@ impl Edge {
             user_inflight: Inflight::new(config.max_inflight_per_user, usize::MAX >> 4),
             metrics_elsewhere: config.metrics_elsewhere,
             tls: config.tls,
+            trusted_proxies: config.trusted_proxies,
+            proxy_protocol: config.proxy_protocol,
+            forwarded_websockets: ConnectionCaps::new(u32::MAX, config.max_connections_per_ip),
             ws: Arc::clone(&api.ws),
             cors: api.cors.clone(),
             api,
@@ -205,10 +219,49 @@ impl Edge {
     }
 
     fn admit(self: &Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
-        let client = ClientKey::from(peer.ip());
+        if self.proxy_protocol {
+            tokio::spawn(Arc::clone(self).admit_proxied(tcp, peer));
+        } else {
+            self.admit_from(tcp, peer, Remote::direct(peer));
+        }
+    }
+
+    /// `--proxy-protocol`: the client is whom the connection's PROXY
+    /// header names (the peer itself for the balancer's own checks).
+    async fn admit_proxied(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        if !self.trusted_proxies.is_empty() && !self.trusted_proxies.contains(peer.ip()) {
+            debug!(self.log, "connection refused: not from a trusted proxy"; "peer" => %peer);
+            return;
+        }
+        let deadline = Instant::now() + self.timeouts.header;
+        match client::read_proxy_header(&tcp, deadline).await {
+            Ok(Some(source)) => {
+                let remote = Remote {
+                    via: Some(peer),
+                    ..Remote::direct(source)
+                };
+                self.admit_from(tcp, peer, remote);
+            }
+            Ok(None) => self.admit_from(tcp, peer, Remote::direct(peer)),
+            Err(e) => debug!(self.log, "connection refused"; "peer" => %peer, "error" => e),
+        }
+    }
+
+    /// Whether requests on a connection from `peer` name their client in
+    /// a header (it is a trusted proxy, not a PROXY protocol balancer).
+    fn forwards(&self, peer: SocketAddr) -> bool {
+        !self.proxy_protocol && self.trusted_proxies.contains(peer.ip())
+    }
+
+    fn admit_from(self: &Arc<Self>, tcp: TcpStream, peer: SocketAddr, remote: Remote) {
+        let client = if self.forwards(peer) {
+            ClientKey::Proxy
+        } else {
+            remote.key()
+        };
         match self.caps.admit(client) {
             Ok(slot) => {
-                tokio::spawn(Arc::clone(self).connection(tcp, peer, None, Arc::new(slot)));
+                tokio::spawn(Arc::clone(self).connection(tcp, peer, remote, None, Arc::new(slot)));
             }
             Err(refusal) => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
@@ -217,6 +270,7 @@ impl Edge {
                         tokio::spawn(Arc::clone(self).connection(
                             tcp,
                             peer,
+                            remote,
                             Some(refusal),
                             Arc::new(slot),
                         ));
@@ -236,6 +290,7 @@ impl Edge {
         self: Arc<Self>,
         tcp: TcpStream,
         peer: SocketAddr,
+        remote: Remote,
         refused: Option<Refusal>,
         slot: Arc<dyn Send + Sync>,
     ) {
@@ -255,7 +310,7 @@ impl Edge {
             .await
             .is_err()
         {
-            debug!(self.log, "connection timed out"; "remote" => %peer, "phase" => "first byte");
+            debug!(self.log, "connection timed out"; "remote" => %remote, "phase" => "first byte");
             return;
         }
         let stream = match &self.tls {
@@ -267,11 +322,11 @@ impl Edge {
                 match tokio::time::timeout_at(first_byte, handshake).await {
                     Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
                     Ok(Err(e)) => {
-                        debug!(self.log, "TLS handshake failed"; "remote" => %peer, "error" => %e);
+                        debug!(self.log, "TLS handshake failed"; "remote" => %remote, "error" => %e);
                         return;
                     }
                     Err(_) => {
-                        debug!(self.log, "connection timed out"; "remote" => %peer, "phase" => "TLS handshake");
+                        debug!(self.log, "connection timed out"; "remote" => %remote, "phase" => "TLS handshake");
                         return;
                     }
                 }
@@ -280,8 +335,9 @@ impl Edge {
         let conn = Arc::new(Conn {
             edge: Arc::clone(&self),
             clock: Arc::clone(&clock),
+            forwarding: self.forwards(peer),
             peer,
-            client: ClientKey::from(peer.ip()),
+            remote,
             refused,
             _slot: slot,
         });
@@ -308,7 +364,7 @@ impl Edge {
             tokio::select! {
                 result = served.as_mut() => {
                     if let Err(e) = result {
-                        debug!(self.log, "connection ended"; "remote" => %peer, "error" => %e);
+                        debug!(self.log, "connection ended"; "remote" => %remote, "error" => %e);
                     }
                     break;
                 }
@@ -318,7 +374,7 @@ impl Edge {
                     let passed = clock.deadline().is_some_and(|d| d <= now)
                         || drain_at.is_some_and(|d| d <= now);
                     if passed && phase != Phase::Upgraded {
-                        debug!(self.log, "connection timed out"; "remote" => %peer,
+                        debug!(self.log, "connection timed out"; "remote" => %remote,
                             "phase" => ?phase, "requests" => clock.requests());
                         break;
                     }
@@ -423,9 +479,10 @@ pub async fn serve_metrics(listener: TcpListener, api: Arc<AppContext>) {
 /// `ws::connection`, keeping its connection slot.
 async fn hand_over(
     conn: Arc<Conn>,
+    remote: Remote,
     upgraded: Upgraded,
     principal: Option<Arc<crate::auth::Principal>>,
-    user_slot: Option<admission::ConnectionSlot>,
+    slots: Vec<admission::ConnectionSlot>,
 ) {
     let parts = match upgraded.downcast::<TokioIo<Watched<Stream>>>() {
         Ok(parts) => parts,
@@ -453,7 +510,7 @@ async fn hand_over(
         }
         let socket = crate::ws::Socket::new(stream, parts.read_buf);
         let auth = conn.edge.auth.clone().zip(principal.map(|p| (*p).clone()));
-        crate::ws::serve(socket, Arc::clone(&conn.edge.ws), conn.peer, auth).await;
-        drop((conn, user_slot));
+        crate::ws::serve(socket, Arc::clone(&conn.edge.ws), remote.to_string(), auth).await;
+        drop((conn, slots));
     });
 }

@@ -24,6 +24,7 @@ use slog::{debug, info, warn};
 use tokio::time::Instant;
 
 use super::admission::{ClientKey, Refusal};
+use super::client::{self, Remote};
 use super::compress;
 use super::rate::Verdict;
 use super::watch::{ConnClock, RequestGuard};
@@ -41,6 +42,7 @@ const DATA_PATHS: [&str; 4] = [
 ];
 
 const HEALTH_PATH: &str = "/api/v1/health";
+const READY_PATH: &str = "/api/v1/ready";
 pub const METRICS_PATH: &str = "/metrics";
 pub const WS_PATH: &str = "/api/v1/ws";
 
@@ -91,8 +93,12 @@ impl BodyLimits {
 pub struct Conn {
     pub edge: Arc<Edge>,
     pub clock: Arc<ConnClock>,
+    /// The TCP peer.
     pub peer: SocketAddr,
-    pub client: ClientKey,
+    /// The client (the peer, or whom a PROXY protocol header named).
+    pub remote: Remote,
+    /// The peer is a trusted proxy: each request names its client.
+    pub forwarding: bool,
     /// Set for a connection over a cap: it may only ask for health.
     pub refused: Option<Refusal>,
     /// Held by the connection and, once upgraded, by its WebSocket.
@@ -104,6 +110,18 @@ pub struct Conn {
 pub struct EdgeBody {
     inner: Full<Bytes>,
     _done: Option<RequestGuard>,
+}
+
+impl Conn {
+    /// Who sent this request: behind a trusted proxy, whom its headers
+    /// name; else the connection's client.
+    fn remote_of(&self, headers: &http::HeaderMap) -> Remote {
+        if self.forwarding {
+            client::forwarded(headers, self.peer, &self.edge.trusted_proxies)
+        } else {
+            self.remote
+        }
+    }
 }
 
 impl Body for EdgeBody {
@@ -173,7 +191,8 @@ pub async fn serve(
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let edge = Arc::clone(&conn.edge);
-    let (mut reply, budget) = route(&conn, request).await;
+    let remote = conn.remote_of(request.headers());
+    let (mut reply, budget) = route(&conn, remote, request).await;
     let upgraded = reply.status() == StatusCode::SWITCHING_PROTOCOLS;
     match (&budget, &edge.rate, &edge.user_rate) {
         (Some(Budget::Address(v)), Some(rate), _) | (Some(Budget::User(v)), _, Some(rate)) => {
@@ -199,10 +218,10 @@ pub async fn serve(
         // The path only: a query may carry an access_token.
         info!(edge.log, "request";
             "method" => method.as_str(), "path" => &path, "status" => status,
-            "latency_us" => started.elapsed().as_micros() as u64, "remote" => %conn.peer);
+            "latency_us" => started.elapsed().as_micros() as u64, "remote" => %remote);
     }
     if status >= 500 {
-        warn!(edge.log, "request failed"; "path" => &path, "status" => status, "remote" => %conn.peer);
+        warn!(edge.log, "request failed"; "path" => &path, "status" => status, "remote" => %remote);
     }
     Ok(reply.map(|inner| EdgeBody {
         inner,
@@ -210,26 +229,31 @@ pub async fn serve(
     }))
 }
 
-async fn route(conn: &Arc<Conn>, request: Request<Incoming>) -> (Reply, Option<Budget>) {
+async fn route(
+    conn: &Arc<Conn>,
+    remote: Remote,
+    request: Request<Incoming>,
+) -> (Reply, Option<Budget>) {
     let edge = &conn.edge;
     let path = request.uri().path();
-    // Health and metrics are for load balancers and monitors polling
-    // often: cheap, answered even to a connection over a cap, and never
-    // counted against a client's budget.
+    // Health, readiness and metrics are for load balancers and monitors
+    // polling often: cheap, answered even to a connection over a cap, and
+    // never counted against a client's budget (a balancer's probes come
+    // from its own address, which its clients' traffic may have used up).
     let is_get = request.method() == Method::GET;
     if path == METRICS_PATH && is_get && !edge.metrics_elsewhere {
         return (metrics(&edge.api), None);
     }
-    let is_health = path == HEALTH_PATH && is_get;
+    let is_probe = is_get && (path == HEALTH_PATH || path == READY_PATH);
     if let Some(refusal) = conn.refused {
-        if !is_health {
+        if !is_probe {
             return (over_cap(edge, request.headers(), refusal), None);
         }
-        return (forward(conn, request, None).await, None);
+        return (forward(conn, remote, request, None).await, None);
     }
     let mut budget = None;
-    if let (Some(rate), false) = (&edge.rate, is_health) {
-        let v = rate.check(conn.client);
+    if let (Some(rate), false) = (&edge.rate, is_probe) {
+        let v = rate.check(remote.key());
         if !v.allowed {
             let message = format!(
                 "Too many requests from your address (limit {}); retry after the number of \
@@ -282,9 +306,9 @@ async fn route(conn: &Arc<Conn>, request: Request<Incoming>) -> (Reply, Option<B
         }
     }
     if is_ws {
-        return (upgrade(conn, request, principal), budget);
+        return (upgrade(conn, remote, request, principal), budget);
     }
-    (forward(conn, request, principal).await, budget)
+    (forward(conn, remote, request, principal).await, budget)
 }
 
 fn over_cap(edge: &Edge, headers: &http::HeaderMap, refusal: Refusal) -> Reply {
@@ -337,6 +361,7 @@ pub fn metrics(api: &AppContext) -> Reply {
 
 fn upgrade(
     conn: &Arc<Conn>,
+    remote: Remote,
     mut request: Request<Incoming>,
     principal: Option<Arc<Principal>>,
 ) -> Reply {
@@ -359,7 +384,7 @@ fn upgrade(
     ) {
         Ok(accept) => accept,
         Err(refused) => {
-            debug!(edge.log, "websocket handshake refused"; "status" => refused.status.as_u16(), "reason" => &refused.message, "remote" => %conn.peer);
+            debug!(edge.log, "websocket handshake refused"; "status" => refused.status.as_u16(), "reason" => &refused.message, "remote" => %remote);
             let mut r = error_reply(
                 edge,
                 request.headers(),
@@ -373,21 +398,29 @@ fn upgrade(
             return r;
         }
     };
-    // A user's WebSockets are counted however many addresses they come
-    // from; the slot lives as long as the connection.
-    let user_slot = match &principal {
-        Some(p) => match edge.user_websockets.admit(ClientKey::User(p.user)) {
-            Ok(slot) => Some(slot),
+    // Behind a trusted proxy the connection cap could not count this
+    // client at accept: its WebSockets are counted here, by the address
+    // its handshake names. A user's WebSockets are counted however many
+    // addresses they come from. The slots live as long as the connection.
+    let mut slots = Vec::new();
+    if conn.forwarding {
+        match edge.forwarded_websockets.admit(remote.key()) {
+            Ok(slot) => slots.push(slot),
             Err(refusal) => return over_cap(edge, request.headers(), refusal),
-        },
-        None => None,
-    };
+        }
+    }
+    if let Some(p) = &principal {
+        match edge.user_websockets.admit(ClientKey::User(p.user)) {
+            Ok(slot) => slots.push(slot),
+            Err(refusal) => return over_cap(edge, request.headers(), refusal),
+        }
+    }
     let on_upgrade = hyper::upgrade::on(&mut request);
     conn.clock.upgraded();
     let conn = Arc::clone(conn);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => super::hand_over(conn, upgraded, principal, user_slot).await,
+            Ok(upgraded) => super::hand_over(conn, remote, upgraded, principal, slots).await,
             Err(e) => debug!(conn.edge.log, "websocket upgrade failed"; "error" => %e),
         }
     });
@@ -404,6 +437,7 @@ fn upgrade(
 /// if this is a data request, and hands the request to its handler.
 async fn forward(
     conn: &Arc<Conn>,
+    remote: Remote,
     request: Request<Incoming>,
     principal: Option<Arc<Principal>>,
 ) -> Reply {
@@ -449,7 +483,7 @@ async fn forward(
     };
     let is_data = DATA_PATHS.contains(&head.uri.path());
     let permit = if is_data {
-        Some(edge.inflight.acquire(conn.client).await)
+        Some(edge.inflight.acquire(remote.key()).await)
     } else {
         None
     };

@@ -6,7 +6,6 @@
 //! ever waits on this client's socket.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,12 +47,13 @@ enum Ending {
     Close(CloseCode, String),
 }
 
+/// `remote` is the client's address as the edge sees it (for the log);
 /// `auth` is the server's verifier and the handshake token's bearer, when
 /// authentication is on.
 pub async fn serve(
     socket: Socket,
     state: Arc<WsState>,
-    peer: SocketAddr,
+    peer: String,
     auth: Option<(Arc<Auth>, Principal)>,
 ) {
     let config = WebSocketConfig::default()

@@ -23,7 +23,15 @@ impl ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_trading-server"))
             // As in `TestServer`: no rate limits unless a test asks. A
             // flag given twice takes its last value: the test's win.
-            .args(["--rate-limit-rps", "0", "--log-level", "info"])
+            // No drain delay: a test that wants one says so.
+            .args([
+                "--rate-limit-rps",
+                "0",
+                "--log-level",
+                "info",
+                "--drain-delay",
+                "0",
+            ])
             .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
             .args(args)
             .stdout(Stdio::null())

@@ -39,7 +39,8 @@ process.on("exit", () => {
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function spawnOnce(args: string[], port: number, timeoutMs: number): Promise<ServerProcess> {
-  const argv = ["--bind", `127.0.0.1:${port}`, "--log-format", "json", "--rate-limit-rps", "0", ...args];
+  // No drain delay: stop() is a test's shutdown, with no load balancer to tell.
+  const argv = ["--bind", `127.0.0.1:${port}`, "--log-format", "json", "--rate-limit-rps", "0", "--drain-delay", "0", ...args];
   const child = spawn(SERVER_BIN, argv, { stdio: ["ignore", "ignore", "pipe"] });
   running.add(child);
   let log = "";

@@ -64,6 +64,8 @@ pub struct PostgresStore {
     problem: Arc<Mutex<Option<String>>>,
     /// The change counter when the symbols were loaded.
     changes: i64,
+    /// The store's identity (`market` table).
+    market: String,
     /// Last: every connection above is driven here.
     io: io::Io,
 }
@@ -100,10 +102,14 @@ impl PostgresStore {
             .connect_timeout(Duration::from_secs(10));
         let io = io::Io::start().map_err(StoreError::Failed)?;
         let cfg = config.clone();
-        let (changes, records) = io
+        let (changes, market, records) = io
             .wait(async move {
                 let client = io::connect(&cfg).await?;
                 schema::migrate(&client).await?;
+                let market = client
+                    .query_one("SELECT id FROM market", &[])
+                    .await?
+                    .try_get::<_, String>(0)?;
                 // The counter first: an import committing meanwhile is
                 // noticed by the writer later.
                 let changes = client
@@ -113,7 +119,7 @@ impl PostgresStore {
                 let records = tables::load_symbols(&client)
                     .await
                     .map_err(|Fail(e)| MigrateError::Other(e))?;
-                Ok::<_, MigrateError>((changes, records))
+                Ok::<_, MigrateError>((changes, market, records))
             })
             .map_err(StoreError::Failed)?
             .map_err(|e| match e {
@@ -140,6 +146,7 @@ impl PostgresStore {
             writer: None,
             problem: Arc::default(),
             changes,
+            market,
             io,
         })
     }
@@ -314,6 +321,10 @@ impl Pool {
 impl DataSource for PostgresStore {
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
     }
 
     fn catalog(&self) -> Arc<Catalog> {
@@ -584,6 +595,35 @@ impl Store for PostgresStore {
 impl crate::bus::Applier for PostgresStore {
     fn records(&self) -> Arc<Records> {
         self.snapshot()
+    }
+
+    fn market(&self) -> &str {
+        &self.market
+    }
+
+    async fn followed(&self) -> Result<Option<String>, String> {
+        let config = self.config.clone();
+        self.io
+            .run(async move {
+                let conn = io::connect(&config).await?;
+                let row = conn.query_one("SELECT stream FROM market", &[]).await?;
+                row.try_get::<_, Option<String>>(0)
+            })
+            .await?
+            .map_err(|e| format!("store {}: {}", self.shown, io::describe(&e)))
+    }
+
+    async fn follow(&self, log: &str) -> Result<(), String> {
+        let (config, log) = (self.config.clone(), log.to_string());
+        self.io
+            .run(async move {
+                let conn = io::connect(&config).await?;
+                conn.execute("UPDATE market SET stream = $1", &[&log])
+                    .await
+                    .map(drop)
+            })
+            .await?
+            .map_err(|e| format!("store {}: {}", self.shown, io::describe(&e)))
     }
 
     async fn position(&self, log: &str) -> Result<u64, String> {

@@ -13,6 +13,9 @@
 //!   what its entries answered and changed (see `logged`).
 //! * `meta`: `changes`, bumped by every import and symbol update, which a
 //!   running server watches to notice them (see `writer`).
+//! * `market`: one row: the store's identity (made with it) and the bus
+//!   stream incarnation it follows, so one store never follows two
+//!   markets' streams (see `bus::owner`).
 //! * `schema_version`: how many of [`MIGRATIONS`] were applied.
 //!
 //! Migrating takes a transaction-scoped advisory lock first, so several
@@ -67,6 +70,16 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (log, seq)
      );
      CREATE INDEX bus_outcomes_created ON bus_outcomes (created_ms);",
+    // 3: the store's identity and the stream it follows (a store that
+    // already followed one follows the one it applied furthest).
+    "CREATE TABLE market (
+         one boolean PRIMARY KEY DEFAULT true CHECK (one),
+         id text NOT NULL,
+         stream text
+     );
+     INSERT INTO market (id, stream)
+         VALUES (gen_random_uuid()::text,
+                 (SELECT log FROM bus_logs ORDER BY seq DESC, log LIMIT 1));",
 ];
 
 /// Advisory lock keys (one namespace per database): migrations, and every

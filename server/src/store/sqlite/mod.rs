@@ -211,6 +211,10 @@ impl DataSource for SqliteStore {
         "sqlite"
     }
 
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
     fn catalog(&self) -> Arc<Catalog> {
         Arc::clone(self.snapshot().catalog())
     }
