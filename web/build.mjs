@@ -14,7 +14,7 @@
 // The renderers' code is copied from node_modules (their prebuilt browser
 // bundles, with their license files), never committed.
 
-import { copyFile, mkdir, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -103,12 +103,20 @@ async function buildChart() {
   await copyInto(out, [[path.join(here, "src/chart/index.html")], [path.join(here, "src/chart/style.css")]]);
 }
 
+// Redoc's sidebar footer loads its logo from Redocly's CDN on every page
+// view: a page we serve would reach a third-party host (failing offline, and
+// telling that host who reads our docs). The footer keeps its text link; the
+// image gets an empty data: URL, which fails to load, so Redoc hides it.
+const REDOC_LOGO = '"https://cdn.redoc.ly/redoc/logo-mini.svg"';
+
 async function buildDocs() {
   const out = path.join(dist, "docs");
-  await copyInto(out, [
-    [packageFile("redoc", "bundles/redoc.standalone.js")],
-    [packageFile("redoc", "bundles/redoc.standalone.js.LICENSE.txt")],
-  ]);
+  await copyInto(out, [[packageFile("redoc", "bundles/redoc.standalone.js.LICENSE.txt")]]);
+  const redoc = await readFile(packageFile("redoc", "bundles/redoc.standalone.js"), "utf8");
+  if (redoc.split(REDOC_LOGO).length !== 2) {
+    throw new Error(`redoc.standalone.js no longer loads its logo from ${REDOC_LOGO} once: check the page for requests to other hosts and update build.mjs`);
+  }
+  await writeFile(path.join(out, "redoc.standalone.js"), redoc.replace(REDOC_LOGO, '"data:,"'));
   const html = page({
     title: "Trading Pro REST API",
     current: "/api/v1/docs",

@@ -1577,3 +1577,89 @@ fn a_file_without_rows_changes_nothing() {
     assert!(run.stdout.contains("pricescale 1000,"), "{run:?}");
     assert_eq!(f.exported("LATER", "1"), expected_export(&bars, false));
 }
+
+/// A symbols file needs only what a symbol cannot do without (the README's
+/// minimal file); a bad one is refused whole, naming every problem of
+/// every entry at once.
+#[tokio::test]
+async fn a_minimal_symbols_file_registers_and_a_bad_one_names_every_problem() {
+    let f = Fixture::new("import-minimal-symbols");
+    let minimal = f.file(
+        "symbols.json",
+        r#"[{"name": "ACME", "type": "stock", "session": "0930-1600",
+             "timezone": "America/New_York", "exchange": "NYSE", "pricescale": 100, "minmov": 1},
+            {"name": "BTCEUR", "type": "crypto", "session": "24x7", "timezone": "Etc/UTC",
+             "exchange": "KRAKEN", "pricescale": 10, "minmov": 5, "description": "Bitcoin / Euro",
+             "volume_precision": 8}]"#,
+    );
+    let run = f.import_ok(&["--symbols", &minimal]);
+    assert!(
+        run.stdout.contains(&format!(
+            "{minimal}: 2 symbols registered, 0 updated, 0 unchanged"
+        )),
+        "{run:?}"
+    );
+    let bad = f.file(
+        "bad.json",
+        r#"[{"name": "OK1", "type": "stock", "session": "24x7", "timezone": "Etc/UTC",
+             "exchange": "X", "pricescale": 100, "minmov": 1},
+            {"name": "NOTZ", "type": "stock", "session": "24x7", "exchange": "X",
+             "pricescale": 0, "minmov": 1},
+            {"type": "stock", "session": "0930-1600", "timezone": "Mars/Olympus",
+             "exchange": "X", "pricescale": 100, "minmov": 1},
+            {"name": "TYPED", "type": "stock", "session": "24x7", "timezone": "Etc/UTC",
+             "exchange": "X", "pricescale": 100, "minmov": 1, "volume_precision": "two"}]"#,
+    );
+    let run = f.import(&["--symbols", &bad]);
+    assert!(!run.ok, "{run:?}");
+    for expected in [
+        format!(r#"{bad}: entry 1 ("NOTZ"): "timezone" is missing; "pricescale" must be a positive integer, got 0"#),
+        format!(r#"{bad}: entry 2: "name" is missing"#),
+        "Mars/Olympus".to_string(),
+        format!(r#"{bad}: entry 3 ("TYPED"): "volume_precision""#),
+        format!("{bad}: nothing registered (3 entries with problems; each entry needs name, type, session"),
+    ] {
+        assert!(run.stderr.contains(&expected), "{expected}\n{run:?}");
+    }
+    f.assert_unknown("OK1");
+
+    let server = store_server(&f.store, &[]).await;
+    let acme = server
+        .client
+        .resolve_symbol()
+        .symbol("ACME")
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            acme.ticker.as_str(),
+            acme.description.as_str(),
+            acme.listed_exchange.as_str()
+        ),
+        ("ACME", "ACME", "NYSE")
+    );
+    assert_eq!(
+        (acme.pricescale, acme.minmov, acme.volume_precision),
+        (100, 1, 0)
+    );
+    let btc = server
+        .client
+        .resolve_symbol()
+        .symbol("BTCEUR")
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            btc.description.as_str(),
+            btc.minmov,
+            btc.volume_precision,
+            btc.type_.as_str()
+        ),
+        ("Bitcoin / Euro", 5, 8, "crypto")
+    );
+    server.stop().await;
+}

@@ -57,10 +57,15 @@ fn processes_starting_together_migrate_the_database_once() {
     );
     assert_eq!(
         one(&store, "SELECT version::text FROM schema_version").as_deref(),
-        Some("2")
+        Some("3")
     );
     assert_eq!(
         one(&store, "SELECT count(*)::text FROM symbols").as_deref(),
+        Some("1")
+    );
+    // One identity for the store, whoever migrated it.
+    assert_eq!(
+        one(&store, "SELECT count(*)::text FROM market").as_deref(),
         Some("1")
     );
 }
@@ -70,16 +75,18 @@ fn a_database_of_an_earlier_version_is_migrated_at_start_up() {
     let dir = TempDir::new("pg-upgrade");
     let store = Postgres.fresh(&dir);
     register_symbols(&dir, &store, &symbols());
-    // As the first release left it: version 1, without the bus's tables.
+    // As the first release left it: version 1, without the bus's tables
+    // or the store's identity.
     postgres_sql(
         &store,
-        "DROP TABLE bus_logs; DROP TABLE bus_outcomes; UPDATE schema_version SET version = 1",
+        "DROP TABLE bus_logs; DROP TABLE bus_outcomes; DROP TABLE market; \
+         UPDATE schema_version SET version = 1",
     )
     .unwrap();
     register_symbols(&dir, &store, &symbols());
     assert_eq!(
         one(&store, "SELECT version::text FROM schema_version").as_deref(),
-        Some("2")
+        Some("3")
     );
     assert_eq!(
         one(&store, "SELECT count(*)::text FROM bus_logs").as_deref(),
@@ -88,6 +95,28 @@ fn a_database_of_an_earlier_version_is_migrated_at_start_up() {
     assert_eq!(
         one(&store, "SELECT count(*)::text FROM symbols").as_deref(),
         Some("1")
+    );
+    assert_eq!(
+        one(
+            &store,
+            "SELECT count(*)::text FROM market WHERE stream IS NULL"
+        )
+        .as_deref(),
+        Some("1")
+    );
+    // As version 2 left a node's store: it followed a stream, which it
+    // follows still (the newest incarnation, created anew at 1000 after
+    // 999; epochs are creation times).
+    postgres_sql(
+        &store,
+        "DROP TABLE market; INSERT INTO bus_logs VALUES ('TRADING_INGEST@999', 40), \
+         ('TRADING_INGEST@1000', 7); UPDATE schema_version SET version = 2",
+    )
+    .unwrap();
+    register_symbols(&dir, &store, &symbols());
+    assert_eq!(
+        one(&store, "SELECT stream FROM market").as_deref(),
+        Some("TRADING_INGEST@1000")
     );
 }
 

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
-import { launchBrowser, newPage, restGet, screenshot, startServer, waitInPage } from "./helpers.mjs";
+import { foreignRequests, launchBrowser, newPage, openChart, restGet, screenshot, sleep, startServer, waitInPage } from "./helpers.mjs";
 
 describe("API reference pages", () => {
   let server;
@@ -69,5 +69,24 @@ describe("API reference pages", () => {
     }
     await screenshot(page, "asyncapi.png");
     assert.deepEqual(page.errors, []);
+  });
+
+  test("no page loads anything from another host", async () => {
+    const fresh = await newPage(browser);
+    try {
+      await openChart(fresh, server);
+      await fresh.goto(`${server.baseUrl}/api/v1/docs`);
+      // The sidebar footer, where Redoc draws its logo, is the last thing it renders.
+      await waitInPage(fresh, "Redoc's sidebar footer", () => document.body.innerText.includes("API docs by Redocly"));
+      await fresh.goto(`${server.baseUrl}/api/v1/ws/asyncapi`);
+      await waitInPage(fresh, "the AsyncAPI page", () => document.getElementById("asyncapi")?.innerText.includes("quotes.update"));
+      // Anything a page starts after it rendered (lazy images, fonts) has a moment to show.
+      await sleep(1000);
+      assert.ok(fresh.requested.length > 10, `too few requests recorded: ${fresh.requested}`);
+      assert.deepEqual(foreignRequests(fresh, server.baseUrl), []);
+      assert.deepEqual(fresh.errors, []);
+    } finally {
+      await fresh.close();
+    }
   });
 });

@@ -72,6 +72,9 @@ export async function newPage(browser) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
   page.errors = [];
   page.warnings = [];
+  // Every URL the page asks for (see foreignRequests).
+  page.requested = [];
+  page.on("request", (request) => page.requested.push(request.url()));
   page.on("pageerror", (err) => page.errors.push(err.message));
   // Chromium's console message for a failed request does not name it: record the URL.
   page.on("response", (response) => {
@@ -82,6 +85,15 @@ export async function newPage(browser) {
     else if (message.type() === "warning") page.warnings.push(message.text());
   });
   return page;
+}
+
+/** The requests `page` made to any other origin than `baseUrl`'s (data: and blob: URLs stay in the page). */
+export function foreignRequests(page, baseUrl) {
+  const origin = new URL(baseUrl).origin;
+  return page.requested.filter((url) => {
+    const u = new URL(url);
+    return u.protocol !== "data:" && u.protocol !== "blob:" && u.origin !== origin;
+  });
 }
 
 /** Polls `fn` (run in the page, with `arg`) until it returns a truthy value; fails with `what` after `timeoutMs`. */

@@ -240,6 +240,70 @@ pub fn check_on_grid(calendar: &TradingCalendar, base: Resolution, t: i64) -> Re
     Ok(())
 }
 
+/// `v` as an exact decimal `m * 10^e`, from its shortest text (what a
+/// feeder most likely wrote: `0.1`, not 0.1000000000000000055).
+fn decimal(v: f64) -> Option<(i128, i32)> {
+    let text = format!("{v:e}");
+    let (mantissa, exponent) = text.split_once('e')?;
+    let exponent: i32 = exponent.parse().ok()?;
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let negative = int.starts_with('-');
+    let digits: i128 = format!("{}{frac}", int.trim_start_matches('-'))
+        .parse()
+        .ok()?;
+    let m = if negative { -digits } else { digits };
+    Some((m, exponent - frac.len() as i32))
+}
+
+/// Checks that `price` is a whole number of the symbol's ticks
+/// (`minmov / pricescale`), exactly.
+pub fn check_tick(what: &str, price: f64, pricescale: i64, minmov: i64) -> Result<(), String> {
+    if pricescale <= 0 || minmov <= 0 {
+        return Ok(());
+    }
+    let off = || {
+        let tick = minmov as f64 / pricescale as f64;
+        format!(
+            "{what} {price} is not on the symbol's tick {tick} (minmov {minmov} / pricescale \
+             {pricescale})"
+        )
+    };
+    let (m, e) = decimal(price).ok_or_else(off)?;
+    // price * pricescale / minmov is whole: m * pricescale * 10^e is a
+    // multiple of minmov.
+    let mut n = m.checked_mul(i128::from(pricescale)).ok_or_else(off)?;
+    let mut divisor = i128::from(minmov);
+    if e >= 0 {
+        for _ in 0..e {
+            n = n.checked_mul(10).ok_or_else(off)?;
+        }
+    } else {
+        for _ in 0..-e {
+            divisor = divisor.checked_mul(10).ok_or_else(off)?;
+        }
+    }
+    if n % divisor == 0 {
+        Ok(())
+    } else {
+        Err(off())
+    }
+}
+
+/// Checks that `volume` has no more decimals than the symbol's volume
+/// precision.
+pub fn check_step(what: &str, volume: Volume, precision: i64) -> Result<(), String> {
+    let precision = precision.clamp(0, i64::from(crate::volume::DECIMALS)) as u32;
+    let unit = 10i128.pow(crate::volume::DECIMALS - precision);
+    if volume.units() % unit == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {volume} is finer than the symbol's volume precision ({precision} decimal \
+             places)"
+        ))
+    }
+}
+
 /// A trade checked against its symbol: the bar it lands in and its size.
 /// `day` remembers the trading day of the symbol's previous trade.
 pub fn check_trade(
@@ -351,6 +415,36 @@ fn check_not_future(t: i64, now_ms: i64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prices_on_the_tick_and_sizes_on_the_step_exactly() {
+        // Ticks of 0.01: what floats cannot say exactly still counts.
+        for ok in [250.12, 0.01, 0.07, 98100.5, 1e6, 123456789.99, 0.3] {
+            assert!(check_tick("price", ok, 100, 1).is_ok(), "{ok}");
+        }
+        for off in [250.125, 0.001, 98100.505, 1e-9] {
+            let e = check_tick("price", off, 100, 1).unwrap_err();
+            assert!(e.contains("not on the symbol's tick 0.01"), "{e}");
+        }
+        // Ticks of 0.25 (minmov 25, pricescale 100), and whole numbers.
+        assert!(check_tick("price", 4012.75, 100, 25).is_ok());
+        assert!(check_tick("price", 4012.7, 100, 25).is_err());
+        assert!(check_tick("price", 17.0, 1, 1).is_ok());
+        assert!(check_tick("price", 17.5, 1, 1).is_err());
+        // Eight decimals.
+        assert!(check_tick("price", 0.00012345, 100_000_000, 1).is_ok());
+        assert!(check_tick("price", 0.000123451, 100_000_000, 1).is_err());
+        let v = |text: &str| crate::volume::Volume::parse(text).unwrap();
+        assert!(check_step("size", v("12"), 0).is_ok());
+        assert!(check_step("size", v("0.25"), 2).is_ok());
+        assert!(check_step("size", v("0.001"), 8).is_ok());
+        let e = check_step("size", v("0.125"), 2).unwrap_err();
+        assert!(
+            e.contains("size 0.125 is finer than the symbol's volume precision (2"),
+            "{e}"
+        );
+        assert!(check_step("size", v("1.5"), 0).is_err());
+    }
 
     #[test]
     fn trades_land_in_their_bar_or_say_why_not() {

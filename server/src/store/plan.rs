@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::calendar::{Resolution, TradingDay};
 use crate::store::chain::is_base;
-use crate::store::ingest::{check_bar, check_trade, BarIn, IngestError, IngestReceipt, TradeIn};
+use crate::store::ingest::{
+    check_bar, check_step, check_tick, check_trade, BarIn, IngestError, IngestReceipt, TradeIn,
+};
 use crate::store::{Records, StoredBar, SymbolRecord};
 use crate::volume::Volume;
 
@@ -142,7 +144,14 @@ pub fn trades(
         };
         let target = &mut targets.list[k];
         let (record, base) = (&target.record, target.base);
-        match check_trade(t, &record.calendar, base, now_ms, &mut target.day) {
+        let checked = check_trade(t, &record.calendar, base, now_ms, &mut target.day).and_then(
+            |(bar_time, size)| {
+                check_tick("price", t.price, record.info.pricescale, record.info.minmov)?;
+                check_step("size", size, record.info.volume_precision)?;
+                Ok((bar_time, size))
+            },
+        );
+        match checked {
             Ok((bar_time, size)) => placed.push((record.id, base, bar_time, size)),
             Err(why) => {
                 return Err(IngestError::Invalid(format!(
@@ -237,7 +246,20 @@ pub fn bars(
             }
             _ => {}
         }
-        let bar = match check_bar(b, &record.calendar, target.base, now_ms) {
+        let info = &record.info;
+        let checked = check_bar(b, &record.calendar, target.base, now_ms).and_then(|bar| {
+            for (name, price) in [
+                ("open", b.open),
+                ("high", b.high),
+                ("low", b.low),
+                ("close", b.close),
+            ] {
+                check_tick(name, price, info.pricescale, info.minmov)?;
+            }
+            check_step("volume", bar.volume, info.volume_precision)?;
+            Ok(bar)
+        });
+        let bar = match checked {
             Ok(bar) => bar,
             Err(why) => return invalid(format!("({}) {why}", record.info.ticker)),
         };

@@ -71,7 +71,8 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX bus_outcomes_created ON bus_outcomes (created_ms);",
     // 3: the store's identity and the stream it follows (a store that
-    // already followed one follows the one it applied furthest).
+    // already followed one follows its newest incarnation: epochs are
+    // creation times in nanoseconds, compared as numbers).
     "CREATE TABLE market (
          one boolean PRIMARY KEY DEFAULT true CHECK (one),
          id text NOT NULL,
@@ -79,7 +80,9 @@ const MIGRATIONS: &[&str] = &[
      );
      INSERT INTO market (id, stream)
          VALUES (gen_random_uuid()::text,
-                 (SELECT log FROM bus_logs ORDER BY seq DESC, log LIMIT 1));",
+                 (SELECT log FROM bus_logs
+                  ORDER BY length(split_part(log, '@', 2)) DESC, split_part(log, '@', 2) DESC
+                  LIMIT 1));",
 ];
 
 /// Advisory lock keys (one namespace per database): migrations, and every
