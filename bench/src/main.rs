@@ -9,6 +9,7 @@ mod abuse;
 mod baseline;
 mod engine;
 mod http;
+mod logs;
 mod nodes;
 mod rest;
 mod server;
@@ -21,7 +22,7 @@ mod ws_scenarios;
 use std::time::Duration;
 
 const USAGE: &str =
-    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|compression|auth|store|nodes|ws|abuse] [--runs N] [--seconds S]";
+    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|compression|auth|logs|store|nodes|ws|abuse] [--runs N] [--seconds S]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Part {
@@ -29,6 +30,7 @@ pub enum Part {
     Rest,
     Compression,
     Auth,
+    Logs,
     Store,
     Nodes,
     Ws,
@@ -66,13 +68,14 @@ fn parse_args(args: &[String], fd_limit: u64) -> Result<Options, String> {
                     "rest" => Part::Rest,
                     "compression" => Part::Compression,
                     "auth" => Part::Auth,
+                    "logs" => Part::Logs,
                     "store" => Part::Store,
                     "nodes" => Part::Nodes,
                     "ws" => Part::Ws,
                     "abuse" => Part::Abuse,
                     other => {
                         return Err(format!(
-                        "--only: engine, rest, compression, auth, store, nodes, ws or abuse, not {other}"
+                        "--only: engine, rest, compression, auth, logs, store, nodes, ws or abuse, not {other}"
                     ))
                     }
                 })
@@ -138,6 +141,9 @@ async fn main() {
     }
     if runs(Part::Auth) {
         ok &= rest::auth(&options).await;
+    }
+    if runs(Part::Logs) {
+        ok &= logs::run_all(&options).await;
     }
     if runs(Part::Store) {
         ok &= store::run_all(&options).await;

@@ -8,13 +8,13 @@ use crate::server::{self, Process};
 use crate::stats::{self, Percentiles};
 use crate::Options;
 
-struct Scenario {
-    name: &'static str,
-    method: &'static str,
-    path: String,
-    body: String,
+pub(crate) struct Scenario {
+    pub name: &'static str,
+    pub method: &'static str,
+    pub path: String,
+    pub body: String,
     /// Extra header lines, each ending in CRLF.
-    headers: String,
+    pub headers: String,
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -275,16 +275,18 @@ async fn run_row(o: &Options, server: &Process, s: &Scenario, source: &str, conn
 }
 
 /// A scenario's medians over `o.runs` runs, as table cells.
-struct Medians {
-    rate: String,
-    p50: String,
-    p99: String,
-    cpu: String,
+pub(crate) struct Medians {
+    pub rate: String,
+    /// `rate` as a number, for ratios between rows.
+    pub per_second: f64,
+    pub p50: String,
+    pub p99: String,
+    pub cpu: String,
 }
 
 /// Runs `s` `o.runs` times at `conns` connections; None (and `ok` false)
 /// if every run failed, each failure reported under `what`.
-async fn medians(
+pub(crate) async fn medians(
     o: &Options,
     server: &Process,
     s: &Scenario,
@@ -311,8 +313,10 @@ async fn medians(
     }
     let latency: Vec<_> = rows.iter().map(|r| r.1).collect();
     let [p50, p99, _] = Percentiles::cells(Percentiles::median_of(&latency));
+    let per_second = stats::median(rows.iter().map(|r| r.0).collect());
     Some(Medians {
-        rate: format!("{:.0}", stats::median(rows.iter().map(|r| r.0).collect())),
+        rate: format!("{per_second:.0}"),
+        per_second,
         p50,
         p99,
         cpu: format!("{:.1}", stats::median(rows.iter().map(|r| r.2).collect())),

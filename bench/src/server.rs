@@ -110,18 +110,41 @@ pub async fn spawn_on(
         Reports::Stdout => Box::new(child.stdout.take().ok_or("no stdout")?),
     };
     let mut lines = BufReader::new(pipe).lines();
-    let address = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.split("\"address\":\"").nth(1) {
-                return rest.split('"').next().map(str::to_string);
+    // Its `--bind` when it names a port (a server that does not log at
+    // info never says where it listens): listening once it accepts.
+    let bound = args
+        .windows(2)
+        .find(|w| w[0] == "--bind" && !w[1].ends_with(":0"))
+        .map(|w| w[1].clone());
+    let address = match bound {
+        Some(address) => {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while tokio::net::TcpStream::connect(&address).await.is_err() {
+                if tokio::time::Instant::now() > deadline {
+                    return Err(format!("{} did not listen on {address}", program.display()));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            address
         }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-    .ok_or_else(|| format!("{} did not report its address", program.display()))?;
+        None => tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                // JSON (`"address":"HOST:PORT"`) or terminal (`address: HOST:PORT,`).
+                let rest = line
+                    .split("\"address\":\"")
+                    .nth(1)
+                    .or_else(|| line.split(", address: ").nth(1));
+                if let Some(rest) = rest {
+                    return rest.split(['"', ',']).next().map(str::to_string);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("{} did not report its address", program.display()))?,
+    };
     // Keep draining the log so the child never blocks on a full pipe.
     let server_times = ServerTimes::default();
     let times = server_times.clone();
@@ -176,6 +199,14 @@ pub async fn trading_server_on(
         args.push(value.clone());
     }
     spawn_on(Path::new(path), &args, Reports::Stderr, core).await
+}
+
+/// A free port on 127.0.0.1 (free a moment ago).
+pub fn free_address() -> Result<String, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.to_string())
+        .map_err(|e| format!("no free port: {e}"))
 }
 
 impl Process {

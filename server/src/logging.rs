@@ -1,14 +1,16 @@
 //! Structured logging (slog): terminal lines for people, JSON for machines.
 //!
 //! A record is formatted into one whole line on the thread that logs it
-//! (no copy of its values is made to format later) and handed to the log
-//! thread, which writes whatever lines have queued up in one `write(2)`:
-//! under load many lines share a syscall, and an idle server writes each
-//! line at once. (slog-term wrote every fragment of a line with its own
-//! syscall, about 41 per access-log line, which cost a third of the
-//! throughput of a small request.)
+//! (no copy of its values is made to format later) and appended to a
+//! shared buffer; the log thread writes what has gathered there every few
+//! milliseconds in one `write(2)`, and at once when much has gathered.
+//! Logging a line costs its formatting and a copy under a short lock: no
+//! syscall, no wake-up of another thread. (slog-term wrote every fragment
+//! of a line with its own syscall, about 41 per access-log line, which
+//! cost a third of the throughput of a small request; a queue that woke
+//! the log thread for every line still cost a quarter.)
 //!
-//! The queue is bounded. When it is full a line is dropped rather than
+//! The buffer is bounded. When it is full a line is dropped rather than
 //! block the server: every drop is counted ([`take_dropped`]), and the
 //! edge logs the count, so logs never lose events silently.
 
@@ -16,18 +18,19 @@ use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use slog::{Drain, Key, OwnedKVList, Record, Serializer, KV};
 
 use crate::config::{LogFormat, LogLevel};
 
-/// Lines the queue holds before dropping.
-const QUEUE: usize = 64 * 1024;
-/// Most bytes the log thread writes in one syscall.
-const BATCH: usize = 64 * 1024;
+/// How long a line may wait in the buffer before it is written.
+const LINGER: Duration = Duration::from_millis(10);
+/// Bytes that make the log thread write at once rather than wait.
+const EAGER: usize = 256 * 1024;
+/// Bytes the buffer holds at most: past this lines are dropped.
+const CAPACITY: usize = 8 * 1024 * 1024;
 
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
@@ -36,55 +39,127 @@ pub fn take_dropped() -> u64 {
     DROPPED.swap(0, Ordering::Relaxed)
 }
 
-enum Message {
-    Line(Vec<u8>),
-    /// Answered once every line queued before it is written.
-    Flush(mpsc::Sender<()>),
+/// Lines waiting for the log thread, and how many flushes are waiting.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// Bumped by the log thread after each write (see `flush`).
+    written: u64,
+    /// Set by `flush`: write now.
+    urgent: bool,
 }
 
-/// The log thread's queue (one per process: every logger writes to stderr).
-fn queue() -> &'static SyncSender<Message> {
-    static QUEUE_TX: OnceLock<SyncSender<Message>> = OnceLock::new();
-    QUEUE_TX.get_or_init(|| {
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
+struct Shared {
+    pending: Mutex<Pending>,
+    /// The log thread waits here; `flush` waits here for a write.
+    signal: Condvar,
+}
+
+/// The log thread's buffer (one per process: every logger writes to
+/// stderr), started on first use.
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<&'static Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let shared: &'static Shared = Box::leak(Box::new(Shared {
+            pending: Mutex::default(),
+            signal: Condvar::new(),
+        }));
         std::thread::Builder::new()
             .name("log".into())
-            .spawn(move || write_lines(rx))
+            .spawn(move || write_lines(shared))
             .expect("start the log thread");
-        tx
+        shared
     })
 }
 
-/// The log thread: every line queued, in order, batched into few writes.
-fn write_lines(rx: Receiver<Message>) {
-    let mut out = Vec::with_capacity(BATCH);
-    let mut flushed = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Line(line) => out.extend_from_slice(&line),
-                Message::Flush(done) => flushed.push(done),
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Pending> {
+    shared
+        .pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The log thread: once a line arrives, it lets more gather for `LINGER`
+/// (less when a lot did, or a flush asks), then writes them all at once.
+fn write_lines(shared: &'static Shared) {
+    let mut out = Vec::with_capacity(EAGER);
+    loop {
+        {
+            let mut pending = lock(shared);
+            while pending.bytes.is_empty() && !pending.urgent {
+                pending = shared
+                    .signal
+                    .wait(pending)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
-            if out.len() < BATCH {
-                next = rx.try_recv().ok();
+            let deadline = Instant::now() + LINGER;
+            while !pending.urgent && pending.bytes.len() < EAGER {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                pending = shared
+                    .signal
+                    .wait_timeout(pending, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            std::mem::swap(&mut out, &mut pending.bytes);
+            pending.urgent = false;
+        }
+        if !out.is_empty() {
+            // A failed write (stderr closed) has nowhere to be reported.
+            let _ = std::io::stderr().lock().write_all(&out);
+            out.clear();
+            if out.capacity() > 4 * EAGER {
+                out.shrink_to(EAGER);
             }
         }
-        // A failed write (stderr closed) has nowhere to be reported.
-        let _ = std::io::stderr().lock().write_all(&out);
-        out.clear();
-        for done in flushed.drain(..) {
-            let _ = done.send(());
-        }
+        lock(shared).written += 1;
+        shared.signal.notify_all();
     }
 }
 
 /// Waits (up to a second) until every line logged so far is written:
 /// before the process exits.
 pub fn flush() {
-    let (done, written) = mpsc::channel();
-    if queue().send(Message::Flush(done)).is_ok() {
-        let _ = written.recv_timeout(Duration::from_secs(1));
+    let shared = shared();
+    let mut pending = lock(shared);
+    // Two writes from now: the one under way may have missed our lines.
+    let target = pending.written + 2;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while pending.written < target {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        pending.urgent = true;
+        shared.signal.notify_all();
+        pending = shared
+            .signal
+            .wait_timeout(pending, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+}
+
+/// Appends one whole line to the buffer (or counts it dropped). The log
+/// thread is woken by the first line of a batch and when a batch grows
+/// large; the lines in between cost no wake-up.
+fn queue(line: &[u8]) {
+    let shared = shared();
+    let mut pending = lock(shared);
+    let before = pending.bytes.len();
+    if before + line.len() > CAPACITY {
+        drop(pending);
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    pending.bytes.extend_from_slice(line);
+    let wake = before == 0 || (before < EAGER && pending.bytes.len() >= EAGER);
+    drop(pending);
+    if wake {
+        shared.signal.notify_all();
     }
 }
 
@@ -98,29 +173,23 @@ impl Drain for Lines {
     type Err = slog::Never;
 
     fn log(&self, record: &Record, values: &OwnedKVList) -> Result<(), slog::Never> {
-        let line = SCRATCH.with(|scratch| {
-            let scratch = &mut *scratch.borrow_mut();
-            let mut line = Vec::with_capacity(256);
+        LINE.with(|line| {
+            let (line, scratch) = &mut *line.borrow_mut();
+            line.clear();
             match self.format {
-                LogFormat::Terminal => terminal_line(&mut line, scratch, record, values),
-                LogFormat::Json => json_line(&mut line, scratch, record, values),
+                LogFormat::Terminal => terminal_line(line, scratch, record, values),
+                LogFormat::Json => json_line(line, scratch, record, values),
             }
-            line
+            queue(line);
         });
-        match queue().try_send(Message::Line(line)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(_)) => {}
-        }
         Ok(())
     }
 }
 
 thread_local! {
-    /// Text of a value before it is escaped (JSON), reused.
-    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The line being formatted, and the text of a value before it is
+    /// escaped: reused, so logging a line allocates nothing.
+    static LINE: RefCell<(Vec<u8>, String)> = const { RefCell::new((Vec::new(), String::new())) };
     /// A record's pairs as written by slog (last first) and where each ends.
     static PAIRS: RefCell<(Vec<u8>, Vec<usize>)> = const { RefCell::new((Vec::new(), Vec::new())) };
     /// The formatted second of the last line this thread wrote.

@@ -549,3 +549,108 @@ async fn a_stream_created_anew_is_applied_from_its_start() {
         assert_eq!(minutes(&answer), expected, "{answer}");
     }
 }
+
+/// One stream per market: a node whose stream holds another market's
+/// entries, or whose store follows another stream, refuses to start and
+/// says which; the market that owns the stream goes on undisturbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_and_a_store_of_two_markets_cannot_be_combined() {
+    let url = nats::shared_url();
+    let ours = Market::new("nodes-owner-a", &url);
+    let node = ours.node().await;
+    let trade = ("NODE", t0() + 1_000, 100.0, 1.0);
+    send_until_acknowledged(std::slice::from_ref(&node.base), "owner-1", &[trade]).await;
+
+    // Another market's fresh database, started on our stream's name (as
+    // the default TRADING_INGEST would for everyone).
+    let theirs = Market::new("nodes-owner-b", &url);
+    let refused = start_refused(&theirs.store, &url, &ours.stream).await;
+    assert!(
+        refused.contains(&format!("the stream {} on", ours.stream))
+            && refused.contains("holds entries of another market"),
+        "{refused}"
+    );
+    // Once a store follows a stream, it follows no other.
+    let refused = start_refused(&ours.store, &url, &theirs.stream).await;
+    assert!(
+        refused.contains(&format!("belongs to the stream {}", ours.stream))
+            && refused.contains(&format!("--bus-stream {}", ours.stream)),
+        "{refused}"
+    );
+    // Nothing of theirs entered our history; our node still serves.
+    ready(&node.base).await;
+    let answer = bars(&node.base, "NODE", "1").await;
+    assert_eq!(minutes(&answer), [(t0(), 1.0)], "{answer}");
+    // Their own stream is theirs to start.
+    let their_node = theirs.node().await;
+    assert_eq!(minutes(&bars(&their_node.base, "NODE", "1").await), []);
+}
+
+/// Runs a node that should refuse to start: what it said.
+async fn start_refused(store: &str, nats: &str, stream: &str) -> String {
+    let mut args = frozen_store_args(store);
+    args.extend(
+        [
+            "--bus",
+            nats,
+            "--bus-stream",
+            stream,
+            "--bind",
+            "127.0.0.1:0",
+        ]
+        .map(String::from),
+    );
+    let run = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::store::cli(&args)
+    })
+    .await
+    .unwrap();
+    assert!(!run.ok, "the node started: {run:?}");
+    run.stderr
+}
+
+/// Two markets that claimed one empty stream at once: each node applies
+/// only its own market's entries; the first entry of the other market
+/// stops it (unready, saying why) before anything of it is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_never_applies_another_markets_entry() {
+    let url = nats::shared_url();
+    let ours = Market::new("nodes-foreign-a", &url);
+    let theirs = Market::new("nodes-foreign-b", &url);
+    let node = ours.node().await;
+    // Their node on our (still empty) stream: nothing tells them apart yet.
+    let mut args = frozen_store_args(&theirs.store);
+    args.extend(["--bus", &url, "--bus-stream", &ours.stream].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let intruder = ServerProcess::start(&args).await;
+    ready(&intruder.base).await;
+    let trade = ("NODE", t0() + 1_000, 100.0, 1.0);
+    send_until_acknowledged(std::slice::from_ref(&node.base), "foreign-1", &[trade]).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let reason = loop {
+        let r = http()
+            .get(format!("{}/api/v1/ready", intruder.base))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            break r.text().await.unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other market's node stayed ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(reason.contains("names another market's store"), "{reason}");
+    assert_eq!(minutes(&bars(&intruder.base, "NODE", "1").await), []);
+    let (status, body) = send(&intruder.base, "foreign-2", &[trade]).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        intruder.log_lines("the stream is another market's").len(),
+        1
+    );
+    // Ours applied it.
+    assert_eq!(minutes(&bars(&node.base, "NODE", "1").await), [(t0(), 1.0)]);
+}

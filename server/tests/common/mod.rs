@@ -76,5 +76,6 @@ impl TestServer {
 pub mod nats;
 pub mod pages;
 pub mod process;
+pub mod proxies;
 pub mod store;
 pub mod ws;

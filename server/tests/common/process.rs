@@ -98,6 +98,16 @@ impl ServerProcess {
         status.code()
     }
 
+    /// Waits for the process to exit (after a signal the test sent); its
+    /// exit code.
+    pub async fn wait_exit(&mut self) -> Option<i32> {
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the server exits")
+            .expect("reaped");
+        status.code()
+    }
+
     /// SIGKILL: no shutdown, no flush, nothing the process can do about it.
     pub async fn kill_9(mut self) {
         self.child.start_kill().expect("SIGKILL");
