@@ -647,6 +647,18 @@ async fn a_node_never_applies_another_markets_entry() {
     assert_eq!(minutes(&bars(&intruder.base, "NODE", "1").await), []);
     let (status, body) = send(&intruder.base, "foreign-2", &[trade]).await;
     assert_eq!(status, 503, "{body}");
+    // Said once in its log (written within moments).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while intruder
+        .log_lines("the stream is another market's")
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refusal was not logged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         intruder.log_lines("the stream is another market's").len(),
         1

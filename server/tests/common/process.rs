@@ -14,6 +14,8 @@ pub struct ServerProcess {
     pub base: String,
     /// Every log line the server has written so far (JSON, one per line).
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Reads the log until the process closes it.
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ServerProcess {
@@ -61,7 +63,7 @@ impl ServerProcess {
         // Keep reading the log so the child never blocks on a full pipe.
         let log = Arc::new(Mutex::new(early));
         let kept = Arc::clone(&log);
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 kept.lock().unwrap().push(line);
             }
@@ -70,6 +72,7 @@ impl ServerProcess {
             child,
             base: format!("http://{address}"),
             log,
+            reader: Some(reader),
         }
     }
 
@@ -95,7 +98,15 @@ impl ServerProcess {
             .await
             .expect("the server exits after SIGTERM")
             .expect("reaped");
+        self.read_to_end().await;
         status.code()
+    }
+
+    /// Once the process has exited: waits until its last log line is read.
+    async fn read_to_end(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+        }
     }
 
     /// Waits for the process to exit (after a signal the test sent); its
@@ -105,6 +116,7 @@ impl ServerProcess {
             .await
             .expect("the server exits")
             .expect("reaped");
+        self.read_to_end().await;
         status.code()
     }
 

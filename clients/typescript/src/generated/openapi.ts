@@ -61,10 +61,13 @@ export interface paths {
          *     store answers and, on a node of several (`--bus`), it is connected
          *     to the bus and has caught up with it. Otherwise 503 with the reason
          *     (`the bus nats://... is not connected`, `catching up with the bus:
-         *     120 of 5000 entries applied`, `store ...: ...`), while the node
-         *     keeps serving what it safely can: history from its store, the
-         *     synthetic market, health. A load balancer sends new clients
-         *     elsewhere until it answers 200 again.
+         *     120 of 5000 entries applied`, `store ...: ...`, `the node is
+         *     shutting down`), while the node keeps serving what it safely can:
+         *     history from its store, the synthetic market, health. A load
+         *     balancer sends new clients elsewhere until it answers 200 again.
+         *     On SIGTERM it answers 503 for `--drain-delay` seconds while
+         *     everything else is still served, before the node stops accepting.
+         *     Never rate limited, and answered even over the connection caps.
          */
         get: operations["getReadiness"];
         put?: never;
