@@ -96,25 +96,18 @@ fn visible(rqctx: &Request<AppContext>, symbol: &Symbol) -> bool {
     principal(rqctx).is_none_or(|p| p.allows(&symbol.info.exchange))
 }
 
-/// The symbol, if the request may see it: 403 naming the exchange if not.
+/// The symbol, if the request may see it. One it may not see does not
+/// exist for it: the same 404 as a symbol that is not there, so a token
+/// cannot tell the two apart.
 fn entitled<'a>(
     rqctx: &Request<AppContext>,
     catalog: &'a Catalog,
     name: &str,
 ) -> Result<&'a Symbol, ApiError> {
-    let symbol = lookup(catalog, name)?;
-    if visible(rqctx, symbol) {
-        Ok(symbol)
-    } else {
-        Err(not_entitled(name, symbol))
+    match lookup(catalog, name)? {
+        symbol if visible(rqctx, symbol) => Ok(symbol),
+        _ => Err(ApiError::UnknownSymbol(name.to_string())),
     }
-}
-
-fn not_entitled(name: &str, symbol: &Symbol) -> ApiError {
-    ApiError::NotEntitled(format!(
-        "your token does not entitle you to the exchange {} (symbol {name:?})",
-        symbol.info.exchange
-    ))
 }
 
 fn in_range(name: &'static str, value: i64, min: i64, max: i64) -> Result<i64, ApiError> {
@@ -215,9 +208,15 @@ fn bars_query_error(e: HttpError) -> ApiError {
 }
 
 /// A requested symbol's quote for `POST /quotes` (`n` as requested).
-async fn named_quote(ctx: &AppContext, catalog: &Catalog, name: &str, now_ms: i64) -> QuoteData {
-    match catalog.lookup(name) {
-        Some(s) => quote_as(ctx.source.as_ref(), s, name, now_ms).await,
+/// The quote of `name`; a symbol the request may not see is unknown to it.
+async fn named_quote(
+    rqctx: &Request<AppContext>,
+    catalog: &Catalog,
+    name: &str,
+    now_ms: i64,
+) -> QuoteData {
+    match catalog.lookup(name).filter(|s| visible(rqctx, s)) {
+        Some(s) => quote_as(rqctx.context().source.as_ref(), s, name, now_ms).await,
         None => quote_error(name, format!("unknown symbol {name:?}")),
     }
 }
@@ -232,7 +231,13 @@ async fn quote_as(source: &dyn DataSource, s: &Symbol, name: &str, now_ms: i64) 
     let q = match source.quote(s, now_ms).await {
         Ok(Some(q)) => q,
         Ok(None) => return quote_error(name, format!("no market data for {name:?} yet")),
-        Err(e) => return quote_error(name, e.to_string()),
+        // The cause is the operator's business (the log has it).
+        Err(_) => {
+            return quote_error(
+                name,
+                "the data source cannot answer now; retry later".to_string(),
+            )
+        }
     };
     let pricescale = u32::try_from(s.info.pricescale).unwrap_or(1);
     QuoteData {
@@ -323,7 +328,7 @@ impl TradingService for TradingServer {
             .load(std::sync::atomic::Ordering::Relaxed)
             .then(|| "the node is shutting down; use another node".to_string());
         let why = stopping.or_else(|| match (ctx.source.health(), &ctx.bus) {
-            (Err(why), _) => Some(why),
+            (Err(unhealthy), _) => Some(unhealthy.to_string()),
             (Ok(()), Some(bus)) => bus.ready().err(),
             (Ok(()), None) => None,
         });
@@ -375,12 +380,19 @@ impl TradingService for TradingServer {
             name: "All types".into(),
             value: String::new(),
         }];
-        symbols_types.extend(catalog.types().into_iter().map(|t| SymbolType {
+        // The types of the symbols this token may see, in catalog order.
+        let mut types: Vec<&str> = Vec::new();
+        for s in catalog.iter().filter(|s| visible(&rqctx, s)) {
+            if !types.contains(&s.info.type_.as_str()) {
+                types.push(&s.info.type_);
+            }
+        }
+        symbols_types.extend(types.into_iter().map(|t| SymbolType {
             name: capitalize(t),
             value: t.into(),
         }));
         let config = DatafeedConfiguration {
-            supported_resolutions: served_resolutions(&catalog),
+            supported_resolutions: served_resolutions(&catalog, |s| visible(&rqctx, s)),
             supports_marks: false,
             supports_timescale_marks: false,
             supports_time: true,
@@ -450,19 +462,12 @@ impl TradingService for TradingServer {
             Ok(req) if req.symbols.is_empty() || req.symbols.len() > MAX_QUOTE_SYMBOLS => {
                 Err(ApiError::QuoteSymbolCount(req.symbols.len()))
             }
-            Ok(req) => 'quotes: {
+            Ok(req) => {
                 let now = ctx.clock.now_ms();
                 let catalog = ctx.source.catalog();
-                // Nothing is answered for a request naming a symbol the
-                // token may not see (an unknown symbol gets its own status).
-                for name in &req.symbols {
-                    if let Some(s) = catalog.lookup(name).filter(|s| !visible(&rqctx, s)) {
-                        break 'quotes Err(not_entitled(name, s));
-                    }
-                }
                 let mut quotes = Vec::with_capacity(req.symbols.len());
                 for name in &req.symbols {
-                    quotes.push(named_quote(ctx, &catalog, name, now).await);
+                    quotes.push(named_quote(&rqctx, &catalog, name, now).await);
                 }
                 Ok(quotes)
             }
@@ -474,12 +479,13 @@ impl TradingService for TradingServer {
     async fn datafeed_health_check(rqctx: Request<AppContext>) -> Response<DatafeedHealth> {
         let ctx = rqctx.context();
         let catalog = ctx.source.catalog();
+        // What this token may see, counted; the synthetic market's seed is
+        // not served (with it, anyone could rebuild every symbol's bars).
         let health = DatafeedHealth {
             status: "ok".into(),
-            symbols: catalog.len() as i64,
-            resolutions: served_resolutions(&catalog),
+            symbols: catalog.iter().filter(|s| visible(&rqctx, s)).count() as i64,
+            resolutions: served_resolutions(&catalog, |s| visible(&rqctx, s)),
             source: ctx.source.kind().into(),
-            seed: ctx.seed as i64,
             server_time: ctx.clock.now_ms().div_euclid(1000),
         };
         respond(&rqctx, Ok(health))
@@ -621,13 +627,21 @@ async fn ingest(
     }
 }
 
-/// Compares secrets in time that does not depend on where they differ.
+/// Compares secrets in time that depends on neither where they differ nor
+/// their lengths: their SHA-256 digests, all 32 bytes of each, are compared.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use aws_lc_rs::digest::{digest, SHA256};
+    let (a, b) = (digest(&SHA256, a), digest(&SHA256, b));
+    a.as_ref()
+        .iter()
+        .zip(b.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 fn store_health(ctx: &AppContext) -> StoreHealth {
-    let problem = ctx.source.health().err();
+    // The class only: the details name hosts and files, for the log.
+    let problem = ctx.source.health().err().map(|u| u.to_string());
     StoreHealth {
         kind: ctx.source.kind().into(),
         status: if problem.is_some() {
@@ -661,11 +675,11 @@ fn bus_health(bus: &Bus) -> BusHealth {
     }
 }
 
-/// Every resolution some symbol serves, in TradingView's order.
-fn served_resolutions(catalog: &Catalog) -> Vec<String> {
+/// Every resolution some symbol `seen` serves, in TradingView's order.
+fn served_resolutions(catalog: &Catalog, seen: impl Fn(&Symbol) -> bool) -> Vec<String> {
     Resolution::ALL
         .into_iter()
-        .filter(|r| catalog.iter().any(|s| s.serves(*r)))
+        .filter(|r| catalog.iter().any(|s| seen(s) && s.serves(*r)))
         .map(|r| r.as_str().to_string())
         .collect()
 }

@@ -76,11 +76,11 @@ impl Entitlement {
 /// A verified token's bearer.
 #[derive(Clone, Debug)]
 pub struct Principal {
-    /// Who the limits count this as: the token's `sub`, or the token itself
-    /// when it has none (hashed; a token shared by many browsers is one user).
+    /// Who the limits count this as: the token's `sub`, hashed (a token
+    /// shared by many browsers is one user).
     pub user: u64,
     /// The `sub` claim, which a refreshed token must keep.
-    pub subject: Option<String>,
+    pub subject: String,
     /// The `exp` claim, unix seconds.
     pub expires_at: i64,
     pub exchanges: Entitlement,
@@ -134,6 +134,8 @@ pub struct AuthConfig<'a> {
     pub default_entitlement: DefaultEntitlement,
     /// Seconds of clock skew allowed on `exp` and `nbf`.
     pub leeway_s: u64,
+    /// Longest a token may still be valid for (its `exp` from now).
+    pub max_lifetime_s: u64,
 }
 
 enum Keys {
@@ -148,6 +150,7 @@ enum Keys {
 pub struct Auth {
     keys: Keys,
     leeway_s: u64,
+    max_lifetime_s: u64,
     claim: String,
     default: DefaultEntitlement,
     hasher: RandomState,
@@ -186,6 +189,7 @@ impl Auth {
         Ok(Some(Arc::new(Auth {
             keys,
             leeway_s: c.leeway_s,
+            max_lifetime_s: c.max_lifetime_s,
             claim: c.entitlement_claim.to_string(),
             default: c.default_entitlement,
             hasher: RandomState::new(),
@@ -243,11 +247,29 @@ impl Auth {
             )
         })?;
         let claims = data.claims;
-        let expires_at = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
-        let subject = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        // A NumericDate may have a fraction (RFC 7519 §2): read as
+        // jsonwebtoken read it for its own check, so REST and the
+        // WebSocket's deadline agree.
+        let expires_at = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .map_or(0, |e| e.floor() as i64);
+        let max_end = unix_now()
+            .saturating_add(i64::try_from(self.max_lifetime_s).unwrap_or(i64::MAX))
+            .saturating_add(self.leeway_s as i64);
+        if expires_at > max_end {
+            return Err(invalid(&format!(
+                "it is valid for longer than this server accepts ({} s; \
+                 --auth-max-token-lifetime)",
+                self.max_lifetime_s
+            )));
+        }
+        // Accounts, limits and refreshes are per user: a token must say
+        // whose it is.
+        let subject = match claims.get("sub").and_then(Value::as_str) {
+            Some(sub) if !sub.trim().is_empty() => sub.to_string(),
+            _ => return Err(invalid("it has no sub claim (the user it is for)")),
+        };
         let exchanges = match claims.get(&self.claim) {
             None | Some(Value::Null) => match self.default {
                 DefaultEntitlement::All => Entitlement::All,
@@ -278,10 +300,7 @@ impl Auth {
                 )))
             }
         };
-        let user = match &subject {
-            Some(sub) => self.hasher.hash_one(("sub", sub)),
-            None => self.hasher.hash_one(("token", token)),
-        };
+        let user = self.hasher.hash_one(("sub", &subject));
         Ok(Principal {
             user,
             subject,

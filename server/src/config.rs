@@ -59,6 +59,17 @@ pub struct Config {
     )]
     pub cors_origins: Vec<String>,
 
+    /// This server's public origin as browsers reach it (e.g. `https://trading.example.com`,
+    /// behind a load balancer); repeatable. Pages from it may open WebSockets. The
+    /// listening address's own origin (and `localhost`'s on a loopback or any address)
+    /// always may; so may the CORS origins. The request's `Host` is never trusted for this.
+    #[arg(
+        long = "public-origin",
+        env = "TRADING_PUBLIC_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub public_origins: Vec<String>,
+
     /// Log level.
     #[arg(long, env = "TRADING_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
@@ -212,6 +223,11 @@ pub struct Config {
     /// closed this long after its token expires unless refreshed.
     #[arg(long, env = "TRADING_AUTH_LEEWAY", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub auth_leeway: u64,
+
+    /// Longest a token may be valid for, in seconds from now: a token whose `exp` is
+    /// later is refused (a leaked long-lived token is a long-lived leak).
+    #[arg(long, env = "TRADING_AUTH_MAX_TOKEN_LIFETIME", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
+    pub auth_max_token_lifetime: u64,
 
     /// With authentication on: requests per second one user (a token's `sub`) may make
     /// on average, from however many addresses; 0 turns it off.

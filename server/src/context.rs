@@ -17,7 +17,6 @@ pub struct AppContext {
     pub source: Arc<dyn DataSource>,
     pub clock: Clock,
     pub cors: CorsPolicy,
-    pub seed: u64,
     /// The bearer token ingest requests must carry; None disables ingest.
     pub ingest_token: Option<String>,
     pub ws: Arc<WsState>,

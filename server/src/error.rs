@@ -45,8 +45,6 @@ pub enum ApiError {
     Unauthenticated(String),
     /// A token, but not the right one (403).
     Forbidden(String),
-    /// A symbol on an exchange the request's token is not entitled to (403).
-    NotEntitled(String),
     /// An ingest request that breaks a rule: which item and why (400).
     InvalidIngest {
         code: &'static str,
@@ -72,7 +70,6 @@ impl ApiError {
             ApiError::IngestDisabled(_) => "IngestDisabled",
             ApiError::Unauthenticated(_) => "Unauthenticated",
             ApiError::Forbidden(_) => "Forbidden",
-            ApiError::NotEntitled(_) => "NotEntitled",
             ApiError::InvalidIngest { code, .. } => code,
             ApiError::KeyReused(_) => "IdempotencyKeyReused",
         }
@@ -104,7 +101,7 @@ impl ApiError {
                 e.external_message = why;
                 return e;
             }
-            ApiError::IngestDisabled(_) | ApiError::Forbidden(_) | ApiError::NotEntitled(_) => {
+            ApiError::IngestDisabled(_) | ApiError::Forbidden(_) => {
                 ClientErrorStatusCode::FORBIDDEN
             }
             ApiError::Unauthenticated(_) => ClientErrorStatusCode::UNAUTHORIZED,
@@ -158,7 +155,6 @@ impl std::fmt::Display for ApiError {
             | ApiError::IngestDisabled(why)
             | ApiError::Unauthenticated(why)
             | ApiError::Forbidden(why)
-            | ApiError::NotEntitled(why)
             | ApiError::KeyReused(why) => f.write_str(why),
             ApiError::InvalidIngest { message, .. } => f.write_str(message),
             ApiError::Retry { message, detail } => write!(f, "{message} ({detail})"),

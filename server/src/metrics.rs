@@ -81,6 +81,37 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     c
 }
 
+/// The `code` label of a close (see [`Metrics::closed`]).
+pub fn close_label(code: Option<u16>) -> &'static str {
+    const DEFINED: [(u16, &str); 16] = [
+        (1000, "1000"),
+        (1001, "1001"),
+        (1002, "1002"),
+        (1003, "1003"),
+        (1005, "1005"),
+        (1006, "1006"),
+        (1007, "1007"),
+        (1008, "1008"),
+        (1009, "1009"),
+        (1010, "1010"),
+        (1011, "1011"),
+        (1012, "1012"),
+        (1013, "1013"),
+        (1014, "1014"),
+        (1015, "1015"),
+        (4001, "4001"),
+    ];
+    match code {
+        None => "none",
+        Some(c) => match DEFINED.iter().find(|(n, _)| *n == c) {
+            Some((_, label)) => label,
+            None if (3000..4000).contains(&c) => "3xxx",
+            None if (4000..5000).contains(&c) => "4xxx",
+            None => "other",
+        },
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
@@ -196,9 +227,12 @@ impl Metrics {
         self.ws_subscriptions.with_label_values(&[channel]).add(by);
     }
 
+    /// A WebSocket closed, with its close code (the client's, when it
+    /// closed). Labels come from a fixed set, whatever a client sends: the
+    /// codes RFC 6455 and our spec define by their number, the ranges an
+    /// application may use as `3xxx` and `4xxx`, anything else as `other`.
     pub fn closed(&self, code: Option<u16>) {
-        let code = code.map_or_else(|| "none".to_string(), |c| c.to_string());
-        self.ws_closes.with_label_values(&[&code]).inc();
+        self.ws_closes.with_label_values(&[close_label(code)]).inc();
     }
 
     pub fn source_read(&self, source: &str, took: Duration) {
@@ -268,5 +302,27 @@ impl Operations {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::close_label;
+
+    #[test]
+    fn close_labels_come_from_a_fixed_set() {
+        assert_eq!(close_label(Some(1000)), "1000");
+        assert_eq!(close_label(Some(1008)), "1008");
+        assert_eq!(close_label(Some(4001)), "4001");
+        assert_eq!(close_label(None), "none");
+        let mut labels: Vec<&str> = (0..=u16::MAX).map(|c| close_label(Some(c))).collect();
+        labels.sort();
+        labels.dedup();
+        // 16 defined codes, two ranges and the rest: whatever clients send.
+        assert_eq!(labels.len(), 19, "{labels:?}");
+        assert_eq!(close_label(Some(3999)), "3xxx");
+        assert_eq!(close_label(Some(4002)), "4xxx");
+        assert_eq!(close_label(Some(1004)), "other");
+        assert_eq!(close_label(Some(65535)), "other");
     }
 }

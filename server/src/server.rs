@@ -147,7 +147,6 @@ pub async fn build_context(config: &Config, log: &Logger) -> Result<AppContext, 
         source,
         clock,
         cors: CorsPolicy::new(config.cors_origins.iter().cloned()),
-        seed: config.seed,
         ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
         bus,
         pages,
@@ -220,6 +219,38 @@ impl Drop for LiveRuntime {
     }
 }
 
+/// The origins of pages this server serves itself: `--public-origin`, and
+/// those of its listening address (with `localhost` for a loopback or an
+/// any-address listener, which also answers on loopback).
+fn own_origins(local: SocketAddr, tls: bool, public: &[String]) -> Vec<String> {
+    let scheme = if tls { "https" } else { "http" };
+    let port = local.port();
+    let mut origins: Vec<String> = public
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/').to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    let mut hosts: Vec<String> = Vec::new();
+    if local.ip().is_unspecified() || local.ip().is_loopback() {
+        hosts.extend(["127.0.0.1", "[::1]", "localhost"].map(String::from));
+    }
+    if !local.ip().is_unspecified() {
+        hosts.push(match local.ip() {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        });
+    }
+    let default_port = (scheme, port) == ("http", 80) || (scheme, port) == ("https", 443);
+    for host in hosts {
+        origins.push(format!("{scheme}://{host}:{port}"));
+        if default_port {
+            origins.push(format!("{scheme}://{host}"));
+        }
+    }
+    origins.dedup();
+    origins
+}
+
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -272,6 +303,7 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         entitlement_claim: &config.auth_entitlement_claim,
         default_entitlement: config.auth_default_entitlement,
         leeway_s: config.auth_leeway,
+        max_lifetime_s: config.auth_max_token_lifetime,
     })?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(edge::stream::acceptor(cert, key)?),
@@ -315,6 +347,11 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         tls,
         trusted_proxies: trusted_proxies.clone(),
         proxy_protocol: config.proxy_protocol,
+        own_origins: own_origins(
+            local_addr,
+            config.tls_cert.is_some(),
+            &config.public_origins,
+        ),
     };
     let edge_log = log.new(o!("component" => "edge"));
     let edge = Edge::new(

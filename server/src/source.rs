@@ -105,6 +105,36 @@ impl std::fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
+/// Why a source cannot answer now: a class clients may be told, and the
+/// details (hosts, files, the database's own words) for the log only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unhealthy {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+/// What clients are told of a source's problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The store cannot be reached or does not answer.
+    Unavailable,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for Unhealthy {
+    /// The public form: the class, never the detail.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "store {}", self.reason.as_str())
+    }
+}
+
 /// Every data source answers these. Callers pass symbols from the source's
 /// own catalog and only resolutions the symbol serves.
 #[async_trait]
@@ -158,7 +188,7 @@ pub trait DataSource: Send + Sync {
 
     /// Whether the source can answer now; why not, if not (a database it
     /// cannot reach).
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), Unhealthy> {
         Ok(())
     }
 

@@ -11,40 +11,11 @@ use std::time::Duration;
 
 use common::process::ServerProcess;
 use common::store::TempDir;
+use common::tokens::{handshake, hs256, now, refresh, token, SECRET};
 use common::ws::{self, expect_close, reply, send};
 use common::{TestServer, FROZEN_NOW_S};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-const SECRET: &str = "auth-tests-secret-0123456789";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// An HS256 token with these claims, signed with `secret`.
-fn hs256(secret: &str, claims: Value) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
-    )
-    .unwrap()
-}
-
-/// A token for `sub`, valid for an hour, entitled to `exchanges` (no
-/// claim when None).
-fn token(sub: &str, exchanges: Option<&[&str]>) -> String {
-    let mut claims = json!({ "sub": sub, "exp": now() + 3600 });
-    if let Some(ex) = exchanges {
-        claims["exchanges"] = json!(ex);
-    }
-    hs256(SECRET, claims)
-}
 
 async fn frozen_with(extra: &[&str]) -> TestServer {
     let start = FROZEN_NOW_S.to_string();
@@ -229,26 +200,30 @@ async fn issuer_and_audience_are_checked_when_configured() {
     let exp = now() + 600;
     let cases = [
         (
-            json!({"exp": exp, "iss": "https://login.example", "aud": "trading-pro"}),
+            json!({"sub": "i", "exp": exp, "iss": "https://login.example", "aud": "trading-pro"}),
             200,
             "",
         ),
         (
-            json!({"exp": exp, "iss": "https://login.example", "aud": "other"}),
+            json!({"sub": "i", "exp": exp, "iss": "https://login.example", "aud": "other"}),
             401,
             "audience",
         ),
         (
-            json!({"exp": exp, "iss": "https://login.example"}),
+            json!({"sub": "i", "exp": exp, "iss": "https://login.example"}),
             401,
             "aud",
         ),
         (
-            json!({"exp": exp, "iss": "https://evil.example", "aud": "trading-pro"}),
+            json!({"sub": "i", "exp": exp, "iss": "https://evil.example", "aud": "trading-pro"}),
             401,
             "issuer",
         ),
-        (json!({"exp": exp, "aud": "trading-pro"}), 401, "iss"),
+        (
+            json!({"sub": "i", "exp": exp, "aud": "trading-pro"}),
+            401,
+            "iss",
+        ),
     ];
     for (claims, want, why) in cases {
         let (status, _, body) = get(&url, Some(&hs256(SECRET, claims.clone()))).await;
@@ -406,10 +381,18 @@ async fn entitlements_hide_and_refuse_other_exchanges_over_rest() {
     assert_eq!(body["error_code"], "UnknownSymbol");
 
     assert_eq!(get(&s.url(&bars_path("AAPL")), Some(&bearer)).await.0, 200);
+    // A hidden symbol answers exactly as one that does not exist.
     let (status, _, body) = get(&s.url(&bars_path(&outside)), Some(&bearer)).await;
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(body["error_code"], "NotEntitled");
-    assert!(body["message"].as_str().unwrap().contains(&outside));
+    let (missing, _, unknown) = get(&s.url(&bars_path("NOSUCH")), Some(&bearer)).await;
+    assert_eq!((status, missing), (404, 404), "{body}");
+    assert_eq!(body["error_code"], unknown["error_code"]);
+    assert_eq!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .replace(&outside, "NOSUCH"),
+        unknown["message"]
+    );
 
     let quotes = |symbols: Vec<&str>| {
         reqwest::Client::new()
@@ -419,16 +402,29 @@ async fn entitlements_hide_and_refuse_other_exchanges_over_rest() {
     };
     let (status, _, body) = answer(quotes(vec!["AAPL", "MSFT"])).await;
     assert_eq!(status, 200, "{body}");
-    let (status, _, body) = answer(quotes(vec!["AAPL", &outside])).await;
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(body["error_code"], "NotEntitled");
+    // In a quote list, a hidden symbol is an unknown one, like any other.
+    let (status, _, body) = answer(quotes(vec!["AAPL", &outside, "NOSUCH"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[0]["s"], "ok");
+    assert_eq!(
+        body[1]["errmsg"]
+            .as_str()
+            .unwrap()
+            .replace(&outside, "NOSUCH"),
+        body[2]["errmsg"],
+        "{body}"
+    );
+    assert_eq!(
+        (&body[1]["s"], &body[2]["s"]),
+        (&json!("error"), &json!("error"))
+    );
 
     // No claim, and the operator did not say otherwise: nothing.
     let bare = token("u3", None);
     let (status, _, body) = get(&s.url("/api/v1/datafeed/search?user_input="), Some(&bare)).await;
     assert_eq!(status, 200);
     assert_eq!(body, json!([]));
-    assert_eq!(get(&s.url(&bars_path("AAPL")), Some(&bare)).await.0, 403);
+    assert_eq!(get(&s.url(&bars_path("AAPL")), Some(&bare)).await.0, 404);
     s.stop().await;
 
     // Another claim name, as the operator configures it.
@@ -447,40 +443,15 @@ async fn entitlements_hide_and_refuse_other_exchanges_over_rest() {
         get(&s.url(&bars_path(&outside)), Some(&markets)).await.0,
         200
     );
-    assert_eq!(get(&s.url(&bars_path("AAPL")), Some(&markets)).await.0, 403);
+    assert_eq!(get(&s.url(&bars_path("AAPL")), Some(&markets)).await.0, 404);
     // The default claim name means nothing to this server.
     let (status, _, _) = get(
         &s.url(&bars_path("AAPL")),
         Some(&token("u4", Some(&["NASDAQ"]))),
     )
     .await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 404);
     s.stop().await;
-}
-
-/// A raw WebSocket handshake with these headers and query: the status of
-/// a refused one (and its WWW-Authenticate), or the socket.
-async fn handshake(
-    base: &str,
-    query: &str,
-    bearer: Option<&str>,
-) -> Result<ws::Raw, (u16, Option<String>)> {
-    let url = format!("{}/api/v1/ws{query}", base.replacen("http://", "ws://", 1));
-    let mut req = url.into_client_request().unwrap();
-    if let Some(t) = bearer {
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
-    }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((socket, _)) => Ok(socket),
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err((
-            r.status().as_u16(),
-            r.headers()
-                .get("www-authenticate")
-                .map(|v| v.to_str().unwrap().to_string()),
-        )),
-        Err(e) => panic!("handshake failed otherwise: {e}"),
-    }
 }
 
 async fn subscribe(socket: &mut ws::Raw, symbol: &str) -> Value {
@@ -491,17 +462,6 @@ async fn subscribe(socket: &mut ws::Raw, symbol: &str) -> Value {
     .await;
     let r = reply(socket).await;
     assert_eq!(r["id"], symbol);
-    r["payload"].clone()
-}
-
-async fn refresh(socket: &mut ws::Raw, token: &str) -> Value {
-    send(
-        socket,
-        json!({"type": "auth.refresh", "id": "r", "payload": {"token": token}}),
-    )
-    .await;
-    let r = reply(socket).await;
-    assert_eq!(r["type"], "auth.refresh.response");
     r["payload"].clone()
 }
 
@@ -532,12 +492,14 @@ async fn the_websocket_needs_a_token_and_filters_by_entitlement() {
     assert_eq!(subscribe(&mut socket, "AAPL").await["status"], "ok");
     let refused = subscribe(&mut socket, &outside).await;
     assert_eq!(refused["status"], "error");
-    assert!(
+    let unknown = subscribe(&mut socket, "NOSUCH").await;
+    assert_eq!(
         refused["message"]
             .as_str()
             .unwrap()
-            .contains("Not entitled"),
-        "{refused}"
+            .replace(&outside, "NOSUCH"),
+        unknown["message"],
+        "a hidden symbol is refused as an unknown one: {refused}"
     );
     send(
         &mut socket,
@@ -547,10 +509,11 @@ async fn the_websocket_needs_a_token_and_filters_by_entitlement() {
     let r = reply(&mut socket).await;
     assert_eq!(r["type"], "quotes.subscribe.response");
     assert_eq!(r["payload"]["status"], "error", "{r}");
-    assert!(r["payload"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("Not entitled"));
+    assert_eq!(
+        r["payload"]["message"],
+        format!("Unknown symbol {outside:?}"),
+        "{r}"
+    );
     // The connection stays open and keeps its subscription.
     assert_eq!(
         subscribe(&mut socket, "AAPL").await["message"],

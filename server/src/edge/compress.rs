@@ -149,9 +149,13 @@ pub fn apply(reply: &mut Response<Bytes>, coding: Option<Coding>) -> bool {
     true
 }
 
-/// Adds `Accept-Encoding` to the response's one `Vary` header (CORS may
-/// have put `Origin` there already).
 fn vary_on_encoding(headers: &mut HeaderMap) {
+    vary_on(headers, "Accept-Encoding");
+}
+
+/// Adds `names` (comma-separated header names) to the response's one
+/// `Vary` header, keeping what is there (CORS may have put `Origin`).
+pub fn vary_on(headers: &mut HeaderMap, names: &'static str) {
     let existing: Vec<String> = headers
         .get_all(header::VARY)
         .iter()
@@ -159,14 +163,20 @@ fn vary_on_encoding(headers: &mut HeaderMap) {
         .map(str::to_string)
         .collect();
     if existing.is_empty() {
-        headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        headers.insert(header::VARY, HeaderValue::from_static(names));
         return;
     }
     let joined = existing.join(", ");
-    if joined.to_ascii_lowercase().contains("accept-encoding") {
+    let present = joined.to_ascii_lowercase();
+    let missing: Vec<&str> = names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !present.contains(&n.to_ascii_lowercase()))
+        .collect();
+    if missing.is_empty() {
         return;
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("{joined}, Accept-Encoding")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{joined}, {}", missing.join(", "))) {
         headers.insert(header::VARY, v);
     }
 }

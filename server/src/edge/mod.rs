@@ -85,6 +85,9 @@ pub struct EdgeConfig {
     pub trusted_proxies: TrustedProxies,
     /// Every connection starts with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// The origins of this server's own pages, whose WebSockets are let in
+    /// (besides the CORS origins).
+    pub own_origins: Vec<String>,
 }
 
 /// Shared state of the edge.
@@ -103,6 +106,7 @@ pub struct Edge {
     tls: Option<tokio_rustls::TlsAcceptor>,
     trusted_proxies: TrustedProxies,
     proxy_protocol: bool,
+    own_origins: Vec<String>,
     /// WebSockets per client address behind a trusted proxy, whose
     /// connections the per-address cap cannot count at accept.
     forwarded_websockets: Arc<ConnectionCaps>,
@@ -146,6 +150,7 @@ impl Edge {
             tls: config.tls,
             trusted_proxies: config.trusted_proxies,
             proxy_protocol: config.proxy_protocol,
+            own_origins: config.own_origins,
             forwarded_websockets: ConnectionCaps::new(u32::MAX, config.max_connections_per_ip),
             ws: Arc::clone(&api.ws),
             cors: api.cors.clone(),

@@ -242,6 +242,13 @@ async fn route(
     // from its own address, which its clients' traffic may have used up).
     let is_get = request.method() == Method::GET;
     if path == METRICS_PATH && is_get && !edge.metrics_elsewhere {
+        // With authentication on, what every client does is for those
+        // with a token (or a scraper on --metrics-bind's private address).
+        if let Some(auth) = &edge.auth {
+            if let Err(rejection) = auth.authenticate(request.headers(), request.uri().query()) {
+                return (unauthorized(edge, request.headers(), &rejection), None);
+            }
+        }
         return (metrics(&edge.api), None);
     }
     let is_probe = is_get && (path == HEALTH_PATH || path == READY_PATH);
@@ -380,6 +387,7 @@ fn upgrade(
         request.version(),
         request.headers(),
         &edge.cors,
+        &edge.own_origins,
         edge.ws_require_origin,
     ) {
         Ok(accept) => accept,
@@ -491,6 +499,7 @@ async fn forward(
         (Some(p), true) => Some(edge.user_inflight.acquire(ClientKey::User(p.user)).await),
         _ => None,
     };
+    let personal = principal.is_some();
     if let Some(p) = principal {
         // What the handlers filter by (`api::entitled`).
         head.extensions.insert(p);
@@ -499,6 +508,16 @@ async fn forward(
     let answer = crate::routes::handle(&edge.api, head, body, &edge.log).await;
     drop((permit, user_permit));
     let mut response = answer.response;
+    if personal {
+        // The answer depends on the token (its entitlements): no shared
+        // cache may keep it or give it to another user.
+        let h = response.headers_mut();
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+        compress::vary_on(h, "Authorization, Cookie");
+    }
     compress::apply(&mut response, coding);
     response.map(Full::new)
 }

@@ -47,6 +47,7 @@ pub fn check(
     version: Version,
     headers: &HeaderMap,
     cors: &CorsPolicy,
+    own: &[String],
     require_origin: bool,
 ) -> Result<HeaderValue, Refused> {
     if method != Method::GET {
@@ -121,12 +122,21 @@ pub fn check(
             "Sec-WebSocket-Key must be 16 random bytes in base64 (24 characters)",
         ));
     }
-    check_origin(headers, cors, require_origin)?;
+    check_origin(headers, cors, own, require_origin)?;
     HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
         .map_err(|_| refuse(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is invalid"))
 }
 
-fn check_origin(headers: &HeaderMap, cors: &CorsPolicy, require: bool) -> Result<(), Refused> {
+/// A browser's handshake must come from a page of an allowed origin: one of
+/// the server's own (`own`: its listening address, `--public-origin`) or a
+/// CORS origin. Never the request's `Host`: a page of any site whose name
+/// resolves to this server (DNS rebinding) sends its own name there.
+fn check_origin(
+    headers: &HeaderMap,
+    cors: &CorsPolicy,
+    own: &[String],
+    require: bool,
+) -> Result<(), Refused> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         if require {
             return Err(refuse(
@@ -137,28 +147,16 @@ fn check_origin(headers: &HeaderMap, cors: &CorsPolicy, require: bool) -> Result
         return Ok(());
     };
     let text = origin.to_str().unwrap_or("");
-    if cors.allows(text) || same_origin(text, headers) {
+    if cors.allows(text) || own.iter().any(|o| o.eq_ignore_ascii_case(text)) {
         return Ok(());
     }
     Err(refuse(
         StatusCode::FORBIDDEN,
         format!(
-            "Origin {text:?} may not open a WebSocket here (allowed: the server's own origin \
-             and the CORS origins)"
+            "Origin {text:?} may not open a WebSocket here (allowed: the server's own origin, \
+             --public-origin and --cors-origin)"
         ),
     ))
-}
-
-/// A page served by this server itself: the origin's host and port are the
-/// ones the request was sent to.
-fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
-    let authority = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
 }
 
 #[cfg(test)]
@@ -186,7 +184,8 @@ mod tests {
 
     fn run(h: &HeaderMap) -> Result<HeaderValue, Refused> {
         let cors = CorsPolicy::new(["http://localhost:5173".to_string()]);
-        check(&Method::GET, Version::HTTP_11, h, &cors, false)
+        let own = ["http://127.0.0.1:8000".to_string()];
+        check(&Method::GET, Version::HTTP_11, h, &cors, &own, false)
     }
 
     #[test]
@@ -231,10 +230,18 @@ mod tests {
             HeaderValue::from_static("http://127.0.0.1:8000"),
         );
         assert!(run(&h).is_ok());
+        // DNS rebinding: a page of another name that resolves here sends
+        // that name as both Origin and Host; the Host proves nothing.
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example:8000"),
+        );
+        h.insert(header::HOST, HeaderValue::from_static("evil.example:8000"));
+        assert_eq!(run(&h).unwrap_err().status, StatusCode::FORBIDDEN);
         let cors = CorsPolicy::new(Vec::<String>::new());
         let no_origin = valid();
         assert_eq!(
-            check(&Method::GET, Version::HTTP_11, &no_origin, &cors, true)
+            check(&Method::GET, Version::HTTP_11, &no_origin, &cors, &[], true)
                 .unwrap_err()
                 .status,
             StatusCode::FORBIDDEN
@@ -244,7 +251,7 @@ mod tests {
     #[test]
     fn refuses_http10_and_missing_upgrade() {
         let cors = CorsPolicy::default();
-        let e = check(&Method::GET, Version::HTTP_10, &valid(), &cors, false).unwrap_err();
+        let e = check(&Method::GET, Version::HTTP_10, &valid(), &cors, &[], false).unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         let mut h = valid();
         h.remove(header::UPGRADE);

@@ -86,8 +86,9 @@ impl StoreUrl {
             return Ok(StoreUrl::Postgres(text.to_string()));
         }
         if let Some((scheme, _)) = text.split_once("://") {
+            // Only the scheme: the rest may hold a password.
             return Err(format!(
-                "--store {text:?}: unknown store type {scheme:?}; use a file path, sqlite:PATH or \
+                "--store: unknown store type {scheme:?}; use a file path, sqlite:PATH or \
                  postgres://USER@HOST:PORT/DB"
             ));
         }

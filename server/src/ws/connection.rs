@@ -351,15 +351,18 @@ impl Connection {
                     .into(),
             );
         }
+        // Every live stream of every channel is checked against the fresh
+        // token: what it does not entitle to is dropped.
         let catalog = self.state.source.catalog();
+        let hidden = |symbol: &str| {
+            catalog
+                .lookup(symbol)
+                .is_none_or(|s| !fresh.allows(&s.info.exchange))
+        };
         let lost: Vec<TopicKey> = self
             .subscriptions
             .keys()
-            .filter(|k| {
-                catalog
-                    .lookup(&k.symbol)
-                    .is_some_and(|s| !fresh.allows(&s.info.exchange))
-            })
+            .filter(|k| hidden(&k.symbol))
             .cloned()
             .collect();
         for key in &lost {
@@ -367,12 +370,23 @@ impl Connection {
             self.state.hub.unsubscribe(key, self.id);
             self.state.metrics.subscribed("bars", -1);
         }
+        let mut lost_quotes: Vec<String> =
+            self.quotes.keys().filter(|t| hidden(t)).cloned().collect();
+        lost_quotes.sort();
+        for ticker in &lost_quotes {
+            self.quotes.remove(ticker);
+            self.state.metrics.subscribed("quotes", -1);
+        }
         let expires_at = fresh.expires_at;
         *current = fresh;
         self.expiry_moved = true;
         let mut message = "Token refreshed".to_string();
-        if !lost.is_empty() {
-            let names: Vec<String> = lost.iter().map(TopicKey::name).collect();
+        let names: Vec<String> = lost
+            .iter()
+            .map(TopicKey::name)
+            .chain(lost_quotes.iter().map(|t| format!("quotes:{t}")))
+            .collect();
+        if !names.is_empty() {
             message.push_str(&format!(
                 "; unsubscribed from {} (not entitled by the fresh token)",
                 names.join(", ")
@@ -414,7 +428,22 @@ impl Connection {
         let mut updates = Vec::new();
         if updated {
             let mut coalesced = 0;
-            for cursor in self.subscriptions.values_mut() {
+            // Entitlements are checked on the way out too (a symbol whose
+            // exchange changed since it was subscribed); with
+            // authentication off there is nothing to check.
+            let seen = self
+                .auth
+                .as_ref()
+                .map(|(_, p)| (p, self.state.source.catalog()));
+            for (key, cursor) in self.subscriptions.iter_mut() {
+                if let Some((principal, catalog)) = &seen {
+                    let allowed = catalog
+                        .lookup(&key.symbol)
+                        .is_some_and(|s| principal.allows(&s.info.exchange));
+                    if !allowed {
+                        continue;
+                    }
+                }
                 coalesced += cursor.take_new(&mut updates);
             }
             if coalesced > 0 {
@@ -481,20 +510,21 @@ impl Connection {
         Ok(())
     }
 
-    /// A symbol this client may follow, or why not.
+    /// A symbol this client may follow, or why not. One its token may not
+    /// see does not exist for it: the same answer as an unknown symbol.
     fn entitled<'a>(&self, catalog: &'a Catalog, name: &str) -> Result<&'a Symbol, String> {
-        let symbol = catalog
+        catalog
             .lookup(name)
-            .ok_or_else(|| format!("Unknown symbol {name:?}"))?;
-        if let Some((_, principal)) = &self.auth {
-            if !principal.allows(&symbol.info.exchange) {
-                return Err(format!(
-                    "Not entitled to {name:?}: your token does not include the exchange {}",
-                    symbol.info.exchange
-                ));
-            }
-        }
-        Ok(symbol)
+            .filter(|s| self.may_see(s))
+            .ok_or_else(|| format!("Unknown symbol {name:?}"))
+    }
+
+    /// Whether the connection's token entitles it to `symbol`'s exchange
+    /// (always, without authentication).
+    fn may_see(&self, symbol: &Symbol) -> bool {
+        self.auth
+            .as_ref()
+            .is_none_or(|(_, principal)| principal.allows(&symbol.info.exchange))
     }
 
     /// Follows the request's symbols (a symbol in `fast_symbols` at the
@@ -611,7 +641,12 @@ impl Connection {
                 QuotePass::Fast => follow.fast,
                 QuotePass::All => true,
             };
-            let Some(symbol) = catalog.lookup(ticker).filter(|_| look) else {
+            let allowed = |s: &&Symbol| {
+                self.auth
+                    .as_ref()
+                    .is_none_or(|(_, p)| p.allows(&s.info.exchange))
+            };
+            let Some(symbol) = catalog.lookup(ticker).filter(|_| look).filter(allowed) else {
                 continue;
             };
             let quote = self

@@ -73,9 +73,11 @@ impl TestServer {
     }
 }
 
+pub mod faults;
 pub mod nats;
 pub mod pages;
 pub mod process;
 pub mod proxies;
 pub mod store;
+pub mod tokens;
 pub mod ws;

@@ -824,17 +824,11 @@ export interface components {
             source: string;
             /**
              * Format: int64
-             * @description Number of symbols in the catalog.
+             * @description Number of symbols in the catalog that the request may see (with authentication on, those of the token's exchanges).
              * @example 26
              */
             symbols: number;
             resolutions: string[];
-            /**
-             * Format: int64
-             * @description Seed of the synthetic market (reported for a store too, where it is unused).
-             * @example 42
-             */
-            seed: number;
             /**
              * Format: int64
              * @description Unix seconds.

@@ -34,7 +34,9 @@ use trading_pro::types::SymbolInfo;
 use crate::bars_json::{EncodedRun, PriceFormat};
 use crate::calendar::Resolution;
 use crate::catalog::{Catalog, Symbol};
-use crate::source::{Bar, BarQuery, BarsPage, DataSource, Live, Quote, SourceError, UpdateSink};
+use crate::source::{
+    Bar, BarQuery, BarsPage, DataSource, Live, Quote, Reason, SourceError, Unhealthy, UpdateSink,
+};
 use crate::store::chain::is_base;
 use crate::store::history;
 use crate::store::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
@@ -70,33 +72,50 @@ pub struct PostgresStore {
     io: io::Io,
 }
 
-/// `url` without the password it may carry.
-fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user, host)) => {
-            let user = user.split_once(':').map_or(user, |(u, _)| u);
-            format!("{scheme}://{user}@{host}{path}")
-        }
-        None => url.to_string(),
-    }
+/// What messages show of a database (logs, errors, health): built from
+/// the parsed URL's user, hosts, ports and database, never from its text,
+/// so a password (in the userinfo, a `password=` parameter, with a `/` or
+/// percent-encoded, whatever the form) never appears.
+fn shown(config: &Config) -> String {
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let host = match host {
+                tokio_postgres::config::Host::Tcp(name) if name.contains(':') => {
+                    format!("[{name}]")
+                }
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            match ports.get(i).or(ports.first()) {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            }
+        })
+        .collect();
+    let db = config.get_dbname().unwrap_or_default();
+    format!("postgres://{user}{}/{db}", hosts.join(","))
 }
 
 impl PostgresStore {
     /// Connects to the database `url` names and brings its schema up to
     /// date, for the import and export commands.
     pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        let shown = without_password(url);
+        // The parser's message names what is wrong, never the URL's text.
         let mut config: Config = url.parse().map_err(|e| {
             StoreError::Invalid(format!(
-                "--store {shown}: not a PostgreSQL URL: {}",
+                "--store: not a PostgreSQL URL ({})",
                 io::describe(&e)
             ))
         })?;
+        let shown = shown(&config);
         config
             .application_name("trading-server")
             .connect_timeout(Duration::from_secs(10));
@@ -430,9 +449,12 @@ impl DataSource for PostgresStore {
         }))
     }
 
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), Unhealthy> {
         match &*self.problem.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some(problem) => Err(problem.clone()),
+            Some(problem) => Err(Unhealthy {
+                reason: Reason::Unavailable,
+                detail: problem.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -665,15 +687,33 @@ impl Ingest for writer::Writer {
 mod tests {
     #[test]
     fn passwords_stay_out_of_messages() {
-        use super::without_password as shown;
+        let shown = |url: &str| super::shown(&url.parse().unwrap());
+        for url in [
+            "postgres://u:SECRET@db:5432/market",
+            "postgresql://u:pa/SECRET@db:5432/market",
+            "postgres://u@db:5432/market?password=SECRET",
+            "postgres://u:SEC%52ET@db:5432/market",
+            "postgres://u@db:5432/market?sslmode=disable&password=SECRET&application_name=x",
+        ] {
+            assert_eq!(shown(url), "postgres://u@db:5432/market", "{url}");
+        }
+        assert_eq!(shown("postgres://db/market"), "postgres://db:5432/market");
         assert_eq!(
-            shown("postgres://u:secret@db:5432/market"),
-            "postgres://u@db:5432/market"
+            shown("postgres://u@a:1,b:2/m?password=SECRET"),
+            "postgres://u@a:1,b:2/m"
         );
-        assert_eq!(
-            shown("postgresql://u@db/market"),
-            "postgresql://u@db/market"
-        );
-        assert_eq!(shown("postgres://db/market"), "postgres://db/market");
+        assert_eq!(shown("postgres://u@[::1]:5/m"), "postgres://u@[::1]:5/m");
+        // A URL that does not parse is refused without echoing it.
+        for bad in [
+            "postgres://u:SECRET@db:notaport/m",
+            "postgres://u:SECRET@db/m?sslmode=SECRET",
+        ] {
+            let e = super::PostgresStore::open(bad)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(!e.contains("SECRET"), "{e}");
+            assert!(e.contains("not a PostgreSQL URL"), "{e}");
+        }
     }
 }

@@ -231,11 +231,21 @@ impl Worker {
             .as_ref()
             .err()
             .map(|e| format!("store {}: {e}", self.shown));
-        *self
-            .shared
-            .problem
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = problem;
+        {
+            let mut kept = self
+                .shared
+                .problem
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // The details go to the log, once per change; health and
+            // readiness say only that the store is unavailable.
+            match (&*kept, &problem) {
+                (_, Some(now)) if kept.as_ref() != Some(now) => eprintln!("{now}"),
+                (Some(_), None) => eprintln!("store {}: reachable again", self.shown),
+                _ => {}
+            }
+            *kept = problem;
+        }
         let Ok(changes) = changes else {
             return;
         };
