@@ -180,7 +180,7 @@ fn read_symbols(text: &str) -> Result<Vec<SymbolInfo>, Vec<String>> {
             match (field, fields.get(field)) {
                 (_, None) => wrong.push(format!("{field:?} is missing")),
                 ("pricescale" | "minmov", Some(v)) => {
-                    if !v.as_i64().is_some_and(|n| n >= 1) {
+                    if v.as_i64().is_none_or(|n| n < 1) {
                         wrong.push(format!("{field:?} must be a positive integer, got {v}"));
                     }
                 }
