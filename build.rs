@@ -398,16 +398,37 @@ fn endpoint(
 
     // `x-body-max-bytes` raises dropshot's default body limit for one
     // operation (ingest takes megabytes; everything else a few KiB).
-    let body_limit = match op.extensions.get("x-body-max-bytes") {
-        Some(v) => {
-            let n = v
-                .as_u64()
+    let body_max = match op.extensions.get("x-body-max-bytes") {
+        Some(v) => Some(
+            v.as_u64()
                 .ok_or_else(|| format!("{op_id}: x-body-max-bytes must be a positive integer"))?
-                as usize;
-            quote! { request_body_max_bytes = #n, }
-        }
+                as usize,
+        ),
+        None => None,
+    };
+    let body_limit = match body_max {
+        Some(n) => quote! { request_body_max_bytes = #n, },
         None => quote! {},
     };
+    // The facts the edge acts on before a handler runs, read here once
+    // instead of from the YAML at run time.
+    let data_request = match op.extensions.get("x-data-request") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| format!("{op_id}: x-data-request must be true or false"))?,
+    };
+    let token_schemes: Vec<String> = op
+        .security
+        .iter()
+        .flatten()
+        .flat_map(|req| req.keys().cloned())
+        .collect();
+    let tag = op
+        .tags
+        .first()
+        .cloned()
+        .ok_or_else(|| format!("{op_id} has no tag"))?;
     let method_ident = format_ident!("{}", method.to_uppercase());
     let tags = &op.tags;
     let mut docs = Vec::new();
@@ -457,6 +478,10 @@ fn endpoint(
         op_id: op_id.to_string(),
         method: method.to_uppercase(),
         path: path.to_string(),
+        body_max,
+        data_request,
+        token_schemes,
+        tag,
     })
 }
 
@@ -472,6 +497,14 @@ struct Endpoint {
     op_id: String,
     method: String,
     path: String,
+    /// `x-body-max-bytes`, when the operation sets one.
+    body_max: Option<usize>,
+    /// `x-data-request`: its cost grows with what it asks for.
+    data_request: bool,
+    /// The security schemes its requirements name.
+    token_schemes: Vec<String>,
+    /// Its first tag: the group of handlers it belongs to.
+    tag: String,
 }
 
 /// `openapi_service.rs`: the plain trait, the operations and their routes,
@@ -486,7 +519,57 @@ fn service(endpoints: &[Endpoint]) -> TokenStream {
         quote! { (Operation::#v, #m, #p) }
     });
     let n = endpoints.len();
+    let facts = endpoints.iter().map(|e| {
+        let (v, id, m, p, tag) = (&e.variant, &e.op_id, &e.method, &e.path, &e.tag);
+        let body = match e.body_max {
+            Some(n) => quote! { Some(#n) },
+            None => quote! { None },
+        };
+        let data = e.data_request;
+        let schemes = &e.token_schemes;
+        quote! {
+            OperationFacts {
+                operation: Operation::#v,
+                operation_id: #id,
+                method: #m,
+                path: #p,
+                tag: #tag,
+                body_max_bytes: #body,
+                data_request: #data,
+                security_schemes: &[#(#schemes),*],
+            }
+        }
+    });
     quote! {
+        /// What the spec says of one operation that matters before its
+        /// handler runs.
+        #[derive(Clone, Copy, Debug)]
+        pub struct OperationFacts {
+            pub operation: Operation,
+            pub operation_id: &'static str,
+            pub method: &'static str,
+            pub path: &'static str,
+            /// Its first tag (`datafeed`, `ingest`, ...).
+            pub tag: &'static str,
+            /// `x-body-max-bytes`: the largest body it takes, when it says.
+            pub body_max_bytes: Option<usize>,
+            /// `x-data-request`: its cost grows with what it asks for.
+            pub data_request: bool,
+            /// The security schemes its requirements name (an empty
+            /// requirement, "no token", names none).
+            pub security_schemes: &'static [&'static str],
+        }
+
+        /// Every operation's facts, in spec order.
+        pub const OPERATION_FACTS: [OperationFacts; #n] = [#(#facts),*];
+
+        impl Operation {
+            /// What the spec says of it.
+            pub fn facts(self) -> &'static OperationFacts {
+                &OPERATION_FACTS[self as usize]
+            }
+        }
+
         /// The REST API of `specs/openapi.yaml` as plain async functions,
         /// one per operation, with the arguments and answers of
         /// [`crate::api::TradingApi`]. The server implements this trait and

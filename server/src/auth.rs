@@ -30,23 +30,13 @@ pub const TOKEN_PARAM: &str = "access_token";
 /// ingest token, are checked by their operations themselves).
 pub const JWT_SCHEMES: [&str; 3] = ["bearerAuth", "cookieAuth", "queryAuth"];
 
-/// The operationIds whose `security` in the spec names a JWT scheme.
-pub fn protected_operations(openapi: &str) -> Result<HashSet<String>, String> {
-    let mut out = HashSet::new();
-    for (_, _, op) in crate::edge::spec_operations(openapi)? {
-        let jwt = op
-            .get("security")
-            .and_then(|s| s.as_sequence())
-            .into_iter()
-            .flatten()
-            .filter_map(|req| req.as_mapping())
-            .flat_map(|req| req.keys())
-            .any(|k| k.as_str().is_some_and(|k| JWT_SCHEMES.contains(&k)));
-        if let (true, Some(id)) = (jwt, op.get("operationId").and_then(|i| i.as_str())) {
-            out.insert(id.to_string());
-        }
-    }
-    Ok(out)
+/// Whether `op` asks for a JWT (its `security` in the spec names a JWT
+/// scheme): with authentication on, it needs a valid token.
+pub fn requires_token(op: trading_pro::api::Operation) -> bool {
+    op.facts()
+        .security_schemes
+        .iter()
+        .any(|scheme| JWT_SCHEMES.contains(scheme))
 }
 
 /// What a token without the entitlement claim may see.

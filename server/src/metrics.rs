@@ -264,40 +264,24 @@ impl Metrics {
 /// The label of a request: its operationId in the spec, or one of a few
 /// fixed names for what the spec does not list (so a client sending
 /// random paths adds no series).
-pub struct Operations(Vec<(String, Vec<String>, String)>);
-
-impl Operations {
-    pub fn from_spec(yaml: &str) -> Result<Operations, String> {
-        let operations = crate::edge::spec_operations(yaml)?
-            .into_iter()
-            .filter_map(|(path, method, op)| {
-                let id = op.get("operationId")?.as_str()?.to_string();
-                let segments = path.split('/').map(str::to_string).collect();
-                Some((method.to_ascii_uppercase(), segments, id))
-            })
-            .collect();
-        Ok(Operations(operations))
-    }
-
-    pub fn of(&self, method: &str, path: &str) -> &str {
-        let wanted: Vec<&str> = path.split('/').collect();
-        let found = self.0.iter().find(|(m, segments, _)| {
-            m == method
-                && segments.len() == wanted.len()
-                && segments
-                    .iter()
-                    .zip(&wanted)
-                    .all(|(s, w)| s == w || (s.starts_with('{') && !w.is_empty()))
-        });
-        match found {
-            Some((_, _, id)) => id,
-            None if path == crate::edge::WS_PATH => "websocket",
-            None if path == crate::edge::METRICS_PATH => "metrics",
-            None if method == "OPTIONS" => "preflight",
-            None => "other",
-        }
+pub fn operation_label(
+    operation: Option<trading_pro::api::Operation>,
+    method: &http::Method,
+    path: &str,
+) -> &'static str {
+    match operation {
+        Some(op) => op.facts().operation_id,
+        None if path == WS_PATH => "websocket",
+        None if path == METRICS_PATH => "metrics",
+        None if method == http::Method::OPTIONS => "preflight",
+        None => "other",
     }
 }
+
+/// Where the WebSocket is served (not an operation of the REST spec).
+pub const WS_PATH: &str = "/api/v1/ws";
+/// Where Prometheus scrapes.
+pub const METRICS_PATH: &str = "/metrics";
 
 impl Default for Metrics {
     fn default() -> Self {

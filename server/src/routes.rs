@@ -12,8 +12,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Response};
 use http_body_util::BodyExt;
 use slog::{warn, Logger};
-use trading_pro::api::{call, Operation, ROUTES};
-use trading_pro::service::{route, Parts, Request, Route};
+use trading_pro::api::{call, Operation};
+use trading_pro::service::{Parts, Request, Route};
 
 use crate::api::{decorate_error, TradingServer};
 use crate::context::AppContext;
@@ -27,15 +27,16 @@ pub struct Answer {
 }
 
 /// Answers one request.
+/// `found` is where the edge routed it (`trading_pro::service::route`).
 pub async fn handle(
     ctx: &Arc<AppContext>,
     head: http::request::Parts,
     body: Bytes,
+    found: Route<Operation>,
     log: &Logger,
 ) -> Answer {
     let request_id = uuid::Uuid::new_v4().to_string();
     let path = head.uri.path();
-    let found = route(&ROUTES, &head.method, path);
     let mut operation = None;
     let result = match found {
         _ if head.method == Method::OPTIONS => {

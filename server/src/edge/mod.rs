@@ -44,7 +44,7 @@ use tokio::time::{sleep_until, Instant};
 pub use admission::{ClientKey, ConnectionCaps, Inflight, Refusal};
 pub use client::{Remote, TrustedProxies};
 pub use rate::RateLimits;
-pub use request::{spec_operations, BodyLimits, DEFAULT_BODY_LIMIT, METRICS_PATH, WS_PATH};
+pub use request::{DEFAULT_BODY_LIMIT, METRICS_PATH, WS_PATH};
 pub use watch::Timeouts;
 
 use crate::context::AppContext;
@@ -97,8 +97,6 @@ pub struct Edge {
     rate: Option<RateLimits>,
     inflight: Arc<Inflight>,
     auth: Option<Arc<crate::auth::Auth>>,
-    /// Operations whose spec `security` asks for a JWT.
-    protected: std::collections::HashSet<String>,
     user_rate: Option<RateLimits>,
     user_websockets: Arc<ConnectionCaps>,
     user_inflight: Arc<Inflight>,
@@ -118,9 +116,6 @@ pub struct Edge {
     cors: CorsPolicy,
     timeouts: Timeouts,
     ws_require_origin: bool,
-    body_limits: BodyLimits,
-    /// Each request's label in the metrics.
-    operations: crate::metrics::Operations,
     access_log: bool,
     log: Logger,
     /// None while serving; the instant everything is closed once draining.
@@ -141,7 +136,6 @@ impl Edge {
             lane: ConnectionCaps::new(OVER_CAP_LANE, OVER_CAP_LANE_PER_CLIENT),
             rate: config.rate,
             inflight: Inflight::new(config.max_inflight_per_ip, config.max_inflight),
-            protected: crate::auth::protected_operations(trading_pro::OPENAPI_YAML)?,
             auth: config.auth,
             user_rate: config.user_rate,
             user_websockets: ConnectionCaps::new(u32::MAX, config.max_websockets_per_user),
@@ -158,8 +152,6 @@ impl Edge {
             live,
             timeouts: config.timeouts,
             ws_require_origin: config.ws_require_origin,
-            body_limits: BodyLimits::from_spec(trading_pro::OPENAPI_YAML)?,
-            operations: crate::metrics::Operations::from_spec(trading_pro::OPENAPI_YAML)?,
             access_log: config.access_log,
             log,
             drain: signal::Sender::new(None),

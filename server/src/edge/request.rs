@@ -8,7 +8,6 @@
 //! timeout; then data requests wait for their client's turn (see
 //! `admission::Inflight`) and everything goes to `routes`.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -31,63 +30,15 @@ use super::watch::{ConnClock, RequestGuard};
 use super::{websocket, Edge};
 use crate::auth::{Principal, Rejection};
 use crate::context::AppContext;
-
-/// Paths whose cost grows with what is asked (bars, quotes for many
-/// symbols, ingest batches): these wait for their client's turn.
-const DATA_PATHS: [&str; 4] = [
-    "/api/v1/datafeed/bars",
-    "/api/v1/datafeed/quotes",
-    "/api/v1/ingest/trades",
-    "/api/v1/ingest/bars",
-];
+use trading_pro::api::{Operation, ROUTES};
+use trading_pro::service::{route, Route};
 
 const HEALTH_PATH: &str = "/api/v1/health";
 const READY_PATH: &str = "/api/v1/ready";
-pub const METRICS_PATH: &str = "/metrics";
-pub const WS_PATH: &str = "/api/v1/ws";
+pub use crate::metrics::{METRICS_PATH, WS_PATH};
 
 /// Largest body of a request whose operation sets no limit of its own.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
-
-/// Each path's body limit, from `x-body-max-bytes` in the spec.
-pub struct BodyLimits(HashMap<String, usize>);
-
-/// Every operation in an OpenAPI document: (path, method, operation).
-pub fn spec_operations(yaml: &str) -> Result<Vec<(String, String, serde_yaml::Value)>, String> {
-    let spec: serde_yaml::Value =
-        serde_yaml::from_str(yaml).map_err(|e| format!("openapi.yaml: {e}"))?;
-    let mut out = Vec::new();
-    if let Some(paths) = spec.get("paths").and_then(|p| p.as_mapping()) {
-        for (path, item) in paths {
-            let (Some(path), Some(ops)) = (path.as_str(), item.as_mapping()) else {
-                continue;
-            };
-            for (method, op) in ops {
-                if let Some(method) = method.as_str() {
-                    out.push((path.to_string(), method.to_string(), op.clone()));
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-impl BodyLimits {
-    pub fn from_spec(yaml: &str) -> Result<BodyLimits, String> {
-        let mut limits = HashMap::new();
-        for (path, _, op) in spec_operations(yaml)? {
-            if let Some(n) = op.get("x-body-max-bytes").and_then(|v| v.as_u64()) {
-                let e = limits.entry(path).or_insert(0);
-                *e = (*e).max(n as usize);
-            }
-        }
-        Ok(BodyLimits(limits))
-    }
-
-    pub fn of(&self, path: &str) -> usize {
-        self.0.get(path).copied().unwrap_or(DEFAULT_BODY_LIMIT)
-    }
-}
 
 /// What the connection task knows of its connection.
 pub struct Conn {
@@ -192,7 +143,14 @@ pub async fn serve(
     let path = request.uri().path().to_string();
     let edge = Arc::clone(&conn.edge);
     let remote = conn.remote_of(request.headers());
-    let (mut reply, budget) = route(&conn, remote, request).await;
+    // Routed once: the operation's facts decide the checks below, and the
+    // handler is called with the same route.
+    let found = route(&ROUTES, &method, &path);
+    let operation = match &found {
+        Route::Found { op, .. } => Some(*op),
+        _ => None,
+    };
+    let (mut reply, budget) = admit(&conn, remote, request, found).await;
     let upgraded = reply.status() == StatusCode::SWITCHING_PROTOCOLS;
     match (&budget, &edge.rate, &edge.user_rate) {
         (Some(Budget::Address(v)), Some(rate), _) | (Some(Budget::User(v)), _, Some(rate)) => {
@@ -210,7 +168,7 @@ pub async fn serve(
     }
     let status = reply.status().as_u16();
     edge.api.metrics.request(
-        edge.operations.of(method.as_str(), &path),
+        crate::metrics::operation_label(operation, &method, &path),
         status,
         started.elapsed(),
     );
@@ -229,10 +187,12 @@ pub async fn serve(
     }))
 }
 
-async fn route(
+/// The checks a request passes before its handler (or the handshake).
+async fn admit(
     conn: &Arc<Conn>,
     remote: Remote,
     request: Request<Incoming>,
+    found: Route<Operation>,
 ) -> (Reply, Option<Budget>) {
     let edge = &conn.edge;
     let path = request.uri().path();
@@ -256,7 +216,7 @@ async fn route(
         if !is_probe {
             return (over_cap(edge, request.headers(), refusal), None);
         }
-        return (forward(conn, remote, request, None).await, None);
+        return (forward(conn, remote, request, found, None).await, None);
     }
     let mut budget = None;
     if let (Some(rate), false) = (&edge.rate, is_probe) {
@@ -275,13 +235,9 @@ async fn route(
         budget = Some(Budget::Address(v));
     }
     let is_ws = path == WS_PATH;
+    let protected = matches!(&found, Route::Found { op, .. } if crate::auth::requires_token(*op));
     let principal = match &edge.auth {
-        Some(auth)
-            if is_ws
-                || edge
-                    .protected
-                    .contains(edge.operations.of(request.method().as_str(), path)) =>
-        {
+        Some(auth) if is_ws || protected => {
             match auth.authenticate(request.headers(), request.uri().query()) {
                 Ok(p) => Some(Arc::new(p)),
                 Err(rejection) => {
@@ -315,7 +271,10 @@ async fn route(
     if is_ws {
         return (upgrade(conn, remote, request, principal), budget);
     }
-    (forward(conn, remote, request, principal).await, budget)
+    (
+        forward(conn, remote, request, found, principal).await,
+        budget,
+    )
 }
 
 fn over_cap(edge: &Edge, headers: &http::HeaderMap, refusal: Refusal) -> Reply {
@@ -447,11 +406,18 @@ async fn forward(
     conn: &Arc<Conn>,
     remote: Remote,
     request: Request<Incoming>,
+    found: Route<Operation>,
     principal: Option<Arc<Principal>>,
 ) -> Reply {
     let edge = &conn.edge;
     let (mut head, body) = request.into_parts();
-    let limit = edge.body_limits.of(head.uri.path());
+    let facts = match &found {
+        Route::Found { op, .. } => Some(op.facts()),
+        _ => None,
+    };
+    let limit = facts
+        .and_then(|f| f.body_max_bytes)
+        .unwrap_or(DEFAULT_BODY_LIMIT);
     let declared = head
         .headers
         .get(header::CONTENT_LENGTH)
@@ -489,7 +455,7 @@ async fn forward(
             );
         }
     };
-    let is_data = DATA_PATHS.contains(&head.uri.path());
+    let is_data = facts.is_some_and(|f| f.data_request);
     let permit = if is_data {
         Some(edge.inflight.acquire(remote.key()).await)
     } else {
@@ -505,7 +471,7 @@ async fn forward(
         head.extensions.insert(p);
     }
     let coding = compress::negotiate(&head.headers);
-    let answer = crate::routes::handle(&edge.api, head, body, &edge.log).await;
+    let answer = crate::routes::handle(&edge.api, head, body, found, &edge.log).await;
     drop((permit, user_permit));
     let mut response = answer.response;
     if personal {
