@@ -292,5 +292,5 @@ pub fn send_queues(server_port: u16, peers: &[u16]) -> Vec<u64> {
 /// Done first thing in `main`, so the servers this process starts inherit
 /// it: each side of every WebSocket connection holds one descriptor.
 pub fn raise_fd_limit() -> u64 {
-    trading_server::edge::files::raise_open_files_limit().map_or(1024, |(soft, _)| soft)
+    trading_server::net::files::raise_open_files_limit().map_or(1024, |(soft, _)| soft)
 }

@@ -3,9 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 use crate::auth::DefaultEntitlement;
+use crate::logging::{LogFormat, LogLevel};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -290,21 +291,6 @@ fn parse_speed(s: &str) -> Result<f64, String> {
     } else {
         Err("must be between 0 and 1000000".into())
     }
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Terminal,
-    Json,
 }
 
 impl Config {

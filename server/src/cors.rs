@@ -2,7 +2,7 @@
 //! configured origins.
 //!
 //! Each response is decorated where it is made: handlers return through
-//! [`crate::api::respond`], extraction errors reach the handler (see
+//! [`crate::handlers::respond`], extraction errors reach the handler (see
 //! `trading_pro::extract`), `routes` decorates its own answers and answers
 //! preflight requests for every path, and the edge its refusals.
 

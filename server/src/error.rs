@@ -24,7 +24,11 @@ pub enum ApiError {
         min: i64,
         max: i64,
     },
-    QuoteSymbolCount(usize),
+    /// A quotes request naming `got` symbols, not 1 to `max`.
+    QuoteSymbolCount {
+        got: usize,
+        max: usize,
+    },
     /// The request did not parse (query string, path or body); dropshot's
     /// error already says why.
     Malformed(HttpError),
@@ -63,7 +67,7 @@ impl ApiError {
             }
             ApiError::InvalidRange { .. } => "InvalidRange",
             ApiError::OutOfRange { .. } => "OutOfRange",
-            ApiError::QuoteSymbolCount(_) => "InvalidSymbolCount",
+            ApiError::QuoteSymbolCount { .. } => "InvalidSymbolCount",
             ApiError::Malformed(_) => "BadRequest",
             ApiError::Unavailable(_) | ApiError::Retry { .. } => "Unavailable",
             ApiError::NotReady(_) => "NotReady",
@@ -144,10 +148,9 @@ impl std::fmt::Display for ApiError {
             } => {
                 write!(f, "{name} must be between {min} and {max}, got {value}")
             }
-            ApiError::QuoteSymbolCount(n) => write!(
+            ApiError::QuoteSymbolCount { got, max } => write!(
                 f,
-                "symbols must list between 1 and {} symbols, got {n}",
-                crate::api::MAX_QUOTE_SYMBOLS
+                "symbols must list between 1 and {max} symbols, got {got}"
             ),
             ApiError::Malformed(e) => f.write_str(&e.external_message),
             ApiError::Unavailable(why)

@@ -26,7 +26,6 @@
 //! * `metrics`: what the server is doing, for Prometheus (`GET /metrics`);
 //! * `config`, `logging`, `server`: flags, logs, startup.
 
-pub mod api;
 pub mod auth;
 pub mod bar_cache;
 pub mod bars_json;
@@ -39,12 +38,15 @@ pub mod context;
 pub mod cors;
 pub mod edge;
 pub mod error;
+pub mod handlers;
 pub mod import;
 pub mod logging;
 pub mod market;
 pub mod metrics;
+pub mod net;
 pub mod pages;
 pub mod paging;
+pub mod quotes;
 pub mod routes;
 pub mod server;
 pub mod source;

@@ -23,7 +23,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use slog::{Drain, Key, OwnedKVList, Record, Serializer, KV};
 
-use crate::config::{LogFormat, LogLevel};
+/// How much is logged (`--log-level`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// How lines look (`--log-format`): for people, or one JSON object each.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Terminal,
+    Json,
+}
 
 /// How long a line may wait in the buffer before it is written.
 const LINGER: Duration = Duration::from_millis(10);

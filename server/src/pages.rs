@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::edge::compress::{self, Coding};
+use crate::net::compress::{self, Coding};
 
 /// Where `scripts/build-web` puts the pages in this checkout: the default
 /// for `cargo run`. A server installed elsewhere is given `--web-dir`.

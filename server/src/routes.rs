@@ -9,16 +9,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dropshot::{ClientErrorStatusCode, HttpError};
 use http::header::{self, HeaderValue};
-use http::{Method, Response};
+use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use slog::{warn, Logger};
 use trading_pro::api::{call, Operation};
 use trading_pro::service::{Parts, Request, Route};
 
-use crate::api::{decorate_error, TradingServer};
 use crate::context::AppContext;
+use crate::handlers::{decorate_error, TradingServer};
 use crate::pages::{self, Found};
-use crate::specs;
 
 /// A request's answer, and the operation it was for (if it named one).
 pub struct Answer {
@@ -46,7 +45,7 @@ pub async fn handle(
             {
                 Err(not_found(ctx, &head.headers, path))
             } else {
-                specs::preflight(ctx, &head.headers)
+                preflight(ctx, &head.headers)
             }
         }
         Route::Found { op, path_vars } => {
@@ -98,6 +97,37 @@ pub async fn handle(
     Answer {
         response,
         operation,
+    }
+}
+
+/// Answers a CORS preflight: 204 with the CORS headers for an allowed origin
+/// and method, 403 with a message otherwise.
+fn preflight(ctx: &AppContext, request: &HeaderMap) -> Result<Response<Bytes>, HttpError> {
+    match ctx.cors.preflight(request) {
+        Some(headers) => {
+            let mut response = Response::new(Bytes::new());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            let h = response.headers_mut();
+            for (k, v) in headers {
+                h.insert(k, v);
+            }
+            h.insert(
+                "api-version",
+                HeaderValue::from_static(trading_pro::API_VERSION),
+            );
+            Ok(response)
+        }
+        None => Err(decorate_error(
+            ctx,
+            request,
+            HttpError::for_client_error(
+                Some("CorsRejected".into()),
+                dropshot::ClientErrorStatusCode::FORBIDDEN,
+                "CORS preflight rejected: the Origin is not allowed (see --cors-origin) or the \
+                 requested method is not GET or POST"
+                    .into(),
+            ),
+        )),
     }
 }
 

@@ -263,9 +263,9 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Starts serving; the returned server runs until stopped.
 pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
-    let (max_connections, open_files) = match edge::files::raise_open_files_limit() {
+    let (max_connections, open_files) = match crate::net::files::raise_open_files_limit() {
         Ok((soft, hard)) => {
-            let (cap, clamped) = edge::files::connection_cap(config.max_connections, soft);
+            let (cap, clamped) = crate::net::files::connection_cap(config.max_connections, soft);
             if clamped {
                 warn!(log, "--max-connections lowered to fit the open-files limit";
                     "asked" => config.max_connections, "max_connections" => cap, "open_files" => soft);
@@ -306,7 +306,7 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         max_lifetime_s: config.auth_max_token_lifetime,
     })?;
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(edge::stream::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(crate::net::stream::acceptor(cert, key)?),
         _ => None,
     };
     let metrics_listener = match config.metrics_bind {

@@ -1,14 +1,9 @@
-//! Files outside the contract: the specs themselves (OpenAPI and AsyncAPI,
-//! as JSON and YAML); and the answer to a CORS preflight, for every path.
-//! `routes` serves them. (The pages that render the specs are in `pages`.)
+//! The specs themselves (OpenAPI and AsyncAPI, as JSON and YAML), as this
+//! server serves them; `routes` serves them. (The pages that render the
+//! specs are in `pages`.)
 
 use bytes::Bytes;
-use dropshot::HttpError;
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::Value;
-
-use crate::api::decorate_error;
-use crate::context::AppContext;
 
 /// The specs as this server serves them: OpenAPI and AsyncAPI, as YAML
 /// and as JSON.
@@ -97,37 +92,6 @@ fn token_required(yaml: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Answers a CORS preflight: 204 with the CORS headers for an allowed origin
-/// and method, 403 with a message otherwise.
-pub fn preflight(ctx: &AppContext, request: &HeaderMap) -> Result<Response<Bytes>, HttpError> {
-    match ctx.cors.preflight(request) {
-        Some(headers) => {
-            let mut response = Response::new(Bytes::new());
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            let h = response.headers_mut();
-            for (k, v) in headers {
-                h.insert(k, v);
-            }
-            h.insert(
-                "api-version",
-                HeaderValue::from_static(trading_pro::API_VERSION),
-            );
-            Ok(response)
-        }
-        None => Err(decorate_error(
-            ctx,
-            request,
-            HttpError::for_client_error(
-                Some("CorsRejected".into()),
-                dropshot::ClientErrorStatusCode::FORBIDDEN,
-                "CORS preflight rejected: the Origin is not allowed (see --cors-origin) or the \
-                 requested method is not GET or POST"
-                    .into(),
-            ),
-        )),
-    }
 }
 
 #[cfg(test)]

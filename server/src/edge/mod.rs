@@ -19,11 +19,8 @@
 
 mod admission;
 pub mod client;
-pub(crate) mod compress;
-pub mod files;
 mod rate;
 mod request;
-pub mod stream;
 mod watch;
 mod websocket;
 
@@ -49,9 +46,9 @@ pub use watch::Timeouts;
 
 use crate::context::AppContext;
 use crate::cors::CorsPolicy;
+use crate::net::stream::{Stream, Tcp};
 use crate::ws::WsState;
 use request::Conn;
-use stream::{Stream, Tcp};
 use watch::{ConnClock, Phase, Watched};
 
 /// Over-cap connections read for a health check at once, in all and per

@@ -24,12 +24,12 @@ use tokio::time::Instant;
 
 use super::admission::{ClientKey, Refusal};
 use super::client::{self, Remote};
-use super::compress;
 use super::rate::Verdict;
 use super::watch::{ConnClock, RequestGuard};
 use super::{websocket, Edge};
 use crate::auth::{Principal, Rejection};
 use crate::context::AppContext;
+use crate::net::compress;
 use trading_pro::api::{Operation, ROUTES};
 use trading_pro::service::{route, Route};
 

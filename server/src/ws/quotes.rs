@@ -58,7 +58,7 @@ impl QuoteBoard {
                 return e.current.clone();
             }
         }
-        let rest = crate::api::quote(source, symbol, now_ms).await;
+        let rest = crate::quotes::quote(source, symbol, now_ms).await;
         // The REST quote's JSON is the update's payload: one schema for
         // both (a contract test holds the two specs to it).
         let values = serde_json::to_string(&rest).unwrap_or_default();

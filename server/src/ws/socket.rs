@@ -21,7 +21,7 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::edge::stream::Stream;
+use crate::net::stream::Stream;
 
 /// Most frames one message may be split into.
 pub const MAX_FRAGMENTS: u32 = 1024;
