@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use trading_market::calendar::Resolution;
+use trading_market::source::DataSource;
 use trading_pro::types::SymbolInfo;
-use trading_server::calendar::Resolution;
 use trading_server::market::{BarQuery, Market, MAX_LIMIT};
-use trading_server::source::DataSource;
 use trading_server::synthetic::Synthetic;
 
 use crate::server::{self, Process, CLOCK_START};
@@ -71,7 +71,7 @@ fn synthetic_bars(
     res: Resolution,
     from_s: i64,
     to_s: i64,
-) -> Vec<trading_server::source::Bar> {
+) -> Vec<trading_market::source::Bar> {
     let now = CLOCK_START * 1000;
     let mut pages = Vec::new();
     let mut to = to_s;
@@ -99,12 +99,12 @@ fn synthetic_bars(
 }
 
 /// Writes bars as the CSV `import` reads: unix seconds, or dates for D.
-fn write_csv(path: &Path, bars: &[trading_server::source::Bar], daily: bool) -> Result<(), String> {
+fn write_csv(path: &Path, bars: &[trading_market::source::Bar], daily: bool) -> Result<(), String> {
     let mut out = String::with_capacity(bars.len() * 64 + 64);
     out.push_str("time,open,high,low,close,volume\n");
     for b in bars {
         if daily {
-            let text = trading_server::clock::rfc3339(b.time);
+            let text = trading_market::clock::rfc3339(b.time);
             out.push_str(&text[..10]);
         } else {
             let _ = write!(out, "{}", b.time / 1000);

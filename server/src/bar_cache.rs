@@ -13,8 +13,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::bars_json::{EncodedRun, PriceFormat};
 use crate::market::{BarQuery, Market, Resolution, MAX_LIMIT};
+use trading_market::bars_json::{EncodedRun, PriceFormat};
 
 /// Market time after which an entry is rebuilt, so the bars that closed
 /// since are copied too instead of written each time (a week of them).

@@ -5,12 +5,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::bus::Bus;
-use crate::clock::Clock;
 use crate::cors::CorsPolicy;
 use crate::metrics::Metrics;
 use crate::pages::Pages;
-use crate::source::DataSource;
 use crate::ws::WsState;
+use trading_market::clock::Clock;
+use trading_market::source::DataSource;
 
 pub struct AppContext {
     /// Where bars come from: the synthetic market or a store.

@@ -3,7 +3,7 @@
 
 use dropshot::{ClientErrorStatusCode, HttpError};
 
-use crate::source::SourceError;
+use trading_market::source::SourceError;
 
 #[derive(Debug)]
 pub enum ApiError {

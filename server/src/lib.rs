@@ -28,11 +28,7 @@
 
 pub mod auth;
 pub mod bar_cache;
-pub mod bars_json;
 pub mod bus;
-pub mod calendar;
-pub mod catalog;
-pub mod clock;
 pub mod config;
 pub mod context;
 pub mod cors;
@@ -45,15 +41,12 @@ pub mod market;
 pub mod metrics;
 pub mod net;
 pub mod pages;
-pub mod paging;
 pub mod quotes;
 pub mod routes;
 pub mod server;
-pub mod source;
 pub mod specs;
 pub mod store;
 pub mod synthetic;
-pub mod volume;
 pub mod ws;
 
 pub use config::Config;

@@ -4,8 +4,8 @@
 
 use trading_pro::types::{QuoteData, QuoteStatus, QuoteValues};
 
-use crate::catalog::Symbol;
-use crate::source::DataSource;
+use trading_market::catalog::Symbol;
+use trading_market::source::DataSource;
 
 /// A symbol's quote, named by its ticker (the WebSocket's `quotes.update`
 /// carries exactly this).

@@ -19,17 +19,17 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Runtime;
 
 use crate::bus::{Applier, Bus};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::context::AppContext;
 use crate::cors::CorsPolicy;
 use crate::edge::{self, Edge, EdgeConfig, RateLimits, Timeouts};
 use crate::pages::Pages;
-use crate::source::{DataSource, UpdateSink};
 use crate::store::postgres::PostgresStore;
 use crate::store::StoreUrl;
 use crate::synthetic::Synthetic;
 use crate::ws::{Hub, Limits, WsState};
+use trading_market::clock::Clock;
+use trading_market::source::{DataSource, UpdateSink};
 
 /// Caps glibc's malloc arenas at one per CPU (its default is eight per
 /// CPU), before the runtimes start their threads. Long computations move

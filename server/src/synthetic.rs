@@ -11,11 +11,11 @@ use serde::Deserialize;
 use trading_pro::types::{DataStatus, PriceFormat, SymbolInfo};
 
 use crate::bar_cache::BarCache;
-use crate::bars_json::{self, EncodedRun};
-use crate::calendar::Resolution;
-use crate::catalog::{Catalog, CatalogError, Symbol};
 use crate::market::{InstrumentSpec, Market};
-use crate::source::{Bar, BarQuery, BarsPage, DataSource, Live, Quote, SourceError};
+use trading_market::bars_json::{self, EncodedRun};
+use trading_market::calendar::Resolution;
+use trading_market::catalog::{Catalog, CatalogError, Symbol};
+use trading_market::source::{Bar, BarQuery, BarsPage, DataSource, Live, Quote, SourceError};
 
 pub struct Synthetic {
     catalog: Arc<Catalog>,

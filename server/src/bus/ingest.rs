@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use super::follow::Status;
 use super::{message, Applier, Log, Submitted};
-use crate::store::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
 use crate::store::plan::{self, Work};
+use trading_market::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
 
 /// How long an acknowledged request waits to be applied before the client
 /// is told it is in the log but not applied yet.

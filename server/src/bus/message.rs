@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Submitted;
-use crate::calendar::Resolution;
-use crate::store::ingest::{BarIn, IngestRequest, TradeIn};
+use trading_market::calendar::Resolution;
+use trading_market::ingest::{BarIn, IngestRequest, TradeIn};
 
 const VERSION: u8 = 2;
 /// Entries written before they named their market.

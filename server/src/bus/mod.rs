@@ -30,8 +30,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
-use crate::store::ingest::{IngestError, IngestReceipt, IngestRequest};
 use crate::store::Records;
+use trading_market::ingest::{IngestError, IngestReceipt, IngestRequest};
 
 /// A node's bus: the log, how far this node has applied it, and the
 /// ingest it serves.

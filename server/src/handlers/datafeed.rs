@@ -8,13 +8,13 @@ use trading_pro::service::Request;
 use trading_pro::types::*;
 
 use super::{principal, respond, respond_with, visible, Headed, Response};
-use crate::bars_json::{self, PriceFormat};
-use crate::calendar::Resolution;
-use crate::catalog::{Catalog, Symbol};
 use crate::context::AppContext;
 use crate::error::ApiError;
 use crate::quotes::{quote_as, quote_error};
-use crate::source::BarQuery;
+use trading_market::bars_json::{self, PriceFormat};
+use trading_market::calendar::Resolution;
+use trading_market::catalog::{Catalog, Symbol};
+use trading_market::source::BarQuery;
 
 /// Most bars in one getBars response (documented in the spec).
 pub const MAX_BARS: usize = 5000;

@@ -8,7 +8,7 @@ use trading_pro::types::*;
 use super::{respond, Response};
 use crate::context::AppContext;
 use crate::error::ApiError;
-use crate::store::ingest::{
+use trading_market::ingest::{
     check_key, BarIn, Ingest, IngestError, IngestRequest, TradeIn, MAX_ITEMS,
 };
 
@@ -138,7 +138,7 @@ pub async fn ingest_bars(
     let request = body.into_inner().map(|b| IngestRequest::Bars {
         resolution: b
             .resolution
-            .and_then(|r| crate::calendar::Resolution::parse(&r.to_string())),
+            .and_then(|r| trading_market::calendar::Resolution::parse(&r.to_string())),
         bars: b
             .bars
             .into_iter()

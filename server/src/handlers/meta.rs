@@ -6,9 +6,9 @@ use trading_pro::types::*;
 
 use super::{respond, Response};
 use crate::bus::Bus;
-use crate::clock::rfc3339;
 use crate::context::AppContext;
 use crate::error::ApiError;
+use trading_market::clock::rfc3339;
 
 pub fn versions() -> Vec<VersionInfo> {
     vec![

@@ -23,9 +23,9 @@ use trading_pro::service::Request;
 use trading_pro::types::*;
 
 use crate::auth::Principal;
-use crate::catalog::Symbol;
 use crate::context::AppContext;
 use crate::error::ApiError;
+use trading_market::catalog::Symbol;
 
 pub use datafeed::{MAX_BARS, MAX_QUOTE_SYMBOLS};
 pub use meta::versions;

@@ -26,7 +26,7 @@ use jiff::civil::{Date, DateTime};
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::Timestamp;
 
-use crate::calendar::civil::DAY_MS;
+use trading_market::calendar::civil::DAY_MS;
 
 /// A time as written in a file, before it is placed on a grid.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -322,7 +322,7 @@ pub fn daily_date(value: TimeValue, tz: &TimeZone) -> Result<Date, String> {
 
 /// Days since 1970-01-01 of a date.
 pub fn days_of(date: Date) -> i64 {
-    crate::calendar::civil::days_from_civil(
+    trading_market::calendar::civil::days_from_civil(
         i64::from(date.year()),
         date.month() as u32,
         date.day() as u32,

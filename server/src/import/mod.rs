@@ -19,11 +19,11 @@ use jiff::tz::TimeZone;
 use serde::Deserialize;
 use trading_pro::types::{DataStatus, PriceFormat, SymbolInfo};
 
-use crate::calendar::{Resolution, TradingCalendar};
-use crate::clock::rfc3339;
-use crate::store::ingest::{check_ohlc, check_on_grid, whole_bar};
+use crate::store::rules::{check_ohlc, check_on_grid, whole_bar};
 use crate::store::{self, Registered, Store, StoreError, StoredBar, SymbolRecord};
-use crate::volume::{decimals_in, Volume, DECIMALS};
+use trading_market::calendar::{Resolution, TradingCalendar};
+use trading_market::clock::rfc3339;
+use trading_market::volume::{decimals_in, Volume, DECIMALS};
 
 use self::csv::{daily_date, days_of, local_instant, parse_price, parse_time, CsvBars, TimeValue};
 

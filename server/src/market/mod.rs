@@ -37,16 +37,16 @@ mod tests;
 use std::collections::HashMap;
 use std::fmt;
 
-pub use crate::calendar::Resolution;
-pub use crate::source::{Bar, BarQuery, BarsPage, Quote};
 pub use error::MarketError;
 pub use spec::InstrumentSpec;
+pub use trading_market::calendar::Resolution;
+pub use trading_market::source::{Bar, BarQuery, BarsPage, Quote};
 
-use crate::paging::{self, select, SliceSource};
 use closed_days::ClosedDays;
 use path::TickBar;
 use rng::{draw, Stream};
 use series::{aggregate_periods, period_end_ms, Instrument, IntradaySource};
+use trading_market::paging::{self, select, SliceSource};
 
 /// 2019-01-01T00:00:00Z in unix milliseconds.
 pub const HISTORY_START_MS: i64 = series::HISTORY_START_MS;

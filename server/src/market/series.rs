@@ -15,11 +15,11 @@ use super::path::{ChainDay, PathModel, TickBar};
 use super::rng::{hash_str, mix64};
 use super::spec::{InstrumentSpec, ValidSpec};
 use super::Bar;
-use crate::calendar::civil::{DAY_MS, MINUTE_MS};
-use crate::calendar::{
+use trading_market::calendar::civil::{DAY_MS, MINUTE_MS};
+use trading_market::calendar::{
     period_end_date, period_key, period_start_date, Resolution, TradingCalendar, TradingDay,
 };
-use crate::paging::BarSource;
+use trading_market::paging::BarSource;
 
 /// 2019-01-01T00:00:00Z.
 pub(crate) const HISTORY_START_MS: i64 = 1_546_300_800_000;

@@ -1,7 +1,7 @@
 //! Instrument configuration and its validation.
 
 use super::error::MarketError;
-use crate::calendar::{CalendarError, TradingCalendar};
+use trading_market::calendar::{CalendarError, TradingCalendar};
 
 /// Largest `price * pricescale` accepted for the initial price. With the chain bounded to
 /// about 20x the initial price (plus intraday headroom), tick counts times `minmov` stay

@@ -4,9 +4,11 @@ use super::closed_days::{self, Chunk, ChunkKey, ClosedDays};
 use super::path::TickBar;
 use super::series::{Instrument, IntradaySource};
 use super::*;
-use crate::calendar::civil::{civil_from_days, days_from_civil, weekday, DAY_MS, MINUTE_MS};
-use crate::calendar::{period_key, Session, Tz};
 use std::sync::Arc;
+use trading_market::calendar::civil::{
+    civil_from_days, days_from_civil, weekday, DAY_MS, MINUTE_MS,
+};
+use trading_market::calendar::{period_key, Session, Tz};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -1471,7 +1473,7 @@ fn from_minute_paths(m: &Market, sym: &str, res: Resolution, q: &BarQuery, now: 
         bucket_minutes: minutes,
         now_ms: now,
     };
-    let sel = crate::paging::select(
+    let sel = trading_market::paging::select(
         &src,
         q.from_s * 1_000,
         q.to_s * 1_000,

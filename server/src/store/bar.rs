@@ -7,9 +7,9 @@
 //! late trade becomes the open or the close only if it really was the
 //! earliest or the latest.
 
-use crate::calendar::Resolution;
-use crate::source::Bar;
-use crate::volume::Volume;
+use trading_market::calendar::Resolution;
+use trading_market::source::Bar;
+use trading_market::volume::Volume;
 
 /// The `resolution` column: minutes for intraday, then D, W and M as the
 /// minutes of a day, a week and 30 days: a code every engine stores, readable

@@ -11,8 +11,8 @@
 //! rebuilds the buckets those cover from its children, and its own rebuilt
 //! bars are what the next level rebuilds from.
 
-use crate::calendar::civil::DAY_MS;
-use crate::calendar::{
+use trading_market::calendar::civil::DAY_MS;
+use trading_market::calendar::{
     period_end_date, period_key, period_start_date, Resolution, TradingCalendar, TradingDay,
 };
 
@@ -340,7 +340,7 @@ pub fn build<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::volume::Volume;
+    use trading_market::volume::Volume;
 
     #[test]
     fn every_level_is_built_from_the_next_finer() {

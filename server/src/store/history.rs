@@ -28,10 +28,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::bars_json::{EncodedRun, PriceFormat};
-use crate::calendar::Resolution;
-use crate::paging::BarSource;
-use crate::source::{Bar, BarQuery, BarsPage};
+use trading_market::bars_json::{EncodedRun, PriceFormat};
+use trading_market::calendar::Resolution;
+use trading_market::paging::BarSource;
+use trading_market::source::{Bar, BarQuery, BarsPage};
 
 /// Bars read to build an entry: the newest this many of the series. More
 /// than a page (`api::MAX_BARS`, 5,000) and the bar before it, so the page
@@ -232,7 +232,7 @@ impl Joined<'_> {
     /// The page `query` asks for, by the paging contract; None when the
     /// series may go on before `head` and the answer could depend on it.
     fn page(&self, query: &BarQuery) -> Option<BarsPage> {
-        let selection = crate::paging::select(
+        let selection = trading_market::paging::select(
             self,
             query.from_s.saturating_mul(1000),
             query.to_s.saturating_mul(1000),
@@ -288,7 +288,7 @@ impl BarSource for Joined<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::paging::{select, SliceSource};
+    use trading_market::paging::{select, SliceSource};
 
     const MINUTE: i64 = 60_000;
 

@@ -21,9 +21,9 @@
 pub mod bar;
 pub mod chain;
 pub mod history;
-pub mod ingest;
 pub mod plan;
 pub mod postgres;
+pub mod rules;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -32,12 +32,12 @@ use std::sync::Arc;
 
 use trading_pro::types::SymbolInfo;
 
-use crate::calendar::{Resolution, TradingCalendar};
-use crate::catalog::{set_resolutions, Catalog, Symbol};
-use crate::source::{DataSource, UpdateSink};
+use trading_market::calendar::{Resolution, TradingCalendar};
+use trading_market::catalog::{set_resolutions, Catalog, Symbol};
+use trading_market::source::{DataSource, UpdateSink};
 
 pub use bar::StoredBar;
-pub use ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
+pub use trading_market::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,13 +7,12 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::calendar::{Resolution, TradingDay};
 use crate::store::chain::is_base;
-use crate::store::ingest::{
-    check_bar, check_step, check_tick, check_trade, BarIn, IngestError, IngestReceipt, TradeIn,
-};
+use crate::store::rules::{check_bar, check_step, check_tick, check_trade};
 use crate::store::{Records, StoredBar, SymbolRecord};
-use crate::volume::Volume;
+use trading_market::calendar::{Resolution, TradingDay};
+use trading_market::ingest::{BarIn, IngestError, IngestReceipt, TradeIn};
+use trading_market::volume::Volume;
 
 /// Base bars a request writes, by (symbol id, bar time), with the
 /// resolution they are stored at.
@@ -303,7 +302,7 @@ pub fn adopt_bases(records: &Records, bases: &HashMap<i64, Resolution>) -> Optio
         .map(|r| match bases.get(&r.id) {
             Some(base) => {
                 let mut info = r.info.clone();
-                crate::catalog::set_resolutions(&mut info, Some(*base));
+                trading_market::catalog::set_resolutions(&mut info, Some(*base));
                 SymbolRecord {
                     info,
                     base: Some(*base),
@@ -331,11 +330,11 @@ pub const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 pub const MAX_PUBLISHED: usize = 32;
 
 pub type Reply = tokio::sync::oneshot::Sender<
-    Result<crate::store::ingest::IngestReceipt, crate::store::ingest::IngestError>,
+    Result<trading_market::ingest::IngestReceipt, trading_market::ingest::IngestError>,
 >;
 
 pub struct Job {
-    pub request: crate::store::ingest::IngestRequest,
+    pub request: trading_market::ingest::IngestRequest,
     pub key: Option<String>,
     pub now_ms: i64,
     pub reply: Reply,

@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::hub::{Hub, TopicKey};
-use crate::clock::Clock;
-use crate::source::{Bar, BarQuery, DataSource};
+use trading_market::clock::Clock;
+use trading_market::source::{Bar, BarQuery, DataSource};
 
 /// A slot lasts at least this long...
 const MIN_SLOT: Duration = Duration::from_millis(5);
@@ -87,7 +87,7 @@ impl Broadcaster {
     /// The bar starting at `time` as the source has it now.
     async fn final_state(
         &self,
-        symbol: &crate::catalog::Symbol,
+        symbol: &trading_market::catalog::Symbol,
         key: &TopicKey,
         time: i64,
         now_ms: i64,

@@ -26,8 +26,8 @@ use super::outbox::Outbox;
 use super::socket::{FrameLimit, Socket};
 use super::WsState;
 use crate::auth::{Auth, Principal};
-use crate::calendar::Resolution;
-use crate::catalog::{Catalog, Symbol};
+use trading_market::calendar::Resolution;
+use trading_market::catalog::{Catalog, Symbol};
 
 /// The close code of a connection whose token expired unrefreshed
 /// (documented in specs/asyncapi.yaml).

@@ -25,8 +25,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use trading_pro::messages::{BarUpdate, ServerMessage};
 
 use super::outbox::Outbox;
-use crate::calendar::Resolution;
-use crate::source::{Bar, UpdateSink};
+use trading_market::calendar::Resolution;
+use trading_market::source::{Bar, UpdateSink};
 
 pub type ConnId = u64;
 

@@ -29,9 +29,9 @@ pub use connection::{serve, MAX_MESSAGE_BYTES};
 pub use hub::Hub;
 pub use socket::{Socket, MAX_FRAGMENTS};
 
-use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::source::{DataSource, Live};
+use trading_market::clock::Clock;
+use trading_market::source::{DataSource, Live};
 
 #[derive(Clone, Debug)]
 pub struct Limits {

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::time::{Duration, Instant};
 use trading_pro::messages::{QuoteData, ServerMessage};
 
-use crate::catalog::Symbol;
-use crate::source::DataSource;
+use trading_market::catalog::Symbol;
+use trading_market::source::DataSource;
 
 /// A symbol's newest quote frame.
 #[derive(Clone)]

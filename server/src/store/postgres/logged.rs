@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::tables::{Conn, Fail, Result};
-use crate::calendar::Resolution;
-use crate::source::Bar;
-use crate::store::ingest::{IngestError, IngestReceipt};
+use trading_market::calendar::Resolution;
+use trading_market::ingest::{IngestError, IngestReceipt};
+use trading_market::source::Bar;
 
 /// How long outcomes are kept, in ms.
 pub const OUTCOME_RETENTION_MS: i64 = 3_600_000;

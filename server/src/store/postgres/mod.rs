@@ -31,18 +31,18 @@ use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::Config;
 use trading_pro::types::SymbolInfo;
 
-use crate::bars_json::{EncodedRun, PriceFormat};
-use crate::calendar::Resolution;
-use crate::catalog::{Catalog, Symbol};
-use crate::source::{
-    Bar, BarQuery, BarsPage, DataSource, Live, Quote, Reason, SourceError, Unhealthy, UpdateSink,
-};
 use crate::store::chain::is_base;
 use crate::store::history;
-use crate::store::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
 use crate::store::{
     calendar_of, check_info, ImportSink, Records, Registered, Store, StoreError, StoredBar,
     SymbolRecord,
+};
+use trading_market::bars_json::{EncodedRun, PriceFormat};
+use trading_market::calendar::Resolution;
+use trading_market::catalog::{Catalog, Symbol};
+use trading_market::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
+use trading_market::source::{
+    Bar, BarQuery, BarsPage, DataSource, Live, Quote, Reason, SourceError, Unhealthy, UpdateSink,
 };
 
 use schema::{MigrateError, WRITE_LOCK};

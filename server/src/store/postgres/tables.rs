@@ -12,11 +12,11 @@ use tokio_postgres::{Client, Config, Row, RowStream, Statement};
 use trading_pro::types::SymbolInfo;
 
 use super::io;
-use crate::calendar::{Resolution, TradingCalendar};
-use crate::source::{Bar, BarQuery, BarsPage};
 use crate::store::bar::{code, from_code};
 use crate::store::chain::{self, Dirty};
 use crate::store::{StoredBar, SymbolRecord};
+use trading_market::calendar::{Resolution, TradingCalendar};
+use trading_market::source::{Bar, BarQuery, BarsPage};
 
 /// A failed query, or a row that does not read as what it should be.
 #[derive(Debug)]
@@ -585,7 +585,7 @@ pub async fn bump_changes(client: &Client) -> Result<()> {
 mod tests {
     use super::unpack;
     use crate::store::bar::StoredBar;
-    use crate::volume::Volume;
+    use trading_market::volume::Volume;
 
     #[test]
     fn a_page_comes_out_newest_first_whatever_order_it_came_in() {

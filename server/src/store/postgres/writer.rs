@@ -28,13 +28,13 @@ use super::logged::{self, Effects, OUTCOME_RETENTION_MS};
 use super::schema::WRITE_LOCK;
 use super::tables::{self, Conn, Fail};
 use crate::bus::{Logged, Outcome};
-use crate::calendar::Resolution;
-use crate::source::UpdateSink;
 use crate::store::chain::{served, Dirty};
 use crate::store::history::History;
-use crate::store::ingest::{IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS};
 use crate::store::plan::{self, BaseBars, Target, Touched, Work};
 use crate::store::Records;
+use trading_market::calendar::Resolution;
+use trading_market::ingest::{IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS};
+use trading_market::source::UpdateSink;
 
 use crate::store::plan::{Job, MAX_BATCH, MAX_PUBLISHED, QUEUE, QUEUE_WAIT, WATCH_EVERY};
 

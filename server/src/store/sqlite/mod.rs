@@ -25,16 +25,18 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use trading_pro::types::SymbolInfo;
 
-use crate::bars_json::{EncodedRun, PriceFormat};
-use crate::calendar::{Resolution, TradingCalendar};
-use crate::catalog::{Catalog, Symbol};
-use crate::source::{Bar, BarQuery, BarsPage, DataSource, Live, Quote, SourceError, UpdateSink};
 use crate::store::chain::{is_base, Dirty};
 use crate::store::history;
-use crate::store::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
 use crate::store::{
     calendar_of, check_info, ImportSink, Records, Registered, Store, StoreError, StoredBar,
     SymbolRecord,
+};
+use trading_market::bars_json::{EncodedRun, PriceFormat};
+use trading_market::calendar::{Resolution, TradingCalendar};
+use trading_market::catalog::{Catalog, Symbol};
+use trading_market::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
+use trading_market::source::{
+    Bar, BarQuery, BarsPage, DataSource, Live, Quote, SourceError, UpdateSink,
 };
 
 use schema::Role;

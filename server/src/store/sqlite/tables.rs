@@ -5,10 +5,10 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use trading_pro::types::SymbolInfo;
 
-use crate::calendar::{Resolution, TradingCalendar};
-use crate::source::{Bar, BarQuery, BarsPage};
 use crate::store::chain::{child_of, served, Buckets, Dirty};
 use crate::store::{StoredBar, SymbolRecord};
+use trading_market::calendar::{Resolution, TradingCalendar};
+use trading_market::source::{Bar, BarQuery, BarsPage};
 
 pub use crate::store::bar::{code, from_code};
 

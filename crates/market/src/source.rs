@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use crate::bars_json::EncodedRun;
 use crate::calendar::Resolution;
 use crate::catalog::{Catalog, Symbol};
-use crate::store::Ingest;
+use crate::ingest::Ingest;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bar {

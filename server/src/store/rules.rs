@@ -1,177 +1,18 @@
-//! Live ingest: what a feed sends (trades, or bars at a symbol's base
-//! resolution), the rules each item must follow, and where in a symbol's
-//! base series it lands. Every store applies requests through these, so
-//! they all accept and refuse exactly the same things.
+//! The rules every ingested trade and bar must follow, and where in a
+//! symbol's base series each lands. Every store applies requests through
+//! these (`plan`), and the import checks rows with them, so they all
+//! accept and refuse exactly the same things.
 
-use async_trait::async_trait;
-
-use crate::calendar::civil::DAY_MS;
-use crate::calendar::{Resolution, TradingCalendar, TradingDay};
-use crate::clock::rfc3339;
-use crate::volume::Volume;
+use trading_market::calendar::civil::DAY_MS;
+use trading_market::calendar::{Resolution, TradingCalendar, TradingDay};
+use trading_market::clock::rfc3339;
+use trading_market::ingest::{BarIn, TradeIn};
+use trading_market::volume::Volume;
 
 use super::bar::StoredBar;
 
-/// Most items in one request (documented in the spec).
-pub const MAX_ITEMS: usize = 10_000;
 /// How far ahead of the server's clock a trade or bar may be.
 pub const FUTURE_TOLERANCE_MS: i64 = 10_000;
-/// How long an `Idempotency-Key` is remembered.
-pub const KEY_RETENTION_MS: i64 = 24 * 3_600_000;
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct TradeIn {
-    pub symbol: String,
-    pub time: i64,
-    pub price: f64,
-    pub size: f64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct BarIn {
-    pub symbol: String,
-    pub time: i64,
-    pub open: f64,
-    pub high: f64,
-    pub low: f64,
-    pub close: f64,
-    pub volume: f64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum IngestRequest {
-    Trades(Vec<TradeIn>),
-    Bars {
-        resolution: Option<Resolution>,
-        bars: Vec<BarIn>,
-    },
-}
-
-/// What a request applied: the body of the 200, stored with its
-/// idempotency key so a retry gets the same.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IngestReceipt {
-    pub applied: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IngestError {
-    /// The request breaks a rule; the message names the item and why.
-    /// Nothing was applied.
-    Invalid(String),
-    /// The idempotency key was used before for a different request.
-    KeyReused(String),
-    /// The store could not apply it; nothing was acknowledged.
-    Unavailable(String),
-    /// Not taken now: `message` tells the client what to do (it names no
-    /// host or internal error), `detail` is the cause, for the log.
-    Retry { message: String, detail: String },
-}
-
-impl std::fmt::Display for IngestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            IngestError::Invalid(m) | IngestError::KeyReused(m) | IngestError::Unavailable(m) => {
-                f.write_str(m)
-            }
-            IngestError::Retry { message, detail } => write!(f, "{message} ({detail})"),
-        }
-    }
-}
-
-/// The write side of a store.
-#[async_trait]
-pub trait Ingest: Send + Sync {
-    /// Validates and applies `request` as one unit, durably, and publishes
-    /// the changed bars. A `key` has passed [`check_key`]. With a `key` already applied (same request), the
-    /// receipt of that first application, and nothing applied again.
-    async fn apply(
-        &self,
-        request: IngestRequest,
-        key: Option<String>,
-        now_ms: i64,
-    ) -> Result<IngestReceipt, IngestError>;
-}
-
-impl IngestRequest {
-    /// `trades` or `bars`: keys are remembered per endpoint.
-    pub fn endpoint(&self) -> &'static str {
-        match self {
-            IngestRequest::Trades(_) => "trades",
-            IngestRequest::Bars { .. } => "bars",
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        match self {
-            IngestRequest::Trades(t) => t.len(),
-            IngestRequest::Bars { bars, .. } => bars.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// A stable digest of the request, to tell a retry (same key, same
-    /// request) from a key reused for something else. FNV-1a: stable
-    /// across builds and platforms, which is all this needs.
-    pub fn fingerprint(&self) -> i64 {
-        let mut h = Fnv::default();
-        h.write(self.endpoint().as_bytes());
-        match self {
-            IngestRequest::Trades(trades) => {
-                for t in trades {
-                    h.write(t.symbol.as_bytes());
-                    h.write(&[0]);
-                    h.write(&t.time.to_le_bytes());
-                    h.write(&t.price.to_bits().to_le_bytes());
-                    h.write(&t.size.to_bits().to_le_bytes());
-                }
-            }
-            IngestRequest::Bars { resolution, bars } => {
-                h.write(resolution.map_or("", Resolution::as_str).as_bytes());
-                for b in bars {
-                    h.write(b.symbol.as_bytes());
-                    h.write(&[0]);
-                    h.write(&b.time.to_le_bytes());
-                    for v in [b.open, b.high, b.low, b.close, b.volume] {
-                        h.write(&v.to_bits().to_le_bytes());
-                    }
-                }
-            }
-        }
-        h.0 as i64
-    }
-}
-
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-/// Checks an `Idempotency-Key`: 1 to 255 printable ASCII characters.
-pub fn check_key(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return Err(format!(
-            "Idempotency-Key must be 1 to 255 printable ASCII characters, got {} bytes",
-            key.len()
-        ));
-    }
-    Ok(())
-}
 
 /// The start of the `base` bar that contains the instant `t` (unix ms), or
 /// why there is none.
@@ -292,8 +133,8 @@ pub fn check_tick(what: &str, price: f64, pricescale: i64, minmov: i64) -> Resul
 /// Checks that `volume` has no more decimals than the symbol's volume
 /// precision.
 pub fn check_step(what: &str, volume: Volume, precision: i64) -> Result<(), String> {
-    let precision = precision.clamp(0, i64::from(crate::volume::DECIMALS)) as u32;
-    let unit = 10i128.pow(crate::volume::DECIMALS - precision);
+    let precision = precision.clamp(0, i64::from(trading_market::volume::DECIMALS)) as u32;
+    let unit = 10i128.pow(trading_market::volume::DECIMALS - precision);
     if volume.units() % unit == 0 {
         Ok(())
     } else {
@@ -434,7 +275,7 @@ mod tests {
         // Eight decimals.
         assert!(check_tick("price", 0.00012345, 100_000_000, 1).is_ok());
         assert!(check_tick("price", 0.000123451, 100_000_000, 1).is_err());
-        let v = |text: &str| crate::volume::Volume::parse(text).unwrap();
+        let v = |text: &str| trading_market::volume::Volume::parse(text).unwrap();
         assert!(check_step("size", v("12"), 0).is_ok());
         assert!(check_step("size", v("0.25"), 2).is_ok());
         assert!(check_step("size", v("0.001"), 8).is_ok());
@@ -489,21 +330,5 @@ mod tests {
         assert!(check_ohlc(10.0, 12.0, 10.5, 11.0)
             .unwrap_err()
             .contains("low 10.5 is above"));
-    }
-
-    #[test]
-    fn fingerprints_tell_requests_apart() {
-        let t = |price| {
-            IngestRequest::Trades(vec![TradeIn {
-                symbol: "X".into(),
-                time: 1,
-                price,
-                size: 1.0,
-            }])
-        };
-        assert_eq!(t(1.0).fingerprint(), t(1.0).fingerprint());
-        assert_ne!(t(1.0).fingerprint(), t(1.5).fingerprint());
-        assert!(check_key("batch-1").is_ok());
-        assert!(check_key("").is_err() && check_key("é").is_err());
     }
 }
