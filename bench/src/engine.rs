@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use trading_server::market::{BarQuery, Market, Resolution};
-use trading_server::synthetic::Synthetic;
+use trading_synthetic::engine::{BarQuery, Market, Resolution};
+use trading_synthetic::Synthetic;
 
 use crate::server::CLOCK_START;
 use crate::stats;

@@ -20,8 +20,8 @@ use tokio_tungstenite::tungstenite::Message;
 use trading_market::calendar::Resolution;
 use trading_market::source::DataSource;
 use trading_pro::types::SymbolInfo;
-use trading_server::market::{BarQuery, Market, MAX_LIMIT};
-use trading_server::synthetic::Synthetic;
+use trading_synthetic::engine::{BarQuery, Market, MAX_LIMIT};
+use trading_synthetic::Synthetic;
 
 use crate::server::{self, Process, CLOCK_START};
 use crate::services::Database;

@@ -27,7 +27,7 @@
 //! * `config`, `logging`, `server`: flags, logs, startup.
 
 pub mod auth;
-pub mod bar_cache;
+
 pub mod bus;
 pub mod config;
 pub mod context;
@@ -37,7 +37,7 @@ pub mod error;
 pub mod handlers;
 pub mod import;
 pub mod logging;
-pub mod market;
+
 pub mod metrics;
 pub mod net;
 pub mod pages;
@@ -46,7 +46,7 @@ pub mod routes;
 pub mod server;
 pub mod specs;
 pub mod store;
-pub mod synthetic;
+
 pub mod ws;
 
 pub use config::Config;

@@ -26,10 +26,10 @@ use crate::edge::{self, Edge, EdgeConfig, RateLimits, Timeouts};
 use crate::pages::Pages;
 use crate::store::postgres::PostgresStore;
 use crate::store::StoreUrl;
-use crate::synthetic::Synthetic;
 use crate::ws::{Hub, Limits, WsState};
 use trading_market::clock::Clock;
 use trading_market::source::{DataSource, UpdateSink};
+use trading_synthetic::Synthetic;
 
 /// Caps glibc's malloc arenas at one per CPU (its default is eight per
 /// CPU), before the runtimes start their threads. Long computations move

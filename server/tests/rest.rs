@@ -623,13 +623,11 @@ async fn symbols_file_replaces_the_catalog() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("symbols.json");
     let mut info = serde_json::to_value(
-        trading_market::source::DataSource::catalog(
-            &trading_server::synthetic::Synthetic::builtin(42),
-        )
-        .lookup("AAPL")
-        .unwrap()
-        .info
-        .clone(),
+        trading_market::source::DataSource::catalog(&trading_synthetic::Synthetic::builtin(42))
+            .lookup("AAPL")
+            .unwrap()
+            .info
+            .clone(),
     )
     .unwrap();
     info["name"] = "ACME".into();

@@ -1,7 +1,15 @@
 //! The synthetic market as a data source: the built-in catalog (or a
-//! `--symbols` file), the seeded price engine in `market/`, and the cache of
-//! encoded closed D/W/M bars. Its bars change with the clock alone, so the
-//! broadcaster polls it ([`Live::Clock`]).
+//! `--symbols` file), the seeded price engine (`engine`), and the cache of
+//! encoded closed D/W/M bars (`bar_cache`). Its bars change with the clock
+//! alone, so the broadcaster polls it ([`Live::Clock`]). The zero-setup
+//! default of trading-pro: no file, no database.
+//!
+//! This is the one crate built with optimisation in development: the
+//! engine simulates years of minutes per symbol, and unoptimised that turns
+//! a test run from seconds into minutes.
+
+pub mod bar_cache;
+pub mod engine;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +19,7 @@ use serde::Deserialize;
 use trading_pro::types::{DataStatus, PriceFormat, SymbolInfo};
 
 use crate::bar_cache::BarCache;
-use crate::market::{InstrumentSpec, Market};
+use crate::engine::{InstrumentSpec, Market};
 use trading_market::bars_json::{self, EncodedRun};
 use trading_market::calendar::Resolution;
 use trading_market::catalog::{Catalog, CatalogError, Symbol};

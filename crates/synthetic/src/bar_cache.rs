@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::market::{BarQuery, Market, Resolution, MAX_LIMIT};
+use crate::engine::{BarQuery, Market, Resolution, MAX_LIMIT};
 use trading_market::bars_json::{EncodedRun, PriceFormat};
 
 /// Market time after which an entry is rebuilt, so the bars that closed
