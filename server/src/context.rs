@@ -4,11 +4,11 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use crate::bus::Bus;
 use crate::cors::CorsPolicy;
 use crate::metrics::Metrics;
 use crate::pages::Pages;
 use crate::ws::WsState;
+use trading_bus::Bus;
 use trading_market::clock::Clock;
 use trading_market::source::DataSource;
 

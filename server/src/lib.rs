@@ -28,14 +28,12 @@
 
 pub mod auth;
 
-pub mod bus;
 pub mod config;
 pub mod context;
 pub mod cors;
 pub mod edge;
 pub mod error;
 pub mod handlers;
-pub mod import;
 pub mod logging;
 
 pub mod metrics;
@@ -45,7 +43,6 @@ pub mod quotes;
 pub mod routes;
 pub mod server;
 pub mod specs;
-pub mod store;
 
 pub mod ws;
 

@@ -3,8 +3,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use slog::{info, o};
-use trading_server::import::{self, ExportArgs, ImportArgs};
 use trading_server::{logging, Config};
+use trading_store::import::{self, ExportArgs, ImportArgs};
 
 /// `trading-server [FLAGS]` serves; `import` and `export` move bars in and
 /// out of a store.

@@ -18,17 +18,18 @@ use slog::{info, o, warn, Drain, Logger};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Runtime;
 
-use crate::bus::{Applier, Bus};
 use crate::config::Config;
 use crate::context::AppContext;
 use crate::cors::CorsPolicy;
 use crate::edge::{self, Edge, EdgeConfig, RateLimits, Timeouts};
 use crate::pages::Pages;
-use crate::store::postgres::PostgresStore;
-use crate::store::StoreUrl;
 use crate::ws::{Hub, Limits, WsState};
+use trading_bus::Bus;
 use trading_market::clock::Clock;
 use trading_market::source::{DataSource, UpdateSink};
+use trading_store::postgres::PostgresStore;
+use trading_store::replication::Applier;
+use trading_store::StoreUrl;
 use trading_synthetic::Synthetic;
 
 /// Caps glibc's malloc arenas at one per CPU (its default is eight per
@@ -60,7 +61,7 @@ fn open_source(
 ) -> Result<Arc<dyn DataSource>, String> {
     if let Some(store) = &config.store {
         let sink: Arc<dyn UpdateSink> = Arc::clone(hub) as Arc<dyn UpdateSink>;
-        return crate::store::open_source(store, sink);
+        return trading_store::open_source(store, sink);
     }
     let synthetic = match &config.symbols {
         Some(path) => Synthetic::from_file(config.seed, path).map_err(|e| e.to_string())?,

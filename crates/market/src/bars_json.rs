@@ -11,7 +11,7 @@
 //! to exactly the bars it was made from, which the tests below check against
 //! the generated wire types.
 
-use crate::source::{Bar, BarsPage};
+use crate::bar::{Bar, BarsPage};
 
 /// Room for the longest bar the fast path writes: keys and punctuation (51
 /// bytes), six numbers of at most 16 digits with a sign and a decimal point

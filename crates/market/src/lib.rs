@@ -5,13 +5,15 @@
 //! * `catalog`: the symbols and search;
 //! * `clock`: the market clock (real, fast or frozen);
 //! * `volume`: exact decimal volumes;
+//! * `bar`: bars, pages of them and quotes, as sources answer them;
 //! * `source`: the `DataSource` interface every handler asks (the
-//!   synthetic market and the stores implement it), its bars, pages,
-//!   quotes and the sink live updates go to;
+//!   synthetic market and the stores implement it), and the sink live
+//!   updates go to;
 //! * `paging`: the getBars paging contract every source follows;
 //! * `ingest`: what a feed sends and the `Ingest` interface that takes it;
 //! * `bars_json`: the getBars body, written without serde (fast path).
 
+pub mod bar;
 pub mod bars_json;
 pub mod calendar;
 pub mod catalog;

@@ -5,9 +5,9 @@ use trading_pro::service::Request;
 use trading_pro::types::*;
 
 use super::{respond, Response};
-use crate::bus::Bus;
 use crate::context::AppContext;
 use crate::error::ApiError;
+use trading_bus::Bus;
 use trading_market::clock::rfc3339;
 
 pub fn versions() -> Vec<VersionInfo> {

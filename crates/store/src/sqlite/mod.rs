@@ -25,9 +25,9 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use trading_pro::types::SymbolInfo;
 
-use crate::store::chain::{is_base, Dirty};
-use crate::store::history;
-use crate::store::{
+use crate::chain::{is_base, Dirty};
+use crate::recent;
+use crate::{
     calendar_of, check_info, ImportSink, Records, Registered, Store, StoreError, StoredBar,
     SymbolRecord,
 };
@@ -47,7 +47,7 @@ pub struct SqliteStore {
     /// The symbols as of the last change the server saw.
     records: Arc<RwLock<Arc<Records>>>,
     /// Closed D/W/M bars kept in memory (see `history`).
-    history: Arc<history::History>,
+    recent: Arc<recent::RecentBars>,
     /// Present in the server: the one thread that writes.
     writer: Option<writer::Writer>,
 }
@@ -82,7 +82,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             readers: Pool::new(path),
             records: Arc::default(),
-            history: Arc::default(),
+            recent: Arc::default(),
             writer: None,
         };
         let records = store.load_records(&conn)?;
@@ -107,7 +107,7 @@ impl SqliteStore {
             checkpoints,
             path.to_path_buf(),
             Arc::clone(&store.records),
-            Arc::clone(&store.history),
+            Arc::clone(&store.recent),
             sink,
         ));
         Ok(store)
@@ -144,23 +144,23 @@ impl SqliteStore {
         symbol: &Symbol,
         id: i64,
         res: Resolution,
-    ) -> Result<(Arc<history::Entry>, Vec<Bar>), SourceError> {
-        let stamp = self.history.stamp(id);
-        if let Some(entry) = self.history.get(id, res, stamp.0) {
+    ) -> Result<(Arc<recent::Entry>, Vec<Bar>), SourceError> {
+        let stamp = self.recent.stamp(id);
+        if let Some(entry) = self.recent.get(id, res, stamp.0) {
             if let Some(tail) = entry.tail(stamp.1) {
                 let tail = tail.to_vec();
                 return Ok((entry, tail));
             }
-            let tail = self
-                .read(|conn| tables::since(conn, id, res, entry.cutoff, history::MAX_TAIL + 1))?;
-            if tail.len() <= history::MAX_TAIL {
+            let tail =
+                self.read(|conn| tables::since(conn, id, res, entry.cutoff, recent::MAX_TAIL + 1))?;
+            if tail.len() <= recent::MAX_TAIL {
                 return Ok((entry, tail.iter().map(StoredBar::to_bar).collect()));
             }
         }
-        let newest = self.read(|conn| tables::since(conn, id, res, i64::MIN, history::WINDOW))?;
+        let newest = self.read(|conn| tables::since(conn, id, res, i64::MIN, recent::WINDOW))?;
         let newest: Vec<Bar> = newest.iter().map(StoredBar::to_bar).collect();
         let prices = PriceFormat::for_pricescale(symbol.info.pricescale);
-        Ok(self.history.put(id, res, stamp, newest, prices))
+        Ok(self.recent.put(id, res, stamp, newest, prices))
     }
 
     fn read<T>(
@@ -254,8 +254,8 @@ impl DataSource for SqliteStore {
         _now_ms: i64,
     ) -> Option<Arc<EncodedRun>> {
         let (id, _) = self.base_of(symbol)?;
-        let (stamp, _) = self.history.stamp(id);
-        self.history
+        let (stamp, _) = self.recent.stamp(id);
+        self.recent
             .get(id, res, stamp)
             .map(|entry| Arc::clone(&entry.run))
     }

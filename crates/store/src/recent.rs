@@ -61,7 +61,7 @@ pub struct Entry {
     /// The bars from `cutoff` on, as of write `written`.
     tail: Vec<Bar>,
     written: u64,
-    /// When a request last used the entry (`History::clock`).
+    /// When a request last used the entry (`RecentBars::clock`).
     used: AtomicU64,
 }
 
@@ -134,7 +134,7 @@ impl Entries {
 }
 
 #[derive(Default)]
-pub struct History {
+pub struct RecentBars {
     entries: Mutex<Entries>,
     generations: Mutex<HashMap<i64, Generations>>,
     epoch: AtomicU64,
@@ -146,7 +146,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl History {
+impl RecentBars {
     /// What an entry of `symbol` must have been built at to be valid, and
     /// the symbol's write counter.
     pub fn stamp(&self, symbol: i64) -> (Stamp, u64) {
@@ -325,7 +325,7 @@ mod tests {
         }
     }
 
-    fn entry(history: &History, all: &[Bar], id: i64) -> Arc<Entry> {
+    fn entry(history: &RecentBars, all: &[Bar], id: i64) -> Arc<Entry> {
         let newest = all[all.len().saturating_sub(WINDOW)..].to_vec();
         history
             .put(id, Resolution::Min1, ((0, 0), 0), newest, None)
@@ -343,7 +343,7 @@ mod tests {
 
     #[test]
     fn a_window_answers_exactly_or_not_at_all() {
-        let history = History::default();
+        let history = RecentBars::default();
         let all = series(20_000);
         let e = entry(&history, &all, 1);
         assert!(!e.complete);
@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_whole_series_answers_everything() {
-        let history = History::default();
+        let history = RecentBars::default();
         let all = series(3_000);
         let e = entry(&history, &all, 1);
         let tail = e.tail(0).unwrap().to_vec();
@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded_and_the_used_entries_stay() {
-        let history = History::default();
+        let history = RecentBars::default();
         let all = series(WINDOW);
         let hot = 1_000;
         entry(&history, &all, hot);

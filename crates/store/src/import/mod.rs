@@ -19,8 +19,8 @@ use jiff::tz::TimeZone;
 use serde::Deserialize;
 use trading_pro::types::{DataStatus, PriceFormat, SymbolInfo};
 
-use crate::store::rules::{check_ohlc, check_on_grid, whole_bar};
-use crate::store::{self, Registered, Store, StoreError, StoredBar, SymbolRecord};
+use crate::rules::{check_ohlc, check_on_grid, whole_bar};
+use crate::{Registered, Store, StoreError, StoredBar, SymbolRecord};
 use trading_market::calendar::{Resolution, TradingCalendar};
 use trading_market::clock::rfc3339;
 use trading_market::volume::{decimals_in, Volume, DECIMALS};
@@ -248,7 +248,7 @@ pub fn import(args: &ImportArgs) -> Result<(), Failed> {
     if args.symbol.is_none() && !args.files.is_empty() {
         return Err(fail("import", "CSV files need --symbol SYM --resolution R"));
     }
-    let store = store::open(&args.store, true).map_err(|e| fail("import", e))?;
+    let store = crate::open(&args.store, true).map_err(|e| fail("import", e))?;
     if let Some(path) = &args.symbols {
         register(store.as_ref(), path)?;
     }
@@ -468,7 +468,7 @@ fn parse_rows(
 /// Stores the rows as they come; a bad row stops everything unless
 /// `--skip-invalid`, which records it instead.
 fn store_rows(
-    sink: &mut dyn crate::store::ImportSink,
+    sink: &mut dyn crate::ImportSink,
     parsed: &std::sync::mpsc::Receiver<Vec<Parsed>>,
     args: &ImportArgs,
     resolution: Resolution,
@@ -646,7 +646,7 @@ fn shown_time(ms: i64, resolution: Resolution) -> String {
 /// Runs `export`; Err when it failed (already printed).
 pub fn export(args: &ExportArgs) -> Result<(), Failed> {
     let fail = |e: String| fail("export", e);
-    let store = store::open(&args.store, false).map_err(fail)?;
+    let store = crate::open(&args.store, false).map_err(fail)?;
     let records = store.records().map_err(|e| fail(e.to_string()))?;
     let unknown = || {
         fail(format!(

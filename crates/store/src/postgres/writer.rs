@@ -27,16 +27,16 @@ use tokio_postgres::Config;
 use super::logged::{self, Effects, OUTCOME_RETENTION_MS};
 use super::schema::WRITE_LOCK;
 use super::tables::{self, Conn, Fail};
-use crate::bus::{Logged, Outcome};
-use crate::store::chain::{served, Dirty};
-use crate::store::history::History;
-use crate::store::plan::{self, BaseBars, Target, Touched, Work};
-use crate::store::Records;
+use crate::chain::{served, Dirty};
+use crate::plan::{self, BaseBars, Target, Touched, Work};
+use crate::recent::RecentBars;
+use crate::replication::{Logged, Outcome};
+use crate::Records;
 use trading_market::calendar::Resolution;
 use trading_market::ingest::{IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS};
 use trading_market::source::UpdateSink;
 
-use crate::store::plan::{Job, MAX_BATCH, MAX_PUBLISHED, QUEUE, QUEUE_WAIT, WATCH_EVERY};
+use crate::plan::{Job, MAX_BATCH, MAX_PUBLISHED, QUEUE, QUEUE_WAIT, WATCH_EVERY};
 
 pub struct Writer {
     jobs: mpsc::Sender<Task>,
@@ -57,7 +57,7 @@ enum Task {
 /// What the writer shares with the store's readers.
 pub struct Shared {
     pub records: Arc<RwLock<Arc<Records>>>,
-    pub history: Arc<History>,
+    pub recent: Arc<RecentBars>,
     pub sink: Arc<dyn UpdateSink>,
     /// Why the database cannot be reached, as of the last look (every
     /// [`WATCH_EVERY`] at most); None while it can.
@@ -259,7 +259,7 @@ impl Worker {
     /// Serves what is in the database now: its symbols, every kept bar
     /// read again, and the followed topics' newest bars.
     async fn refresh(&mut self) {
-        self.shared.history.external_change();
+        self.shared.recent.external_change();
         let Ok(conn) = connected(&mut self.conn, &self.config).await else {
             return;
         };
@@ -361,7 +361,7 @@ impl Worker {
         }
         // Before anyone hears of the write: kept bars it changed go.
         for (id, amended) in &effects.touched {
-            self.shared.history.written(*id, *amended);
+            self.shared.recent.written(*id, *amended);
         }
         for (ticker, res, bar) in effects.bars() {
             self.shared.sink.publish(ticker, res, bar);

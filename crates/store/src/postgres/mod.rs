@@ -31,9 +31,9 @@ use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::Config;
 use trading_pro::types::SymbolInfo;
 
-use crate::store::chain::is_base;
-use crate::store::history;
-use crate::store::{
+use crate::chain::is_base;
+use crate::recent;
+use crate::{
     calendar_of, check_info, ImportSink, Records, Registered, Store, StoreError, StoredBar,
     SymbolRecord,
 };
@@ -59,7 +59,7 @@ pub struct PostgresStore {
     /// The symbols as of the last change the server saw.
     records: Arc<RwLock<Arc<Records>>>,
     /// Closed D/W/M bars kept in memory (see `history`).
-    history: Arc<history::History>,
+    recent: Arc<recent::RecentBars>,
     /// Present in the server: the one task that writes.
     writer: Option<writer::Writer>,
     /// Why the writer cannot reach the database, if it cannot.
@@ -161,7 +161,7 @@ impl PostgresStore {
             config,
             shown,
             records: Arc::new(RwLock::new(Arc::new(records))),
-            history: Arc::default(),
+            recent: Arc::default(),
             writer: None,
             problem: Arc::default(),
             changes,
@@ -191,7 +191,7 @@ impl PostgresStore {
             store.changes,
             writer::Shared {
                 records: Arc::clone(&store.records),
-                history: Arc::clone(&store.history),
+                recent: Arc::clone(&store.recent),
                 sink,
                 problem: Arc::clone(&store.problem),
             },
@@ -235,29 +235,29 @@ impl PostgresStore {
         symbol: &Symbol,
         id: i64,
         res: Resolution,
-    ) -> Result<(Arc<history::Entry>, Vec<Bar>), SourceError> {
-        let stamp = self.history.stamp(id);
-        if let Some(entry) = self.history.get(id, res, stamp.0) {
+    ) -> Result<(Arc<recent::Entry>, Vec<Bar>), SourceError> {
+        let stamp = self.recent.stamp(id);
+        if let Some(entry) = self.recent.get(id, res, stamp.0) {
             if let Some(tail) = entry.tail(stamp.1) {
                 let tail = tail.to_vec();
                 return Ok((entry, tail));
             }
             let conn = self.reader().await?;
-            let tail = tables::since(&conn, id, res, entry.cutoff, history::MAX_TAIL + 1)
+            let tail = tables::since(&conn, id, res, entry.cutoff, recent::MAX_TAIL + 1)
                 .await
                 .map_err(|e| self.unavailable(e))?;
-            if tail.len() <= history::MAX_TAIL {
+            if tail.len() <= recent::MAX_TAIL {
                 return Ok((entry, tail.iter().map(StoredBar::to_bar).collect()));
             }
         }
         let conn = self.reader().await?;
-        let newest = tables::since(&conn, id, res, i64::MIN, history::WINDOW)
+        let newest = tables::since(&conn, id, res, i64::MIN, recent::WINDOW)
             .await
             .map_err(|e| self.unavailable(e))?;
         drop(conn);
         let newest: Vec<Bar> = newest.iter().map(StoredBar::to_bar).collect();
         let prices = PriceFormat::for_pricescale(symbol.info.pricescale);
-        Ok(self.history.put(id, res, stamp, newest, prices))
+        Ok(self.recent.put(id, res, stamp, newest, prices))
     }
 }
 
@@ -386,8 +386,8 @@ impl DataSource for PostgresStore {
         _now_ms: i64,
     ) -> Option<Arc<EncodedRun>> {
         let (id, _) = self.base_of(symbol)?;
-        let (stamp, _) = self.history.stamp(id);
-        self.history
+        let (stamp, _) = self.recent.stamp(id);
+        self.recent
             .get(id, res, stamp)
             .map(|entry| Arc::clone(&entry.run))
     }
@@ -614,7 +614,7 @@ impl Store for PostgresStore {
 }
 
 #[async_trait]
-impl crate::bus::Applier for PostgresStore {
+impl crate::replication::Applier for PostgresStore {
     fn records(&self) -> Arc<Records> {
         self.snapshot()
     }
@@ -662,8 +662,8 @@ impl crate::bus::Applier for PostgresStore {
     async fn apply_logged(
         &self,
         log: &str,
-        entries: Vec<crate::bus::Logged>,
-    ) -> Result<Vec<crate::bus::Outcome>, String> {
+        entries: Vec<crate::replication::Logged>,
+    ) -> Result<Vec<crate::replication::Outcome>, String> {
         let Some(writer) = &self.writer else {
             return Err("the store was not opened for serving".into());
         };

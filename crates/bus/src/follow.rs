@@ -17,7 +17,8 @@ use slog::{error, warn, Logger};
 use tokio::sync::watch;
 
 use super::owner::{self, Ownership};
-use super::{message, Applier, Log, Logged, Outcome};
+use super::{message, Log};
+use trading_store::replication::{Applier, Logged, Outcome};
 
 /// Most entries handed to the store at once (one transaction).
 const MAX_ENTRIES: usize = 256;

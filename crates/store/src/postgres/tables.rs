@@ -12,9 +12,9 @@ use tokio_postgres::{Client, Config, Row, RowStream, Statement};
 use trading_pro::types::SymbolInfo;
 
 use super::io;
-use crate::store::bar::{code, from_code};
-use crate::store::chain::{self, Dirty};
-use crate::store::{StoredBar, SymbolRecord};
+use crate::bar::{code, from_code};
+use crate::chain::{self, Dirty};
+use crate::{StoredBar, SymbolRecord};
 use trading_market::calendar::{Resolution, TradingCalendar};
 use trading_market::source::{Bar, BarQuery, BarsPage};
 
@@ -202,7 +202,7 @@ fn packed_bars(row: &Row) -> Result<Vec<StoredBar>> {
 
 /// A page's times and its bars' bytes back to back, as bars newest first.
 fn unpack(times: &[i64], blob: &[u8]) -> Result<Vec<StoredBar>> {
-    let len = crate::store::bar::ENCODED_LEN;
+    let len = crate::bar::ENCODED_LEN;
     if blob.len() != times.len() * len {
         return Err(Fail(format!(
             "a page of {} times and {} bytes of bars",
@@ -377,7 +377,7 @@ fn writes<'a>(
     let r = res_code(res);
     bars.chunks(WRITE_CHUNK).map(move |chunk| async move {
         let times: Vec<i64> = chunk.iter().map(|b| b.time).collect();
-        let encoded: Vec<[u8; crate::store::bar::ENCODED_LEN]> =
+        let encoded: Vec<[u8; crate::bar::ENCODED_LEN]> =
             chunk.iter().map(StoredBar::encode).collect();
         let blobs: Vec<&[u8]> = encoded.iter().map(|b| &b[..]).collect();
         Ok(c.client
@@ -584,7 +584,7 @@ pub async fn bump_changes(client: &Client) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::unpack;
-    use crate::store::bar::StoredBar;
+    use crate::bar::StoredBar;
     use trading_market::volume::Volume;
 
     #[test]

@@ -17,7 +17,8 @@
 //! Then the store records the stream. The follower also refuses, one by
 //! one, any entry that names another store (`follow`).
 
-use super::{message, Applier, Log};
+use super::{message, Log};
+use trading_store::replication::Applier;
 
 /// Why a node may not follow a stream, or could not find out.
 #[derive(Debug)]

@@ -18,9 +18,9 @@ use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::Submitted;
 use trading_market::calendar::Resolution;
 use trading_market::ingest::{BarIn, IngestRequest, TradeIn};
+use trading_store::replication::Submitted;
 
 const VERSION: u8 = 2;
 /// Entries written before they named their market.

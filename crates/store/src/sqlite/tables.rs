@@ -5,12 +5,12 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use trading_pro::types::SymbolInfo;
 
-use crate::store::chain::{child_of, served, Buckets, Dirty};
-use crate::store::{StoredBar, SymbolRecord};
+use crate::chain::{child_of, served, Buckets, Dirty};
+use crate::{StoredBar, SymbolRecord};
 use trading_market::calendar::{Resolution, TradingCalendar};
 use trading_market::source::{Bar, BarQuery, BarsPage};
 
-pub use crate::store::bar::{code, from_code};
+pub use crate::bar::{code, from_code};
 
 fn decode(time: i64, blob: &[u8]) -> rusqlite::Result<StoredBar> {
     StoredBar::decode(time, blob).ok_or_else(|| {

@@ -24,15 +24,15 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::tables;
-use crate::store::chain::{served, Dirty};
-use crate::store::history::History;
-use crate::store::plan::{self, BaseBars, Target, Touched, Work};
-use crate::store::Records;
+use crate::chain::{served, Dirty};
+use crate::plan::{self, BaseBars, Target, Touched, Work};
+use crate::recent::RecentBars;
+use crate::Records;
 use trading_market::calendar::Resolution;
 use trading_market::ingest::{IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS};
 use trading_market::source::UpdateSink;
 
-use crate::store::plan::{Job, MAX_BATCH, MAX_PUBLISHED, QUEUE, QUEUE_WAIT, WATCH_EVERY};
+use crate::plan::{Job, MAX_BATCH, MAX_PUBLISHED, QUEUE, QUEUE_WAIT, WATCH_EVERY};
 
 pub struct Writer {
     jobs: SyncSender<Job>,
@@ -55,7 +55,7 @@ impl Writer {
         checkpoints: Connection,
         path: PathBuf,
         records: Arc<RwLock<Arc<Records>>>,
-        history: Arc<History>,
+        recent: Arc<RecentBars>,
         sink: Arc<dyn UpdateSink>,
     ) -> Writer {
         let (jobs, queue) = mpsc::sync_channel(QUEUE);
@@ -65,7 +65,7 @@ impl Writer {
             path,
             shared: records,
             records: current,
-            history,
+            recent,
             sink,
             data_version: 0,
             last_prune: Instant::now(),
@@ -149,7 +149,7 @@ struct Worker {
     /// What the request path reads; replaced after a commit changes symbols.
     shared: Arc<RwLock<Arc<Records>>>,
     records: Arc<Records>,
-    history: Arc<History>,
+    recent: Arc<RecentBars>,
     sink: Arc<dyn UpdateSink>,
     /// `PRAGMA data_version` when last looked: it changes when another
     /// connection commits.
@@ -199,7 +199,7 @@ impl Worker {
             return;
         }
         self.data_version = version;
-        self.history.external_change();
+        self.recent.external_change();
         match tables::load_symbols(&self.conn) {
             Ok((records, problems)) => {
                 for problem in problems {
@@ -256,7 +256,7 @@ impl Worker {
         }
         // Before anyone hears of the write: kept bars it changed go.
         for id in work.touched.keys() {
-            self.history.written(*id, work.amended.contains(id));
+            self.recent.written(*id, work.amended.contains(id));
         }
         self.publish(&work);
         for (job, answer) in batch.into_iter().zip(answers) {

@@ -7,9 +7,9 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::store::chain::is_base;
-use crate::store::rules::{check_bar, check_step, check_tick, check_trade};
-use crate::store::{Records, StoredBar, SymbolRecord};
+use crate::chain::is_base;
+use crate::rules::{check_bar, check_step, check_tick, check_trade};
+use crate::{Records, StoredBar, SymbolRecord};
 use trading_market::calendar::{Resolution, TradingDay};
 use trading_market::ingest::{BarIn, IngestError, IngestReceipt, TradeIn};
 use trading_market::volume::Volume;
@@ -76,7 +76,7 @@ impl Work {
         for (id, touched) in &self.touched {
             let base = self.new_bases.get(id).copied().or(touched.record.base);
             let Some(base) = base else { continue };
-            for res in crate::store::chain::served(base) {
+            for res in crate::chain::served(base) {
                 let ticker = touched.record.info.ticker.as_str();
                 out.push((*id, ticker, res, touched.newest_before(res)));
             }

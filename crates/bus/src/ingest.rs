@@ -9,9 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::follow::Status;
-use super::{message, Applier, Log, Submitted};
-use crate::store::plan::{self, Work};
+use super::{message, Log};
 use trading_market::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
+use trading_store::plan::{self, Work};
+use trading_store::replication::{Applier, Outcome, Submitted};
 
 /// How long an acknowledged request waits to be applied before the client
 /// is told it is in the log but not applied yet.
@@ -29,7 +30,7 @@ impl LoggedIngest {
     /// outcome at that position for another request is of an earlier
     /// incarnation of the log (deleted and created anew, which this node
     /// has not noticed yet): it waits for the entry of this one.
-    async fn outcome(&self, seq: u64, fingerprint: Option<i64>) -> Option<super::Outcome> {
+    async fn outcome(&self, seq: u64, fingerprint: Option<i64>) -> Option<Outcome> {
         let deadline = tokio::time::Instant::now() + APPLY_WAIT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

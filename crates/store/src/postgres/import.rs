@@ -22,9 +22,9 @@ use trading_pro::types::SymbolInfo;
 use super::schema::WRITE_LOCK;
 use super::tables::{self, Conn, Fail};
 use super::PostgresStore;
-use crate::store::bar::code;
-use crate::store::chain::Dirty;
-use crate::store::{ImportSink, StoreError, StoredBar};
+use crate::bar::code;
+use crate::chain::Dirty;
+use crate::{ImportSink, StoreError, StoredBar};
 use trading_market::calendar::{Resolution, TradingCalendar};
 
 /// Bars buffered before they are sent.

@@ -30,8 +30,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
-use crate::store::Records;
-use trading_market::ingest::{IngestError, IngestReceipt, IngestRequest};
+use trading_store::replication::Applier;
 
 /// A node's bus: the log, how far this node has applied it, and the
 /// ingest it serves.
@@ -188,66 +187,4 @@ pub trait Log: Send + Sync {
     /// The oldest entry the log still holds and the newest (None when it
     /// holds none): what the node looks at to tell whose log it is.
     async fn ends(&self) -> Result<Option<(Entry, Entry)>, BusError>;
-}
-
-/// An ingest request as the log carries it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Submitted {
-    pub request: IngestRequest,
-    pub key: Option<String>,
-    /// The accepting node's clock: every node checks the request against
-    /// this time, so they all decide alike.
-    pub accepted_ms: i64,
-}
-
-/// An entry handed to the store, in log order.
-pub struct Logged {
-    pub seq: u64,
-    /// The entry read before this one (the store refuses an entry whose
-    /// predecessor it has not applied: nothing is applied out of order).
-    pub prev: u64,
-    /// The request, or why its bytes could not be read (every node reads
-    /// the same bytes, so all refuse it alike).
-    pub submitted: Result<Submitted, String>,
-}
-
-/// What applying one entry answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub seq: u64,
-    /// The request's fingerprint, to tell a retry of it from another
-    /// request reusing its key.
-    pub fingerprint: i64,
-    pub result: Result<IngestReceipt, IngestError>,
-}
-
-/// A store that applies log entries exactly once across every node that
-/// shares it.
-#[async_trait]
-pub trait Applier: Send + Sync {
-    /// The symbols as this node sees them, to check a request before it is
-    /// appended.
-    fn records(&self) -> Arc<Records>;
-
-    /// The store's identity, made when it was created: every entry a node
-    /// appends names it, and a node applies only entries that name its own
-    /// (see `owner`).
-    fn market(&self) -> &str;
-
-    /// The incarnation of the log the store follows (`name@epoch`, as in
-    /// `position`), once a node has begun to follow one.
-    async fn followed(&self) -> Result<Option<String>, String>;
-
-    /// Records that the store follows the log incarnation `log`.
-    async fn follow(&self, log: &str) -> Result<(), String>;
-
-    /// How far the log `log` has been applied to the store (0: not at all).
-    /// `log` names one incarnation of a log (its name and epoch).
-    async fn position(&self, log: &str) -> Result<u64, String>;
-
-    /// Applies `entries` (consecutive, in log order) or, for those another
-    /// node applied first, replays what they changed; publishes the changed
-    /// bars to this node's subscribers. Err when the store could not (then
-    /// nothing of it counts, and the entries are handed over again).
-    async fn apply_logged(&self, log: &str, entries: Vec<Logged>) -> Result<Vec<Outcome>, String>;
 }

@@ -8,21 +8,24 @@
 //!
 //! * `bar`: a bar as stored (exact volume, first and last trade times);
 //! * `chain`: which resolution is built from which, and the aggregation;
-//! * `ingest`: the rules for live trades and bars, and `plan`: what a
-//!   request writes, decided before it writes (shared by every writer);
-//! * `history`: closed D/W/M bars kept in memory by a serving store;
+//! * `rules`: what every live trade and bar must follow, and `plan`: what
+//!   a request writes, decided before it writes (shared by every writer);
+//! * `recent`: the newest bars of each series, kept in memory and encoded;
+//! * `replication`: how a store applies a log several nodes share, once;
 //! * `sqlite`: the embedded engine (`--store PATH` or `sqlite:PATH`);
 //! * `postgres`: a PostgreSQL database (`--store postgres://...`), which
-//!   several processes can share.
+//!   several processes can share;
+//! * `import`: the `import` and `export` commands (CSV files in and out).
 //!
-//! Every engine passes the same conformance suite
-//! (`server/tests/store_conformance.rs`).
+//! Every engine passes the same conformance suite.
 
 pub mod bar;
 pub mod chain;
-pub mod history;
+pub mod import;
 pub mod plan;
 pub mod postgres;
+pub mod recent;
+pub mod replication;
 pub mod rules;
 pub mod sqlite;
 
