@@ -1,5 +1,5 @@
 # Sourced (not run) by scripts/test: makes sure the deployment tests
-# (server/tests/deployment.rs) have a real nginx and HAProxy, the load
+# (crates/server/tests/deployment.rs) have a real nginx and HAProxy, the load
 # balancers docs/DEPLOYMENT.md configures.
 #
 # * Found on the PATH or in /usr/sbin: used as they are.

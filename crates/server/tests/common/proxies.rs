@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::store::TempDir;
 
-const DEPLOYMENT: &str = include_str!("../../../docs/DEPLOYMENT.md");
+const DEPLOYMENT: &str = include_str!("../../../../docs/DEPLOYMENT.md");
 
 /// The first fenced block of `language` in docs/DEPLOYMENT.md.
 pub fn documented(language: &str) -> String {

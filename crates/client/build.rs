@@ -4,7 +4,7 @@
 use std::{env, fs, path::Path};
 
 fn main() {
-    let spec_path = "../specs/openapi.yaml";
+    let spec_path = "../../specs/openapi.yaml";
     println!("cargo:rerun-if-changed={spec_path}");
     let text = fs::read_to_string(spec_path).expect("read specs/openapi.yaml");
     let mut raw: serde_json::Value = serde_yaml::from_str(&text).expect("parse specs/openapi.yaml");
@@ -25,7 +25,7 @@ fn main() {
     let out = Path::new(&env::var("OUT_DIR").unwrap()).join("client.rs");
     fs::write(out, prettyplease::unparse(&file)).expect("write generated client");
 
-    let asyncapi_path = "../specs/asyncapi.yaml";
+    let asyncapi_path = "../../specs/asyncapi.yaml";
     println!("cargo:rerun-if-changed={asyncapi_path}");
     let text = fs::read_to_string(asyncapi_path).expect("read specs/asyncapi.yaml");
     let tokens = trading_pro_codegen::asyncapi_messages(&text, false)

@@ -24,7 +24,7 @@ use crate::net::compress::{self, Coding};
 
 /// Where `scripts/build-web` puts the pages in this checkout: the default
 /// for `cargo run`. A server installed elsewhere is given `--web-dir`.
-pub const BUILT_IN_CHECKOUT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/dist");
+pub const BUILT_IN_CHECKOUT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/dist");
 
 /// More than any build of the pages needs (a few MB): a wrong `--web-dir`
 /// (a home directory, say) is refused instead of read into memory.
