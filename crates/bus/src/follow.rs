@@ -359,7 +359,7 @@ async fn read(
                 let entry = Logged {
                     seq: e.seq,
                     prev,
-                    submitted: message::decode(&e.payload),
+                    command: message::decode(&e.payload),
                 };
                 prev = e.seq;
                 entry

@@ -12,7 +12,7 @@ use super::follow::Status;
 use super::{message, Log};
 use trading_market::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
 use trading_store::plan::{self, Work};
-use trading_store::replication::{Applier, Outcome, Submitted};
+use trading_store::replication::{Applier, Command, Outcome, Submitted};
 
 /// How long an acknowledged request waits to be applied before the client
 /// is told it is in the log but not applied yet.
@@ -84,11 +84,11 @@ impl Ingest for LoggedIngest {
         }
         let payload = message::encode(
             self.applier.market(),
-            &Submitted {
+            &Command::Ingest(Submitted {
                 request,
                 key: key.clone(),
                 accepted_ms: now_ms,
-            },
+            }),
         );
         let appended = self
             .log

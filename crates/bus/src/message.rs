@@ -1,18 +1,22 @@
-//! An ingest request as one log entry, in a compact binary form: a batch
-//! of 10,000 bars is about 520 kB, inside NATS's default 1 MiB message
-//! limit (as JSON it would not be).
+//! A log entry's bytes: a versioned envelope around one command of the
+//! replication contract (`trading_store::replication::Command`), in a
+//! compact binary form: a batch of 10,000 bars is about 520 kB, inside
+//! NATS's default 1 MiB message limit (as JSON it would not be).
 //!
-//! Every entry starts with an envelope: version (u8), then from version 2
-//! the market it belongs to (u8 length, then the store's identity, see
+//! The envelope: version (u8), then from version 2 the market the entry
+//! belongs to (u8 length, then the store's identity, see
 //! `Applier::market`), so a node never applies another market's entries
-//! that found their way into its stream. Version 1 entries (from before)
-//! have no market.
+//! that found their way into its stream (version 1 entries, from before,
+//! have no market); then the kind (u8) and the kind's body. Every command
+//! is a kind: 1 and 2 are ingest (trades, bars); a new command is a new
+//! kind, and a node that does not know a kind refuses that entry (its
+//! outcome says so) without touching its store.
 //!
-//! Then (little-endian): kind (1 trades, 2 bars), accepted_ms (i64), key (u16 length, 0xFFFF for none, then bytes),
-//! resolution (u8 length, then bytes; 0 for none), symbols (u32 count,
-//! each u16 length then bytes), items (u32 count; a trade is symbol index
-//! u32, time i64, price f64, size f64; a bar is symbol index u32, time
-//! i64, open, high, low, close, volume f64).
+//! The ingest body (little-endian): accepted_ms (i64), key (u16 length,
+//! 0xFFFF for none, then bytes), resolution (u8 length, then bytes; 0 for
+//! none), symbols (u32 count, each u16 length then bytes), items (u32
+//! count; a trade is symbol index u32, time i64, price f64, size f64; a bar
+//! is symbol index u32, time i64, open, high, low, close, volume f64).
 
 use std::collections::HashMap;
 
@@ -20,7 +24,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use trading_market::calendar::Resolution;
 use trading_market::ingest::{BarIn, IngestRequest, TradeIn};
-use trading_store::replication::Submitted;
+use trading_store::replication::{Command, Submitted};
 
 const VERSION: u8 = 2;
 /// Entries written before they named their market.
@@ -29,8 +33,15 @@ const TRADES: u8 = 1;
 const BARS: u8 = 2;
 const NO_KEY: u16 = u16::MAX;
 
-/// `market` is the store's identity (at most 255 bytes: a UUID).
-pub fn encode(market: &str, s: &Submitted) -> Bytes {
+/// `command` as a log entry of `market` (the store's identity, at most
+/// 255 bytes: a UUID).
+pub fn encode(market: &str, command: &Command) -> Bytes {
+    match command {
+        Command::Ingest(s) => encode_ingest(market, s),
+    }
+}
+
+fn encode_ingest(market: &str, s: &Submitted) -> Bytes {
     let mut out = BytesMut::with_capacity(64 + market.len() + s.request.len() * 52);
     out.put_u8(VERSION);
     let market = &market.as_bytes()[..market.len().min(255)];
@@ -125,10 +136,20 @@ fn envelope(r: &mut Reader<'_>) -> Result<Option<String>, String> {
 }
 
 /// Reads an entry (whichever market it names), or says why it cannot.
-pub fn decode(bytes: &[u8]) -> Result<Submitted, String> {
+pub fn decode(bytes: &[u8]) -> Result<Command, String> {
     let mut r = Reader { bytes, at: 0 };
     envelope(&mut r)?;
-    let kind = r.u8()?;
+    match r.u8()? {
+        kind @ (TRADES | BARS) => decode_ingest(kind, r).map(Command::Ingest),
+        kind => Err(format!(
+            "log entry of kind {kind}: this trading-server knows kinds {TRADES} and {BARS} \
+             (ingest); a newer one wrote it"
+        )),
+    }
+}
+
+fn decode_ingest(kind: u8, mut r: Reader<'_>) -> Result<Submitted, String> {
+    let bytes = r.bytes;
     let accepted_ms = r.i64()?;
     let key = match r.u16()? {
         NO_KEY => None,
@@ -253,7 +274,7 @@ mod tests {
 
     #[test]
     fn requests_come_back_as_they_went_in() {
-        let trades = Submitted {
+        let trades = Command::Ingest(Submitted {
             request: IngestRequest::Trades(vec![
                 TradeIn {
                     symbol: "AAPL".into(),
@@ -276,7 +297,7 @@ mod tests {
             ]),
             key: Some("batch-1".into()),
             accepted_ms: 1_719_841_040_000,
-        };
+        });
         let bytes = encode("market-1", &trades);
         assert_eq!(decode(&bytes).unwrap(), trades);
         assert_eq!(market(&bytes).unwrap().as_deref(), Some("market-1"));
@@ -285,7 +306,7 @@ mod tests {
         old.extend_from_slice(&bytes[2 + "market-1".len()..]);
         assert_eq!(decode(&old).unwrap(), trades);
         assert_eq!(market(&old).unwrap(), None);
-        let bars = Submitted {
+        let bars = Command::Ingest(Submitted {
             request: IngestRequest::Bars {
                 resolution: Some(Resolution::Min5),
                 bars: vec![BarIn {
@@ -300,7 +321,7 @@ mod tests {
             },
             key: None,
             accepted_ms: 0,
-        };
+        });
         assert_eq!(decode(&encode("m", &bars)).unwrap(), bars);
         // Every prefix of an entry is refused, never misread.
         for n in 0..bytes.len() {
@@ -313,5 +334,11 @@ mod tests {
         future[0] = 9;
         assert!(decode(&future).unwrap_err().contains("version 9"));
         assert!(market(&future).is_err());
+        // A kind this node does not know (a newer node's command).
+        let mut newer = bytes.to_vec();
+        newer[2 + "market-1".len()] = 77;
+        let e = decode(&newer).unwrap_err();
+        assert!(e.contains("kind 77") && e.contains("newer"), "{e}");
+        assert_eq!(market(&newer).unwrap().as_deref(), Some("market-1"));
     }
 }

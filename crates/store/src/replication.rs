@@ -21,15 +21,24 @@ pub struct Submitted {
     pub accepted_ms: i64,
 }
 
+/// What one log entry asks the store to do. A log carries more than one
+/// kind (see `trading_bus::message`); each is applied by the same writer,
+/// in log order, exactly once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Trades or bars a feed sent (`POST /api/v1/ingest/*`).
+    Ingest(Submitted),
+}
+
 /// An entry handed to the store, in log order.
 pub struct Logged {
     pub seq: u64,
     /// The entry read before this one (the store refuses an entry whose
     /// predecessor it has not applied: nothing is applied out of order).
     pub prev: u64,
-    /// The request, or why its bytes could not be read (every node reads
+    /// What it asks, or why its bytes could not be read (every node reads
     /// the same bytes, so all refuse it alike).
-    pub submitted: Result<Submitted, String>,
+    pub command: Result<Command, String>,
 }
 
 /// What applying one entry answered.

@@ -30,7 +30,7 @@ use super::tables::{self, Conn, Fail};
 use crate::chain::{served, Dirty};
 use crate::plan::{self, BaseBars, Target, Touched, Work};
 use crate::recent::RecentBars;
-use crate::replication::{Logged, Outcome};
+use crate::replication::{Command, Logged, Outcome};
 use crate::Records;
 use trading_market::calendar::Resolution;
 use trading_market::ingest::{IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS};
@@ -496,8 +496,8 @@ impl Worker {
         let mut now_ms = self.now_ms;
         let mut applied = Vec::with_capacity(fresh.len());
         for entry in &fresh {
-            let (fingerprint, result) = match &entry.submitted {
-                Ok(s) => {
+            let (fingerprint, result) = match &entry.command {
+                Ok(Command::Ingest(s)) => {
                     now_ms = now_ms.max(s.accepted_ms);
                     let result =
                         in_savepoint(conn, &self.records, &s.request, &s.key, s.accepted_ms, work)
