@@ -21,13 +21,17 @@
 
 pub mod bar;
 pub mod chain;
+pub mod effects;
+pub mod engine;
 pub mod import;
 pub mod plan;
 pub mod postgres;
 pub mod recent;
 pub mod replication;
 pub mod rules;
+pub mod served;
 pub mod sqlite;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -19,18 +19,11 @@ use trading_market::calendar::{Resolution, TradingCalendar};
 use trading_market::source::{Bar, BarQuery, BarsPage};
 
 /// A failed query, or a row that does not read as what it should be.
-#[derive(Debug)]
-pub struct Fail(pub String);
+pub use crate::engine::Fail;
 
 impl From<tokio_postgres::Error> for Fail {
     fn from(e: tokio_postgres::Error) -> Self {
         Fail(io::describe(&e))
-    }
-}
-
-impl std::fmt::Display for Fail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -14,42 +14,36 @@
 //!
 //! Closed D/W/M bars are kept in memory (`store::history`).
 
+mod engine;
+mod logged;
 mod schema;
 mod tables;
-mod writer;
+
+pub use engine::SqliteEngine;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use rusqlite::Connection;
 use trading_pro::types::SymbolInfo;
 
 use crate::chain::{is_base, Dirty};
-use crate::recent;
+use crate::served::ServedStore;
 use crate::{
     calendar_of, check_info, ImportSink, Records, Registered, Store, StoreError, StoredBar,
     SymbolRecord,
 };
-use trading_market::bars_json::{EncodedRun, PriceFormat};
 use trading_market::calendar::{Resolution, TradingCalendar};
-use trading_market::catalog::{Catalog, Symbol};
-use trading_market::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
-use trading_market::source::{
-    Bar, BarQuery, BarsPage, DataSource, Live, Quote, SourceError, UpdateSink,
-};
+use trading_market::source::UpdateSink;
 
+use engine::Pool;
 use schema::Role;
 
+/// An SQLite store as the import and export commands use it (see
+/// [`Store`]); [`SqliteStore::open_for_serving`] serves one.
 pub struct SqliteStore {
     path: PathBuf,
     readers: Pool,
-    /// The symbols as of the last change the server saw.
-    records: Arc<RwLock<Arc<Records>>>,
-    /// Closed D/W/M bars kept in memory (see `history`).
-    recent: Arc<recent::RecentBars>,
-    /// Present in the server: the one thread that writes.
-    writer: Option<writer::Writer>,
 }
 
 fn failed(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -81,36 +75,29 @@ impl SqliteStore {
         let store = SqliteStore {
             path: path.to_path_buf(),
             readers: Pool::new(path),
-            records: Arc::default(),
-            recent: Arc::default(),
-            writer: None,
         };
-        let records = store.load_records(&conn)?;
-        *store
-            .records
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(records);
+        // A store whose symbols do not load is refused now, not served.
+        store.load_records(&conn)?;
         Ok(store)
     }
 
-    /// Opens the store for the server: it also takes ingest, and pushes the
-    /// bars every write changes to `sink`.
+    /// Opens the store for the server: it also takes ingest (and a shared
+    /// log's entries), and pushes the bars every write changes to `sink`.
     pub fn open_for_serving(
         path: &Path,
         sink: Arc<dyn UpdateSink>,
-    ) -> Result<SqliteStore, StoreError> {
-        let mut store = SqliteStore::open(path)?;
-        let conn = schema::connect(path, Role::Writer).map_err(failed(path))?;
-        let checkpoints = schema::connect(path, Role::Checkpoint).map_err(failed(path))?;
-        store.writer = Some(writer::Writer::start(
-            conn,
-            checkpoints,
-            path.to_path_buf(),
-            Arc::clone(&store.records),
-            Arc::clone(&store.recent),
-            sink,
-        ));
-        Ok(store)
+    ) -> Result<ServedStore<SqliteEngine>, StoreError> {
+        let store = SqliteStore::open(path)?;
+        let conn = schema::connect(path, Role::Read).map_err(failed(path))?;
+        // The change counter first: an import committing meanwhile is
+        // noticed by the writer later.
+        let changes = conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(failed(path))?;
+        let records = store.load_records(&conn)?;
+        let market = logged::market(&conn).map_err(failed(path))?;
+        ServedStore::start(SqliteEngine::new(path, market), records, changes, sink)
+            .map_err(|e| StoreError::Failed(format!("store {}: {e}", path.display())))
     }
 
     fn load_records(&self, conn: &Connection) -> Result<Records, StoreError> {
@@ -122,196 +109,6 @@ impl SqliteStore {
             )));
         }
         Records::new(records).map_err(StoreError::Failed)
-    }
-
-    fn snapshot(&self) -> Arc<Records> {
-        Arc::clone(&self.records.read().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// The record behind a catalog symbol and its base resolution, or None
-    /// for a symbol without bars.
-    fn base_of(&self, symbol: &Symbol) -> Option<(i64, Resolution)> {
-        let records = self.snapshot();
-        let record = records.get(symbol)?;
-        Some((record.id, record.base?))
-    }
-
-    /// The kept bars of a series (`history`), built if missing or stale,
-    /// and the bars after them: kept too while the symbol has not been
-    /// written since, else read from the file.
-    fn kept(
-        &self,
-        symbol: &Symbol,
-        id: i64,
-        res: Resolution,
-    ) -> Result<(Arc<recent::Entry>, Vec<Bar>), SourceError> {
-        let stamp = self.recent.stamp(id);
-        if let Some(entry) = self.recent.get(id, res, stamp.0) {
-            if let Some(tail) = entry.tail(stamp.1) {
-                let tail = tail.to_vec();
-                return Ok((entry, tail));
-            }
-            let tail =
-                self.read(|conn| tables::since(conn, id, res, entry.cutoff, recent::MAX_TAIL + 1))?;
-            if tail.len() <= recent::MAX_TAIL {
-                return Ok((entry, tail.iter().map(StoredBar::to_bar).collect()));
-            }
-        }
-        let newest = self.read(|conn| tables::since(conn, id, res, i64::MIN, recent::WINDOW))?;
-        let newest: Vec<Bar> = newest.iter().map(StoredBar::to_bar).collect();
-        let prices = PriceFormat::for_pricescale(symbol.info.pricescale);
-        Ok(self.recent.put(id, res, stamp, newest, prices))
-    }
-
-    fn read<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, SourceError> {
-        self.readers
-            .with(f)
-            .map_err(|e| SourceError::Unavailable(format!("store {}: {e}", self.path.display())))
-    }
-}
-
-/// Read-only connections, reused across requests.
-struct Pool {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-}
-
-impl Pool {
-    fn new(path: &Path) -> Pool {
-        Pool {
-            path: path.to_path_buf(),
-            idle: Mutex::default(),
-        }
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => schema::connect(&self.path, Role::Read)?,
-        };
-        let result = f(&conn);
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        // As many as ever ran at once are kept: the request workers.
-        if idle.len() < 16 {
-            idle.push(conn);
-        }
-        result
-    }
-}
-
-#[async_trait]
-impl DataSource for SqliteStore {
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-
-    fn describe(&self) -> String {
-        self.path.display().to_string()
-    }
-
-    fn catalog(&self) -> Arc<Catalog> {
-        Arc::clone(self.snapshot().catalog())
-    }
-
-    fn live(&self) -> Live {
-        Live::Pushed
-    }
-
-    async fn bars(
-        &self,
-        symbol: &Symbol,
-        res: Resolution,
-        query: &BarQuery,
-        _now_ms: i64,
-    ) -> Result<BarsPage, SourceError> {
-        let Some((id, _)) = self.base_of(symbol) else {
-            return Ok(BarsPage {
-                bars: Vec::new(),
-                no_data: true,
-                next_time: None,
-            });
-        };
-        let (entry, tail) = self.kept(symbol, id, res)?;
-        match entry.page(&tail, query) {
-            Some(page) => Ok(page),
-            // Reaching back before the kept bars: from the file.
-            None => self.read(|conn| tables::page(conn, id, res, query)),
-        }
-    }
-
-    fn encoded_history(
-        &self,
-        symbol: &Symbol,
-        res: Resolution,
-        _now_ms: i64,
-    ) -> Option<Arc<EncodedRun>> {
-        let (id, _) = self.base_of(symbol)?;
-        let (stamp, _) = self.recent.stamp(id);
-        self.recent
-            .get(id, res, stamp)
-            .map(|entry| Arc::clone(&entry.run))
-    }
-
-    async fn current_bar(
-        &self,
-        symbol: &Symbol,
-        res: Resolution,
-        _now_ms: i64,
-    ) -> Result<Option<Bar>, SourceError> {
-        let Some((id, _)) = self.base_of(symbol) else {
-            return Ok(None);
-        };
-        self.read(|conn| tables::latest_bar(conn, id, res))
-    }
-
-    async fn quote(&self, symbol: &Symbol, _now_ms: i64) -> Result<Option<Quote>, SourceError> {
-        let Some((id, base)) = self.base_of(symbol) else {
-            return Ok(None);
-        };
-        // The trading day and the one before it, from the kept daily bars.
-        let (entry, tail) = self.kept(symbol, id, Resolution::Day)?;
-        let mut days = entry.bars().iter().chain(&tail).rev();
-        let (Some(today), yesterday) = (days.next().copied(), days.next()) else {
-            return Ok(None);
-        };
-        let last = if base == Resolution::Day {
-            today.close
-        } else {
-            match self.read(|conn| tables::latest(conn, id, base, 1))?.first() {
-                Some(bar) => bar.close,
-                None => return Ok(None),
-            }
-        };
-        let prev_close = yesterday.map_or(today.open, |d| d.close);
-        let change = last - prev_close;
-        Ok(Some(Quote {
-            last,
-            bid: None,
-            ask: None,
-            open: today.open,
-            high: today.high,
-            low: today.low,
-            prev_close,
-            volume: today.volume,
-            change,
-            change_percent: if prev_close != 0.0 {
-                change / prev_close * 100.0
-            } else {
-                0.0
-            },
-        }))
-    }
-
-    fn ingest(&self) -> Option<&dyn Ingest> {
-        self.writer.as_ref().map(|w| w as &dyn Ingest)
     }
 }
 
@@ -491,17 +288,5 @@ impl Drop for SqliteImport<'_> {
         if self.open {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
-    }
-}
-
-#[async_trait]
-impl Ingest for writer::Writer {
-    async fn apply(
-        &self,
-        request: IngestRequest,
-        key: Option<String>,
-        now_ms: i64,
-    ) -> Result<IngestReceipt, IngestError> {
-        self.submit(request, key, now_ms).await
     }
 }

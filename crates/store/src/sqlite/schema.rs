@@ -10,6 +10,11 @@
 //! * `ingest_keys`: `Idempotency-Key`s of applied ingest requests, with
 //!   what each answered, kept for a day.
 //! * `meta`: counters (`gen`).
+//! * `bus_logs` and `bus_outcomes`: how far a shared log is applied and
+//!   what its entries answered and changed (`logged`); `market`: the
+//!   store's identity and the log it follows (see `replication`). The
+//!   same replication path as PostgreSQL's, for a single node that
+//!   follows a log (several nodes share a PostgreSQL store).
 //!
 //! `PRAGMA user_version` is the schema version; [`migrate`] brings an older
 //! file up to date when it is opened, inside one transaction.
@@ -50,6 +55,28 @@ const MIGRATIONS: &[&str] = &[
          created_ms INTEGER NOT NULL,
          PRIMARY KEY (endpoint, key)
      ) WITHOUT ROWID;",
+    // 2: replication: how far each log is applied, what each applied entry
+    // answered and changed, and the store's identity and followed log.
+    "CREATE TABLE bus_logs (
+         log TEXT PRIMARY KEY,
+         seq INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE bus_outcomes (
+         log TEXT NOT NULL,
+         seq INTEGER NOT NULL,
+         fingerprint INTEGER NOT NULL,
+         outcome TEXT NOT NULL,
+         effects TEXT,
+         created_ms INTEGER NOT NULL,
+         PRIMARY KEY (log, seq)
+     ) WITHOUT ROWID;
+     CREATE INDEX bus_outcomes_created ON bus_outcomes (created_ms);
+     CREATE TABLE market (
+         one INTEGER PRIMARY KEY CHECK (one = 1),
+         id TEXT NOT NULL,
+         stream TEXT
+     );
+     INSERT INTO market (one, id) VALUES (1, lower(hex(randomblob(16))));",
 ];
 
 /// How long a writer waits for another (an import in another process) to

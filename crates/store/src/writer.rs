@@ -1,43 +1,44 @@
-//! The server's one writer: a task on the store's runtime that owns a
-//! connection of its own.
+//! A serving store's one writer, for every engine: a task that owns the
+//! engine's write connection ([`WriteConn`]).
 //!
-//! As on the embedded store: ingest requests queue here (bounded: a full
-//! queue makes the request wait, not the server grow); the task takes
-//! every request waiting and applies them in one transaction, each inside
-//! a savepoint so one bad request does not undo the others. Only after
-//! the commit (durable: PostgreSQL has flushed its log) does it publish
-//! the changed bars, in commit order, and answer.
+//! Ingest requests queue here (bounded: a full queue makes the request
+//! wait, not the server grow). The writer takes every request waiting and
+//! applies them in one transaction, each inside a savepoint so one bad
+//! request does not undo the others; one commit (one sync to disk) then
+//! makes all of them durable. Only after that does it publish the changed
+//! bars, in commit order (so a subscriber never sees a bar that a crash
+//! could take back), and answer.
 //!
-//! Between requests it watches the change counter that every import and
-//! symbol update bumps in its own transaction (`meta.changes`), and then
-//! refreshes the symbols and the followed topics' live bars. A counter
-//! read by primary key every 250 ms costs next to nothing and cannot be
-//! missed: a LISTEN/NOTIFY would need a connection kept listening, and a
-//! notification sent while that connection was being re-established would
-//! be lost.
+//! Entries of a shared log (`replication`) come here too, in log order:
+//! those the store has applied already (another node was first) are
+//! answered and published from the store's record of them; the rest are
+//! applied in one transaction that also records what they answered and
+//! changed, and how far the log is applied.
+//!
+//! Between requests the writer looks for commits by other processes (an
+//! import): the engine's change counter. Then it reloads the symbols and
+//! the followed topics' live bars.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::Config;
-
-use super::logged::{self, Effects, OUTCOME_RETENTION_MS};
-use super::schema::WRITE_LOCK;
-use super::tables::{self, Conn, Fail};
-use crate::chain::{served, Dirty};
-use crate::plan::{self, BaseBars, Target, Touched, Work};
-use crate::recent::RecentBars;
-use crate::replication::{Command, Logged, Outcome};
-use crate::Records;
 use trading_market::calendar::Resolution;
 use trading_market::ingest::{IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS};
 use trading_market::source::UpdateSink;
 
-use crate::plan::{Job, MAX_BATCH, MAX_PUBLISHED, QUEUE, QUEUE_WAIT, WATCH_EVERY};
+use crate::chain::{served, Dirty};
+use crate::effects::{self, Effects, OUTCOME_RETENTION_MS};
+use crate::engine::{Fail, WriteConn};
+use crate::plan::{self, BaseBars, Job, Target, Touched, Work};
+use crate::plan::{MAX_BATCH, MAX_PUBLISHED, QUEUE, QUEUE_WAIT, WATCH_EVERY};
+use crate::recent::RecentBars;
+use crate::replication::{Command, Logged, Outcome};
+use crate::Records;
 
+/// The request path's handle on the writer.
 pub struct Writer {
     jobs: mpsc::Sender<Task>,
 }
@@ -46,7 +47,7 @@ pub struct Writer {
 enum Task {
     /// An ingest request of this node (without a bus).
     Direct(Job),
-    /// Entries of a bus log, in order (see `crate::bus`).
+    /// Entries of a shared log, in order (see `replication`).
     Logged {
         log: String,
         entries: Vec<Logged>,
@@ -59,22 +60,25 @@ pub struct Shared {
     pub records: Arc<RwLock<Arc<Records>>>,
     pub recent: Arc<RecentBars>,
     pub sink: Arc<dyn UpdateSink>,
-    /// Why the database cannot be reached, as of the last look (every
-    /// [`WATCH_EVERY`] at most); None while it can.
-    pub problem: Arc<std::sync::Mutex<Option<String>>>,
+    /// Why the store cannot be written or read, as of the writer's last
+    /// look (every [`WATCH_EVERY`] at most); None while it can.
+    pub problem: Arc<Mutex<Option<String>>>,
 }
 
 impl Writer {
-    /// Starts the writer task on `runtime`, on the connection `conn`
-    /// (reopened from `config` if it is lost).
-    pub fn start(
-        runtime: &tokio::runtime::Handle,
-        conn: Conn,
-        config: Config,
+    /// The writer loop on `conn`, to be run where the engine runs its
+    /// writes, and the handle that feeds it. `shown` names the store in
+    /// log lines; `changes` is the engine's change counter as the records
+    /// were loaded.
+    pub fn new<W: WriteConn>(
+        conn: W,
         shown: String,
         changes: i64,
         shared: Shared,
-    ) -> Writer {
+    ) -> (
+        Writer,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let records = Arc::clone(
             &shared
@@ -83,8 +87,7 @@ impl Writer {
                 .unwrap_or_else(PoisonError::into_inner),
         );
         let worker = Worker {
-            conn: Some(conn),
-            config,
+            conn,
             shown,
             records,
             shared,
@@ -92,8 +95,7 @@ impl Writer {
             last_prune: Instant::now(),
             now_ms: 0,
         };
-        runtime.spawn(worker.run(queue));
-        Writer { jobs }
+        (Writer { jobs }, worker.run(queue))
     }
 
     /// Queues a request and waits for its answer.
@@ -143,39 +145,26 @@ impl Writer {
     }
 }
 
-/// The writer's connection, reopened if it was lost.
-async fn connected<'a>(conn: &'a mut Option<Conn>, config: &Config) -> Result<&'a Conn, Fail> {
-    if conn.as_ref().is_some_and(Conn::is_closed) {
-        *conn = None;
-    }
-    if conn.is_none() {
-        *conn = Some(Conn::open(config).await?);
-    }
-    conn.as_ref().ok_or_else(|| Fail("no connection".into()))
-}
-
 fn stopped() -> IngestError {
     IngestError::Unavailable("the store's writer has stopped".into())
 }
 
-struct Worker {
-    /// None after the connection failed, until it is reopened.
-    conn: Option<Conn>,
-    config: Config,
-    /// The database, for log lines (without a password).
+struct Worker<W> {
+    conn: W,
+    /// The store, for log lines (without a password).
     shown: String,
     /// The symbols as the writer sees them (`shared.records` is what the
     /// request path reads; replaced after a commit changes symbols).
     records: Arc<Records>,
     shared: Shared,
-    /// `meta.changes` when last looked.
+    /// The engine's change counter when last looked.
     changes: i64,
     last_prune: Instant,
     /// The newest request's clock, for expiring idempotency keys.
     now_ms: i64,
 }
 
-impl Worker {
+impl<W: WriteConn> Worker<W> {
     async fn run(mut self, mut queue: mpsc::Receiver<Task>) {
         // A logged task met while gathering direct jobs: next.
         let mut held: Option<Task> = None;
@@ -221,12 +210,10 @@ impl Worker {
     }
 
     /// Another process committed (an import): serve its symbols, and give
-    /// the followed topics their bars as they are now.
+    /// the followed topics their bars as they are now. The store's health
+    /// follows what the look found.
     async fn watch(&mut self) {
-        let changes = match connected(&mut self.conn, &self.config).await {
-            Ok(conn) => tables::changes(conn).await,
-            Err(e) => Err(e),
-        };
+        let changes = self.conn.changes().await;
         let problem = changes
             .as_ref()
             .err()
@@ -256,14 +243,11 @@ impl Worker {
         self.refresh().await;
     }
 
-    /// Serves what is in the database now: its symbols, every kept bar
-    /// read again, and the followed topics' newest bars.
+    /// Serves what is in the store now: its symbols, every kept bar read
+    /// again, and the followed topics' newest bars.
     async fn refresh(&mut self) {
         self.shared.recent.external_change();
-        let Ok(conn) = connected(&mut self.conn, &self.config).await else {
-            return;
-        };
-        match tables::load_symbols(&conn.client).await {
+        match self.conn.load_symbols().await {
             Ok((records, problems)) => {
                 for problem in problems {
                     eprintln!("store {}: {problem}", self.shown);
@@ -274,15 +258,12 @@ impl Worker {
             }
             Err(e) => eprintln!("store {}: cannot reload symbols: {e}", self.shown),
         }
-        let Some(conn) = self.conn.as_ref() else {
-            return;
-        };
         for (ticker, res) in self.shared.sink.followed() {
             let Some(record) = self.records.lookup(&ticker) else {
                 continue;
             };
             if record.base.is_some_and(|base| res >= base) {
-                if let Ok(Some(bar)) = tables::latest_bar(conn, record.id, res).await {
+                if let Ok(Some(bar)) = self.conn.latest_bar(record.id, res).await {
                     self.shared.sink.publish(&record.info.ticker, res, bar);
                 }
             }
@@ -299,16 +280,19 @@ impl Worker {
         self.records = records;
     }
 
-    /// Forgets idempotency keys older than their retention, now and then.
+    /// Forgets idempotency keys and recorded outcomes older than their
+    /// retention, now and then.
     async fn prune(&mut self) {
         if self.last_prune.elapsed() < Duration::from_secs(600) || self.now_ms == 0 {
             return;
         }
         self.last_prune = Instant::now();
-        if let Some(conn) = &self.conn {
-            let _ = tables::prune_keys(&conn.client, self.now_ms - KEY_RETENTION_MS).await;
-            let _ = logged::prune(conn, self.now_ms - OUTCOME_RETENTION_MS).await;
-        }
+        self.conn
+            .prune(
+                self.now_ms - KEY_RETENTION_MS,
+                self.now_ms - OUTCOME_RETENTION_MS,
+            )
+            .await;
     }
 
     async fn apply(&mut self, batch: Vec<Job>) {
@@ -322,10 +306,10 @@ impl Worker {
             }
             return;
         }
-        let mut effects = effects_of(&work);
-        if let Ok(conn) = connected(&mut self.conn, &self.config).await {
-            let _ = changed_bars(conn, &work, &mut effects).await;
-        }
+        let mut effects = effects::effects_of(&work);
+        // Committed: a failed read of what changed costs its live updates,
+        // never the write (the next look publishes the newest bars).
+        let _ = self.changed_bars(&work, &mut effects).await;
         self.take_in(&effects).await;
         for (job, answer) in batch.into_iter().zip(answers) {
             let _ = job.reply.send(answer);
@@ -334,9 +318,7 @@ impl Worker {
 
     /// Ends a failed transaction; the reason, as clients are told.
     async fn rolled_back(&mut self, e: Fail) -> String {
-        if let Some(conn) = &self.conn {
-            let _ = conn.client.batch_execute("ROLLBACK").await;
-        }
+        self.conn.rollback().await;
         let why = format!("the store could not apply the request: {e}");
         eprintln!("store {}: {why}", self.shown);
         why
@@ -376,28 +358,16 @@ impl Worker {
         work: &mut Work,
         answers: &mut Vec<Result<IngestReceipt, IngestError>>,
     ) -> Result<(), Fail> {
-        let conn = connected(&mut self.conn, &self.config).await?;
-        conn.client
-            .batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
-            ))
-            .await?;
+        self.conn.begin(false).await?;
         let mut now_ms = self.now_ms;
         for job in batch {
             now_ms = now_ms.max(job.now_ms);
-            answers.push(
-                in_savepoint(
-                    conn,
-                    &self.records,
-                    &job.request,
-                    &job.key,
-                    job.now_ms,
-                    work,
-                )
-                .await?,
-            );
+            let answer = self
+                .in_savepoint(&job.request, &job.key, job.now_ms, work)
+                .await?;
+            answers.push(answer);
         }
-        conn.client.batch_execute("COMMIT").await?;
+        self.conn.commit().await?;
         self.now_ms = now_ms;
         Ok(())
     }
@@ -434,24 +404,18 @@ impl Worker {
         entries: &[Logged],
         work: &mut Work,
     ) -> Result<(Vec<Outcome>, Vec<Option<Effects>>), Fail> {
-        let conn = connected(&mut self.conn, &self.config).await?;
-        // Without waiting for the log flush: the entries are durable in
-        // the bus already, and the position commits with what they wrote,
-        // so a commit PostgreSQL loses in a crash is applied again from
-        // the bus, exactly once.
-        conn.client
-            .batch_execute(&format!(
-                "BEGIN; SET LOCAL synchronous_commit = off; \
-                 SELECT pg_advisory_xact_lock({WRITE_LOCK})"
-            ))
-            .await?;
-        let position = logged::position(conn, log).await?;
+        // The entries are durable in the bus already, and the position
+        // commits with what they wrote, so a commit the store loses in a
+        // crash is applied again from the bus, exactly once.
+        self.conn.begin(true).await?;
+        let position = self.conn.position(log).await?;
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut taken = Vec::new();
         let (done, fresh): (Vec<&Logged>, Vec<&Logged>) =
             entries.iter().partition(|e| e.seq <= position);
         if let (Some(first), Some(last)) = (done.first(), done.last()) {
-            let mut recorded = logged::recorded(conn, log, first.seq, last.seq).await?;
+            let rows = self.conn.recorded(log, first.seq, last.seq).await?;
+            let mut recorded = effects::read_rows(rows)?;
             let mut forgotten = false;
             for entry in &done {
                 match recorded.remove(&entry.seq) {
@@ -484,7 +448,7 @@ impl Worker {
             }
         }
         let Some(first) = fresh.first() else {
-            conn.client.batch_execute("COMMIT").await?;
+            self.conn.commit().await?;
             return Ok((outcomes, taken));
         };
         if first.prev != position {
@@ -499,9 +463,9 @@ impl Worker {
             let (fingerprint, result) = match &entry.command {
                 Ok(Command::Ingest(s)) => {
                     now_ms = now_ms.max(s.accepted_ms);
-                    let result =
-                        in_savepoint(conn, &self.records, &s.request, &s.key, s.accepted_ms, work)
-                            .await?;
+                    let result = self
+                        .in_savepoint(&s.request, &s.key, s.accepted_ms, work)
+                        .await?;
                     (s.request.fingerprint(), result)
                 }
                 Err(why) => (
@@ -514,12 +478,13 @@ impl Worker {
             };
             applied.push((entry.seq, fingerprint, result));
         }
-        let mut effects = effects_of(work);
-        changed_bars(conn, work, &mut effects).await?;
-        logged::record(conn, log, &applied, &effects, now_ms).await?;
+        let mut effects = effects::effects_of(work);
+        self.changed_bars(work, &mut effects).await?;
+        let rows = effects::rows_of(&applied, &effects)?;
+        self.conn.record(log, &rows, now_ms).await?;
         let last = applied.last().map_or(position, |a| a.0);
-        logged::set_position(conn, log, last).await?;
-        conn.client.batch_execute("COMMIT").await?;
+        self.conn.set_position(log, last).await?;
+        self.conn.commit().await?;
         self.now_ms = now_ms;
         outcomes.extend(
             applied
@@ -533,151 +498,134 @@ impl Worker {
         taken.push(Some(effects));
         Ok((outcomes, taken))
     }
-}
 
-/// What a transaction's `work` changed, but its bars.
-fn effects_of(work: &Work) -> Effects {
-    Effects {
-        published: Vec::new(),
-        touched: work
-            .touched
-            .keys()
-            .map(|id| (*id, work.amended.contains(id)))
-            .collect(),
-        new_bases: work
-            .new_bases
-            .iter()
-            .map(|(id, res)| (*id, res.as_str().to_string()))
-            .collect(),
-    }
-}
-
-/// The bars a transaction changed, into `effects`: every bar from the
-/// newest before it on, in order, for each resolution of each symbol it
-/// touched. Read inside the transaction or after its commit.
-async fn changed_bars(conn: &Conn, work: &Work, effects: &mut Effects) -> Result<(), Fail> {
-    let wanted = work.to_publish();
-    // All at once: the connection pipelines them, one round trip in all.
-    let reads = wanted.iter().map(|(id, _, res, before)| {
-        tables::since(conn, *id, *res, before.unwrap_or(i64::MIN), MAX_PUBLISHED)
-    });
-    let read = futures_util::future::try_join_all(reads).await?;
-    for ((_, ticker, res, _), bars) in wanted.iter().zip(read) {
-        for bar in bars {
-            effects.publish(ticker, *res, &bar.to_bar());
-        }
-    }
-    Ok(())
-}
-
-/// One request inside a savepoint, so refusing it undoes only its writes.
-async fn in_savepoint(
-    conn: &Conn,
-    records: &Records,
-    request: &IngestRequest,
-    key: &Option<String>,
-    now_ms: i64,
-    work: &mut Work,
-) -> Result<Result<IngestReceipt, IngestError>, Fail> {
-    conn.client.batch_execute("SAVEPOINT job").await?;
-    let bases_before = work.new_bases.clone();
-    let answer = job_in(conn, records, request, key, now_ms, work).await?;
-    if answer.is_ok() {
-        conn.client.batch_execute("RELEASE job").await?;
-    } else {
-        conn.client
-            .batch_execute("ROLLBACK TO job; RELEASE job")
-            .await?;
-        work.new_bases = bases_before;
-    }
-    Ok(answer)
-}
-
-/// One request: its key, its validation, its writes.
-async fn job_in(
-    conn: &Conn,
-    records: &Records,
-    request: &IngestRequest,
-    key: &Option<String>,
-    now_ms: i64,
-    work: &mut Work,
-) -> Result<Result<IngestReceipt, IngestError>, Fail> {
-    let endpoint = request.endpoint();
-    let fingerprint = request.fingerprint();
-    if let Some(key) = key {
-        if let Some((stored, applied, created)) = tables::find_key(conn, endpoint, key).await? {
-            if created >= now_ms - KEY_RETENTION_MS {
-                return Ok(plan::replay(key, endpoint, fingerprint, (stored, applied)));
+    /// The bars a transaction changed, into `effects`: every bar from the
+    /// newest before it on, in order, for each resolution of each symbol
+    /// it touched. Read inside the transaction or after its commit.
+    async fn changed_bars(&mut self, work: &Work, effects: &mut Effects) -> Result<(), Fail> {
+        for (id, ticker, res, before) in work.to_publish() {
+            let bars = self
+                .conn
+                .since(id, res, before.unwrap_or(i64::MIN), MAX_PUBLISHED)
+                .await?;
+            for bar in bars {
+                effects.publish(ticker, res, &bar.to_bar());
             }
         }
+        Ok(())
     }
-    let planned = match request {
-        IngestRequest::Trades(trades) => match plan::trades(records, trades, now_ms, work) {
-            Ok((targets, placed)) => {
-                // Every bar the trades land in, read in one round trip.
-                let stored = tables::get_many(conn, &plan::bars_to_read(&placed)).await?;
-                plan::fold(placed, trades, &stored).map(|bars| (targets, bars))
-            }
-            Err(e) => Err(e),
-        },
-        IngestRequest::Bars { resolution, bars } => {
-            plan::bars(records, *resolution, bars, now_ms, work)
-        }
-    };
-    let (targets, bars) = match planned {
-        Ok(planned) => planned,
-        Err(e) => return Ok(Err(e)),
-    };
-    write(conn, &targets, bars, work).await?;
-    let applied = request.len();
-    if let Some(key) = key {
-        tables::insert_key(conn, endpoint, key, fingerprint, applied as i64, now_ms).await?;
-    }
-    Ok(Ok(IngestReceipt { applied }))
-}
 
-/// Stores base bars and rebuilds the coarser ones over them.
-async fn write(
-    conn: &Conn,
-    targets: &[Target],
-    bars: BaseBars,
-    work: &mut Work,
-) -> Result<(), Fail> {
-    for Target {
-        record, base, new, ..
-    } in targets
-    {
-        if let Entry::Vacant(slot) = work.touched.entry(record.id) {
-            let resolutions: Vec<Resolution> = served(*base).collect();
-            let before = tables::newest_times(conn, record.id, &resolutions).await?;
-            slot.insert(Touched {
-                record: record.clone(),
-                before,
-            });
+    /// One request inside a savepoint, so refusing it undoes only its
+    /// writes.
+    async fn in_savepoint(
+        &mut self,
+        request: &IngestRequest,
+        key: &Option<String>,
+        now_ms: i64,
+        work: &mut Work,
+    ) -> Result<Result<IngestReceipt, IngestError>, Fail> {
+        self.conn.savepoint().await?;
+        let bases_before = work.new_bases.clone();
+        let answer = self.job(request, key, now_ms, work).await?;
+        if answer.is_ok() {
+            self.conn.release().await?;
+        } else {
+            self.conn.rollback_to_savepoint().await?;
+            work.new_bases = bases_before;
         }
-        if *new {
-            tables::set_base(conn, record.id, *base).await?;
-            work.new_bases.insert(record.id, *base);
+        Ok(answer)
+    }
+
+    /// One request: its key, its validation, its writes.
+    async fn job(
+        &mut self,
+        request: &IngestRequest,
+        key: &Option<String>,
+        now_ms: i64,
+        work: &mut Work,
+    ) -> Result<Result<IngestReceipt, IngestError>, Fail> {
+        let endpoint = request.endpoint();
+        let fingerprint = request.fingerprint();
+        if let Some(key) = key {
+            if let Some((stored, applied, created)) = self.conn.find_key(endpoint, key).await? {
+                if created >= now_ms - KEY_RETENTION_MS {
+                    return Ok(plan::replay(key, endpoint, fingerprint, (stored, applied)));
+                }
+            }
         }
-    }
-    // Grouped by symbol (and so by base), in time order.
-    let mut grouped: BTreeMap<i64, (Resolution, Vec<_>)> = BTreeMap::new();
-    for ((id, _), (base, bar)) in bars {
-        work.note_written(id, base, bar.time);
-        grouped.entry(id).or_insert((base, Vec::new())).1.push(bar);
-    }
-    let mut dirty: HashMap<i64, Dirty> = HashMap::new();
-    for (id, (base, bars)) in &grouped {
-        tables::write_many(conn, *id, *base, bars).await?;
-        let d = dirty.entry(*id).or_default();
-        for bar in bars {
-            d.add(bar.time);
+        let records = Arc::clone(&self.records);
+        let planned = match request {
+            IngestRequest::Trades(trades) => match plan::trades(&records, trades, now_ms, work) {
+                Ok((targets, placed)) => {
+                    // Every bar the trades land in, read at once.
+                    let stored = self.conn.get_many(&plan::bars_to_read(&placed)).await?;
+                    plan::fold(placed, trades, &stored).map(|bars| (targets, bars))
+                }
+                Err(e) => Err(e),
+            },
+            IngestRequest::Bars { resolution, bars } => {
+                plan::bars(&records, *resolution, bars, now_ms, work)
+            }
+        };
+        let (targets, bars) = match planned {
+            Ok(planned) => planned,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.write(&targets, bars, work).await?;
+        let applied = request.len();
+        if let Some(key) = key {
+            self.conn
+                .insert_key(endpoint, key, fingerprint, applied as i64, now_ms)
+                .await?;
         }
+        Ok(Ok(IngestReceipt { applied }))
     }
-    for Target { record, base, .. } in targets {
-        if let Some(dirty) = dirty.get(&record.id) {
-            tables::rebuild(conn, record.id, &record.calendar, *base, dirty).await?;
+
+    /// Stores base bars and rebuilds the coarser ones over them.
+    async fn write(
+        &mut self,
+        targets: &[Target],
+        bars: BaseBars,
+        work: &mut Work,
+    ) -> Result<(), Fail> {
+        for Target {
+            record, base, new, ..
+        } in targets
+        {
+            if let Entry::Vacant(slot) = work.touched.entry(record.id) {
+                let resolutions: Vec<Resolution> = served(*base).collect();
+                let before = self.conn.newest_times(record.id, &resolutions).await?;
+                slot.insert(Touched {
+                    record: record.clone(),
+                    before,
+                });
+            }
+            if *new {
+                self.conn.set_base(record.id, *base).await?;
+                work.new_bases.insert(record.id, *base);
+            }
         }
+        // Grouped by symbol (and so by base), in time order.
+        let mut grouped: BTreeMap<i64, (Resolution, Vec<_>)> = BTreeMap::new();
+        for ((id, _), (base, bar)) in bars {
+            work.note_written(id, base, bar.time);
+            grouped.entry(id).or_insert((base, Vec::new())).1.push(bar);
+        }
+        let mut dirty: HashMap<i64, Dirty> = HashMap::new();
+        for (id, (base, bars)) in &grouped {
+            self.conn.write_many(*id, *base, bars).await?;
+            let d = dirty.entry(*id).or_default();
+            for bar in bars {
+                d.add(bar.time);
+            }
+        }
+        for Target { record, base, .. } in targets {
+            if let Some(dirty) = dirty.get(&record.id) {
+                self.conn
+                    .rebuild(record.id, &record.calendar, *base, dirty)
+                    .await?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
