@@ -9,18 +9,22 @@
 //! what an import commits without a restart.
 
 pub mod csv;
+mod export;
+mod symbols;
 
-use std::io::{self, BufWriter, IsTerminal, Write};
+pub use export::export;
+use symbols::register;
+
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 use jiff::tz::TimeZone;
-use serde::Deserialize;
 use trading_pro::types::{DataStatus, PriceFormat, SymbolInfo};
 
 use crate::rules::{check_ohlc, check_on_grid, whole_bar};
-use crate::{Registered, Store, StoreError, StoredBar, SymbolRecord};
+use crate::{Store, StoreError, StoredBar, SymbolRecord};
 use trading_market::calendar::{Resolution, TradingCalendar};
 use trading_market::clock::rfc3339;
 use trading_market::volume::{decimals_in, Volume, DECIMALS};
@@ -145,95 +149,6 @@ fn parse_bound(s: &str) -> Result<i64, String> {
     }
 }
 
-/// What a symbol cannot do without in a symbols file; every other field of
-/// `SymbolInfo` has the default the CLI flags use.
-const REQUIRED: [&str; 7] = [
-    "name",
-    "type",
-    "session",
-    "timezone",
-    "exchange",
-    "pricescale",
-    "minmov",
-];
-
-/// The symbols of a symbols file: each entry's `SymbolInfo`, with what it
-/// leaves out filled in (`ticker` and `description` from `name`,
-/// `listed_exchange` from `exchange`, and the CLI flags' defaults); or
-/// every problem of every entry at once, each with its entry.
-fn read_symbols(text: &str) -> Result<Vec<SymbolInfo>, Vec<String>> {
-    let entries: Vec<serde_json::Value> = serde_json::from_str(text)
-        .map_err(|e| vec![format!("not a JSON array of symbols: {e}")])?;
-    let mut infos = Vec::with_capacity(entries.len());
-    let mut problems = Vec::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let Some(fields) = entry.as_object() else {
-            problems.push(format!("entry {i}: not an object"));
-            continue;
-        };
-        let which = match fields.get("name").and_then(|n| n.as_str()) {
-            Some(name) => format!("entry {i} ({name:?})"),
-            None => format!("entry {i}"),
-        };
-        let mut wrong = Vec::new();
-        for field in REQUIRED {
-            match (field, fields.get(field)) {
-                (_, None) => wrong.push(format!("{field:?} is missing")),
-                ("pricescale" | "minmov", Some(v)) => {
-                    if v.as_i64().is_none_or(|n| n < 1) {
-                        wrong.push(format!("{field:?} must be a positive integer, got {v}"));
-                    }
-                }
-                (_, Some(v)) => match v.as_str() {
-                    Some(text) if !text.trim().is_empty() => {}
-                    _ => wrong.push(format!("{field:?} must be a non-empty string, got {v}")),
-                },
-            }
-        }
-        if let (Some(session), Some(timezone)) = (
-            fields.get("session").and_then(|v| v.as_str()),
-            fields.get("timezone").and_then(|v| v.as_str()),
-        ) {
-            if let Err(e) = TradingCalendar::new(session, timezone) {
-                wrong.push(e.to_string());
-            }
-        }
-        if !wrong.is_empty() {
-            problems.push(format!("{which}: {}", wrong.join("; ")));
-            continue;
-        }
-        let text = |f: &str| fields.get(f).and_then(|v| v.as_str()).unwrap_or_default();
-        let mut merged = serde_json::json!({
-            "ticker": text("name"),
-            "description": text("name"),
-            "listed_exchange": text("exchange"),
-            "format": "price",
-            "has_intraday": false,
-            "has_daily": false,
-            "has_weekly_and_monthly": false,
-            "supported_resolutions": [],
-            "intraday_multipliers": [],
-            "volume_precision": 0,
-            "data_status": "streaming",
-            "currency_code": "",
-        });
-        if let Some(m) = merged.as_object_mut() {
-            m.extend(fields.clone());
-        }
-        let mut track = serde_path_to_error::Track::new();
-        let de = serde_path_to_error::Deserializer::new(merged, &mut track);
-        match SymbolInfo::deserialize(de) {
-            Ok(info) => infos.push(info),
-            Err(e) => problems.push(format!("{which}: {:?}: {}", track.path().to_string(), e)),
-        }
-    }
-    if problems.is_empty() {
-        Ok(infos)
-    } else {
-        Err(problems)
-    }
-}
-
 /// Runs `import`; Err when anything failed (each failure already printed).
 pub fn import(args: &ImportArgs) -> Result<(), Failed> {
     if args.symbols.is_none() && args.symbol.is_none() {
@@ -263,39 +178,6 @@ pub fn import(args: &ImportArgs) -> Result<(), Failed> {
         }
     }
     ok.then_some(()).ok_or(Failed)
-}
-
-fn register(store: &dyn Store, path: &Path) -> Result<(), Failed> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| fail("import", format!("cannot read {}: {e}", path.display())))?;
-    let infos = read_symbols(&text).map_err(|problems| {
-        let shown = path.display();
-        let lines: Vec<String> = problems.iter().map(|p| format!("{shown}: {p}")).collect();
-        fail(
-            "import",
-            format!(
-                "{}\n{shown}: nothing registered ({} {} with problems; each entry needs {})",
-                lines.join("\n"),
-                problems.len(),
-                if problems.len() == 1 {
-                    "entry"
-                } else {
-                    "entries"
-                },
-                REQUIRED.join(", ")
-            ),
-        )
-    })?;
-    let outcome = store.upsert_symbols(infos).map_err(|e| fail("import", e))?;
-    let count = |kind| outcome.iter().filter(|(_, r)| *r == kind).count();
-    println!(
-        "{}: {} symbols registered, {} updated, {} unchanged",
-        path.display(),
-        count(Registered::Added),
-        count(Registered::Updated),
-        count(Registered::Unchanged)
-    );
-    Ok(())
 }
 
 /// What importing one file did.
@@ -641,64 +523,4 @@ fn shown_time(ms: i64, resolution: Resolution) -> String {
     } else {
         text[..10].to_string()
     }
-}
-
-/// Runs `export`; Err when it failed (already printed).
-pub fn export(args: &ExportArgs) -> Result<(), Failed> {
-    let fail = |e: String| fail("export", e);
-    let store = crate::open(&args.store, false).map_err(fail)?;
-    let records = store.records().map_err(|e| fail(e.to_string()))?;
-    let unknown = || {
-        fail(format!(
-            "unknown symbol {:?} in {}",
-            args.symbol, args.store
-        ))
-    };
-    let record = records.lookup(&args.symbol).ok_or_else(unknown)?;
-    let symbol = records.catalog().lookup(&args.symbol).ok_or_else(unknown)?;
-    if let Some(why) = symbol.unserved_reason(args.resolution) {
-        return Err(fail(why));
-    }
-    let out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(
-            std::fs::File::create(path)
-                .map_err(|e| fail(format!("cannot create {}: {e}", path.display())))?,
-        ),
-        None => Box::new(io::stdout().lock()),
-    };
-    let mut out = BufWriter::new(out);
-    let resolution = args.resolution;
-    let written = (|| -> Result<u64, String> {
-        writeln!(out, "time,open,high,low,close,volume").map_err(|e| e.to_string())?;
-        let mut n = 0;
-        store
-            .scan(
-                record,
-                resolution,
-                args.from.unwrap_or(i64::MIN),
-                args.to.unwrap_or(i64::MAX),
-                &mut |bar| {
-                    n += 1;
-                    writeln!(
-                        out,
-                        "{},{},{},{},{},{}",
-                        shown_time(bar.time, resolution),
-                        bar.open,
-                        bar.high,
-                        bar.low,
-                        bar.close,
-                        bar.volume
-                    )
-                    .map_err(|e| e.to_string())
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        out.flush().map_err(|e| e.to_string())?;
-        Ok(n)
-    })()
-    .map_err(fail)?;
-    if args.output.is_some() {
-        eprintln!("{written} bars written");
-    }
-    Ok(())
 }

@@ -19,24 +19,23 @@
 //! import): the engine's change counter. Then it reloads the symbols and
 //! the followed topics' live bars.
 
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use trading_market::calendar::Resolution;
 use trading_market::ingest::{IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS};
 use trading_market::source::UpdateSink;
 
-use crate::chain::{served, Dirty};
 use crate::effects::{self, Effects, OUTCOME_RETENTION_MS};
 use crate::engine::{Fail, WriteConn};
-use crate::plan::{self, BaseBars, Job, Target, Touched, Work};
+use crate::plan::{self, Job, Work};
 use crate::plan::{MAX_BATCH, MAX_PUBLISHED, QUEUE, QUEUE_WAIT, WATCH_EVERY};
 use crate::recent::RecentBars;
-use crate::replication::{Command, Logged, Outcome};
+use crate::replication::{Logged, Outcome};
 use crate::Records;
+
+mod logged;
+mod request;
 
 /// The request path's handle on the writer.
 pub struct Writer {
@@ -149,6 +148,8 @@ fn stopped() -> IngestError {
     IngestError::Unavailable("the store's writer has stopped".into())
 }
 
+/// The writer loop's state (its methods are spread over this module,
+/// `request` and `logged`).
 struct Worker<W> {
     conn: W,
     /// The store, for log lines (without a password).
@@ -245,7 +246,7 @@ impl<W: WriteConn> Worker<W> {
 
     /// Serves what is in the store now: its symbols, every kept bar read
     /// again, and the followed topics' newest bars.
-    async fn refresh(&mut self) {
+    pub(super) async fn refresh(&mut self) {
         self.shared.recent.external_change();
         match self.conn.load_symbols().await {
             Ok((records, problems)) => {
@@ -317,7 +318,7 @@ impl<W: WriteConn> Worker<W> {
     }
 
     /// Ends a failed transaction; the reason, as clients are told.
-    async fn rolled_back(&mut self, e: Fail) -> String {
+    pub(super) async fn rolled_back(&mut self, e: Fail) -> String {
         self.conn.rollback().await;
         let why = format!("the store could not apply the request: {e}");
         eprintln!("store {}: {why}", self.shown);
@@ -326,7 +327,7 @@ impl<W: WriteConn> Worker<W> {
 
     /// After a commit, this node's or another's: serve what it changed (new
     /// bases, kept bars dropped), then publish its bars.
-    async fn take_in(&mut self, effects: &Effects) {
+    pub(super) async fn take_in(&mut self, effects: &Effects) {
         let bases = effects.new_bases();
         if !bases.is_empty() {
             if bases
@@ -372,137 +373,14 @@ impl<W: WriteConn> Worker<W> {
         Ok(())
     }
 
-    /// Log entries: those the store has applied already are replayed from
-    /// its record; the rest are applied in one transaction that also
-    /// records what they answered and changed, and how far the log is
-    /// applied. Then this node takes in every effect, in log order.
-    async fn apply_logged(
-        &mut self,
-        log: &str,
-        entries: &[Logged],
-    ) -> Result<Vec<Outcome>, String> {
-        let mut work = Work::default();
-        match self.logged_transaction(log, entries, &mut work).await {
-            Ok((outcomes, effects)) => {
-                for effects in effects {
-                    match effects {
-                        Some(effects) => self.take_in(&effects).await,
-                        None => self.refresh().await,
-                    }
-                }
-                Ok(outcomes)
-            }
-            Err(e) => Err(self.rolled_back(e).await),
-        }
-    }
-
-    /// The outcome of every entry, and the effects to take in, in order
-    /// (None: applied by another node so long ago that its record is gone).
-    async fn logged_transaction(
-        &mut self,
-        log: &str,
-        entries: &[Logged],
-        work: &mut Work,
-    ) -> Result<(Vec<Outcome>, Vec<Option<Effects>>), Fail> {
-        // The entries are durable in the bus already, and the position
-        // commits with what they wrote, so a commit the store loses in a
-        // crash is applied again from the bus, exactly once.
-        self.conn.begin(true).await?;
-        let position = self.conn.position(log).await?;
-        let mut outcomes = Vec::with_capacity(entries.len());
-        let mut taken = Vec::new();
-        let (done, fresh): (Vec<&Logged>, Vec<&Logged>) =
-            entries.iter().partition(|e| e.seq <= position);
-        if let (Some(first), Some(last)) = (done.first(), done.last()) {
-            let rows = self.conn.recorded(log, first.seq, last.seq).await?;
-            let mut recorded = effects::read_rows(rows)?;
-            let mut forgotten = false;
-            for entry in &done {
-                match recorded.remove(&entry.seq) {
-                    Some(r) => {
-                        outcomes.push(Outcome {
-                            seq: entry.seq,
-                            fingerprint: r.fingerprint,
-                            result: r.result,
-                        });
-                        if let Some(effects) = r.effects {
-                            taken.push(Some(effects));
-                        }
-                    }
-                    None => {
-                        outcomes.push(Outcome {
-                            seq: entry.seq,
-                            fingerprint: 0,
-                            result: Err(IngestError::Unavailable(format!(
-                                "log entry {} was applied by another node; its outcome is no \
-                                 longer kept",
-                                entry.seq
-                            ))),
-                        });
-                        forgotten = true;
-                    }
-                }
-            }
-            if forgotten {
-                taken.push(None);
-            }
-        }
-        let Some(first) = fresh.first() else {
-            self.conn.commit().await?;
-            return Ok((outcomes, taken));
-        };
-        if first.prev != position {
-            return Err(Fail(format!(
-                "log {log}: entry {} follows entry {}, but the store has applied up to {position}",
-                first.seq, first.prev
-            )));
-        }
-        let mut now_ms = self.now_ms;
-        let mut applied = Vec::with_capacity(fresh.len());
-        for entry in &fresh {
-            let (fingerprint, result) = match &entry.command {
-                Ok(Command::Ingest(s)) => {
-                    now_ms = now_ms.max(s.accepted_ms);
-                    let result = self
-                        .in_savepoint(&s.request, &s.key, s.accepted_ms, work)
-                        .await?;
-                    (s.request.fingerprint(), result)
-                }
-                Err(why) => (
-                    0,
-                    Err(IngestError::Invalid(format!(
-                        "log entry {}: {why}",
-                        entry.seq
-                    ))),
-                ),
-            };
-            applied.push((entry.seq, fingerprint, result));
-        }
-        let mut effects = effects::effects_of(work);
-        self.changed_bars(work, &mut effects).await?;
-        let rows = effects::rows_of(&applied, &effects)?;
-        self.conn.record(log, &rows, now_ms).await?;
-        let last = applied.last().map_or(position, |a| a.0);
-        self.conn.set_position(log, last).await?;
-        self.conn.commit().await?;
-        self.now_ms = now_ms;
-        outcomes.extend(
-            applied
-                .into_iter()
-                .map(|(seq, fingerprint, result)| Outcome {
-                    seq,
-                    fingerprint,
-                    result,
-                }),
-        );
-        taken.push(Some(effects));
-        Ok((outcomes, taken))
-    }
-
     /// The bars a transaction changed, into `effects`: every bar from the
     /// newest before it on, in order, for each resolution of each symbol
     /// it touched. Read inside the transaction or after its commit.
-    async fn changed_bars(&mut self, work: &Work, effects: &mut Effects) -> Result<(), Fail> {
+    pub(super) async fn changed_bars(
+        &mut self,
+        work: &Work,
+        effects: &mut Effects,
+    ) -> Result<(), Fail> {
         for (id, ticker, res, before) in work.to_publish() {
             let bars = self
                 .conn
@@ -510,120 +388,6 @@ impl<W: WriteConn> Worker<W> {
                 .await?;
             for bar in bars {
                 effects.publish(ticker, res, &bar.to_bar());
-            }
-        }
-        Ok(())
-    }
-
-    /// One request inside a savepoint, so refusing it undoes only its
-    /// writes.
-    async fn in_savepoint(
-        &mut self,
-        request: &IngestRequest,
-        key: &Option<String>,
-        now_ms: i64,
-        work: &mut Work,
-    ) -> Result<Result<IngestReceipt, IngestError>, Fail> {
-        self.conn.savepoint().await?;
-        let bases_before = work.new_bases.clone();
-        let answer = self.job(request, key, now_ms, work).await?;
-        if answer.is_ok() {
-            self.conn.release().await?;
-        } else {
-            self.conn.rollback_to_savepoint().await?;
-            work.new_bases = bases_before;
-        }
-        Ok(answer)
-    }
-
-    /// One request: its key, its validation, its writes.
-    async fn job(
-        &mut self,
-        request: &IngestRequest,
-        key: &Option<String>,
-        now_ms: i64,
-        work: &mut Work,
-    ) -> Result<Result<IngestReceipt, IngestError>, Fail> {
-        let endpoint = request.endpoint();
-        let fingerprint = request.fingerprint();
-        if let Some(key) = key {
-            if let Some((stored, applied, created)) = self.conn.find_key(endpoint, key).await? {
-                if created >= now_ms - KEY_RETENTION_MS {
-                    return Ok(plan::replay(key, endpoint, fingerprint, (stored, applied)));
-                }
-            }
-        }
-        let records = Arc::clone(&self.records);
-        let planned = match request {
-            IngestRequest::Trades(trades) => match plan::trades(&records, trades, now_ms, work) {
-                Ok((targets, placed)) => {
-                    // Every bar the trades land in, read at once.
-                    let stored = self.conn.get_many(&plan::bars_to_read(&placed)).await?;
-                    plan::fold(placed, trades, &stored).map(|bars| (targets, bars))
-                }
-                Err(e) => Err(e),
-            },
-            IngestRequest::Bars { resolution, bars } => {
-                plan::bars(&records, *resolution, bars, now_ms, work)
-            }
-        };
-        let (targets, bars) = match planned {
-            Ok(planned) => planned,
-            Err(e) => return Ok(Err(e)),
-        };
-        self.write(&targets, bars, work).await?;
-        let applied = request.len();
-        if let Some(key) = key {
-            self.conn
-                .insert_key(endpoint, key, fingerprint, applied as i64, now_ms)
-                .await?;
-        }
-        Ok(Ok(IngestReceipt { applied }))
-    }
-
-    /// Stores base bars and rebuilds the coarser ones over them.
-    async fn write(
-        &mut self,
-        targets: &[Target],
-        bars: BaseBars,
-        work: &mut Work,
-    ) -> Result<(), Fail> {
-        for Target {
-            record, base, new, ..
-        } in targets
-        {
-            if let Entry::Vacant(slot) = work.touched.entry(record.id) {
-                let resolutions: Vec<Resolution> = served(*base).collect();
-                let before = self.conn.newest_times(record.id, &resolutions).await?;
-                slot.insert(Touched {
-                    record: record.clone(),
-                    before,
-                });
-            }
-            if *new {
-                self.conn.set_base(record.id, *base).await?;
-                work.new_bases.insert(record.id, *base);
-            }
-        }
-        // Grouped by symbol (and so by base), in time order.
-        let mut grouped: BTreeMap<i64, (Resolution, Vec<_>)> = BTreeMap::new();
-        for ((id, _), (base, bar)) in bars {
-            work.note_written(id, base, bar.time);
-            grouped.entry(id).or_insert((base, Vec::new())).1.push(bar);
-        }
-        let mut dirty: HashMap<i64, Dirty> = HashMap::new();
-        for (id, (base, bars)) in &grouped {
-            self.conn.write_many(*id, *base, bars).await?;
-            let d = dirty.entry(*id).or_default();
-            for bar in bars {
-                d.add(bar.time);
-            }
-        }
-        for Target { record, base, .. } in targets {
-            if let Some(dirty) = dirty.get(&record.id) {
-                self.conn
-                    .rebuild(record.id, &record.calendar, *base, dirty)
-                    .await?;
             }
         }
         Ok(())
