@@ -5,7 +5,6 @@
 //! queued output, the ping timer, the deadlines and shutdown, so nothing else
 //! ever waits on this client's socket.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,17 +16,15 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use trading_pro::messages::{
-    AuthRefreshResponse, BarsSubscriptionRequest, ClientMessage, QuotesSubscriptionRequest,
-    QuotesSubscriptionResponse, ServerMessage, SubscriptionResponse, SubscriptionStatus,
+    AuthRefreshResponse, ClientMessage, ServerMessage, SubscriptionStatus,
 };
 
-use super::hub::{ConnId, Cursor, TopicKey};
+use super::channels::{Channels, Overflowed, Session};
+use super::hub::ConnId;
 use super::outbox::Outbox;
 use super::socket::{FrameLimit, Socket};
 use super::WsState;
 use crate::auth::{Auth, Principal};
-use trading_market::calendar::Resolution;
-use trading_market::catalog::{Catalog, Symbol};
 
 /// The close code of a connection whose token expired unrefreshed
 /// (documented in specs/asyncapi.yaml).
@@ -68,25 +65,18 @@ pub async fn serve(
     let mut conn = Connection {
         id: state.hub.connection_id(),
         outbox: Arc::new(Outbox::default()),
-        subscriptions: HashMap::new(),
+        channels: Channels::new(),
         state: Arc::clone(&state),
         auth,
         expiry_moved: false,
-        quotes: HashMap::new(),
-        quotes_due: false,
         looked: None,
     };
     state.connection_opened();
     let opened = Instant::now();
     let ending = conn.run(ws).await;
-    let topics = conn.subscriptions.len();
-    for key in conn.subscriptions.keys() {
-        state.hub.unsubscribe(key, conn.id);
-    }
-    state.metrics.subscribed("bars", -(topics as i64));
-    state
-        .metrics
-        .subscribed("quotes", -(conn.quotes.len() as i64));
+    let topics = conn.channels.subscriptions();
+    let session = session_of(&conn.state, conn.id, &conn.outbox, &conn.auth);
+    conn.channels.close(&session);
     state.metrics.closed(match &ending {
         Ending::ClientLeft(code) => *code,
         Ending::Close(code, _) => Some(u16::from(*code)),
@@ -126,16 +116,12 @@ fn read_failure(e: WsError) -> Option<(CloseCode, String)> {
 struct Connection {
     id: ConnId,
     outbox: Arc<Outbox>,
-    /// Followed topics, each with what this client has been sent of it.
-    subscriptions: HashMap<TopicKey, Cursor>,
+    /// What the client follows, channel by channel.
+    channels: Channels,
     state: Arc<WsState>,
     auth: Option<(Arc<Auth>, Principal)>,
     /// Set by a refresh: the token deadline must be moved.
     expiry_moved: bool,
-    /// Followed quote symbols, by ticker.
-    quotes: HashMap<String, QuoteFollow>,
-    /// Set by a quotes subscription: its new symbols' quotes go out now.
-    quotes_due: bool,
     /// When the client's unread bytes were last asked of the kernel, and
     /// how many there were (see `is_behind`).
     looked: Option<(Instant, usize)>,
@@ -150,13 +136,6 @@ struct Connection {
 /// which its kernel buffer holds; a socket that then stops taking bytes
 /// still meets the slow-client timeout in `flush`.
 const LOOK_STANDS: Duration = Duration::from_millis(50);
-
-/// A followed quote symbol: its rate, and the version of its quote this
-/// client was last sent (0: none yet).
-struct QuoteFollow {
-    fast: bool,
-    sent: u64,
-}
 
 impl Connection {
     async fn run(&mut self, mut ws: WebSocketStream<Socket>) -> Ending {
@@ -207,11 +186,6 @@ impl Connection {
                             }
                             if std::mem::take(&mut self.expiry_moved) {
                                 token_end.as_mut().reset(self.token_deadline().unwrap_or(far));
-                            }
-                            if std::mem::take(&mut self.quotes_due) {
-                                if let Err(ending) = self.pass_quotes(QuotePass::New).await {
-                                    break ending;
-                                }
                             }
                         }
                         Some(Ok(Message::Binary(_))) => {
@@ -279,14 +253,15 @@ impl Connection {
                     CloseCode::Normal,
                     format!("Connection lifespan of {:?} ended", limits.max_lifespan),
                 ),
-                _ = quote_tick.tick(), if !self.quotes.is_empty() => {
+                _ = quote_tick.tick(), if self.channels.ticking() => {
                     quote_ticks += 1;
                     // A client that is behind gets the newest quotes once
                     // it catches up, not a backlog.
                     if behind_since.is_none() && !self.is_behind(&ws) {
-                        let pass = if quote_ticks.is_multiple_of(slow_every) { QuotePass::All } else { QuotePass::Fast };
-                        if let Err(ending) = self.pass_quotes(pass).await {
-                            break ending;
+                        let all = quote_ticks.is_multiple_of(slow_every);
+                        let session = session_of(&self.state, self.id, &self.outbox, &self.auth);
+                        if self.channels.tick(all, &session).await.is_err() {
+                            break too_many_replies();
                         }
                     }
                 }
@@ -353,39 +328,12 @@ impl Connection {
         }
         // Every live stream of every channel is checked against the fresh
         // token: what it does not entitle to is dropped.
-        let catalog = self.state.source.catalog();
-        let hidden = |symbol: &str| {
-            catalog
-                .lookup(symbol)
-                .is_none_or(|s| !fresh.allows(&s.info.exchange))
-        };
-        let lost: Vec<TopicKey> = self
-            .subscriptions
-            .keys()
-            .filter(|k| hidden(&k.symbol))
-            .cloned()
-            .collect();
-        for key in &lost {
-            self.subscriptions.remove(key);
-            self.state.hub.unsubscribe(key, self.id);
-            self.state.metrics.subscribed("bars", -1);
-        }
-        let mut lost_quotes: Vec<String> =
-            self.quotes.keys().filter(|t| hidden(t)).cloned().collect();
-        lost_quotes.sort();
-        for ticker in &lost_quotes {
-            self.quotes.remove(ticker);
-            self.state.metrics.subscribed("quotes", -1);
-        }
         let expires_at = fresh.expires_at;
         *current = fresh;
         self.expiry_moved = true;
+        let session = session_of(&self.state, self.id, &self.outbox, &self.auth);
+        let names = self.channels.narrow(&session);
         let mut message = "Token refreshed".to_string();
-        let names: Vec<String> = lost
-            .iter()
-            .map(TopicKey::name)
-            .chain(lost_quotes.iter().map(|t| format!("quotes:{t}")))
-            .collect();
         if !names.is_empty() {
             message.push_str(&format!(
                 "; unsubscribed from {} (not entitled by the fresh token)",
@@ -427,25 +375,8 @@ impl Connection {
         let (replies, updated) = self.outbox.take();
         let mut updates = Vec::new();
         if updated {
-            let mut coalesced = 0;
-            // Entitlements are checked on the way out too (a symbol whose
-            // exchange changed since it was subscribed); with
-            // authentication off there is nothing to check.
-            let seen = self
-                .auth
-                .as_ref()
-                .map(|(_, p)| (p, self.state.source.catalog()));
-            for (key, cursor) in self.subscriptions.iter_mut() {
-                if let Some((principal, catalog)) = &seen {
-                    let allowed = catalog
-                        .lookup(&key.symbol)
-                        .is_some_and(|s| principal.allows(&s.info.exchange));
-                    if !allowed {
-                        continue;
-                    }
-                }
-                coalesced += cursor.take_new(&mut updates);
-            }
+            let session = session_of(&self.state, self.id, &self.outbox, &self.auth);
+            let coalesced = self.channels.take_updates(&session, &mut updates);
             if coalesced > 0 {
                 self.state.metrics.ws_coalesced.inc_by(coalesced);
             }
@@ -471,337 +402,58 @@ impl Connection {
     }
 
     /// Handles one text frame; an undecodable frame ends the connection with
-    /// 1003 and the protocol's reason.
+    /// 1003 and the protocol's reason. The token's refresh is the
+    /// connection's; every other message is its channel's.
     async fn handle(&mut self, text: &str) -> Result<(), Ending> {
         let (id, message) = ClientMessage::decode(text)
             .map_err(|e| Ending::Close(CloseCode::Unsupported, e.reason().into()))?;
-        let (reply, joined) = match message {
-            ClientMessage::BarsSubscribe(req) => {
-                let (reply, joined) = self.subscribe(&req);
-                (ServerMessage::BarsSubscribeResponse(reply), joined)
+        let handled = match message {
+            ClientMessage::AuthRefresh(req) => {
+                let reply = ServerMessage::AuthRefreshResponse(self.refresh(&req.token));
+                self.session().reply(reply, id.as_deref())
             }
-            ClientMessage::BarsUnsubscribe(req) => (
-                ServerMessage::BarsUnsubscribeResponse(self.unsubscribe(&req)),
-                None,
-            ),
-            ClientMessage::AuthRefresh(req) => (
-                ServerMessage::AuthRefreshResponse(self.refresh(&req.token)),
-                None,
-            ),
-            ClientMessage::QuotesSubscribe(req) => (
-                ServerMessage::QuotesSubscribeResponse(self.subscribe_quotes(&req)),
-                None,
-            ),
-            ClientMessage::QuotesUnsubscribe(req) => (
-                ServerMessage::QuotesUnsubscribeResponse(self.unsubscribe_quotes(&req)),
-                None,
-            ),
-        };
-        // The reply is queued before the subscription's first update.
-        if !self.outbox.push_reply(reply.encode(id.as_deref())) {
-            return Err(Ending::Close(
-                CloseCode::Policy,
-                "Client too slow: too many unread replies".into(),
-            ));
-        }
-        if let Some(key) = joined {
-            self.join(key).await;
-        }
-        Ok(())
-    }
-
-    /// A symbol this client may follow, or why not. One its token may not
-    /// see does not exist for it: the same answer as an unknown symbol.
-    fn entitled<'a>(&self, catalog: &'a Catalog, name: &str) -> Result<&'a Symbol, String> {
-        catalog
-            .lookup(name)
-            .filter(|s| self.may_see(s))
-            .ok_or_else(|| format!("Unknown symbol {name:?}"))
-    }
-
-    /// Whether the connection's token entitles it to `symbol`'s exchange
-    /// (always, without authentication).
-    fn may_see(&self, symbol: &Symbol) -> bool {
-        self.auth
-            .as_ref()
-            .is_none_or(|(_, principal)| principal.allows(&symbol.info.exchange))
-    }
-
-    /// Follows the request's symbols (a symbol in `fast_symbols` at the
-    /// fast rate), all or none: the reply names the first symbol that
-    /// cannot be followed.
-    fn subscribe_quotes(&mut self, req: &QuotesSubscriptionRequest) -> QuotesSubscriptionResponse {
-        let refused = |message: String| QuotesSubscriptionResponse {
-            status: SubscriptionStatus::Error,
-            message,
-            symbols: vec![],
-            fast_symbols: vec![],
-        };
-        if req.symbols.is_empty() && req.fast_symbols.is_empty() {
-            return refused("Name at least one symbol in symbols or fast_symbols".into());
-        }
-        let catalog = self.state.source.catalog();
-        let mut wanted: Vec<(String, bool)> = Vec::new();
-        let named = req
-            .symbols
-            .iter()
-            .map(|n| (n, false))
-            .chain(req.fast_symbols.iter().map(|n| (n, true)));
-        for (name, fast) in named {
-            match self
-                .entitled(&catalog, name)
-                .map(|s| s.ticker().to_string())
-            {
-                Ok(ticker) => match wanted.iter_mut().find(|(t, _)| *t == ticker) {
-                    Some(w) => w.1 |= fast,
-                    None => wanted.push((ticker, fast)),
-                },
-                Err(message) => return refused(message),
-            }
-        }
-        let added = wanted
-            .iter()
-            .filter(|(t, _)| !self.quotes.contains_key(t))
-            .count();
-        let max = self.state.limits.max_subscriptions;
-        if self.subscriptions.len() + self.quotes.len() + added > max {
-            return refused(format!(
-                "Too many subscriptions: at most {max} per connection (bar topics and quote \
-                 symbols together)"
-            ));
-        }
-        let (mut symbols, mut fast_symbols) = (Vec::new(), Vec::new());
-        for (ticker, fast) in wanted {
-            let follow = self
-                .quotes
-                .entry(ticker.clone())
-                .or_insert(QuoteFollow { fast, sent: 0 });
-            follow.fast = fast;
-            if fast {
-                fast_symbols.push(ticker);
-            } else {
-                symbols.push(ticker);
-            }
-        }
-        self.state.metrics.subscribed("quotes", added as i64);
-        self.quotes_due = true;
-        QuotesSubscriptionResponse {
-            status: SubscriptionStatus::Ok,
-            message: format!("Following the quotes of {} symbols", self.quotes.len()),
-            symbols,
-            fast_symbols,
-        }
-    }
-
-    /// Stops following the request's symbols (from either list); names
-    /// that are not followed, or not symbols at all, are simply not there.
-    fn unsubscribe_quotes(
-        &mut self,
-        req: &QuotesSubscriptionRequest,
-    ) -> QuotesSubscriptionResponse {
-        let (mut symbols, mut fast_symbols) = (Vec::new(), Vec::new());
-        for name in req.symbols.iter().chain(&req.fast_symbols) {
-            let ticker = self
-                .state
-                .source
-                .catalog()
-                .lookup(name)
-                .map(|s| s.ticker().to_string());
-            if let Some(follow) = ticker.as_ref().and_then(|t| self.quotes.remove(t)) {
-                self.state.metrics.subscribed("quotes", -1);
-                let ticker = ticker.unwrap_or_default();
-                if follow.fast {
-                    fast_symbols.push(ticker);
-                } else {
-                    symbols.push(ticker);
+            message => {
+                let session = session_of(&self.state, self.id, &self.outbox, &self.auth);
+                match self.channels.handle(id.as_deref(), message, session).await {
+                    Ok(done) => done,
+                    // Every message type has a channel (`channels`); one
+                    // without would be a bug, never the client's doing.
+                    Err(message) => {
+                        debug!(self.state.log, "a message no channel answers"; "message" => ?message);
+                        Ok(())
+                    }
                 }
             }
-        }
-        QuotesSubscriptionResponse {
-            status: SubscriptionStatus::Ok,
-            message: format!(
-                "Stopped {} quote symbols; following {}",
-                symbols.len() + fast_symbols.len(),
-                self.quotes.len()
-            ),
-            symbols,
-            fast_symbols,
-        }
-    }
-
-    /// Queues the quotes that changed since this client was last sent them
-    /// (for `QuotePass::New`, the first quote of newly followed symbols).
-    async fn pass_quotes(&mut self, pass: QuotePass) -> Result<(), Ending> {
-        let now_ms = self.state.clock.now_ms();
-        let catalog = self.state.source.catalog();
-        let interval = self.state.limits.quote_interval;
-        for (ticker, follow) in self.quotes.iter_mut() {
-            let look = match pass {
-                QuotePass::New => follow.sent == 0,
-                QuotePass::Fast => follow.fast,
-                QuotePass::All => true,
-            };
-            let allowed = |s: &&Symbol| {
-                self.auth
-                    .as_ref()
-                    .is_none_or(|(_, p)| p.allows(&s.info.exchange))
-            };
-            let Some(symbol) = catalog.lookup(ticker).filter(|_| look).filter(allowed) else {
-                continue;
-            };
-            let quote = self
-                .state
-                .quotes
-                .current(self.state.source.as_ref(), symbol, now_ms, interval)
-                .await;
-            if quote.version != follow.sent {
-                follow.sent = quote.version;
-                if !self.outbox.push_reply(quote.frame.to_string()) {
-                    return Err(Ending::Close(
-                        CloseCode::Policy,
-                        "Client too slow: too many unread replies".into(),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Validates a request into a topic, or the error message for the reply.
-    fn topic(&self, req: &BarsSubscriptionRequest) -> Result<TopicKey, String> {
-        let catalog = self.state.source.catalog();
-        let symbol = self.entitled(&catalog, &req.symbol)?;
-        let resolution = Resolution::parse(&req.resolution).ok_or_else(|| {
-            format!(
-                "Unsupported resolution {:?}; supported: 1, 5, 15, 30, 60, 240, D, W, M",
-                req.resolution
-            )
-        })?;
-        if let Some(why) = symbol.unserved_reason(resolution) {
-            return Err(format!(
-                "Unsupported resolution {:?}: {why}",
-                req.resolution
-            ));
-        }
-        Ok(TopicKey {
-            symbol: symbol.info.ticker.clone(),
-            resolution,
-        })
-    }
-
-    /// The reply, and the topic when this request newly joined one.
-    fn subscribe(
-        &mut self,
-        req: &BarsSubscriptionRequest,
-    ) -> (SubscriptionResponse, Option<TopicKey>) {
-        let key = match self.topic(req) {
-            Ok(key) => key,
-            Err(message) => {
-                return (
-                    response(req, SubscriptionStatus::Error, message, String::new()),
-                    None,
-                )
-            }
         };
-        let topic = key.name();
-        if self.subscriptions.contains_key(&key) {
-            let message = format!("Already subscribed to {topic}");
-            return (response(req, SubscriptionStatus::Ok, message, topic), None);
-        }
-        let max = self.state.limits.max_subscriptions;
-        if self.subscriptions.len() >= max {
-            let message = format!("Too many subscriptions: at most {max} per connection");
-            return (
-                response(req, SubscriptionStatus::Error, message, topic),
-                None,
-            );
-        }
-        (
-            response(
-                req,
-                SubscriptionStatus::Ok,
-                format!("Subscribed to {topic}"),
-                topic,
-            ),
-            Some(key),
-        )
+        handled.map_err(|Overflowed| too_many_replies())
     }
 
-    fn unsubscribe(&mut self, req: &BarsSubscriptionRequest) -> SubscriptionResponse {
-        let key = match self.topic(req) {
-            Ok(key) => key,
-            Err(message) => {
-                return response(req, SubscriptionStatus::Error, message, String::new())
-            }
-        };
-        let topic = key.name();
-        if self.subscriptions.remove(&key).is_some() {
-            self.state.hub.unsubscribe(&key, self.id);
-            self.state.metrics.subscribed("bars", -1);
-            response(
-                req,
-                SubscriptionStatus::Ok,
-                format!("Unsubscribed from {topic}"),
-                topic,
-            )
-        } else {
-            response(
-                req,
-                SubscriptionStatus::Ok,
-                format!("Not subscribed to {topic}"),
-                topic,
-            )
-        }
-    }
-
-    /// Follows the topic, starting from its current bar: the last one
-    /// published, or (for a topic nobody followed) the source's current
-    /// bar. That read happens after the topic exists, so whatever a pushing
-    /// source publishes meanwhile is not lost, and `init` never overwrites
-    /// it with the older state read here.
-    async fn join(&mut self, key: TopicKey) {
-        let cursor = self.state.hub.subscribe(&key, self.id, &self.outbox);
-        if cursor.topic.last_bar().is_none() {
-            let now = self.state.clock.now_ms();
-            let catalog = self.state.source.catalog();
-            if let Some(symbol) = catalog.lookup(&key.symbol) {
-                if let Ok(Some(bar)) = self
-                    .state
-                    .source
-                    .current_bar(symbol, key.resolution, now)
-                    .await
-                {
-                    cursor.topic.init(bar);
-                }
-            }
-        }
-        if self.subscriptions.insert(key, cursor).is_none() {
-            self.state.metrics.subscribed("bars", 1);
-        }
+    /// What the channels may use of this connection.
+    fn session(&self) -> Session<'_> {
+        session_of(&self.state, self.id, &self.outbox, &self.auth)
     }
 }
 
-/// Which followed quote symbols a pass looks at.
-#[derive(Clone, Copy)]
-enum QuotePass {
-    /// Those not sent a quote yet (just subscribed).
-    New,
-    /// The fast ones (every tick).
-    Fast,
-    /// All of them (every second).
-    All,
+/// A connection's session from its fields, so its channels (another
+/// field) can be borrowed beside it.
+fn session_of<'a>(
+    state: &'a Arc<WsState>,
+    id: ConnId,
+    outbox: &'a Arc<Outbox>,
+    auth: &'a Option<(Arc<Auth>, Principal)>,
+) -> Session<'a> {
+    Session {
+        state,
+        id,
+        outbox,
+        principal: auth.as_ref().map(|(_, p)| p),
+        others: 0,
+    }
 }
 
-fn response(
-    req: &BarsSubscriptionRequest,
-    status: SubscriptionStatus,
-    message: String,
-    topic: String,
-) -> SubscriptionResponse {
-    SubscriptionResponse {
-        status,
-        symbol: req.symbol.clone(),
-        message,
-        topic,
-    }
+fn too_many_replies() -> Ending {
+    Ending::Close(
+        CloseCode::Policy,
+        "Client too slow: too many unread replies".into(),
+    )
 }

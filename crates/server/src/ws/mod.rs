@@ -11,10 +11,11 @@
 //!   quote frame, computed once an interval for everyone).
 
 mod broadcaster;
+mod channels;
 mod connection;
 mod hub;
 mod outbox;
-mod quotes;
+mod quote_board;
 mod socket;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,7 +55,7 @@ pub struct WsState {
     pub limits: Limits,
     pub log: Logger,
     pub metrics: Arc<Metrics>,
-    pub quotes: quotes::QuoteBoard,
+    pub quotes: quote_board::QuoteBoard,
     shutdown: watch::Sender<bool>,
     open: AtomicUsize,
     all_closed: Notify,
@@ -72,7 +73,7 @@ impl WsState {
     ) -> WsState {
         WsState {
             metrics,
-            quotes: quotes::QuoteBoard::default(),
+            quotes: quote_board::QuoteBoard::default(),
             hub,
             source,
             clock,
