@@ -4,16 +4,14 @@
 //! database is a clear error, and a database that drops the server's
 //! connections costs 503s, never a panic, until it is back.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::store::{
+use crate::common::store::{
     cli, crypto_24x7, postgres_sql, register_symbols, store_server, with_token, Engine, Postgres,
     TempDir, TOKEN,
 };
-use common::FROZEN_NOW_S;
+use crate::common::FROZEN_NOW_S;
 use trading_pro_client::types::{Trade, TradesIngestRequest};
 
 /// The test's one symbol: 24x7, with minute bars.

@@ -1,7 +1,6 @@
 //! Stores for tests: a fresh store in a directory of its own per test, the
 //! `trading-server` binary for `import` and `export`, servers on a store,
 //! and the generated client carrying the ingest token.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

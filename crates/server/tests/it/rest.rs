@@ -1,28 +1,8 @@
 //! Every REST operation and every documented error, through the generated
 //! client against a real server on an ephemeral port.
 
-mod common;
-
-use common::{TestServer, FROZEN_NOW_S};
+use crate::common::{error_of, TestServer, FROZEN_NOW_S};
 use trading_pro_client::types::{QuoteStatus, QuotesRequest, VersionStatus};
-use trading_pro_client::Error;
-
-type ClientError = Error<trading_pro_client::types::Error>;
-
-/// Status code and message of an error response; panics on success.
-fn error_of<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (u16, String) {
-    match r {
-        Err(Error::ErrorResponse(e)) => {
-            assert_eq!(
-                e.headers()["api-version"],
-                "v1",
-                "errors carry API-Version too"
-            );
-            (e.status().as_u16(), e.into_inner().message)
-        }
-        other => panic!("expected an error response, got {other:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_index_health_and_versions() {
@@ -602,8 +582,7 @@ async fn serves_its_spec() {
         .json()
         .await
         .unwrap();
-    let spec: serde_json::Value = serde_yaml::from_str(trading_pro::OPENAPI_YAML).unwrap();
-    assert_eq!(json, spec);
+    assert_eq!(&json, crate::common::openapi());
     let yaml = http
         .get(s.url("/api/v1/openapi.yaml"))
         .send()

@@ -8,19 +8,17 @@
 //! acknowledged trade and applies none twice; a node that comes back
 //! catches up before it says it is ready.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::nats::{self, Throwaway};
-use common::process::ServerProcess;
-use common::store::{
+use crate::common::nats::{self, Throwaway};
+use crate::common::process::ServerProcess;
+use crate::common::store::{
     crypto_24x7, frozen_store_args, register_symbols, Engine, Postgres, TempDir, TOKEN,
 };
-use common::ws as raw;
-use common::FROZEN_NOW_S;
+use crate::common::ws as raw;
+use crate::common::FROZEN_NOW_S;
 use serde_json::{json, Value};
 
 /// The market's symbols: 24x7, with minute bars.
@@ -174,15 +172,10 @@ async fn history(base: &str) -> Vec<Value> {
 
 async fn subscribe(base: &str, symbol: &str, res: &str) -> raw::Raw {
     let mut ws = raw::connect(base).await;
-    raw::send(
-        &mut ws,
-        json!({"type": "bars.subscribe", "payload": {"symbol": symbol, "resolution": res}}),
-    )
-    .await;
-    let reply = tokio::time::timeout(WAIT, raw::reply(&mut ws))
+    let reply = tokio::time::timeout(WAIT, raw::subscribe(&mut ws, symbol, res))
         .await
         .expect("a subscribe reply");
-    assert_eq!(reply["payload"]["status"], "ok", "{reply}");
+    assert_eq!(reply["status"], "ok", "{reply}");
     ws
 }
 
@@ -602,7 +595,7 @@ async fn start_refused(store: &str, nats: &str, stream: &str) -> String {
     );
     let run = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        common::store::cli(&args)
+        crate::common::store::cli(&args)
     })
     .await
     .unwrap();

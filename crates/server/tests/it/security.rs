@@ -5,20 +5,18 @@
 //! user, a WebSocket from a rebinding page, and tokens without a user or
 //! with an endless life.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::faults::TcpProxy;
-use common::process::ServerProcess;
-use common::store::{
+use crate::common::faults::TcpProxy;
+use crate::common::process::ServerProcess;
+use crate::common::store::{
     cli, crypto_24x7, frozen_store_args, postgres_admin_url, register_symbols, Engine, Postgres,
     TempDir,
 };
-use common::tokens::{handshake, hs256, now, refresh, token, SECRET};
-use common::ws::{recv, reply, send, Received};
-use common::{TestServer, FROZEN_NOW_S};
+use crate::common::tokens::{handshake, hs256, now, refresh, token, SECRET};
+use crate::common::ws::{recv, reply, send, Received};
+use crate::common::{TestServer, FROZEN_NOW_S};
 use futures::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -65,7 +63,7 @@ async fn everything_served(base: &str) -> Vec<String> {
     ));
     let ingest = http
         .post(format!("{base}/api/v1/ingest/trades"))
-        .bearer_auth(common::store::TOKEN)
+        .bearer_auth(crate::common::store::TOKEN)
         .json(&json!({"trades": [{"symbol": "PG", "time": to * 1000 - 60_000, "price": 1.0, "size": 1.0}]}))
         .send()
         .await

@@ -1,6 +1,5 @@
 //! Raw WebSocket frames for tests, each received text frame validated
 //! against the schema of its message in `specs/asyncapi.yaml`.
-#![allow(dead_code)]
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -60,6 +59,19 @@ pub async fn reply(ws: &mut Raw) -> Value {
     }
 }
 
+/// Subscribes to `symbol`'s bars at `res` (the request's id is the
+/// symbol) and returns the reply's payload (`status`, `message`).
+pub async fn subscribe(ws: &mut Raw, symbol: &str, res: &str) -> Value {
+    send(
+        ws,
+        serde_json::json!({"type": "bars.subscribe", "id": symbol, "payload": {"symbol": symbol, "resolution": res}}),
+    )
+    .await;
+    let r = reply(ws).await;
+    assert_eq!(r["id"], symbol, "{r}");
+    r["payload"].clone()
+}
+
 /// The next `bars.update` payload, skipping replies; fails the test if
 /// none comes within 30 s or the connection ends.
 pub async fn update(ws: &mut Raw) -> Value {
@@ -83,15 +95,10 @@ pub async fn expect_close(ws: &mut Raw) -> (u16, String) {
     }
 }
 
-fn spec() -> &'static Value {
-    static SPEC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
-    SPEC.get_or_init(|| serde_yaml::from_str(trading_pro::ASYNCAPI_YAML).unwrap())
-}
-
 /// Asserts that a server frame is one of the spec's server messages and
 /// validates against that message's payload schema.
 pub fn assert_valid(frame: &Value) {
-    let spec = spec();
+    let spec = super::asyncapi();
     let messages = spec
         .pointer("/channels/~1api~1v1~1ws/subscribe/message/oneOf")
         .unwrap()

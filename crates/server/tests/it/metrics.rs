@@ -1,13 +1,11 @@
 //! `GET /metrics`: parsed with a Prometheus text-format parser, its
 //! counters checked against the traffic the test itself generated.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::ws as raw;
-use common::TestServer;
+use crate::common::ws as raw;
+use crate::common::TestServer;
 use futures::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -70,7 +68,7 @@ async fn metrics_count_the_traffic_the_server_saw() {
             .symbol("AAPL")
             .resolution("D")
             .from_time(0)
-            .to_time(common::FROZEN_NOW_S)
+            .to_time(crate::common::FROZEN_NOW_S)
             .count_back(10)
             .send()
             .await

@@ -1,6 +1,5 @@
 //! `trading-server` as a child process, for what only a real process shows:
 //! being killed with SIGKILL and started again.
-#![allow(dead_code)]
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

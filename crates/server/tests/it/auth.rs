@@ -4,16 +4,14 @@
 //! WebSocket, token refresh on a live WebSocket and closure without it,
 //! limits per token, and secrets kept out of the log.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::process::ServerProcess;
-use common::store::TempDir;
-use common::tokens::{handshake, hs256, now, refresh, token, SECRET};
-use common::ws::{self, expect_close, reply, send};
-use common::{TestServer, FROZEN_NOW_S};
+use crate::common::process::ServerProcess;
+use crate::common::store::TempDir;
+use crate::common::tokens::{handshake, hs256, now, refresh, token, SECRET};
+use crate::common::ws::{self, expect_close, reply, send};
+use crate::common::{TestServer, FROZEN_NOW_S};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -54,8 +52,8 @@ fn bars_path(symbol: &str) -> String {
 
 #[tokio::test]
 async fn datafeed_operations_need_a_valid_token_and_public_ones_do_not() {
-    let web = common::store::TempDir::new("auth-pages");
-    common::pages::build(web.path());
+    let web = crate::common::store::TempDir::new("auth-pages");
+    crate::common::pages::build(web.path());
     let s = frozen_with(&[
         "--auth-jwt-secret",
         SECRET,
@@ -454,17 +452,6 @@ async fn entitlements_hide_and_refuse_other_exchanges_over_rest() {
     s.stop().await;
 }
 
-async fn subscribe(socket: &mut ws::Raw, symbol: &str) -> Value {
-    send(
-        socket,
-        json!({"type": "bars.subscribe", "id": symbol, "payload": {"symbol": symbol, "resolution": "1"}}),
-    )
-    .await;
-    let r = reply(socket).await;
-    assert_eq!(r["id"], symbol);
-    r["payload"].clone()
-}
-
 #[tokio::test]
 async fn the_websocket_needs_a_token_and_filters_by_entitlement() {
     let s = frozen_with(&["--auth-jwt-secret", SECRET]).await;
@@ -485,14 +472,20 @@ async fn the_websocket_needs_a_token_and_filters_by_entitlement() {
     let nasdaq = token("u5", Some(&["NASDAQ"]));
     // Query parameter (browsers) and header (everyone else) both work.
     let mut header = handshake(&s.base, "", Some(&nasdaq)).await.unwrap();
-    assert_eq!(subscribe(&mut header, "MSFT").await["status"], "ok");
+    assert_eq!(
+        ws::subscribe(&mut header, "MSFT", "1").await["status"],
+        "ok"
+    );
     let mut socket = handshake(&s.base, &format!("?access_token={nasdaq}"), None)
         .await
         .unwrap();
-    assert_eq!(subscribe(&mut socket, "AAPL").await["status"], "ok");
-    let refused = subscribe(&mut socket, &outside).await;
+    assert_eq!(
+        ws::subscribe(&mut socket, "AAPL", "1").await["status"],
+        "ok"
+    );
+    let refused = ws::subscribe(&mut socket, &outside, "1").await;
     assert_eq!(refused["status"], "error");
-    let unknown = subscribe(&mut socket, "NOSUCH").await;
+    let unknown = ws::subscribe(&mut socket, "NOSUCH", "1").await;
     assert_eq!(
         refused["message"]
             .as_str()
@@ -516,7 +509,7 @@ async fn the_websocket_needs_a_token_and_filters_by_entitlement() {
     );
     // The connection stays open and keeps its subscription.
     assert_eq!(
-        subscribe(&mut socket, "AAPL").await["message"],
+        ws::subscribe(&mut socket, "AAPL", "1").await["message"],
         "Already subscribed to bars:AAPL:1"
     );
 
@@ -543,8 +536,14 @@ async fn the_websocket_needs_a_token_and_filters_by_entitlement() {
         r["message"].as_str().unwrap().contains("bars:AAPL:1"),
         "{r}"
     );
-    assert_eq!(subscribe(&mut socket, &outside).await["status"], "ok");
-    assert_eq!(subscribe(&mut socket, "AAPL").await["status"], "error");
+    assert_eq!(
+        ws::subscribe(&mut socket, &outside, "1").await["status"],
+        "ok"
+    );
+    assert_eq!(
+        ws::subscribe(&mut socket, "AAPL", "1").await["status"],
+        "error"
+    );
     s.stop().await;
 }
 
@@ -568,7 +567,10 @@ async fn a_websocket_closes_when_its_token_expires_unless_refreshed() {
     assert_eq!(get(&config, Some(&rest_token)).await.0, 200);
     let mut lapsing = handshake(&s.base, "", Some(&short("u6"))).await.unwrap();
     let mut refreshed = handshake(&s.base, "", Some(&short("u7"))).await.unwrap();
-    assert_eq!(subscribe(&mut refreshed, "AAPL").await["status"], "ok");
+    assert_eq!(
+        ws::subscribe(&mut refreshed, "AAPL", "1").await["status"],
+        "ok"
+    );
     let r = refresh(&mut refreshed, &token("u7", None)).await;
     assert_eq!(r["status"], "ok", "{r}");
 
@@ -581,7 +583,10 @@ async fn a_websocket_closes_when_its_token_expires_unless_refreshed() {
     let (status, _, body) = get(&config, Some(&rest_token)).await;
     assert_eq!(status, 401, "{body}");
     assert!(body["message"].as_str().unwrap().contains("expired"));
-    assert_eq!(subscribe(&mut refreshed, "MSFT").await["status"], "ok");
+    assert_eq!(
+        ws::subscribe(&mut refreshed, "MSFT", "1").await["status"],
+        "ok"
+    );
 
     // The typed client does the same.
     let typed = trading_pro_client::ws::WsClient::connect_with_token(&s.base, &short("u8"))

@@ -1,7 +1,6 @@
 //! NATS for the multi-node tests: the shared server (with a stream of its
 //! own per test, deleted afterwards), or a throwaway server of the test's
 //! own that it may stop and start again.
-#![allow(dead_code)]
 
 use std::net::TcpStream;
 use std::path::PathBuf;

@@ -8,14 +8,14 @@
 //! its own bucketing (local wall-clock arithmetic through jiff), never read
 //! back from the server.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::store::{cli_ok, store_server, with_token, Engine, Postgres, Sqlite, TempDir, TOKEN};
-use common::ws as raw;
-use common::{TestServer, FROZEN_NOW_S};
+use crate::common::store::{
+    cli_ok, store_server, with_token, Engine, Postgres, Sqlite, TempDir, TOKEN,
+};
+use crate::common::ws::{self as raw, subscribe};
+use crate::common::{error_of, TestServer, FROZEN_NOW_S};
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -23,7 +23,7 @@ use serde_json::json;
 use trading_pro_client::types::{
     Bar, BarsIngestRequest, IngestBar, QuotesRequest, Trade, TradesIngestRequest,
 };
-use trading_pro_client::{Client, Error};
+use trading_pro_client::Client;
 
 const MINUTE: i64 = 60_000;
 const DAY: i64 = 86_400_000;
@@ -272,16 +272,6 @@ async fn assert_served(
     }
 }
 
-/// Status and message of an error answer.
-fn error_of<T: std::fmt::Debug>(
-    r: Result<T, Error<trading_pro_client::types::Error>>,
-) -> (u16, String) {
-    match r {
-        Err(Error::ErrorResponse(e)) => (e.status().as_u16(), e.into_inner().message),
-        other => panic!("expected an error response, got {other:?}"),
-    }
-}
-
 fn trade(symbol: &str, time: i64, price: f64, size: f64) -> Trade {
     Trade {
         symbol: symbol.into(),
@@ -299,16 +289,6 @@ async fn ingest(c: &Client, trades: Vec<Trade>) -> i64 {
         .expect("ingest succeeds")
         .into_inner()
         .applied
-}
-
-/// The next `bars.update` payload, or a panic naming what came instead.
-async fn subscribe(ws: &mut raw::Raw, symbol: &str, res: &str) -> serde_json::Value {
-    raw::send(
-        ws,
-        json!({"type": "bars.subscribe", "payload": {"symbol": symbol, "resolution": res}}),
-    )
-    .await;
-    raw::reply(ws).await
 }
 
 fn bar_of(update: &serde_json::Value) -> Bar {
@@ -612,11 +592,11 @@ async fn only_resolutions_the_data_supports_are_served(engine: &dyn Engine) {
 
     let mut ws = raw::connect(&s.base).await;
     let reply = subscribe(&mut ws, "DAILY", "5").await;
-    assert_eq!(reply["payload"]["status"], "error");
-    let message = reply["payload"]["message"].as_str().unwrap();
+    assert_eq!(reply["status"], "error");
+    let message = reply["message"].as_str().unwrap();
     assert!(message.contains("served at D, W, M only"), "{message}");
     let reply = subscribe(&mut ws, "DAILY", "W").await;
-    assert_eq!(reply["payload"]["status"], "ok");
+    assert_eq!(reply["status"], "ok");
     let week = raw::update(&mut ws).await;
     assert_eq!(
         (week["time"].as_i64(), week["volume"].as_f64()),
@@ -647,10 +627,7 @@ async fn ingested_trades_stream_at_once_and_close_into_history(engine: &dyn Engi
     let c = with_token(&s.base, TOKEN);
     let mut ws = raw::connect(&s.base).await;
     for res in ["1", "D"] {
-        assert_eq!(
-            subscribe(&mut ws, "LIVE", res).await["payload"]["status"],
-            "ok"
-        );
+        assert_eq!(subscribe(&mut ws, "LIVE", res).await["status"], "ok");
         raw::update(&mut ws).await;
     }
 
@@ -1043,10 +1020,7 @@ async fn a_running_server_serves_what_an_import_adds(engine: &dyn Engine) {
     let store = import_minutes(engine, &dir, "FIRST", &minutes, &[]);
     let s = store_server(&store, &[]).await;
     let mut ws = raw::connect(&s.base).await;
-    assert_eq!(
-        subscribe(&mut ws, "FIRST", "1").await["payload"]["status"],
-        "ok"
-    );
+    assert_eq!(subscribe(&mut ws, "FIRST", "1").await["status"], "ok");
     assert_eq!(bar_of(&raw::update(&mut ws).await).time, minutes[119].time);
 
     let later = minute_bars((120..180).map(|i| day + i * MINUTE), 12);

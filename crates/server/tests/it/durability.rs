@@ -3,16 +3,14 @@
 //! killed with SIGKILL while some are in flight, and is started again on
 //! the same store; on each engine (SQLite, PostgreSQL).
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::process::ServerProcess;
-use common::store::{
+use crate::common::process::ServerProcess;
+use crate::common::store::{
     crypto_24x7, frozen_store_args, register_symbols, with_token, Engine, Postgres, Sqlite,
     TempDir, TOKEN,
 };
-use common::FROZEN_NOW_S;
+use crate::common::FROZEN_NOW_S;
 use trading_pro_client::types::{Bar, Trade, TradesIngestRequest};
 
 const MINUTE: i64 = 60_000;

@@ -2,12 +2,10 @@
 //! caching and compression a browser relies on, nothing outside them, and
 //! a page saying what to install when they were not built.
 
-mod common;
-
 use std::io::{Read, Write};
 
-use common::store::TempDir;
-use common::TestServer;
+use crate::common::store::TempDir;
+use crate::common::TestServer;
 
 /// A client that decodes nothing, so a test sees the bytes as sent.
 fn raw_http() -> reqwest::Client {
@@ -25,7 +23,7 @@ async fn served(web: &TempDir) -> TestServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_built_folder_is_served_at_its_path() {
     let web = TempDir::new("pages-built");
-    common::pages::build(web.path());
+    crate::common::pages::build(web.path());
     let s = served(&web).await;
     let http = raw_http();
     for (path, content_type, start) in [
@@ -99,7 +97,7 @@ async fn each_built_folder_is_served_at_its_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_path_reaches_a_file_outside_the_pages() {
     let web = TempDir::new("pages-outside");
-    common::pages::build(web.path().join("dist").as_path());
+    crate::common::pages::build(web.path().join("dist").as_path());
     web.file("secret.txt", "not for clients");
     let s = TestServer::start(&["--web-dir", web.path().join("dist").to_str().unwrap()]).await;
     let addr = s.server.local_addr();
@@ -130,14 +128,14 @@ async fn no_request_path_reaches_a_file_outside_the_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_are_revalidated_and_compressed_once_for_everyone() {
     let web = TempDir::new("pages-cache");
-    common::pages::build(web.path());
+    crate::common::pages::build(web.path());
     let s = served(&web).await;
     let http = raw_http();
     let url = s.url("/chart/app.js");
     let first = http.get(&url).send().await.unwrap();
     let etag = first.headers()["etag"].clone();
     assert_eq!(first.headers()["cache-control"], "no-cache");
-    assert_eq!(first.text().await.unwrap(), common::pages::app_js());
+    assert_eq!(first.text().await.unwrap(), crate::common::pages::app_js());
     // What the browser has is still current: 304, no body.
     let again = http
         .get(&url)
@@ -169,7 +167,7 @@ async fn pages_are_revalidated_and_compressed_once_for_everyone() {
             let vary = r.headers()["vary"].to_str().unwrap().to_ascii_lowercase();
             assert!(vary.contains("accept-encoding"), "{vary}");
             let packed = r.bytes().await.unwrap();
-            assert!(packed.len() * 5 < common::pages::app_js().len());
+            assert!(packed.len() * 5 < crate::common::pages::app_js().len());
             let mut text = String::new();
             match coding {
                 "gzip" => flate2::read::GzDecoder::new(&packed[..])
@@ -179,7 +177,7 @@ async fn pages_are_revalidated_and_compressed_once_for_everyone() {
                     .read_to_string(&mut text)
                     .unwrap(),
             };
-            assert_eq!(text, common::pages::app_js(), "{accept}");
+            assert_eq!(text, crate::common::pages::app_js(), "{accept}");
         }
     }
     // Not compressed when not asked.
@@ -226,7 +224,7 @@ async fn pages_not_built_say_what_to_install_and_the_api_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_web_dir_that_is_not_pages_is_refused_at_start() {
     let web = TempDir::new("pages-huge");
-    common::pages::build(web.path());
+    crate::common::pages::build(web.path());
     // More than any build of the pages: not read into memory.
     let big = vec![b'x'; 65 * 1024 * 1024];
     std::fs::write(web.path().join("chart/huge.bin"), big).unwrap();

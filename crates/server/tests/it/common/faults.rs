@@ -1,6 +1,5 @@
 //! Faults between a server and what it depends on: a TCP proxy the test
 //! puts in front of a real service (PostgreSQL, say) and can cut.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

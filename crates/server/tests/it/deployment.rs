@@ -10,14 +10,12 @@
 //! sockets are open; a drain turns the probe 503 before the node stops
 //! accepting.
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use common::process::ServerProcess;
-use common::proxies;
-use common::store::TempDir;
+use crate::common::process::ServerProcess;
+use crate::common::proxies;
+use crate::common::store::TempDir;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

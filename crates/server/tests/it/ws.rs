@@ -1,13 +1,11 @@
 //! Live bars over WebSocket, through the typed client and through raw frames,
 //! against real servers on ephemeral ports.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::ws::{self as raw, Received};
-use common::{TestServer, FROZEN_NOW_S};
+use crate::common::ws::{self as raw, Received};
+use crate::common::{TestServer, FROZEN_NOW_S};
 use futures::SinkExt;
 use serde_json::json;
 use tokio::time::timeout;
@@ -562,10 +560,7 @@ async fn serves_the_asyncapi_spec() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        json,
-        serde_yaml::from_str::<serde_json::Value>(trading_pro::ASYNCAPI_YAML).unwrap()
-    );
+    assert_eq!(&json, crate::common::asyncapi());
     // (The page rendering it is tested in pages.rs and in the browser.)
     s.stop().await;
 }

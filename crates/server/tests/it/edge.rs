@@ -6,14 +6,12 @@
 //! No timing assertions: a deadline is checked as "closed within the
 //! configured deadline plus a generous margin", never as "took N ms".
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::process::ServerProcess;
-use common::ws as raw;
-use common::TestServer;
+use crate::common::process::ServerProcess;
+use crate::common::ws as raw;
+use crate::common::TestServer;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -790,7 +788,7 @@ async fn bars_as(s: &TestServer, accept: &str) -> (u16, Option<String>, String, 
         .no_brotli()
         .build()
         .unwrap();
-    let to = common::FROZEN_NOW_S.to_string();
+    let to = crate::common::FROZEN_NOW_S.to_string();
     let r = raw
         .get(s.url("/api/v1/datafeed/bars"))
         .query(&[
@@ -892,7 +890,7 @@ async fn responses_are_compressed_when_the_client_accepts_it() {
         .symbol("BTCUSD")
         .resolution("1")
         .from_time(0)
-        .to_time(common::FROZEN_NOW_S)
+        .to_time(crate::common::FROZEN_NOW_S)
         .count_back(5000)
         .send()
         .await
@@ -927,7 +925,7 @@ fn tls_connector(cert: &str) -> tokio_rustls::TlsConnector {
 
 #[tokio::test]
 async fn tls_serves_https_and_wss_with_a_certificate_made_here() {
-    let dir = common::store::TempDir::new("tls");
+    let dir = crate::common::store::TempDir::new("tls");
     let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let cert = made.cert.pem();
     let cert_file = dir.file("cert.pem", &cert);

@@ -1,6 +1,5 @@
 //! JSON Web Tokens for tests, minted here with the test's own secret, and
 //! the WebSocket requests that carry them.
-#![allow(dead_code)]
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};

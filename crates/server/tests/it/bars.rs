@@ -2,9 +2,7 @@
 //! symbol and every resolution pair, the TradingView getBars contract, and
 //! session semantics.
 
-mod common;
-
-use common::{TestServer, FROZEN_NOW_S};
+use crate::common::{TestServer, FROZEN_NOW_S};
 use futures::{stream, StreamExt};
 use trading_pro_client::types::{Bar, BarsResponse};
 use trading_pro_client::Client;

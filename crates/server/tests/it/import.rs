@@ -23,12 +23,11 @@
 //! Expected bars are computed here from the rows written (own calendar
 //! arithmetic, own aggregation), never by asking the server.
 
-mod common;
-
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use common::store::{cli, cli_ok, store_server, Run, TempDir};
+use crate::common::error_of;
+use crate::common::store::{cli, cli_ok, store_server, Run, TempDir};
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
@@ -1040,18 +1039,6 @@ fn trading_dates() -> Vec<i64> {
     (days(2024, 1, 1)..=days(2024, 4, 5))
         .filter(|d| weekday(*d) < 5 && !holidays.contains(d))
         .collect()
-}
-
-type ClientError = trading_pro_client::Error<trading_pro_client::types::Error>;
-
-/// Status and message of an error response; panics on success.
-fn error_of<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (u16, String) {
-    match r {
-        Err(trading_pro_client::Error::ErrorResponse(e)) => {
-            (e.status().as_u16(), e.into_inner().message)
-        }
-        other => panic!("expected an error response, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

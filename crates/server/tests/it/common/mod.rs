@@ -1,6 +1,8 @@
 //! Starting a real server on an ephemeral port for a test.
-#![allow(dead_code)]
 
+use std::sync::OnceLock;
+
+use serde_json::Value;
 use trading_pro_client::Client;
 use trading_server::server::Server;
 
@@ -71,6 +73,41 @@ impl TestServer {
     pub async fn stop(self) {
         self.server.stop().await.expect("server closes");
     }
+}
+
+/// What the generated client returns for a documented error.
+pub type ClientError = trading_pro_client::Error<trading_pro_client::types::Error>;
+
+/// Status code and message of an error response; panics on success. Every
+/// error carries `API-Version` like every other answer.
+pub fn error_of<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (u16, String) {
+    match r {
+        Err(trading_pro_client::Error::ErrorResponse(e)) => {
+            assert_eq!(
+                e.headers()["api-version"],
+                "v1",
+                "errors carry API-Version too"
+            );
+            (e.status().as_u16(), e.into_inner().message)
+        }
+        other => panic!("expected an error response, got {other:?}"),
+    }
+}
+
+/// `specs/openapi.yaml` as JSON, parsed once.
+pub fn openapi() -> &'static Value {
+    static SPEC: OnceLock<Value> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        serde_yaml::from_str(trading_pro::OPENAPI_YAML).expect("openapi.yaml parses")
+    })
+}
+
+/// `specs/asyncapi.yaml` as JSON, parsed once.
+pub fn asyncapi() -> &'static Value {
+    static SPEC: OnceLock<Value> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        serde_yaml::from_str(trading_pro::ASYNCAPI_YAML).expect("asyncapi.yaml parses")
+    })
 }
 
 pub mod faults;

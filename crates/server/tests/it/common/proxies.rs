@@ -3,7 +3,6 @@
 //! started on a free port with the configuration `docs/DEPLOYMENT.md`
 //! gives operators, read from that page, so the page and the tests cannot
 //! disagree. Stopped when dropped.
-#![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::store::TempDir;
 
-const DEPLOYMENT: &str = include_str!("../../../../docs/DEPLOYMENT.md");
+const DEPLOYMENT: &str = include_str!("../../../../../docs/DEPLOYMENT.md");
 
 /// The first fenced block of `language` in docs/DEPLOYMENT.md.
 pub fn documented(language: &str) -> String {
