@@ -17,7 +17,9 @@
 //!   several processes can share;
 //! * `import`: the `import` and `export` commands (CSV files in and out).
 //!
-//! Every engine passes the same conformance suite.
+//! Every engine passes the same conformance suite, at the trait level in
+//! this crate (`tests/conformance.rs`) and through the server's binary and
+//! API (`crates/server/tests/it/store_conformance.rs`).
 
 pub mod bar;
 pub mod chain;
