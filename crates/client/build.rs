@@ -4,6 +4,8 @@
 use std::{env, fs, path::Path};
 
 fn main() {
+    let out_dir = env::var("OUT_DIR").unwrap();
+    let out_dir = Path::new(&out_dir);
     let spec_path = "../../specs/openapi.yaml";
     println!("cargo:rerun-if-changed={spec_path}");
     let text = fs::read_to_string(spec_path).expect("read specs/openapi.yaml");
@@ -21,16 +23,14 @@ fn main() {
         .unwrap_or_else(|e| {
             panic!("progenitor cannot generate a client from specs/openapi.yaml: {e}")
         });
-    let file: syn::File = syn::parse2(tokens).expect("progenitor emitted valid Rust");
-    let out = Path::new(&env::var("OUT_DIR").unwrap()).join("client.rs");
-    fs::write(out, prettyplease::unparse(&file)).expect("write generated client");
+    trading_pro_codegen::write_rust(out_dir, "client.rs", tokens)
+        .unwrap_or_else(|e| panic!("cannot write the generated client: {e}"));
 
     let asyncapi_path = "../../specs/asyncapi.yaml";
     println!("cargo:rerun-if-changed={asyncapi_path}");
     let text = fs::read_to_string(asyncapi_path).expect("read specs/asyncapi.yaml");
     let tokens = trading_pro_codegen::asyncapi_messages(&text, false)
         .unwrap_or_else(|e| panic!("cannot generate messages from specs/asyncapi.yaml: {e}"));
-    let file: syn::File = syn::parse2(tokens).expect("codegen emitted valid Rust");
-    let out = Path::new(&env::var("OUT_DIR").unwrap()).join("messages.rs");
-    fs::write(out, prettyplease::unparse(&file)).expect("write generated messages");
+    trading_pro_codegen::write_rust(out_dir, "messages.rs", tokens)
+        .unwrap_or_else(|e| panic!("cannot write the generated messages: {e}"));
 }

@@ -17,7 +17,6 @@ mod services;
 mod stats;
 mod store;
 mod ws;
-mod ws_scenarios;
 
 use std::time::Duration;
 
@@ -152,7 +151,7 @@ async fn main() {
         ok &= nodes::run_all(&options).await;
     }
     if runs(Part::Ws) {
-        ok &= ws_scenarios::run_all(&options).await;
+        ok &= ws::scenarios::run_all(&options).await;
     }
     if runs(Part::Abuse) {
         ok &= abuse::run_all(&options).await;

@@ -1,102 +1,24 @@
-//! The WebSocket load client: many connections in this process, one task
-//! each, counting `bars.update` frames and their publish-to-receive lag.
-//!
-//! The same client measures trading-server and the baseline, so the
-//! difference between the two is the server's own work. Windows are
-//! numbered phases set by the coordinator and read by every task per frame
-//! (one relaxed atomic load), so a frame counts in the window in which it
-//! arrived, without the tasks having to be woken at the boundaries.
+//! The load client's connections: one task each, counting `bars.update`
+//! frames and their lag per window, and the sums over them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{client_async_with_config, WebSocketStream};
 
-/// Handshakes in flight at once: enough to open 20k connections in
-/// seconds, few enough not to overflow the server's accept backlog.
-const HANDSHAKES_IN_FLIGHT: usize = 256;
-
-/// Receive buffer of the connections that will stall. With the default
-/// (128 KiB, not grown while nobody reads) this side's kernel would absorb
-/// a stalled reader's updates for minutes at the half rate; small, they back
-/// up into the server's side at once. (That side absorbs megabytes before a
-/// write blocks, which is why the stall table reports its Send-Q.)
-pub const STALLED_RCVBUF: u32 = 4096;
-
-/// trading-server's settings (server/src/ws/connection.rs), used by the
-/// baseline too so both servers run the same transport. The client uses them
-/// as well: tungstenite's default 128 KiB read buffer is zero-filled per
-/// connection, which for 20k connections alone would be 2.5 GB.
-pub fn config() -> WebSocketConfig {
-    const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-    WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES))
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(4 * 1024)
-}
-
-const STAMP_KEY: &[u8] = br#""published_us":"#;
-
-/// Whether a text frame is a `bars.update` (the type comes first).
-fn is_update(frame: &[u8]) -> bool {
-    const TYPE: &[u8] = br#""type":"bars.update""#;
-    frame[..frame.len().min(48)]
-        .windows(TYPE.len())
-        .any(|w| w == TYPE)
-}
-
-/// Where the digits of `"published_us":` are. Searched from the end, where
-/// the field sits, so the cost per frame stays a few dozen byte compares.
-pub fn stamp_digits(frame: &[u8]) -> Option<Range<usize>> {
-    let key = frame
-        .windows(STAMP_KEY.len())
-        .rposition(|w| w == STAMP_KEY)?;
-    let start = key + STAMP_KEY.len();
-    let len = frame[start..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    (len > 0).then_some(start..start + len)
-}
-
-fn published_us(frame: &[u8]) -> Option<u64> {
-    let digits = stamp_digits(frame)?;
-    frame[digits].iter().try_fold(0u64, |v, d| {
-        v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-/// Wall-clock unix microseconds, the clock `published_us` is taken from.
-pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-#[derive(Clone, Debug)]
-pub struct Topic {
-    pub symbol: String,
-    pub resolution: String,
-}
-
-fn subscribe_frame(topic: &Topic, id: usize) -> String {
-    format!(
-        r#"{{"type":"bars.subscribe","id":"{id}","payload":{{"symbol":"{}","resolution":"{}"}}}}"#,
-        topic.symbol, topic.resolution
-    )
-}
+use super::{
+    config, is_update, now_us, published_us, subscribe_frame, Topic, HANDSHAKES_IN_FLIGHT,
+    STALLED_RCVBUF,
+};
 
 pub struct FleetSpec {
     pub address: String,
@@ -476,7 +398,7 @@ async fn open(
     Ok(ws)
 }
 
-fn cut(s: &str, max: usize) -> &str {
+pub(crate) fn cut(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -541,64 +463,6 @@ fn unread_bytes(tcp: &TcpStream) -> usize {
     } else {
         0
     }
-}
-
-/// Subscribes one connection to every topic and returns a `bars.update`
-/// frame it received, preferably one carrying `published_us`. Doing this
-/// before measuring also makes the server build every topic's market
-/// state, which would otherwise count as per-connection memory.
-pub async fn capture(address: &str, topics: &[Topic]) -> Result<Vec<u8>, String> {
-    let tcp = TcpStream::connect(address)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let url = format!("ws://{address}/api/v1/ws");
-    let (mut ws, _) = client_async_with_config(url, tcp, Some(config()))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    for (k, topic) in topics.iter().enumerate() {
-        ws.feed(Message::Text(subscribe_frame(topic, k + 1).into()))
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    ws.flush().await.map_err(|e| e.to_string())?;
-    let mut replies = 0;
-    let mut stamped: Option<Vec<u8>> = None;
-    let mut any: Option<Vec<u8>> = None;
-    let mut deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while replies < topics.len() || stamped.is_none() {
-        let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
-            Ok(Some(Ok(frame))) => frame,
-            Ok(Some(Err(e))) => return Err(e.to_string()),
-            Ok(None) => return Err("connection ended".into()),
-            Err(_) => break,
-        };
-        let Message::Text(text) = frame else { continue };
-        let bytes = text.as_bytes();
-        if text.starts_with(r#"{"type":"bars.subscribe.response""#) {
-            if !text.contains(r#""status":"ok""#) {
-                return Err(format!("subscribe refused: {}", cut(&text, 200)));
-            }
-            replies += 1;
-            if replies == topics.len() {
-                // Every topic has (or is about to have) its current bar out.
-                deadline = deadline.min(tokio::time::Instant::now() + Duration::from_secs(2));
-            }
-        } else if is_update(bytes) {
-            if stamp_digits(bytes).is_some() {
-                stamped.get_or_insert_with(|| bytes.to_vec());
-            } else {
-                any.get_or_insert_with(|| bytes.to_vec());
-            }
-        }
-    }
-    if replies < topics.len() {
-        return Err(format!("{replies} of {} subscribe replies", topics.len()));
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-    stamped
-        .or(any)
-        .ok_or_else(|| "no bars.update received".to_string())
 }
 
 /// The sum over connections of window `k`, taking the latency samples out.
