@@ -1,10 +1,13 @@
 //! The trading-pro API contract.
 //!
 //! Everything here is derived from the hand-written specs under `specs/` by
-//! `build.rs`: the wire types ([`types`]) and the dropshot API trait
-//! ([`api::TradingApi`], and [`api::TradingService`] which the server implements). The server implements the trait; it never defines a
-//! wire struct of its own, so the spec and the server cannot drift apart
-//! without a compile error or a failing contract test.
+//! `build.rs` (with the generators of `crates/codegen`): the wire types
+//! ([`types`]), the dropshot API trait ([`api::TradingApi`], what the
+//! contract test renders) and the plain service trait the server
+//! implements ([`api::TradingService`], with the route table and each
+//! operation's facts). The server never defines a wire struct of its own,
+//! so the spec and the server cannot drift apart without a compile error
+//! or a failing contract test (`tests/contract.rs`).
 
 pub mod encoded;
 pub mod extract;

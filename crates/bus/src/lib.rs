@@ -11,7 +11,9 @@
 //! (`ingest`). A node that was away reads the log from where it stopped;
 //! what others applied meanwhile it replays from the store's record.
 //!
-//! * `message`: an ingest request as one log entry (its bytes);
+//! * `message`: a log entry's bytes: a versioned envelope around one
+//!   command of the stores' replication contract (ingest today; a kind a
+//!   node does not know is refused, never misread);
 //! * `nats`: the JetStream log;
 //! * `owner`: whether a store and a log are one market's (one stream
 //!   per market: a node never mixes two);

@@ -27,7 +27,7 @@ pub struct AppContext {
     /// The chart and docs pages, read from `--web-dir` at start-up.
     pub pages: Pages,
     /// The specs as served (required tokens with authentication on).
-    pub specs: crate::specs::Specs,
+    pub specs: crate::served_specs::Specs,
     /// Set once the node is shutting down: readiness answers 503 from then
     /// on, so load balancers stop sending it new clients.
     pub stopping: AtomicBool,

@@ -1,33 +1,33 @@
-//! trading-pro's server: implements the API trait generated from
-//! `specs/openapi.yaml` on top of a data source: a deterministic synthetic
-//! market, or a store of real data.
+//! trading-pro's server: implements the service trait generated from
+//! `specs/openapi.yaml` and the WebSocket channels of
+//! `specs/asyncapi.yaml` on top of a data source: the synthetic market
+//! (`trading-synthetic`, the default) or a store of real data
+//! (`trading-store`), several nodes sharing one through the bus
+//! (`trading-bus`).
 //!
-//! Where things live:
+//! Where a request goes, top-down:
+//! * `edge`: what clients connect to: who a request is from (trusted
+//!   proxies, PROXY protocol), connection caps, deadlines (`deadlines`),
+//!   rate limits, early rejection, the WebSocket handshake, draining;
+//! * `net`: below the edge: TCP and TLS streams, response compression,
+//!   the open-files limit;
 //! * `routes`: where each admitted request goes (the spec's operations,
-//!   the specs, the pages, CORS preflight);
-//! * `api`: the REST handlers (one method per operation of the spec);
-//! * `ws`: live bars over WebSocket (hub, connections, broadcaster);
-//! * `source`: the data-source interface every handler asks;
-//! * `synthetic` and `market`: the synthetic market (the default source)
-//!   and its price engine;
-//! * `store`: real data (an embedded SQLite file or PostgreSQL) and its
-//!   live ingest;
-//! * `bus`: several nodes on one market: the shared log of ingest
-//!   (NATS JetStream) every node follows;
-//! * `import`: the `import` and `export` commands (CSV files);
-//! * `calendar`: sessions, time zones, resolutions: what a bar means;
-//! * `catalog`: the symbols and search;
+//!   the served specs, the pages, CORS preflight);
+//! * `handlers`: the REST handlers, one module per tag of the spec
+//!   (`datafeed`, `ingest`, `meta`); `quotes`: a quote's wire form;
+//! * `ws`: WebSocket: one task per connection, one module per channel
+//!   (`ws/channels/`: bars, quotes) behind a small registry, the hub the
+//!   sources publish to;
 //! * `auth`: who is asking (JSON Web Tokens) and which exchanges they
 //!   may see;
-//! * `edge`: what clients connect to: connection caps, deadlines, rate
-//!   limits, early rejection, the WebSocket handshake, draining shutdown;
-//! * `cors`, `specs`: headers on every response, the served specs;
-//! * `pages`: the chart and the docs pages (built from npm into `web/dist`);
+//! * `cors`, `served_specs`, `pages`: headers on every response, the
+//!   specs as served, the chart and docs pages (built into `web/dist`);
 //! * `metrics`: what the server is doing, for Prometheus (`GET /metrics`);
-//! * `config`, `logging`, `server`: flags, logs, startup.
+//! * `error`: the API's errors and their answers;
+//! * `config`, `context`, `logging`, `server`: flags, what every handler
+//!   shares, logs, start-up; `main.rs` the commands and signals.
 
 pub mod auth;
-
 pub mod config;
 pub mod context;
 pub mod cors;
@@ -35,15 +35,13 @@ pub mod edge;
 pub mod error;
 pub mod handlers;
 pub mod logging;
-
 pub mod metrics;
 pub mod net;
 pub mod pages;
 pub mod quotes;
 pub mod routes;
+pub mod served_specs;
 pub mod server;
-pub mod specs;
-
 pub mod ws;
 
 pub use config::Config;

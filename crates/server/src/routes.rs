@@ -1,7 +1,7 @@
 //! Where a request is handled. Every request the edge admits (its body
 //! read and bounded) comes here: the spec's operations go through the
 //! generated route table and `call` to their handlers in `api`; the specs
-//! and CORS preflight are answered from `specs`, the chart and docs pages
+//! and CORS preflight are answered from `served_specs`, the chart and docs pages
 //! from `pages`; any other path is a 404, any other method a 405.
 
 use std::sync::Arc;

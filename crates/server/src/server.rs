@@ -151,7 +151,7 @@ pub async fn build_context(config: &Config, log: &Logger) -> Result<AppContext, 
         ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
         bus,
         pages,
-        specs: crate::specs::Specs::new(
+        specs: crate::served_specs::Specs::new(
             config.auth_jwt_secret.is_some() || config.auth_jwt_public_key.is_some(),
         ),
         stopping: AtomicBool::new(false),

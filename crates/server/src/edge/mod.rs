@@ -5,7 +5,7 @@
 //! * `admission`: connection caps (global and per client) and the bound on
 //!   data requests in progress per client;
 //! * `rate`: per-client request rate limits (429);
-//! * `watch`: the deadline of every phase of a connection;
+//! * `deadlines`: the deadline of every phase of a connection;
 //! * `request`: one request: the early checks, then its handler;
 //! * `websocket`: the handshake; the connection itself is `ws::connection`;
 //! * `compress`: gzip or brotli for response bodies worth it;
@@ -19,9 +19,9 @@
 
 mod admission;
 pub mod client;
+mod deadlines;
 mod rate;
 mod request;
-mod watch;
 mod websocket;
 
 use std::net::SocketAddr;
@@ -40,16 +40,16 @@ use tokio::time::{sleep_until, Instant};
 
 pub use admission::{ClientKey, ConnectionCaps, Inflight, Refusal};
 pub use client::{Remote, TrustedProxies};
+pub use deadlines::Timeouts;
 pub use rate::RateLimits;
 pub use request::{DEFAULT_BODY_LIMIT, METRICS_PATH, WS_PATH};
-pub use watch::Timeouts;
 
 use crate::context::AppContext;
 use crate::cors::CorsPolicy;
 use crate::net::stream::{Stream, Tcp};
 use crate::ws::WsState;
+use deadlines::{ConnClock, Phase, Watched};
 use request::Conn;
-use watch::{ConnClock, Phase, Watched};
 
 /// Over-cap connections read for a health check at once, in all and per
 /// client.
@@ -339,7 +339,7 @@ impl Edge {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            // `watch` keeps every deadline, this one included.
+            // `deadlines` keeps every deadline, this one included.
             .header_read_timeout(None)
             .keep_alive(refused.is_none())
             .max_buf_size(64 * 1024);

@@ -24,8 +24,8 @@ use tokio::time::Instant;
 
 use super::admission::{ClientKey, Refusal};
 use super::client::{self, Remote};
+use super::deadlines::{ConnClock, RequestGuard};
 use super::rate::Verdict;
-use super::watch::{ConnClock, RequestGuard};
 use super::{websocket, Edge};
 use crate::auth::{Principal, Rejection};
 use crate::context::AppContext;
