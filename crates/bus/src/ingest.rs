@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use super::follow::Status;
 use super::{message, Log};
 use trading_market::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
+use trading_market::source::Reason;
 use trading_store::plan::{self, Work};
 use trading_store::replication::{Applier, Command, Outcome, Submitted};
 
@@ -53,6 +54,9 @@ impl Ingest for LoggedIngest {
         request: IngestRequest,
         key: Option<String>,
         now_ms: i64,
+        // Once in the log, a request is applied whenever its turn comes:
+        // a client that stopped waiting learns the outcome by its key.
+        _deadline: Option<std::time::Instant>,
     ) -> Result<IngestReceipt, IngestError> {
         // Refused before it reaches the log, with the message the store
         // would give: every node decides the same from the same symbols.
@@ -76,10 +80,10 @@ impl Ingest for LoggedIngest {
             None => uuid::Uuid::new_v4().to_string(),
         };
         if self.status.refused() {
-            return Err(IngestError::Unavailable(
+            return Err(IngestError::unavailable(
+                Reason::Unavailable,
                 "this node does not follow its bus: the stream belongs to another market (see \
-                 /api/v1/ready)"
-                    .into(),
+                 /api/v1/ready)",
             ));
         }
         let payload = message::encode(
@@ -95,6 +99,7 @@ impl Ingest for LoggedIngest {
             .append(&id, payload)
             .await
             .map_err(|e| IngestError::Retry {
+                reason: Reason::Unavailable,
                 message: "the bus that orders ingest across the nodes cannot take the request \
                           now: nothing was acknowledged; retry (on any node, with the same \
                           Idempotency-Key)"
@@ -112,6 +117,7 @@ impl Ingest for LoggedIngest {
                 APPLY_WAIT.as_secs()
             );
             return Err(IngestError::Retry {
+                reason: Reason::Unavailable,
                 detail: message.clone(),
                 message,
             });

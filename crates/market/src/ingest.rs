@@ -54,20 +54,37 @@ pub enum IngestError {
     Invalid(String),
     /// The idempotency key was used before for a different request.
     KeyReused(String),
-    /// The store could not apply it; nothing was acknowledged.
-    Unavailable(String),
-    /// Not taken now: `message` tells the client what to do (it names no
-    /// host or internal error), `detail` is the cause, for the log.
-    Retry { message: String, detail: String },
+    /// The store could not apply it; nothing was acknowledged. The class
+    /// clients are told, and the details for the log.
+    Unavailable(crate::health::Unhealthy),
+    /// Not taken now, or its outcome not known: `message` tells the client
+    /// what to do (it names no host or internal error), `detail` is the
+    /// cause, for the log; `reason` its class.
+    Retry {
+        reason: crate::health::Reason,
+        message: String,
+        detail: String,
+    },
+}
+
+impl IngestError {
+    /// Not applied for `reason`, with `detail` for the log.
+    pub fn unavailable(reason: crate::health::Reason, detail: impl Into<String>) -> IngestError {
+        IngestError::Unavailable(crate::health::Unhealthy {
+            reason,
+            detail: detail.into(),
+        })
+    }
 }
 
 impl std::fmt::Display for IngestError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            IngestError::Invalid(m) | IngestError::KeyReused(m) | IngestError::Unavailable(m) => {
-                f.write_str(m)
-            }
-            IngestError::Retry { message, detail } => write!(f, "{message} ({detail})"),
+            IngestError::Invalid(m) | IngestError::KeyReused(m) => f.write_str(m),
+            IngestError::Unavailable(why) => f.write_str(&why.detail),
+            IngestError::Retry {
+                message, detail, ..
+            } => write!(f, "{message} ({detail})"),
         }
     }
 }
@@ -78,11 +95,15 @@ pub trait Ingest: Send + Sync {
     /// Validates and applies `request` as one unit, durably, and publishes
     /// the changed bars. A `key` has passed [`check_key`]. With a `key` already applied (same request), the
     /// receipt of that first application, and nothing applied again.
+    /// `deadline`: when the client stops waiting; a store that has not
+    /// committed the request by then does not apply it (a log that has
+    /// taken it keeps it: a retry with the key then reports it applied).
     async fn apply(
         &self,
         request: IngestRequest,
         key: Option<String>,
         now_ms: i64,
+        deadline: Option<std::time::Instant>,
     ) -> Result<IngestReceipt, IngestError>;
 }
 

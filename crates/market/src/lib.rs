@@ -18,6 +18,7 @@ pub mod bars_json;
 pub mod calendar;
 pub mod catalog;
 pub mod clock;
+pub mod health;
 pub mod ingest;
 pub mod paging;
 pub mod source;

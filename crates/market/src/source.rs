@@ -14,6 +14,8 @@
 
 use std::sync::Arc;
 
+pub use crate::health::{Reason, Unhealthy};
+
 use async_trait::async_trait;
 
 pub use crate::bar::{Bar, BarQuery, BarsPage, Quote};
@@ -40,50 +42,33 @@ pub trait UpdateSink: Send + Sync {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceError {
-    /// The source cannot answer now (a store that cannot be read); the
-    /// message says why. Never caused by the request.
-    Unavailable(String),
+    /// The source cannot answer now (a store that cannot be read): the
+    /// class clients are told and the details for the log. Never caused by
+    /// the request.
+    Unavailable(Unhealthy),
+}
+
+impl SourceError {
+    /// Unavailable for `reason`, with `detail` for the log.
+    pub fn unavailable(reason: Reason, detail: impl Into<String>) -> SourceError {
+        SourceError::Unavailable(Unhealthy {
+            reason,
+            detail: detail.into(),
+        })
+    }
 }
 
 impl std::fmt::Display for SourceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SourceError::Unavailable(why) => write!(f, "the data source is unavailable: {why}"),
+            SourceError::Unavailable(why) => {
+                write!(f, "the data source is unavailable: {}", why.detail)
+            }
         }
     }
 }
 
 impl std::error::Error for SourceError {}
-
-/// Why a source cannot answer now: a class clients may be told, and the
-/// details (hosts, files, the database's own words) for the log only.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unhealthy {
-    pub reason: Reason,
-    pub detail: String,
-}
-
-/// What clients are told of a source's problem.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    /// The store cannot be reached or does not answer.
-    Unavailable,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Unavailable => "unavailable",
-        }
-    }
-}
-
-impl std::fmt::Display for Unhealthy {
-    /// The public form: the class, never the detail.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "store {}", self.reason.as_str())
-    }
-}
 
 /// Every data source answers these. Callers pass symbols from the source's
 /// own catalog and only resolutions the symbol serves.
@@ -141,6 +126,10 @@ pub trait DataSource: Send + Sync {
     fn health(&self) -> Result<(), Unhealthy> {
         Ok(())
     }
+
+    /// Stops the source cleanly when the server stops: a store finishes
+    /// its writes and leaves its files closed.
+    async fn close(&self) {}
 
     /// The write side, for sources that take live trades and bars.
     fn ingest(&self) -> Option<&dyn Ingest> {

@@ -31,10 +31,16 @@ pub struct Config {
     pub symbols: Option<PathBuf>,
 
     /// Serve real data from this store instead of the synthetic market: a file path or
-    /// `sqlite:PATH` (an embedded SQLite file, created if missing), or
+    /// `sqlite:PATH` (an embedded SQLite file: `import` creates one, or `--create`), or
     /// `postgres://USER@HOST:PORT/DB` (a PostgreSQL database; its tables are created if missing).
     #[arg(long, env = "TRADING_STORE")]
     pub store: Option<String>,
+
+    /// Create the `--store` file if it does not exist (a new, empty store). Without it a
+    /// missing store file is an error: a store deleted or moved is never replaced by an
+    /// empty one unnoticed.
+    #[arg(long, env = "TRADING_CREATE", requires = "store")]
+    pub create: bool,
 
     /// Run as one of several nodes: ingest goes through this NATS JetStream server
     /// (`nats://HOST:PORT`), which every node follows in order. Needs
@@ -143,10 +149,18 @@ pub struct Config {
     #[arg(long, env = "TRADING_KEEPALIVE_TIMEOUT", default_value_t = 30.0, value_parser = parse_seconds)]
     pub keepalive_timeout: f64,
 
-    /// Seconds a request may take from its head to the last byte of its response
-    /// (a client that stops reading a response is cut off after it).
+    /// Seconds a request may take from its head to the last byte of its response. One
+    /// not answered by then is answered 503 `Timeout` with `Retry-After` (an ingest request
+    /// not committed by then is not applied); a client that stops reading a response is
+    /// cut off.
     #[arg(long, env = "TRADING_REQUEST_TIMEOUT", default_value_t = 60.0, value_parser = parse_seconds)]
     pub request_timeout: f64,
+
+    /// Seconds one call to a PostgreSQL store may take (its `statement_timeout`, and this
+    /// side's limit for a database that stops answering); a connection that times out is
+    /// replaced.
+    #[arg(long, env = "TRADING_STORE_TIMEOUT", default_value_t = 30.0, value_parser = parse_seconds)]
+    pub store_timeout: f64,
 
     /// Seconds a shutdown waits for requests in progress and for keep-alive clients
     /// (answered with `Connection: close`) before it closes what is left.

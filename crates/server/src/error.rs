@@ -3,7 +3,7 @@
 
 use dropshot::{ClientErrorStatusCode, HttpError};
 
-use trading_market::source::SourceError;
+use trading_market::source::{Reason, SourceError, Unhealthy};
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -32,11 +32,14 @@ pub enum ApiError {
     /// The request did not parse (query string, path or body); dropshot's
     /// error already says why.
     Malformed(HttpError),
-    /// The data source cannot answer (a store that cannot be read): 503.
-    Unavailable(String),
-    /// Ingest not taken now, with what the client should do (`message`,
-    /// shown) and the cause (`detail`, logged): 503 `Unavailable`.
+    /// The data source cannot answer (a store that cannot be read): 503
+    /// with the reason's class as its code, and `Retry-After`.
+    Unavailable(Unhealthy),
+    /// Ingest not taken now (or its outcome not known), with what the
+    /// client should do (`message`, shown) and the cause (`detail`,
+    /// logged): 503 with the reason's class as its code.
     Retry {
+        reason: Reason,
         message: String,
         detail: String,
     },
@@ -69,7 +72,8 @@ impl ApiError {
             ApiError::OutOfRange { .. } => "OutOfRange",
             ApiError::QuoteSymbolCount { .. } => "InvalidSymbolCount",
             ApiError::Malformed(_) => "BadRequest",
-            ApiError::Unavailable(_) | ApiError::Retry { .. } => "Unavailable",
+            ApiError::Unavailable(why) => why.reason.error_code(),
+            ApiError::Retry { reason, .. } => reason.error_code(),
             ApiError::NotReady(_) => "NotReady",
             ApiError::IngestDisabled(_) => "IngestDisabled",
             ApiError::Unauthenticated(_) => "Unauthenticated",
@@ -90,20 +94,28 @@ impl ApiError {
             }
             ApiError::Unavailable(why) => {
                 // The cause (a file, a database error) goes to the log only.
-                let mut e = HttpError::for_unavail(Some("Unavailable".into()), why);
-                e.external_message =
-                    "the data source cannot answer now; the server log says why".into();
-                return e;
+                let code = why.reason.error_code().to_string();
+                let mut e = HttpError::for_unavail(Some(code), why.detail);
+                e.external_message = format!(
+                    "{} ({}); retry later, the server log says why",
+                    why.reason.explain(),
+                    why.reason.as_str()
+                );
+                return retry_after(e, why.reason.retry_after_s());
             }
-            ApiError::Retry { message, detail } => {
-                let mut e = HttpError::for_unavail(Some("Unavailable".into()), detail);
+            ApiError::Retry {
+                reason,
+                message,
+                detail,
+            } => {
+                let mut e = HttpError::for_unavail(Some(reason.error_code().into()), detail);
                 e.external_message = message;
-                return e;
+                return retry_after(e, reason.retry_after_s());
             }
             ApiError::NotReady(why) => {
                 let mut e = HttpError::for_unavail(Some("NotReady".into()), why.clone());
                 e.external_message = why;
-                return e;
+                return retry_after(e, 5);
             }
             ApiError::IngestDisabled(_) | ApiError::Forbidden(_) => {
                 ClientErrorStatusCode::FORBIDDEN
@@ -153,14 +165,16 @@ impl std::fmt::Display for ApiError {
                 "symbols must list between 1 and {max} symbols, got {got}"
             ),
             ApiError::Malformed(e) => f.write_str(&e.external_message),
-            ApiError::Unavailable(why)
-            | ApiError::NotReady(why)
+            ApiError::Unavailable(why) => f.write_str(&why.detail),
+            ApiError::NotReady(why)
             | ApiError::IngestDisabled(why)
             | ApiError::Unauthenticated(why)
             | ApiError::Forbidden(why)
             | ApiError::KeyReused(why) => f.write_str(why),
             ApiError::InvalidIngest { message, .. } => f.write_str(message),
-            ApiError::Retry { message, detail } => write!(f, "{message} ({detail})"),
+            ApiError::Retry {
+                message, detail, ..
+            } => write!(f, "{message} ({detail})"),
         }
     }
 }
@@ -173,6 +187,16 @@ impl From<HttpError> for ApiError {
 
 impl From<SourceError> for ApiError {
     fn from(e: SourceError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        match e {
+            SourceError::Unavailable(why) => ApiError::Unavailable(why),
+        }
     }
+}
+
+/// A 503 says when to try again.
+fn retry_after(mut e: HttpError, seconds: u32) -> HttpError {
+    e.headers
+        .get_or_insert_with(Default::default)
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+    e
 }

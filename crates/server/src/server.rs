@@ -61,7 +61,11 @@ fn open_source(
 ) -> Result<Arc<dyn DataSource>, String> {
     if let Some(store) = &config.store {
         let sink: Arc<dyn UpdateSink> = Arc::clone(hub) as Arc<dyn UpdateSink>;
-        return trading_store::open_source(store, sink);
+        let options = trading_store::ServeOptions {
+            create: config.create,
+            timeout: std::time::Duration::from_secs_f64(config.store_timeout),
+        };
+        return trading_store::open_source(store, sink, &options);
     }
     let synthetic = match &config.symbols {
         Some(path) => Synthetic::from_file(config.seed, path).map_err(|e| e.to_string())?,
@@ -91,7 +95,10 @@ async fn open_node(
         }
     };
     let sink: Arc<dyn UpdateSink> = Arc::clone(hub) as Arc<dyn UpdateSink>;
-    let store = Arc::new(PostgresStore::open_for_serving(&store, sink).map_err(|e| e.to_string())?);
+    let timeout = std::time::Duration::from_secs_f64(config.store_timeout);
+    let store = Arc::new(
+        PostgresStore::open_for_serving(&store, sink, timeout).map_err(|e| e.to_string())?,
+    );
     let bus = Bus::start(
         url,
         &config.bus_stream,
@@ -203,6 +210,10 @@ impl Server {
             self.edge.drain(grace)
         );
         info!(self.log, "connections closed"; "left" => self.edge.open_connections());
+        // The store finishes its writes and closes its files: a SQLite
+        // store leaves no log behind (`-wal`, `-shm`).
+        self.context().source.close().await;
+        info!(self.log, "store closed");
         drop(self.live_runtime);
         Ok(())
     }

@@ -67,7 +67,9 @@ impl StoredBar {
         self.volume = self.volume.checked_add(size)?;
         self.high = self.high.max(price);
         self.low = self.low.min(price);
-        if at_ms < self.first_ms {
+        // Equal times: the trade applied last sets the open as it sets the
+        // close (the spec's rule for ties).
+        if at_ms <= self.first_ms {
             self.open = price;
             self.first_ms = at_ms;
         }
@@ -162,5 +164,19 @@ mod tests {
         assert_eq!((a.open, a.high, a.low, a.close), (10.0, 12.0, 9.0, 12.0));
         assert_eq!(a.volume, v("3.6"));
         assert_eq!(StoredBar::decode(0, &a.encode()), Some(a));
+    }
+
+    #[test]
+    fn between_trades_at_the_same_time_the_last_applied_sets_open_and_close() {
+        let mut bar = StoredBar::of_trade(0, 2_000, 10.0, v("1"));
+        bar.add_trade(2_000, 11.0, v("1")).unwrap();
+        assert_eq!((bar.open, bar.close), (11.0, 11.0));
+        bar.add_trade(2_000, 9.5, v("1")).unwrap();
+        assert_eq!((bar.open, bar.close), (9.5, 9.5));
+        // An earlier trade still opens, a later one still closes.
+        bar.add_trade(1_000, 8.0, v("1")).unwrap();
+        bar.add_trade(3_000, 12.0, v("1")).unwrap();
+        assert_eq!((bar.open, bar.close), (8.0, 12.0));
+        assert_eq!((bar.low, bar.high), (8.0, 12.0));
     }
 }

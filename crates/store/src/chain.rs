@@ -110,7 +110,8 @@ struct Bucket {
     /// The span of child times it covers: `[start, end)`.
     start: i64,
     end: i64,
-    /// The parent's stamp; None for W and M, stamped at their first child.
+    /// The parent's stamp (W and M: the period's first trading day); None
+    /// for a period without one, stamped at its first child.
     stamp: Option<i64>,
 }
 
@@ -143,11 +144,20 @@ impl<'a> Buckets<'a> {
         match self.res {
             Resolution::Week | Resolution::Month => {
                 let date = child_time.div_euclid(DAY_MS);
+                let (first, end) = (
+                    period_start_date(self.res, date),
+                    period_end_date(self.res, date),
+                );
+                // The period's first trading day, whichever day has data:
+                // a late trade on an earlier day must not move the bar.
+                let stamp = (first..end)
+                    .find(|d| self.calendar.day(*d).is_some())
+                    .map(|d| d * DAY_MS);
                 Some(Bucket {
                     key: period_key(self.res, date),
-                    start: period_start_date(self.res, date) * DAY_MS,
-                    end: period_end_date(self.res, date) * DAY_MS,
-                    stamp: None,
+                    start: first * DAY_MS,
+                    end: end * DAY_MS,
+                    stamp,
                 })
             }
             Resolution::Day => {
@@ -271,8 +281,6 @@ pub fn plan(calendar: &TradingCalendar, base: Resolution, dirty: &Dirty) -> Vec<
         let mut mine = Dirty::default();
         for (lo, hi) in below.ranges() {
             if let (Some(first), Some(last)) = (buckets.bucket(lo), buckets.bucket(hi)) {
-                // W and M are stamped at their first child, which only
-                // their bars know; no level is built from them.
                 if let (Some(from), Some(to)) = (first.stamp, last.stamp) {
                     mine.add_range(from, to);
                 }

@@ -81,7 +81,8 @@ fn stored(result: &std::result::Result<IngestReceipt, IngestError>) -> Stored {
     match result {
         Ok(receipt) => Stored::Applied(receipt.applied),
         Err(IngestError::KeyReused(m)) => Stored::KeyReused(m.clone()),
-        Err(IngestError::Invalid(m) | IngestError::Unavailable(m)) => Stored::Invalid(m.clone()),
+        Err(IngestError::Invalid(m)) => Stored::Invalid(m.clone()),
+        Err(IngestError::Unavailable(why)) => Stored::Invalid(why.detail.clone()),
         Err(e @ IngestError::Retry { .. }) => Stored::Invalid(e.to_string()),
     }
 }
@@ -106,7 +107,7 @@ pub struct Recorded {
 pub fn read_rows(rows: Vec<OutcomeRow>) -> Result<HashMap<u64, Recorded>> {
     let mut out = HashMap::with_capacity(rows.len());
     for (seq, fingerprint, outcome, effects) in rows {
-        let bad = |e: serde_json::Error| Fail(format!("bus outcome {seq}: {e}"));
+        let bad = |e: serde_json::Error| Fail::new(format!("bus outcome {seq}: {e}"));
         out.insert(
             seq,
             Recorded {
@@ -129,13 +130,14 @@ pub fn rows_of(
     entries: &[(u64, i64, std::result::Result<IngestReceipt, IngestError>)],
     effects: &Effects,
 ) -> Result<Vec<OutcomeRow>> {
-    let effects = serde_json::to_string(effects).map_err(|e| Fail(format!("bus effects: {e}")))?;
+    let effects =
+        serde_json::to_string(effects).map_err(|e| Fail::new(format!("bus effects: {e}")))?;
     let last = entries.last().map(|e| e.0);
     entries
         .iter()
         .map(|(seq, fingerprint, result)| {
             let outcome =
-                serde_json::to_string(&stored(result)).map_err(|e| Fail(e.to_string()))?;
+                serde_json::to_string(&stored(result)).map_err(|e| Fail::new(e.to_string()))?;
             Ok((
                 *seq,
                 *fingerprint,

@@ -12,19 +12,37 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use trading_market::calendar::{Resolution, TradingCalendar};
-use trading_market::source::{Bar, BarQuery, BarsPage};
+use trading_market::source::{Bar, BarQuery, BarsPage, Reason};
 
 use crate::chain::Dirty;
 use crate::{StoredBar, SymbolRecord};
 
-/// Why an engine could not do something: the database's or the file's
-/// own words, for the log (never shown to clients as they are).
+/// Why an engine could not do something: the class clients are told
+/// (disk full, read-only, ...) and the database's or the file's own words,
+/// for the log (never shown to clients as they are).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fail(pub String);
+pub struct Fail {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl Fail {
+    /// A failure of no particular class: the store is unavailable.
+    pub fn new(detail: impl Into<String>) -> Fail {
+        Fail::of(Reason::Unavailable, detail)
+    }
+
+    pub fn of(reason: Reason, detail: impl Into<String>) -> Fail {
+        Fail {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
 
 impl std::fmt::Display for Fail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.detail)
     }
 }
 
@@ -61,6 +79,10 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Runs the writer loop where this engine's writes belong.
     fn spawn_writer(&self, writer: WriterTask);
+
+    /// The server is stopping and the writer has closed: let go of every
+    /// connection (no reads come any more).
+    fn close(&self) {}
 
     /// A `getBars` page of one series.
     async fn page(&self, id: i64, res: Resolution, query: &BarQuery) -> Result<BarsPage>;
@@ -102,6 +124,22 @@ pub trait WriteConn: Send + 'static {
     /// bus already, so the commit need not wait for the store's own flush.
     async fn begin(&mut self, logged: bool) -> Result<()>;
     async fn commit(&mut self) -> Result<()>;
+    /// After [`commit`](Self::commit) failed: whether the transaction
+    /// committed all the same (the reply to COMMIT was lost with the
+    /// connection). An error when that cannot be found out now.
+    async fn committed(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+    /// Whether the store is still the one opened (a file not deleted,
+    /// replaced or overwritten); the reason when it is not, for good.
+    async fn intact(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The server is stopping: leave the store as a clean stop should
+    /// (SQLite: the log copied into the file and removed).
+    async fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Ends a failed transaction; never fails (a broken connection has no
     /// transaction left).
     async fn rollback(&mut self);

@@ -105,15 +105,43 @@ impl StoreUrl {
     }
 }
 
+/// How a served store is opened.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    /// A file store that does not exist is created only with `create`: a
+    /// server started on a path where its store was expected (deleted,
+    /// moved, a typo) must not serve a new empty one instead.
+    pub create: bool,
+    /// The longest one database call may take (PostgreSQL's
+    /// `statement_timeout`, and this side's limit on every call).
+    pub timeout: std::time::Duration,
+}
+
 /// Opens the store `url` names as the server's data source; it pushes the
 /// bars its writes change to `sink`.
-pub fn open_source(url: &str, sink: Arc<dyn UpdateSink>) -> Result<Arc<dyn DataSource>, String> {
+pub fn open_source(
+    url: &str,
+    sink: Arc<dyn UpdateSink>,
+    options: &ServeOptions,
+) -> Result<Arc<dyn DataSource>, String> {
     match StoreUrl::parse(url)? {
-        StoreUrl::Sqlite(path) => Ok(Arc::new(
-            sqlite::SqliteStore::open_for_serving(&path, sink).map_err(|e| e.to_string())?,
-        )),
+        StoreUrl::Sqlite(path) => {
+            if !options.create && !path.exists() {
+                return Err(format!(
+                    "there is no store at {}: `trading-server import --store {} ...` creates \
+                     one with data, `--create` serves a new empty one (or create an empty file \
+                     there on purpose)",
+                    path.display(),
+                    path.display()
+                ));
+            }
+            Ok(Arc::new(
+                sqlite::SqliteStore::open_for_serving(&path, sink).map_err(|e| e.to_string())?,
+            ))
+        }
         StoreUrl::Postgres(url) => Ok(Arc::new(
-            postgres::PostgresStore::open_for_serving(&url, sink).map_err(|e| e.to_string())?,
+            postgres::PostgresStore::open_for_serving(&url, sink, options.timeout)
+                .map_err(|e| e.to_string())?,
         )),
     }
 }

@@ -337,5 +337,19 @@ pub struct Job {
     pub request: trading_market::ingest::IngestRequest,
     pub key: Option<String>,
     pub now_ms: i64,
+    /// When the client stops waiting: a request not committed by then is
+    /// not applied (it is answered so, to nobody), never applied later.
+    pub deadline: Option<std::time::Instant>,
     pub reply: Reply,
 }
+
+impl Job {
+    pub fn expired(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| std::time::Instant::now() >= deadline)
+    }
+}
+
+/// A writer busy with one transaction for longer than this is reported
+/// stuck (`/ready` 503, reason `timeout`).
+pub const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(10);

@@ -161,7 +161,7 @@ pub fn check_trade(
     if size.is_negative() {
         return Err(format!("size must not be negative, got {}", t.size));
     }
-    check_not_future(t.time, now_ms)?;
+    check_time(t.time, now_ms)?;
     Ok((bar_time_in(calendar, base, t.time, day)?, size))
 }
 
@@ -187,7 +187,7 @@ pub fn check_bar(
     if volume.is_negative() {
         return Err(format!("volume must not be negative, got {}", b.volume));
     }
-    check_not_future(b.time, now_ms)?;
+    check_time(b.time, now_ms)?;
     check_on_grid(calendar, base, b.time)?;
     Ok(whole_bar(
         calendar,
@@ -241,7 +241,17 @@ pub fn check_ohlc(open: f64, high: f64, low: f64, close: f64) -> Result<(), Stri
     Ok(())
 }
 
-fn check_not_future(t: i64, now_ms: i64) -> Result<(), String> {
+/// The earliest time a trade or bar may have: 1900-01-01T00:00:00Z. Older
+/// is a mistake (seconds or microseconds taken for milliseconds, a sign
+/// lost), not market data.
+pub const EARLIEST_MS: i64 = -2_208_988_800_000;
+
+fn check_time(t: i64, now_ms: i64) -> Result<(), String> {
+    if t < EARLIEST_MS {
+        return Err(format!(
+            "time {t} (unix ms) is before 1900-01-01T00:00:00Z, the earliest a store takes"
+        ));
+    }
     if t > now_ms.saturating_add(FUTURE_TOLERANCE_MS) {
         return Err(format!(
             "time {} is more than {} s ahead of the server's clock ({})",

@@ -3,7 +3,7 @@
 //! the rest from the engine), writes through the one writer (`writer`),
 //! and a shared log's entries through the same writer (`replication`).
 
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use trading_market::bars_json::{EncodedRun, PriceFormat};
@@ -11,13 +11,13 @@ use trading_market::calendar::Resolution;
 use trading_market::catalog::{Catalog, Symbol};
 use trading_market::ingest::{Ingest, IngestError, IngestReceipt, IngestRequest};
 use trading_market::source::{
-    Bar, BarQuery, BarsPage, DataSource, Live, Quote, Reason, SourceError, Unhealthy, UpdateSink,
+    Bar, BarQuery, BarsPage, DataSource, Live, Quote, SourceError, Unhealthy, UpdateSink,
 };
 
 use crate::engine::{Engine, Fail};
 use crate::recent::{self, RecentBars};
 use crate::replication::{Applier, Logged, Outcome};
-use crate::writer::{Shared, Writer};
+use crate::writer::{Health, Shared, Writer};
 use crate::{Records, StoredBar};
 
 /// A store opened for serving: its engine, its symbols, its kept bars and
@@ -29,8 +29,8 @@ pub struct ServedStore<E: Engine> {
     /// The newest bars of each series, in memory (see `recent`).
     recent: Arc<RecentBars>,
     writer: Writer,
-    /// Why the store cannot answer, if it cannot (the writer's last look).
-    problem: Arc<Mutex<Option<String>>>,
+    /// Whether the store can answer (the writer's last look).
+    health: Arc<Health>,
 }
 
 impl<E: Engine> ServedStore<E> {
@@ -46,7 +46,7 @@ impl<E: Engine> ServedStore<E> {
         let conn = engine.open_writer()?;
         let records = Arc::new(RwLock::new(Arc::new(records)));
         let recent = Arc::new(RecentBars::default());
-        let problem = Arc::new(Mutex::new(None));
+        let health = Arc::new(Health::default());
         let (writer, run) = Writer::new(
             conn,
             engine.describe(),
@@ -55,7 +55,7 @@ impl<E: Engine> ServedStore<E> {
                 records: Arc::clone(&records),
                 recent: Arc::clone(&recent),
                 sink,
-                problem: Arc::clone(&problem),
+                health: Arc::clone(&health),
             },
         );
         engine.spawn_writer(Box::pin(run));
@@ -64,7 +64,7 @@ impl<E: Engine> ServedStore<E> {
             records,
             recent,
             writer,
-            problem,
+            health,
         })
     }
 
@@ -81,7 +81,7 @@ impl<E: Engine> ServedStore<E> {
     }
 
     fn unavailable(&self, e: Fail) -> SourceError {
-        SourceError::Unavailable(format!("store {}: {e}", self.engine.describe()))
+        SourceError::unavailable(e.reason, format!("store {}: {e}", self.engine.describe()))
     }
 
     /// The kept bars of a series (`recent`), built if missing or stale,
@@ -234,13 +234,14 @@ impl<E: Engine> DataSource for ServedStore<E> {
     }
 
     fn health(&self) -> Result<(), Unhealthy> {
-        match &*self.problem.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some(problem) => Err(Unhealthy {
-                reason: Reason::Unavailable,
-                detail: problem.clone(),
-            }),
-            None => Ok(()),
-        }
+        self.health.check()
+    }
+
+    /// The readers first, the writer's connection last: the last one to
+    /// close is the one that removes SQLite's log.
+    async fn close(&self) {
+        self.engine.close();
+        self.writer.close().await;
     }
 
     fn ingest(&self) -> Option<&dyn Ingest> {
@@ -255,8 +256,9 @@ impl Ingest for Writer {
         request: IngestRequest,
         key: Option<String>,
         now_ms: i64,
+        deadline: Option<std::time::Instant>,
     ) -> Result<IngestReceipt, IngestError> {
-        self.submit(request, key, now_ms).await
+        self.submit(request, key, now_ms, deadline).await
     }
 }
 

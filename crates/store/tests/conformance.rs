@@ -20,7 +20,13 @@ use trading_market::source::{Bar, BarQuery, DataSource, UpdateSink};
 use trading_market::volume::Volume;
 use trading_pro::types::{DataStatus, PriceFormat, SymbolInfo};
 use trading_store::replication::{Applier, Command, Logged, Submitted};
-use trading_store::{Registered, StoreError, StoredBar};
+use trading_store::{Registered, ServeOptions, StoreError, StoredBar};
+
+/// How the served stores here are opened.
+const SERVE: ServeOptions = ServeOptions {
+    create: true,
+    timeout: std::time::Duration::from_secs(30),
+};
 
 const MINUTE: i64 = 60_000;
 /// Thursday 2025-11-20 00:00 UTC.
@@ -378,7 +384,8 @@ async fn served_reads_follow_the_imported_bars(engine: &dyn Engine) {
     let fresh = engine.fresh("served");
     let bars = minutes(DAY, 600);
     with_store(&fresh.url, true, |store| import(store, "ALPHA", &bars));
-    let source = trading_store::open_source(&fresh.url, Arc::new(Published::default())).unwrap();
+    let source =
+        trading_store::open_source(&fresh.url, Arc::new(Published::default()), &SERVE).unwrap();
     let catalog = source.catalog();
     let symbol = catalog.lookup("ALPHA").unwrap();
     let fives = aggregate(&bars, 5 * MINUTE);
@@ -442,7 +449,7 @@ async fn ingest_applies_whole_requests_exactly_once(engine: &dyn Engine) {
     let bars = minutes(DAY, 60);
     with_store(&fresh.url, true, |store| import(store, "ALPHA", &bars));
     let published = Arc::new(Published::default());
-    let source = trading_store::open_source(&fresh.url, published.clone()).unwrap();
+    let source = trading_store::open_source(&fresh.url, published.clone(), &SERVE).unwrap();
     let ingest = source.ingest().expect("a store takes ingest");
     let minute = DAY + 60 * MINUTE;
     let now = minute + MINUTE;
@@ -456,6 +463,7 @@ async fn ingest_applies_whole_requests_exactly_once(engine: &dyn Engine) {
             IngestRequest::Trades(trades.clone()),
             Some("k1".into()),
             now,
+            None,
         )
         .await
         .unwrap();
@@ -476,7 +484,7 @@ async fn ingest_applies_whole_requests_exactly_once(engine: &dyn Engine) {
 
     // The same request under the same key: the first receipt, nothing again.
     let again = ingest
-        .apply(IngestRequest::Trades(trades), Some("k1".into()), now)
+        .apply(IngestRequest::Trades(trades), Some("k1".into()), now, None)
         .await
         .unwrap();
     assert_eq!(again, receipt);
@@ -485,6 +493,7 @@ async fn ingest_applies_whole_requests_exactly_once(engine: &dyn Engine) {
             IngestRequest::Trades(vec![trade("ALPHA", minute + 3_000, 100.2, 1.0)]),
             Some("k1".into()),
             now,
+            None,
         )
         .await;
     assert!(matches!(other, Err(IngestError::KeyReused(_))), "{other:?}");
@@ -498,6 +507,7 @@ async fn ingest_applies_whole_requests_exactly_once(engine: &dyn Engine) {
             ]),
             None,
             now,
+            None,
         )
         .await;
     match refused {
@@ -622,9 +632,10 @@ fn open_node(url: &str, sink: Arc<Published>) -> Box<dyn Node> {
         trading_store::StoreUrl::Sqlite(path) => {
             Box::new(trading_store::sqlite::SqliteStore::open_for_serving(&path, sink).unwrap())
         }
-        trading_store::StoreUrl::Postgres(url) => {
-            Box::new(trading_store::postgres::PostgresStore::open_for_serving(&url, sink).unwrap())
-        }
+        trading_store::StoreUrl::Postgres(url) => Box::new(
+            trading_store::postgres::PostgresStore::open_for_serving(&url, sink, SERVE.timeout)
+                .unwrap(),
+        ),
     }
 }
 

@@ -73,6 +73,15 @@ impl ConnClock {
         &self.timeouts
     }
 
+    /// When a handler's answer is due: the request's deadline less a
+    /// margin to write it (a tenth of the request timeout, at most a
+    /// second).
+    pub fn answer_by(&self) -> Instant {
+        let margin = (self.timeouts.request / 10).min(Duration::from_secs(1));
+        let deadline = self.born + Duration::from_millis(self.deadline_ms.load(Ordering::Relaxed));
+        deadline.checked_sub(margin).unwrap_or(deadline)
+    }
+
     fn set_deadline(&self, from_now: Duration) {
         let ms = (self.born.elapsed() + from_now).as_millis() as u64;
         self.deadline_ms.store(ms, Ordering::Relaxed);

@@ -471,8 +471,21 @@ async fn forward(
         head.extensions.insert(p);
     }
     let coding = compress::negotiate(&head.headers);
-    let answer = crate::routes::handle(&edge.api, head, body, found, &edge.log).await;
+    // The handler's answer must be written before the connection's clock
+    // cuts it off: past this the client gets a 503 instead of silence.
+    let answer_by = conn.clock.answer_by();
+    head.extensions
+        .insert(crate::handlers::AnswerBy(answer_by.into_std()));
+    let request_headers = head.headers.clone();
+    let handled = tokio::time::timeout_at(
+        answer_by,
+        crate::routes::handle(&edge.api, head, body, found, &edge.log),
+    )
+    .await;
     drop((permit, user_permit));
+    let Ok(answer) = handled else {
+        return timed_out(edge, &request_headers, conn.clock.timeouts().request);
+    };
     let mut response = answer.response;
     if personal {
         // The answer depends on the token (its entitlements): no shared
@@ -486,6 +499,28 @@ async fn forward(
     }
     compress::apply(&mut response, coding);
     response.map(Full::new)
+}
+
+/// A request whose handler did not answer in time: said so, with what to
+/// do, rather than a closed connection.
+fn timed_out(edge: &Edge, headers: &http::HeaderMap, limit: std::time::Duration) -> Reply {
+    let message = format!(
+        "The request was not answered within the request timeout ({} s). An ingest request \
+         may or may not have been applied: retry it with the same Idempotency-Key, which \
+         applies it at most once and answers as the first time",
+        limit.as_secs_f64()
+    );
+    warn!(edge.log, "request timed out"; "timeout_s" => limit.as_secs_f64());
+    let mut r = error_reply(
+        edge,
+        headers,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Timeout",
+        &message,
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 fn too_large(edge: &Edge, headers: &http::HeaderMap, limit: usize) -> Reply {

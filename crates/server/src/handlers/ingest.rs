@@ -78,7 +78,13 @@ async fn ingest(
     }
     let now = ctx.clock.now_ms();
     let began = std::time::Instant::now();
-    let applied = ingest.apply(request, key, now).await;
+    // A little before the edge gives up, so the store's own answer (not
+    // applied) reaches the client first.
+    let deadline = rqctx
+        .extensions()
+        .get::<super::AnswerBy>()
+        .map(|by| by.0 - STORE_MARGIN);
+    let applied = ingest.apply(request, key, now, deadline).await;
     ctx.metrics.ingest_write(ctx.source.kind(), began.elapsed());
     match applied {
         Ok(receipt) => {
@@ -90,9 +96,21 @@ async fn ingest(
         Err(IngestError::Invalid(message)) => Err(ApiError::InvalidIngest { code, message }),
         Err(IngestError::KeyReused(message)) => Err(ApiError::KeyReused(message)),
         Err(IngestError::Unavailable(why)) => Err(ApiError::Unavailable(why)),
-        Err(IngestError::Retry { message, detail }) => Err(ApiError::Retry { message, detail }),
+        Err(IngestError::Retry {
+            reason,
+            message,
+            detail,
+        }) => Err(ApiError::Retry {
+            reason,
+            message,
+            detail,
+        }),
     }
 }
+
+/// How long before the edge's answer deadline the store stops trying to
+/// apply an ingest request, so its answer comes first.
+const STORE_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Compares secrets in time that depends on neither where they differ nor
 /// their lengths: their SHA-256 digests, all 32 bytes of each, are compared.

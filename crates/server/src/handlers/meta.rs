@@ -9,6 +9,7 @@ use crate::context::AppContext;
 use crate::error::ApiError;
 use trading_bus::Bus;
 use trading_market::clock::rfc3339;
+use trading_market::source::Reason;
 
 pub fn versions() -> Vec<VersionInfo> {
     vec![
@@ -40,7 +41,7 @@ fn current_version() -> VersionInfo {
 
 fn store_health(ctx: &AppContext) -> StoreHealth {
     // The class only: the details name hosts and files, for the log.
-    let problem = ctx.source.health().err().map(|u| u.to_string());
+    let problem = ctx.source.health().err();
     StoreHealth {
         kind: ctx.source.kind().into(),
         status: if problem.is_some() {
@@ -48,7 +49,14 @@ fn store_health(ctx: &AppContext) -> StoreHealth {
         } else {
             StoreHealthStatus::Ok
         },
-        message: problem,
+        reason: problem.as_ref().map(|u| match u.reason {
+            Reason::Unavailable => StoreHealthReason::Unavailable,
+            Reason::DiskFull => StoreHealthReason::DiskFull,
+            Reason::ReadOnly => StoreHealthReason::ReadOnly,
+            Reason::Damaged => StoreHealthReason::Damaged,
+            Reason::Timeout => StoreHealthReason::Timeout,
+        }),
+        message: problem.map(|u| u.to_string()),
     }
 }
 

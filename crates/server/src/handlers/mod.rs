@@ -74,6 +74,12 @@ pub fn decorate_error(ctx: &AppContext, request: &http::HeaderMap, mut e: HttpEr
     e
 }
 
+/// When the edge answers the request with a timeout if its handler has
+/// not (see `edge::request::forward`): a store that has not committed an
+/// ingest request by then does not apply it.
+#[derive(Clone, Copy, Debug)]
+pub struct AnswerBy(pub std::time::Instant);
+
 /// Who sent the request, when authentication is on (the edge verified the
 /// token and attached its bearer).
 pub(crate) fn principal(rqctx: &Request<AppContext>) -> Option<&Principal> {

@@ -252,20 +252,27 @@ fn aggregate_by(bars: &[Bar], bucket: impl Fn(i64) -> (i64, i64)) -> Vec<Bar> {
     out.into_iter().map(|(_, b)| b).collect()
 }
 
-/// Daily bars grouped by ISO week (Monday to Sunday), stamped at the first
-/// day present.
+/// Weekday daily bars grouped by ISO week (Monday to Sunday), stamped at
+/// its Monday, the week's first trading day by the session (holidays are
+/// not the session's), whichever day has data.
 fn weekly(daily: &[Bar]) -> Vec<Bar> {
     aggregate_by(daily, |t| {
-        let day = t.div_euclid(DAY);
-        (day - weekday(day), t)
+        let monday = t.div_euclid(DAY) - weekday(t.div_euclid(DAY));
+        (monday, monday * DAY)
     })
 }
 
-/// Daily bars grouped by calendar month, stamped at the first day present.
+/// Weekday daily bars grouped by calendar month, stamped at its first
+/// weekday.
 fn monthly(daily: &[Bar]) -> Vec<Bar> {
     aggregate_by(daily, |t| {
-        let (y, m, _) = civil(t.div_euclid(DAY));
-        (y * 12 + m, t)
+        let day = t.div_euclid(DAY);
+        let (y, m, d) = civil(day);
+        let mut first = day - (d - 1);
+        while weekday(first) >= 5 {
+            first += 1;
+        }
+        (y * 12 + m, first * DAY)
     })
 }
 
@@ -1064,15 +1071,17 @@ async fn daily_only_symbol_serves_d_w_m_built_from_its_days() {
     let month = monthly(&daily);
     assert_eq!(f.exported("DLY", "W"), expected_export(&week, true));
     assert_eq!(f.exported("DLY", "M"), expected_export(&month, true));
-    // Weeks and months start at their first day present.
+    // Weeks and months start at their first trading day by the session,
+    // also where a holiday leaves it without data (2024-01-01, -01-15,
+    // -02-19 are Mondays without bars).
     let w = f.exported("DLY", "W");
     assert!(
-        w.contains("\n2024-01-02,") && w.contains("\n2024-01-16,") && w.contains("\n2024-02-20,")
+        w.contains("\n2024-01-01,") && w.contains("\n2024-01-15,") && w.contains("\n2024-02-19,")
     );
     let m = f.exported("DLY", "M");
     assert_eq!(
         export_rows(&m).iter().map(|l| &l[..10]).collect::<Vec<_>>(),
-        ["2024-01-02", "2024-02-01", "2024-03-01", "2024-04-01"]
+        ["2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"]
     );
 
     for res in ["60", "1", "240"] {

@@ -134,7 +134,12 @@ async fn a_store_password_never_leaves_the_process() {
             assert!(tokio::time::Instant::now() < deadline, "{h}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        assert_eq!(health["store"]["message"], "store unavailable", "{health}");
+        assert_eq!(
+            health["store"]["message"],
+            "store unavailable: the data store cannot be reached now",
+            "{health}"
+        );
+        assert_eq!(health["store"]["reason"], "unavailable", "{health}");
         seen.extend(everything_served(&server.base).await);
         let ready = reqwest::get(format!("{}/api/v1/ready", server.base))
             .await

@@ -119,6 +119,8 @@ struct Layout {
     tz: TimeZone,
     /// Session start and length in local minutes (0 and 1440 for 24x7).
     open_min: i64,
+    /// Trading days are Monday to Friday (else every day).
+    weekdays: bool,
 }
 
 impl Layout {
@@ -126,6 +128,7 @@ impl Layout {
         Layout {
             tz: TimeZone::UTC,
             open_min: 0,
+            weekdays: false,
         }
     }
 
@@ -133,6 +136,7 @@ impl Layout {
         Layout {
             tz: TimeZone::get("America/New_York").unwrap(),
             open_min: 9 * 60 + 30,
+            weekdays: true,
         }
     }
 
@@ -151,11 +155,20 @@ impl Layout {
         let day_stamp = midnight_utc(date);
         match res {
             "D" => (day_stamp, Some(day_stamp)),
+            // W and M at the period's first trading day, whichever day
+            // has data.
             "W" => {
                 let monday = day_stamp - i64::from(date.weekday().to_monday_zero_offset()) * DAY;
-                (monday, None)
+                (monday, Some(monday))
             }
-            "M" => (i64::from(date.year()) * 12 + i64::from(date.month()), None),
+            "M" => {
+                let mut first = date.first_of_month();
+                while self.weekdays && first.weekday().to_monday_zero_offset() >= 5 {
+                    first = first.tomorrow().unwrap();
+                }
+                let key = i64::from(date.year()) * 12 + i64::from(date.month());
+                (key, Some(midnight_utc(first)))
+            }
             minutes => {
                 let m: i64 = minutes.parse().unwrap();
                 let of_day = i64::from(local.hour()) * 60 + i64::from(local.minute());
@@ -185,8 +198,8 @@ impl Layout {
     }
 }
 
-/// 00:00 UTC of a date: where daily bars (and W and M bars, at their first
-/// trading day) are stamped.
+/// 00:00 UTC of a date: where daily bars (and W and M bars, at their
+/// period's first trading day) are stamped.
 fn midnight_utc(date: Date) -> i64 {
     date.at(0, 0, 0, 0)
         .to_zoned_datetime(TimeZone::UTC)
@@ -600,7 +613,7 @@ async fn only_resolutions_the_data_supports_are_served(engine: &dyn Engine) {
     let week = raw::update(&mut ws).await;
     assert_eq!(
         (week["time"].as_i64(), week["volume"].as_f64()),
-        (Some(ms("2024-01-02T00:00:00Z")), Some(300.0))
+        (Some(ms("2024-01-01T00:00:00Z")), Some(300.0))
     );
     s.stop().await;
 }
@@ -1135,7 +1148,7 @@ async fn ingest_needs_a_store_a_token_and_the_right_one(engine: &dyn Engine) {
 
     let dir = TempDir::new("conformance-auth");
     let store = engine.fresh(&dir);
-    let untokened = TestServer::start(&["--store", &store]).await;
+    let untokened = TestServer::start(&["--store", &store, "--create"]).await;
     let (status, message) = error_of(
         with_token(&untokened.base, TOKEN)
             .ingest_trades()

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio_postgres::{Client, Config, NoTls};
+use trading_market::source::Reason;
 
 pub struct Io {
     handle: Handle,
@@ -100,6 +101,22 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+/// The class of a PostgreSQL error, as clients are told it.
+pub fn reason_of(e: &tokio_postgres::Error) -> Reason {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        Some(c) if *c == SqlState::DISK_FULL => Reason::DiskFull,
+        Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => Reason::ReadOnly,
+        Some(c) if *c == SqlState::QUERY_CANCELED || *c == SqlState::LOCK_NOT_AVAILABLE => {
+            Reason::Timeout
+        }
+        Some(c) if *c == SqlState::DATA_CORRUPTED || *c == SqlState::INDEX_CORRUPTED => {
+            Reason::Damaged
+        }
+        _ => Reason::Unavailable,
+    }
 }
 
 /// Opens a connection; its driver runs on the current runtime (call it

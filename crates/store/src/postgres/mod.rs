@@ -104,9 +104,17 @@ impl PostgresStore {
             ))
         })?;
         let shown = shown(&config);
+        // A peer that stops answering is found out by the kernel too: an
+        // idle connection by keepalives, one with unacknowledged data by
+        // the user timeout (the engine also bounds every call itself).
         config
             .application_name("trading-server")
-            .connect_timeout(Duration::from_secs(10));
+            .connect_timeout(Duration::from_secs(10))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(15));
         let io = io::Io::start().map_err(StoreError::Failed)?;
         let cfg = config.clone();
         let (changes, market, records) = io
@@ -125,7 +133,7 @@ impl PostgresStore {
                     .try_get::<_, i64>(0)?;
                 let records = tables::load_symbols(&client)
                     .await
-                    .map_err(|Fail(e)| MigrateError::Other(e))?;
+                    .map_err(|e| MigrateError::Other(e.detail))?;
                 Ok::<_, MigrateError>((changes, market, records))
             })
             .map_err(StoreError::Failed)?
@@ -156,12 +164,20 @@ impl PostgresStore {
 
     /// Opens the store for the server: it also takes ingest (and a shared
     /// log's entries), and pushes the bars every write changes to `sink`.
+    /// Every database call is bounded by `timeout` (see `PgEngine`).
     pub fn open_for_serving(
         url: &str,
         sink: Arc<dyn UpdateSink>,
+        timeout: Duration,
     ) -> Result<ServedStore<PgEngine>, StoreError> {
         let store = PostgresStore::open(url)?;
-        let engine = PgEngine::new(store.config, store.shown.clone(), store.market, store.io);
+        let engine = PgEngine::new(
+            store.config,
+            store.shown.clone(),
+            store.market,
+            store.io,
+            timeout,
+        );
         ServedStore::start(engine, store.records, store.changes, sink)
             .map_err(|e| StoreError::Failed(format!("store {}: {e}", store.shown)))
     }

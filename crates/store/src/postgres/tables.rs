@@ -23,7 +23,7 @@ pub use crate::engine::Fail;
 
 impl From<tokio_postgres::Error> for Fail {
     fn from(e: tokio_postgres::Error) -> Self {
-        Fail(io::describe(&e))
+        Fail::of(io::reason_of(&e), io::describe(&e))
     }
 }
 
@@ -35,6 +35,10 @@ const WRITE_CHUNK: usize = 10_000;
 /// A connection and its prepared statements.
 pub struct Conn {
     pub client: Client,
+    /// The server process serving it (to end it when the connection is
+    /// abandoned mid-transaction), and when it was opened.
+    pub pid: i32,
+    pub born: std::time::Instant,
     back: Statement,
     range: Statement,
     before: Statement,
@@ -60,8 +64,14 @@ impl Conn {
     /// it through `Io`).
     pub async fn open(config: &Config) -> Result<Conn> {
         let client = io::connect(config).await?;
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .try_get(0)?;
         let prepare = |sql: &'static str| client.prepare(sql);
         Ok(Conn {
+            pid,
+            born: std::time::Instant::now(),
             // A page is one row: its times and its bars back to back
             // (newest first). Thousands of rows cost both ends far more
             // than one row of the same bytes. The aggregates take the rows
@@ -185,7 +195,7 @@ fn res_code(res: Resolution) -> i32 {
 fn row_bar(row: &Row) -> Result<StoredBar> {
     let time: i64 = row.try_get(0)?;
     let blob: &[u8] = row.try_get(1)?;
-    StoredBar::decode(time, blob).ok_or_else(|| Fail(format!("a bar of {} bytes", blob.len())))
+    StoredBar::decode(time, blob).ok_or_else(|| Fail::new(format!("a bar of {} bytes", blob.len())))
 }
 
 /// The bars of a packed page: (times, bars back to back).
@@ -197,7 +207,7 @@ fn packed_bars(row: &Row) -> Result<Vec<StoredBar>> {
 fn unpack(times: &[i64], blob: &[u8]) -> Result<Vec<StoredBar>> {
     let len = crate::bar::ENCODED_LEN;
     if blob.len() != times.len() * len {
-        return Err(Fail(format!(
+        return Err(Fail::new(format!(
             "a page of {} times and {} bytes of bars",
             times.len(),
             blob.len()
@@ -207,7 +217,7 @@ fn unpack(times: &[i64], blob: &[u8]) -> Result<Vec<StoredBar>> {
         .iter()
         .zip(blob.chunks_exact(len))
         .map(|(time, bytes)| {
-            StoredBar::decode(*time, bytes).ok_or_else(|| Fail("a bar that does not decode".into()))
+            StoredBar::decode(*time, bytes).ok_or_else(|| Fail::new("a bar that does not decode"))
         })
         .collect::<Result<Vec<_>>>()?;
     // Newest first, as the scan yields them; should a plan ever feed the
@@ -306,7 +316,8 @@ pub async fn newest_times(
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let code: i32 = row.try_get(0)?;
-        let res = from_code(i64::from(code)).ok_or_else(|| Fail(format!("resolution {code}")))?;
+        let res =
+            from_code(i64::from(code)).ok_or_else(|| Fail::new(format!("resolution {code}")))?;
         out.push((res, row.try_get(1)?));
     }
     Ok(out)
@@ -331,7 +342,7 @@ pub async fn get_many(
         let time: i64 = row.try_get(1)?;
         let blob: &[u8] = row.try_get(2)?;
         let bar = StoredBar::decode(time, blob)
-            .ok_or_else(|| Fail(format!("a bar of {} bytes", blob.len())))?;
+            .ok_or_else(|| Fail::new(format!("a bar of {} bytes", blob.len())))?;
         out.insert((symbol, time), bar);
     }
     Ok(out)
@@ -483,7 +494,7 @@ pub async fn find_symbol(
 }
 
 fn json(info: &SymbolInfo) -> Result<String> {
-    serde_json::to_string(info).map_err(|e| Fail(format!("symbol {}: {e}", info.ticker)))
+    serde_json::to_string(info).map_err(|e| Fail::new(format!("symbol {}: {e}", info.ticker)))
 }
 
 /// Inserts a symbol; its id.

@@ -2,8 +2,10 @@
 //! request worker runs each; a range scan of the primary key), and the
 //! writer's own connection, whose thread runs the writer loop. WAL mode
 //! lets readers run while the writer writes; a thread of its own copies
-//! the log into the file (`checkpoint_in_background`), so no commit waits
-//! for that.
+//! the log into the file (`checkpoint_in_background`), so commits seldom
+//! wait for that. The log is bounded all the same: past [`WAL_LIMIT`] the
+//! writer empties it before its next transaction, waiting for readers if
+//! it must (`file` keeps the record of what the log builds on).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,8 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::Connection;
 use trading_market::calendar::{Resolution, TradingCalendar};
-use trading_market::source::{Bar, BarQuery, BarsPage};
+use trading_market::source::{Bar, BarQuery, BarsPage, Reason};
 
+use super::file::{Checkpointer, Opened};
 use super::schema::{self, Role};
 use super::{logged, tables};
 use crate::chain::Dirty;
@@ -24,7 +27,19 @@ use crate::{StoredBar, SymbolRecord};
 
 impl From<rusqlite::Error> for Fail {
     fn from(e: rusqlite::Error) -> Fail {
-        Fail(e.to_string())
+        Fail::of(reason_of(&e), e.to_string())
+    }
+}
+
+/// The class of an SQLite error, as clients are told it.
+pub(super) fn reason_of(e: &rusqlite::Error) -> Reason {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => Reason::DiskFull,
+        Some(ErrorCode::ReadOnly) => Reason::ReadOnly,
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => Reason::Damaged,
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Reason::Timeout,
+        _ => Reason::Unavailable,
     }
 }
 
@@ -32,8 +47,14 @@ pub struct SqliteEngine {
     path: PathBuf,
     market: String,
     readers: Pool,
+    /// The file opened, to notice it deleted or replaced.
+    opened: Opened,
+    checkpointer: Checkpointer,
     /// Tells the checkpoint thread to end with the engine.
     stop: Arc<AtomicBool>,
+    /// The checkpoint thread, joined on close (its connection must be
+    /// closed before the writer's, the last, removes the log).
+    checkpoints: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Drop for SqliteEngine {
@@ -43,13 +64,16 @@ impl Drop for SqliteEngine {
 }
 
 impl SqliteEngine {
-    pub(super) fn new(path: &Path, market: String) -> SqliteEngine {
-        SqliteEngine {
+    pub(super) fn new(path: &Path, market: String) -> std::io::Result<SqliteEngine> {
+        Ok(SqliteEngine {
             path: path.to_path_buf(),
             market,
             readers: Pool::new(path),
+            opened: Opened::of(path)?,
+            checkpointer: Checkpointer::new(path),
             stop: Arc::new(AtomicBool::new(false)),
-        }
+            checkpoints: Mutex::default(),
+        })
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -82,8 +106,36 @@ impl Engine for SqliteEngine {
     fn open_writer(&self) -> Result<SqliteWriter> {
         let conn = schema::connect(&self.path, Role::Writer)?;
         let checkpoints = schema::connect(&self.path, Role::Checkpoint)?;
-        checkpoint_in_background(checkpoints, Arc::clone(&self.stop));
-        Ok(SqliteWriter { conn, gen: 0 })
+        *self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = checkpoint_in_background(
+            checkpoints,
+            self.checkpointer.clone(),
+            Arc::clone(&self.stop),
+        );
+        Ok(SqliteWriter {
+            conn,
+            gen: 0,
+            path: self.path.clone(),
+            opened: self.opened,
+            checkpointer: self.checkpointer.clone(),
+        })
+    }
+
+    /// Readers and the checkpoint thread close their connections; the
+    /// writer's, closed after them, is the last and removes the log.
+    fn close(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.readers.close();
+        let thread = self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 
     /// On a thread of its own: every write is a blocking call on the
@@ -143,23 +195,46 @@ impl Engine for SqliteEngine {
 /// How often the log is copied into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
+/// The write-ahead log's bound: past this the writer empties it before its
+/// next transaction. The log then stays within this plus one transaction
+/// (at most `MAX_BATCH` requests; docs/BENCHMARKS.md has the measured
+/// peak).
+pub const WAL_LIMIT: u64 = 64 << 20;
+
 /// Copies the write-ahead log into the database file now and then, on a
-/// connection and thread of its own, so that the writer's commits only ever
-/// append to the log. A passive checkpoint never blocks the writer; the log
-/// starts over once everything in it is in the file. Runs until `stop`.
-fn checkpoint_in_background(conn: Connection, stop: Arc<AtomicBool>) {
+/// connection and thread of its own, so that the writer's commits mostly
+/// only append to the log. A passive checkpoint never blocks the writer;
+/// the log starts over once everything in it is in the file (when no
+/// reader still reads from it). Runs until `stop`.
+fn checkpoint_in_background(
+    conn: Connection,
+    checkpointer: Checkpointer,
+    stop: Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
     let spawned = std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
+            let mut seen = None;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(CHECKPOINT_EVERY);
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    eprintln!("store checkpoint: {e}");
+                // Only when someone committed since the last look.
+                let version: Option<i64> =
+                    conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok();
+                if version.is_none() || version == seen {
+                    continue;
+                }
+                match checkpointer.run(&conn, "PASSIVE") {
+                    Ok(_) => seen = version,
+                    Err(e) => eprintln!("{e}"),
                 }
             }
         });
-    if let Err(e) = spawned {
-        eprintln!("cannot start the store checkpoint thread: {e}");
+    match spawned {
+        Ok(thread) => Some(thread),
+        Err(e) => {
+            eprintln!("cannot start the store checkpoint thread: {e}");
+            None
+        }
     }
 }
 
@@ -168,6 +243,9 @@ fn checkpoint_in_background(conn: Connection, stop: Arc<AtomicBool>) {
 pub struct SqliteWriter {
     conn: Connection,
     gen: i64,
+    path: PathBuf,
+    opened: Opened,
+    checkpointer: Checkpointer,
 }
 
 impl SqliteWriter {
@@ -179,6 +257,26 @@ impl SqliteWriter {
 #[async_trait]
 impl WriteConn for SqliteWriter {
     async fn begin(&mut self, _logged: bool) -> Result<()> {
+        if self.checkpointer.log_len() > WAL_LIMIT {
+            // Back-pressure: no transaction until the log is empty again.
+            // The checkpoint waits for readers (the busy timeout); one
+            // that cannot finish fails this transaction, not the bound.
+            let done = self
+                .checkpointer
+                .run(&self.conn, "TRUNCATE")
+                .map_err(Fail::new)?;
+            if done.busy {
+                return Err(Fail::of(
+                    Reason::Timeout,
+                    format!(
+                        "the store's log passed {} MiB and could not be emptied (readers or \
+                         another process held it for {} s)",
+                        WAL_LIMIT >> 20,
+                        schema::BUSY_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+        }
         // IMMEDIATE: the write lock now, so an import in another process
         // waits (or this waits for it) instead of failing mid-way.
         self.execute("BEGIN IMMEDIATE")?;
@@ -192,6 +290,31 @@ impl WriteConn for SqliteWriter {
 
     async fn rollback(&mut self) {
         let _ = self.conn.execute_batch("ROLLBACK");
+    }
+
+    async fn intact(&mut self) -> Result<()> {
+        match self
+            .opened
+            .changed(&self.path)
+            .or_else(|| self.checkpointer.overwritten())
+        {
+            Some(why) => Err(Fail::of(Reason::Damaged, why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Everything into the file and the log emptied; the log and its index
+    /// go when this, the last connection, closes.
+    async fn close(&mut self) -> Result<()> {
+        self.intact().await?;
+        let done = self
+            .checkpointer
+            .run(&self.conn, "TRUNCATE")
+            .map_err(Fail::new)?;
+        if done.busy {
+            return Err(Fail::new("the log could not be emptied: a reader held it"));
+        }
+        Ok(())
     }
 
     async fn savepoint(&mut self) -> Result<()> {
@@ -328,6 +451,8 @@ impl WriteConn for SqliteWriter {
 pub(super) struct Pool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// The store closed: connections are not kept.
+    closed: AtomicBool,
 }
 
 impl Pool {
@@ -335,7 +460,15 @@ impl Pool {
         Pool {
             path: path.to_path_buf(),
             idle: Mutex::default(),
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// Closes the idle connections, and any returned from now on.
+    fn close(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.clear();
+        self.closed.store(true, Ordering::Relaxed);
     }
 
     pub(super) fn with<T>(
@@ -354,7 +487,7 @@ impl Pool {
         let result = f(&conn);
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         // As many as ever ran at once are kept: the request workers.
-        if idle.len() < 16 {
+        if idle.len() < 16 && !self.closed.load(Ordering::Relaxed) {
             idle.push(conn);
         }
         result

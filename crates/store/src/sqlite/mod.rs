@@ -15,6 +15,7 @@
 //! Closed D/W/M bars are kept in memory (`store::history`).
 
 mod engine;
+pub mod file;
 mod logged;
 mod schema;
 mod tables;
@@ -63,6 +64,9 @@ impl SqliteStore {
                 )));
             }
         }
+        // Before SQLite sees the file: a log left by a crash is replayed
+        // on open, and must belong to this file.
+        file::check_log(path).map_err(StoreError::Invalid)?;
         let mut conn = schema::connect(path, Role::Write).map_err(failed(path))?;
         if let Some(version) = schema::too_new(&conn).map_err(failed(path))? {
             return Err(StoreError::Invalid(format!(
@@ -72,6 +76,13 @@ impl SqliteStore {
             )));
         }
         schema::migrate(&mut conn).map_err(failed(path))?;
+        // What a crash left in the log goes into the file now, and the
+        // record of what the log builds on starts from here.
+        let checkpointer = file::Checkpointer::new(path);
+        checkpointer
+            .run(&conn, "TRUNCATE")
+            .map_err(StoreError::Failed)?;
+        checkpointer.settle().map_err(StoreError::Failed)?;
         let store = SqliteStore {
             path: path.to_path_buf(),
             readers: Pool::new(path),
@@ -96,7 +107,9 @@ impl SqliteStore {
             .map_err(failed(path))?;
         let records = store.load_records(&conn)?;
         let market = logged::market(&conn).map_err(failed(path))?;
-        ServedStore::start(SqliteEngine::new(path, market), records, changes, sink)
+        let engine = SqliteEngine::new(path, market)
+            .map_err(|e| StoreError::Failed(format!("store {}: {e}", path.display())))?;
+        ServedStore::start(engine, records, changes, sink)
             .map_err(|e| StoreError::Failed(format!("store {}: {e}", path.display())))
     }
 
@@ -279,6 +292,10 @@ impl ImportSink for SqliteImport<'_> {
         .map_err(failed(path))?;
         self.conn.execute_batch("COMMIT").map_err(failed(path))?;
         self.open = false;
+        // The import's pages into the file, so its log does not stay
+        // behind (a server reading meanwhile may keep this from
+        // finishing: its writer checkpoints later).
+        let _ = file::Checkpointer::new(path).run(&self.conn, "TRUNCATE");
         Ok(())
     }
 }

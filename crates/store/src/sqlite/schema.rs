@@ -91,9 +91,9 @@ pub enum Role {
     /// The import command: every commit is synced to disk before it
     /// returns.
     Write,
-    /// The server's writer: the same, and it never checkpoints the log
-    /// itself (`Checkpoint` does, on another thread), so no ingest request
-    /// waits for the database file to be written.
+    /// The server's writer: the same; it checkpoints only when the log
+    /// passes its bound (`Checkpoint` does otherwise, on another thread),
+    /// so ingest requests seldom wait for the database file to be written.
     Writer,
     /// The server's checkpointer.
     Checkpoint,
@@ -126,7 +126,9 @@ pub fn connect(path: &Path, role: Role) -> rusqlite::Result<Connection> {
     } else {
         conn.execute_batch("PRAGMA cache_size = -16384;")?;
     }
-    if role == Role::Writer {
+    if role != Role::Read {
+        // Every checkpoint is ours (`file::Checkpointer`), so the record of
+        // what the log builds on stays true.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
     }
     // Statements are prepared once per connection and reused.

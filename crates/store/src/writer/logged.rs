@@ -3,6 +3,7 @@
 //! one transaction with the log's new position.
 
 use trading_market::ingest::IngestError;
+use trading_market::source::Reason;
 
 use super::Worker;
 use crate::effects::{self, Effects};
@@ -21,7 +22,10 @@ impl<W: WriteConn> Worker<W> {
         entries: &[Logged],
     ) -> Result<Vec<Outcome>, String> {
         let mut work = Work::default();
-        match self.logged_transaction(log, entries, &mut work).await {
+        self.shared.health.busy();
+        let outcome = self.logged_transaction(log, entries, &mut work).await;
+        self.shared.health.idle();
+        match outcome {
             Ok((outcomes, effects)) => {
                 for effects in effects {
                     match effects {
@@ -31,7 +35,15 @@ impl<W: WriteConn> Worker<W> {
                 }
                 Ok(outcomes)
             }
-            Err(e) => Err(self.rolled_back(e).await),
+            Err(e) => {
+                // Committed or not (a lost reply to the commit), the log
+                // is applied again from the store's position; what this
+                // node keeps of these symbols is read again meanwhile.
+                for id in work.touched.keys() {
+                    self.shared.recent.written(*id, true);
+                }
+                Err(self.rolled_back(e).await.to_string())
+            }
         }
     }
 
@@ -72,11 +84,14 @@ impl<W: WriteConn> Worker<W> {
                         outcomes.push(Outcome {
                             seq: entry.seq,
                             fingerprint: 0,
-                            result: Err(IngestError::Unavailable(format!(
-                                "log entry {} was applied by another node; its outcome is no \
+                            result: Err(IngestError::unavailable(
+                                Reason::Unavailable,
+                                format!(
+                                    "log entry {} was applied by another node; its outcome is no \
                                  longer kept",
-                                entry.seq
-                            ))),
+                                    entry.seq
+                                ),
+                            )),
                         });
                         forgotten = true;
                     }
@@ -91,7 +106,7 @@ impl<W: WriteConn> Worker<W> {
             return Ok((outcomes, taken));
         };
         if first.prev != position {
-            return Err(Fail(format!(
+            return Err(Fail::new(format!(
                 "log {log}: entry {} follows entry {}, but the store has applied up to {position}",
                 first.seq, first.prev
             )));

@@ -19,12 +19,12 @@
 //! import): the engine's change counter. Then it reloads the symbols and
 //! the followed topics' live bars.
 
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use trading_market::ingest::{IngestError, IngestReceipt, IngestRequest, KEY_RETENTION_MS};
-use trading_market::source::UpdateSink;
+use trading_market::source::{Reason, Unhealthy, UpdateSink};
 
 use crate::effects::{self, Effects, OUTCOME_RETENTION_MS};
 use crate::engine::{Fail, WriteConn};
@@ -34,8 +34,11 @@ use crate::recent::RecentBars;
 use crate::replication::{Logged, Outcome};
 use crate::Records;
 
+mod health;
 mod logged;
 mod request;
+
+pub use health::Health;
 
 /// The request path's handle on the writer.
 pub struct Writer {
@@ -52,6 +55,8 @@ enum Task {
         entries: Vec<Logged>,
         reply: oneshot::Sender<Result<Vec<Outcome>, String>>,
     },
+    /// The server is stopping: leave the store clean and end.
+    Close(oneshot::Sender<()>),
 }
 
 /// What the writer shares with the store's readers.
@@ -59,9 +64,9 @@ pub struct Shared {
     pub records: Arc<RwLock<Arc<Records>>>,
     pub recent: Arc<RecentBars>,
     pub sink: Arc<dyn UpdateSink>,
-    /// Why the store cannot be written or read, as of the writer's last
-    /// look (every [`WATCH_EVERY`] at most); None while it can.
-    pub problem: Arc<Mutex<Option<String>>>,
+    /// Whether the store can be written and read, as of the writer's last
+    /// look (every [`WATCH_EVERY`] at most) and its last transaction.
+    pub health: Arc<Health>,
 }
 
 impl Writer {
@@ -91,31 +96,36 @@ impl Writer {
             records,
             shared,
             changes,
+            refused: None,
             last_prune: Instant::now(),
             now_ms: 0,
         };
         (Writer { jobs }, worker.run(queue))
     }
 
-    /// Queues a request and waits for its answer.
+    /// Queues a request and waits for its answer. Past `deadline` (the
+    /// client's), a request not yet committed is not applied.
     pub async fn submit(
         &self,
         request: IngestRequest,
         key: Option<String>,
         now_ms: i64,
+        deadline: Option<Instant>,
     ) -> Result<IngestReceipt, IngestError> {
         let (reply, answer) = oneshot::channel();
         let job = Task::Direct(Job {
             request,
             key,
             now_ms,
+            deadline,
             reply,
         });
         match self.jobs.send_timeout(job, QUEUE_WAIT).await {
             Ok(()) => {}
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                return Err(IngestError::Unavailable(
-                    "the store is not keeping up: the ingest queue stayed full; retry".into(),
+                return Err(IngestError::unavailable(
+                    Reason::Timeout,
+                    "the store is not keeping up: the ingest queue stayed full; retry",
                 ))
             }
             Err(mpsc::error::SendTimeoutError::Closed(_)) => return Err(stopped()),
@@ -142,10 +152,19 @@ impl Writer {
             .map_err(|_| stopped().to_string())?;
         answer.await.unwrap_or_else(|_| Err(stopped().to_string()))
     }
+
+    /// Finishes what is queued, leaves the store clean (see
+    /// [`WriteConn::close`]) and ends the writer.
+    pub async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.jobs.send(Task::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
 }
 
 fn stopped() -> IngestError {
-    IngestError::Unavailable("the store's writer has stopped".into())
+    IngestError::unavailable(Reason::Unavailable, "the store's writer has stopped")
 }
 
 /// The writer loop's state (its methods are spread over this module,
@@ -160,6 +179,9 @@ struct Worker<W> {
     shared: Shared,
     /// The engine's change counter when last looked.
     changes: i64,
+    /// Set when the store is no longer the one opened (deleted, replaced,
+    /// overwritten): every write is refused from then on.
+    refused: Option<Unhealthy>,
     last_prune: Instant,
     /// The newest request's clock, for expiring idempotency keys.
     now_ms: i64,
@@ -188,7 +210,7 @@ impl<W: WriteConn> Worker<W> {
                     while batch.len() < MAX_BATCH {
                         match queue.try_recv() {
                             Ok(Task::Direct(job)) => batch.push(job),
-                            Ok(task) => {
+                            Ok(task @ (Task::Logged { .. } | Task::Close(_))) => {
                                 held = Some(task);
                                 break;
                             }
@@ -206,33 +228,58 @@ impl<W: WriteConn> Worker<W> {
                     self.watch().await;
                     let _ = reply.send(self.apply_logged(&log, &entries).await);
                 }
+                Some(Task::Close(done)) => {
+                    if let Err(e) = self.conn.close().await {
+                        eprintln!("store {}: closing: {e}", self.shown);
+                    }
+                    // The connection closes before the server is told it
+                    // may exit.
+                    drop(self);
+                    let _ = done.send(());
+                    return;
+                }
             }
         }
     }
 
-    /// Another process committed (an import): serve its symbols, and give
-    /// the followed topics their bars as they are now. The store's health
-    /// follows what the look found.
+    /// Looks at the store: whether it is still the one opened, whether it
+    /// answers, whether a write failure has passed (a small write tries),
+    /// and whether another process committed (an import): then serves its
+    /// symbols and gives the followed topics their bars as they are now.
     async fn watch(&mut self) {
-        let changes = self.conn.changes().await;
-        let problem = changes
-            .as_ref()
-            .err()
-            .map(|e| format!("store {}: {e}", self.shown));
-        {
-            let mut kept = self
-                .shared
-                .problem
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            // The details go to the log, once per change; health and
-            // readiness say only that the store is unavailable.
-            match (&*kept, &problem) {
-                (_, Some(now)) if kept.as_ref() != Some(now) => eprintln!("{now}"),
-                (Some(_), None) => eprintln!("store {}: reachable again", self.shown),
-                _ => {}
+        if self.refused.is_none() {
+            if let Err(e) = self.conn.intact().await {
+                eprintln!("store {}: {e}", self.shown);
+                let damaged = Unhealthy {
+                    reason: e.reason,
+                    detail: format!("store {}: {e}", self.shown),
+                };
+                self.shared.health.set_problem(Some(damaged.clone()), false);
+                self.refused = Some(damaged);
             }
-            *kept = problem;
+        }
+        if self.refused.is_some() {
+            return;
+        }
+        let changes = self.conn.changes().await;
+        match &changes {
+            Err(e) => self.problem(e, false),
+            Ok(_) if self.shared.health.failing_writes() => {
+                // Disk full, read-only, a stuck lock: clear once a write
+                // goes through again.
+                let probe = match self.conn.begin(false).await {
+                    Ok(()) => self.conn.commit().await,
+                    Err(e) => Err(e),
+                };
+                match probe {
+                    Ok(()) => self.healthy(),
+                    Err(e) => {
+                        self.conn.rollback().await;
+                        self.problem(&e, true);
+                    }
+                }
+            }
+            Ok(_) => self.healthy(),
         }
         let Ok(changes) = changes else {
             return;
@@ -242,6 +289,25 @@ impl<W: WriteConn> Worker<W> {
         }
         self.changes = changes;
         self.refresh().await;
+    }
+
+    /// The store failed: health and readiness say so with its class (the
+    /// details go to the log, once per change). `writing`: a write failed,
+    /// which only a write that succeeds clears.
+    fn problem(&self, e: &Fail, writing: bool) {
+        let now = Unhealthy {
+            reason: e.reason,
+            detail: format!("store {}: {e}", self.shown),
+        };
+        if self.shared.health.set_problem(Some(now.clone()), writing) {
+            eprintln!("{}", now.detail);
+        }
+    }
+
+    fn healthy(&self) {
+        if self.shared.health.set_problem(None, false) {
+            eprintln!("store {}: reachable and writable again", self.shown);
+        }
     }
 
     /// Serves what is in the store now: its symbols, every kept bar read
@@ -297,16 +363,75 @@ impl<W: WriteConn> Worker<W> {
     }
 
     async fn apply(&mut self, batch: Vec<Job>) {
-        let mut answers = Vec::with_capacity(batch.len());
-        let mut work = Work::default();
-        let outcome = self.transaction(&batch, &mut work, &mut answers).await;
-        if let Err(e) = outcome {
-            let why = self.rolled_back(e).await;
+        if let Some(refused) = &self.refused {
             for job in batch {
-                let _ = job.reply.send(Err(IngestError::Unavailable(why.clone())));
+                let _ = job
+                    .reply
+                    .send(Err(IngestError::Unavailable(refused.clone())));
             }
             return;
         }
+        // A client that stopped waiting before its request was taken up
+        // is told (if it still listens) that nothing was applied.
+        let (expired, batch): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(Job::expired);
+        for job in expired {
+            let _ = job.reply.send(Err(not_in_time()));
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut work = Work::default();
+        self.shared.health.busy();
+        let outcome = self.transaction(&batch, &mut work, &mut answers).await;
+        self.shared.health.idle();
+        let failed = match outcome {
+            Ok(()) => None,
+            Err(Cut::Expired) => {
+                self.conn.rollback().await;
+                Some(not_in_time())
+            }
+            Err(Cut::Failed(e)) => Some(self.rolled_back(e).await),
+            Err(Cut::Commit(e)) => match self.conn.committed().await {
+                Ok(true) => {
+                    eprintln!(
+                        "store {}: the reply to a commit was lost ({e}); the transaction \
+                         committed",
+                        self.shown
+                    );
+                    None
+                }
+                Ok(false) => Some(self.rolled_back(e).await),
+                Err(unknown) => {
+                    eprintln!(
+                        "store {}: the reply to a commit was lost ({e}) and whether it \
+                         committed is unknown: {unknown}",
+                        self.shown
+                    );
+                    self.problem(&unknown, true);
+                    Some(IngestError::Retry {
+                        reason: Reason::Timeout,
+                        message: "the store lost the reply to the commit, and whether the \
+                                  request was applied is not known: retry with the same \
+                                  Idempotency-Key, which applies it at most once"
+                            .into(),
+                        detail: unknown.to_string(),
+                    })
+                }
+            },
+        };
+        if let Some(why) = failed {
+            // Whatever the database kept, what this node keeps in memory
+            // of these symbols is read again.
+            for id in work.touched.keys() {
+                self.shared.recent.written(*id, true);
+            }
+            for job in batch {
+                let _ = job.reply.send(Err(why.clone()));
+            }
+            return;
+        }
+        self.healthy();
         let mut effects = effects::effects_of(&work);
         // Committed: a failed read of what changed costs its live updates,
         // never the write (the next look publishes the newest bars).
@@ -318,11 +443,16 @@ impl<W: WriteConn> Worker<W> {
     }
 
     /// Ends a failed transaction; the reason, as clients are told.
-    pub(super) async fn rolled_back(&mut self, e: Fail) -> String {
+    pub(super) async fn rolled_back(&mut self, e: Fail) -> IngestError {
         self.conn.rollback().await;
         let why = format!("the store could not apply the request: {e}");
         eprintln!("store {}: {why}", self.shown);
-        why
+        if e.reason != Reason::Unavailable {
+            // Disk full, read-only, damaged, timed out: probes say so
+            // until a write goes through again.
+            self.problem(&e, true);
+        }
+        IngestError::unavailable(e.reason, why)
     }
 
     /// After a commit, this node's or another's: serve what it changed (new
@@ -358,17 +488,24 @@ impl<W: WriteConn> Worker<W> {
         batch: &[Job],
         work: &mut Work,
         answers: &mut Vec<Result<IngestReceipt, IngestError>>,
-    ) -> Result<(), Fail> {
-        self.conn.begin(false).await?;
+    ) -> Result<(), Cut> {
+        self.conn.begin(false).await.map_err(Cut::Failed)?;
         let mut now_ms = self.now_ms;
         for job in batch {
             now_ms = now_ms.max(job.now_ms);
             let answer = self
                 .in_savepoint(&job.request, &job.key, job.now_ms, work)
-                .await?;
+                .await
+                .map_err(Cut::Failed)?;
             answers.push(answer);
         }
-        self.conn.commit().await?;
+        // A client that gave up meanwhile was told its request timed out:
+        // it must not be applied now, unseen. (The others are told to
+        // retry; their keys make that safe.)
+        if batch.iter().any(Job::expired) {
+            return Err(Cut::Expired);
+        }
+        self.conn.commit().await.map_err(Cut::Commit)?;
         self.now_ms = now_ms;
         Ok(())
     }
@@ -391,5 +528,27 @@ impl<W: WriteConn> Worker<W> {
             }
         }
         Ok(())
+    }
+}
+
+/// Why a transaction did not commit.
+enum Cut {
+    /// A statement failed; nothing was committed.
+    Failed(Fail),
+    /// A client stopped waiting before the commit; rolled back.
+    Expired,
+    /// The commit itself failed: it may have committed all the same
+    /// ([`WriteConn::committed`] finds out).
+    Commit(Fail),
+}
+
+/// What a request that was not committed in time is told.
+fn not_in_time() -> IngestError {
+    IngestError::Retry {
+        reason: Reason::Timeout,
+        message: "the store did not apply the request within the request timeout; nothing of \
+                  it was applied: retry"
+            .into(),
+        detail: "the request's deadline passed before its commit".into(),
     }
 }
