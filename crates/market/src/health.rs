@@ -90,4 +90,3 @@ impl std::fmt::Display for Unhealthy {
         )
     }
 }
-

@@ -4,10 +4,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use slog::{info, o};
 use trading_server::{logging, Config};
+use trading_store::backup::{self, BackupArgs};
 use trading_store::import::{self, ExportArgs, ImportArgs};
 
 /// `trading-server [FLAGS]` serves; `import` and `export` move bars in and
-/// out of a store.
+/// out of a store; `backup` copies one.
 #[derive(Parser)]
 #[command(
     name = "trading-server",
@@ -30,6 +31,8 @@ enum Command {
     Import(ImportArgs),
     /// Write a symbol's bars from a store as CSV, in the format import reads.
     Export(ExportArgs),
+    /// Write a consistent copy of a store, also while a server is using it.
+    Backup(BackupArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let done = match &cli.command {
         Some(Command::Import(args)) => import::import(args),
         Some(Command::Export(args)) => import::export(args),
+        Some(Command::Backup(args)) => backup::backup(args),
         None => {
             trading_server::server::limit_malloc_arenas();
             return serve(cli.serve);

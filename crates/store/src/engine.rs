@@ -80,9 +80,13 @@ pub trait Engine: Send + Sync + 'static {
     /// Runs the writer loop where this engine's writes belong.
     fn spawn_writer(&self, writer: WriterTask);
 
-    /// The server is stopping and the writer has closed: let go of every
-    /// connection (no reads come any more).
+    /// The server is stopping: let go of every read connection (no reads
+    /// come any more); the writer closes next.
     fn close(&self) {}
+
+    /// The writer has closed too: whatever the engine keeps beside the
+    /// store only while it is open can go.
+    fn closed(&self) {}
 
     /// A `getBars` page of one series.
     async fn page(&self, id: i64, res: Resolution, query: &BarQuery) -> Result<BarsPage>;
@@ -134,6 +138,11 @@ pub trait WriteConn: Send + 'static {
     /// replaced or overwritten); the reason when it is not, for good.
     async fn intact(&mut self) -> Result<()> {
         Ok(())
+    }
+    /// `e` with its class made precise where the database gave none (an
+    /// I/O error of a full or read-only file system).
+    fn refine(&self, e: Fail) -> Fail {
+        e
     }
     /// The server is stopping: leave the store as a clean stop should
     /// (SQLite: the log copied into the file and removed).

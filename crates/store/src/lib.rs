@@ -21,6 +21,7 @@
 //! this crate (`tests/conformance.rs`) and through the server's binary and
 //! API (`crates/server/tests/it/store_conformance.rs`).
 
+pub mod backup;
 pub mod bar;
 pub mod chain;
 pub mod effects;

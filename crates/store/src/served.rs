@@ -242,6 +242,7 @@ impl<E: Engine> DataSource for ServedStore<E> {
     async fn close(&self) {
         self.engine.close();
         self.writer.close().await;
+        self.engine.closed();
     }
 
     fn ingest(&self) -> Option<&dyn Ingest> {

@@ -19,4 +19,5 @@ mod postgres_store;
 mod rest;
 mod security;
 mod store_conformance;
+mod store_faults;
 mod ws;

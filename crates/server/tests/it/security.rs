@@ -135,8 +135,7 @@ async fn a_store_password_never_leaves_the_process() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert_eq!(
-            health["store"]["message"],
-            "store unavailable: the data store cannot be reached now",
+            health["store"]["message"], "store unavailable: the data store cannot be reached now",
             "{health}"
         );
         assert_eq!(health["store"]["reason"], "unavailable", "{health}");

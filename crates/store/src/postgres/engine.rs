@@ -303,11 +303,13 @@ impl PgWriter {
         })
     }
 
-    /// A call that timed out, or whose connection broke, leaves the
-    /// connection unused from then on.
+    /// A call that timed out, whose connection broke, or that the
+    /// database refused for its state (read-only, disk full) leaves the
+    /// connection unused from then on: the next one gets the database's
+    /// settings as they are then.
     fn after<T>(&mut self, done: &Result<T>) {
         let broken = self.conn.as_ref().is_some_and(Conn::is_closed);
-        if broken || matches!(done, Err(e) if e.reason == Reason::Timeout) {
+        if broken || matches!(done, Err(e) if e.reason != Reason::Unavailable) {
             self.give_up();
         }
     }

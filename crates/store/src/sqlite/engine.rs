@@ -140,6 +140,12 @@ impl Engine for SqliteEngine {
 
     /// On a thread of its own: every write is a blocking call on the
     /// writer's connection, which no request worker should wait behind.
+    /// The log is gone with the last connection: so is the record of what
+    /// it built on, and a clean stop leaves the store's one file.
+    fn closed(&self) {
+        self.checkpointer.forget();
+    }
+
     fn spawn_writer(&self, writer: WriterTask) {
         let spawned = std::thread::Builder::new()
             .name("store-writer".into())
@@ -290,6 +296,18 @@ impl WriteConn for SqliteWriter {
 
     async fn rollback(&mut self) {
         let _ = self.conn.execute_batch("ROLLBACK");
+    }
+
+    /// SQLite reports a file system that refuses writes as an I/O error
+    /// at times; a write beside the store tells which.
+    fn refine(&self, e: Fail) -> Fail {
+        if e.reason != Reason::Unavailable {
+            return e;
+        }
+        match self.checkpointer.probe_write() {
+            Some(reason) => Fail::of(reason, e.detail),
+            None => e,
+        }
     }
 
     async fn intact(&mut self) -> Result<()> {

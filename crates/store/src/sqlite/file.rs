@@ -228,6 +228,11 @@ impl Checkpointer {
     /// record says "pending" while the file may change, and the file's new
     /// state once it is done.
     pub fn run(&self, conn: &Connection, mode: &str) -> Result<Checkpointed, String> {
+        // Never over a file another program wrote: that would record its
+        // state as ours and hide what happened.
+        if let Some(why) = self.overwritten() {
+            return Err(why);
+        }
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let before = FileState::of(&self.path).map_err(|e| self.failed(e))?;
         record(&self.path, before, true).map_err(|e| self.failed(e))?;
@@ -270,6 +275,35 @@ impl Checkpointer {
                 self.path.display()
             )
         })
+    }
+
+    /// Whether the store's directory takes a small write now; the class of
+    /// its refusal (full, read-only) if it does not.
+    pub fn probe_write(&self) -> Option<trading_market::source::Reason> {
+        use std::io::ErrorKind;
+        use trading_market::source::Reason;
+        let probe = sibling(&self.path, "-probe");
+        let written = fs::File::create(&probe).and_then(|mut f| {
+            f.write_all(&[0; 4096])?;
+            f.sync_all()
+        });
+        let _ = fs::remove_file(&probe);
+        match written {
+            Err(e) if e.kind() == ErrorKind::StorageFull => Some(Reason::DiskFull),
+            Err(e) if e.kind() == ErrorKind::ReadOnlyFilesystem => Some(Reason::ReadOnly),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => Some(Reason::ReadOnly),
+            _ => None,
+        }
+    }
+
+    /// Removes the record while the log is empty or gone (a clean stop,
+    /// an open): there is nothing it would vouch for.
+    pub fn forget(&self) {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.log_len() == 0 {
+            let _ = fs::remove_file(base_path(&self.path));
+            *last = None;
+        }
     }
 
     /// The log's size in bytes (0 when there is none).

@@ -79,6 +79,9 @@ impl SqliteStore {
         // What a crash left in the log goes into the file now, and the
         // record of what the log builds on starts from here.
         let checkpointer = file::Checkpointer::new(path);
+        // Without a log, an old record (a crash's, before a restore) says
+        // nothing about this file.
+        checkpointer.forget();
         checkpointer
             .run(&conn, "TRUNCATE")
             .map_err(StoreError::Failed)?;
@@ -252,6 +255,24 @@ impl Store for SqliteStore {
                 tables::ScanError::Stopped(why) => StoreError::Failed(why),
             })
     }
+}
+
+/// Writes a consistent copy of the store at `path` to `to` (a new file),
+/// from one snapshot, while a server may be writing.
+pub fn backup(path: &Path, to: &Path) -> Result<(), String> {
+    if to.exists() {
+        return Err(format!(
+            "{} exists already: name a new file for the copy",
+            to.display()
+        ));
+    }
+    let target = to
+        .to_str()
+        .ok_or_else(|| format!("{}: not a UTF-8 path", to.display()))?;
+    let conn = schema::connect(path, Role::Read).map_err(|e| e.to_string())?;
+    conn.execute("VACUUM INTO ?1", [target])
+        .map_err(|e| format!("cannot copy {} to {}: {e}", path.display(), to.display()))?;
+    Ok(())
 }
 
 /// One file's bars in one transaction on a connection of its own.

@@ -275,6 +275,7 @@ impl<W: WriteConn> Worker<W> {
                     Ok(()) => self.healthy(),
                     Err(e) => {
                         self.conn.rollback().await;
+                        let e = self.conn.refine(e);
                         self.problem(&e, true);
                     }
                 }
@@ -445,6 +446,7 @@ impl<W: WriteConn> Worker<W> {
     /// Ends a failed transaction; the reason, as clients are told.
     pub(super) async fn rolled_back(&mut self, e: Fail) -> IngestError {
         self.conn.rollback().await;
+        let e = self.conn.refine(e);
         let why = format!("the store could not apply the request: {e}");
         eprintln!("store {}: {why}", self.shown);
         if e.reason != Reason::Unavailable {
