@@ -21,7 +21,7 @@ mod ws;
 use std::time::Duration;
 
 const USAGE: &str =
-    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|compression|auth|logs|store|nodes|ws|abuse] [--runs N] [--seconds S]";
+    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|compression|auth|logs|store|wal|nodes|ws|abuse] [--runs N] [--seconds S]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Part {
@@ -31,6 +31,8 @@ pub enum Part {
     Auth,
     Logs,
     Store,
+    /// The store's write-ahead log alone (also part of `store`).
+    Wal,
     Nodes,
     Ws,
     Abuse,
@@ -69,12 +71,13 @@ fn parse_args(args: &[String], fd_limit: u64) -> Result<Options, String> {
                     "auth" => Part::Auth,
                     "logs" => Part::Logs,
                     "store" => Part::Store,
+                    "wal" => Part::Wal,
                     "nodes" => Part::Nodes,
                     "ws" => Part::Ws,
                     "abuse" => Part::Abuse,
                     other => {
                         return Err(format!(
-                        "--only: engine, rest, compression, auth, logs, store, nodes, ws or abuse, not {other}"
+                        "--only: engine, rest, compression, auth, logs, store, wal, nodes, ws or abuse, not {other}"
                     ))
                     }
                 })
@@ -146,6 +149,9 @@ async fn main() {
     }
     if runs(Part::Store) {
         ok &= store::run_all(&options).await;
+    }
+    if options.only == Some(Part::Wal) {
+        ok &= store::wal_only(&options).await;
     }
     if runs(Part::Nodes) {
         ok &= nodes::run_all(&options).await;

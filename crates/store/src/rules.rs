@@ -318,6 +318,7 @@ mod tests {
         assert!(err(trade(1.0, -1.0, t)).contains("size must not be negative"));
         assert!(err(trade(1.0, 0.123456789, t)).contains("more than 8 decimal places"));
         assert!(err(trade(1.0, 1.0, t + 3_600_000)).contains("ahead of the server's clock"));
+        assert!(err(trade(1.0, 1.0, EARLIEST_MS - 1)).contains("before 1900-01-01"));
         let night = t + 12 * 3_600_000;
         let e = check_trade(&trade(1.0, 1.0, night), &cal, five, night, &mut None).unwrap_err();
         assert!(e.contains("outside the session"), "{e}");

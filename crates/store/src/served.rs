@@ -81,7 +81,12 @@ impl<E: Engine> ServedStore<E> {
     }
 
     fn unavailable(&self, e: Fail) -> SourceError {
-        SourceError::unavailable(e.reason, format!("store {}: {e}", self.engine.describe()))
+        let problem = Unhealthy {
+            reason: e.reason,
+            detail: format!("store {}: {e}", self.engine.describe()),
+        };
+        self.health.read_failed(problem.clone());
+        SourceError::Unavailable(problem)
     }
 
     /// The kept bars of a series (`recent`), built if missing or stale,

@@ -53,7 +53,11 @@ pub fn register_ingest_symbols(o: &Options, scratch: &Scratch, store: &str) -> R
 
 /// A store server for ingest on the ingest symbols, a clock running from
 /// CLOCK_START.
-async fn ingest_server(o: &Options, scratch: &Scratch, name: &str) -> Result<Process, String> {
+pub(super) async fn ingest_server(
+    o: &Options,
+    scratch: &Scratch,
+    name: &str,
+) -> Result<Process, String> {
     let store = scratch.path(&format!("{name}.db"));
     let _ = std::fs::remove_file(&store);
     let store_arg = store.display().to_string();
@@ -123,8 +127,20 @@ pub async fn throughput(
     duration: Duration,
     rate: Option<f64>,
 ) -> Result<Load, String> {
+    throughput_of(addresses, duration, rate, SENDERS, BATCH).await
+}
+
+/// [`throughput`] with `senders` connections (at most `SENDERS`: one
+/// ingest symbol each) of `batch` trades per request.
+pub async fn throughput_of(
+    addresses: &[String],
+    duration: Duration,
+    rate: Option<f64>,
+    senders: usize,
+    batch: usize,
+) -> Result<Load, String> {
     let mut conns = Vec::new();
-    for i in 0..SENDERS {
+    for i in 0..senders.min(SENDERS) {
         conns.push(
             http::connect(&addresses[i % addresses.len()])
                 .await
@@ -147,21 +163,21 @@ pub async fn throughput(
                 // interval late), as independent feeds would, instead of all
                 // sending at the same instant.
                 let mut pace = rate.map(|r| {
-                    let every = Duration::from_secs_f64(SENDERS as f64 * BATCH as f64 / r);
-                    let offset = every.mul_f64(i as f64 / SENDERS as f64);
+                    let every = Duration::from_secs_f64(senders as f64 * batch as f64 / r);
+                    let offset = every.mul_f64(i as f64 / senders as f64);
                     tokio::time::interval_at(tokio::time::Instant::now() + offset, every)
                 });
                 while Instant::now() < deadline {
                     if let Some(pace) = &mut pace {
                         pace.tick().await;
                     }
-                    let body = trades_body(&symbol, first_ms + seq as i64, seq, BATCH);
+                    let body = trades_body(&symbol, first_ms + seq as i64, seq, batch);
                     let t = Instant::now();
                     http::exchange(&mut conn, &ingest_request(&body))
                         .await
                         .map_err(|e| format!("ingest: {e}"))?;
                     latencies.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                    seq += BATCH as u64;
+                    seq += batch as u64;
                 }
                 Ok::<_, String>((seq, latencies))
             })

@@ -23,6 +23,7 @@ use crate::stats::{self, int};
 use crate::Options;
 
 mod ingest;
+mod wal;
 
 pub use ingest::*;
 
@@ -223,7 +224,23 @@ pub async fn run_all(o: &Options) -> bool {
         eprintln!("store ingest: {e}");
         ok = false;
     }
+    if let Err(e) = wal::wal_table(o, &scratch).await {
+        eprintln!("store log: {e}");
+        ok = false;
+    }
     ok
+}
+
+/// The write-ahead log table alone.
+pub async fn wal_only(o: &Options) -> bool {
+    let result = match Scratch::new() {
+        Ok(scratch) => wal::wal_table(o, &scratch).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
+        eprintln!("store log: {e}");
+    }
+    result.is_ok()
 }
 
 /// `trading-server import` of one big one-minute file into a new store.

@@ -843,6 +843,11 @@ async fn a_bad_trade_refuses_the_whole_request(engine: &dyn Engine) {
             "ahead of the server's clock",
         ),
         (
+            // Year -292 million: a unit or a sign gone wrong.
+            trade("BAD", -9_223_372_036_854_775, 1.0, 1.0),
+            "before 1900-01-01",
+        ),
+        (
             trade("BAD", day + 13 * 3_600_000, 1.0, 1.0),
             "outside the session",
         ),

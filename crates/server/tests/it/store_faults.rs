@@ -666,6 +666,12 @@ async fn a_table_lock_past_the_request_timeout_gets_an_answer_and_nothing_applie
         other => panic!("a 503 Timeout, not {other:?}"),
     }
     wait_for_log(&server, "request timed out").await;
+    // While the writer waits on the lock, readiness says so.
+    let body = ready_becomes(&server.base, 503).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("timeout"),
+        "{body}"
+    );
     release_tx.send(()).unwrap();
     locker.join().unwrap();
     // The cut request was not applied when the lock went, nor later.
@@ -681,4 +687,5 @@ async fn a_table_lock_past_the_request_timeout_gets_an_answer_and_nothing_applie
         .expect("the retry is applied");
     assert_eq!(retry.applied, 3);
     assert_eq!(landed(&client).await, [0, 1, 2]);
+    ready_becomes(&server.base, 200).await;
 }

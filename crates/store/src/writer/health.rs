@@ -58,6 +58,14 @@ impl Health {
         changed
     }
 
+    /// A read found the store malformed: readiness says so until a write
+    /// goes through again.
+    pub fn read_failed(&self, problem: Unhealthy) {
+        if problem.reason == Reason::Damaged {
+            self.set_problem(Some(problem), true);
+        }
+    }
+
     /// Whether the last problem was a failed write.
     pub(super) fn failing_writes(&self) -> bool {
         let state = self.state();
