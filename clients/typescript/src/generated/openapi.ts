@@ -58,11 +58,18 @@ export interface paths {
         /**
          * Readiness for a load balancer
          * @description 200 when this node serves everything as every other node does: its
-         *     store answers and, on a node of several (`--bus`), it is connected
-         *     to the bus and has caught up with it. Otherwise 503 with the reason
-         *     (`the bus nats://... is not connected`, `catching up with the bus:
-         *     120 of 5000 entries applied`, `store ...: ...`, `the node is
-         *     shutting down`), while the node keeps serving what it safely can:
+         *     store can be read and written and, on a node of several (`--bus`),
+         *     it is connected to the bus and has caught up with it. Otherwise 503
+         *     with `Retry-After` and the reason (`the bus nats://... is not
+         *     connected`, `catching up with the bus: 120 of 5000 entries
+         *     applied`, `store disk_full: ...`, `the node is shutting down`). A
+         *     store's reason is one of `unavailable` (cannot be reached),
+         *     `disk_full`, `read_only`, `damaged` (deleted, replaced or
+         *     overwritten under the server, or malformed) and `timeout` (a
+         *     statement past the store timeout, or a writer inside one
+         *     transaction for over 10 s); it lasts as long as the fault, and the
+         *     node recovers by itself when the fault ends (a damaged store needs
+         *     an operator). Meanwhile the node keeps serving what it safely can:
          *     history from its store, the synthetic market, health. A load
          *     balancer sends new clients elsewhere until it answers 200 again.
          *     On SIGTERM it answers 503 for `--drain-delay` seconds while
@@ -294,18 +301,24 @@ export interface paths {
          *     The request is validated whole before anything is applied: a trade
          *     for an unknown symbol, a non-positive price, a negative size (or one
          *     with more than 8 decimal places), a time outside the symbol's
-         *     session, or a time more than 10 seconds ahead of the server's clock
-         *     is a 400 naming the trade's index (`trades[3]: ...`), and nothing of
-         *     the request is applied.
+         *     session, a time before 1900-01-01T00:00:00Z, or a time more than 10
+         *     seconds ahead of the server's clock is a 400 naming the trade's
+         *     index (`trades[3]: ...`), and nothing of the request is applied.
          *
          *     A 200 means the trades are durable: they survive a crash of the
          *     server. Within a bar, the trade with the earliest `time` sets the
-         *     open and the latest sets the close (a tie goes to the one applied
-         *     last).
+         *     open and the latest sets the close; between trades with equal
+         *     times, the one applied last sets both. Weekly and monthly bars are
+         *     stamped at the first trading day of their week or month by the
+         *     symbol's session, whichever day the first trade arrives on.
          *
-         *     Retries are safe with an `Idempotency-Key`: a request whose key was
+         *     Retries must carry an `Idempotency-Key`: a request whose key was
          *     already applied (within 24 hours) is answered as the first time and
          *     not applied again; the same key with a different body is a 422.
+         *     Without one, a retry after an answer that never arrived (a 503
+         *     `Timeout`, a cut connection) may apply the trades twice, doubling
+         *     their volume, since the first attempt may have been applied. A 503
+         *     other than `Timeout` means nothing was applied.
          *
          *     Errors: 401 without a bearer token, 403 with a wrong one, and 403
          *     when the server takes no ingest (no `--store`, or no
@@ -337,7 +350,8 @@ export interface paths {
          *     Each bar must be on its resolution's grid (aligned to the session
          *     start, inside the session), have `low <= open, close <= high`, a
          *     volume that is not negative, and a time no more than 10 seconds
-         *     ahead of the server's clock; a symbol may appear once per time. A
+         *     ahead of the server's clock and not before 1900-01-01T00:00:00Z; a
+         *     symbol may appear once per time. A
          *     bar that breaks a rule is a 400 naming its index (`bars[3]: ...`),
          *     and nothing of the request is applied.
          *
@@ -452,6 +466,11 @@ export interface components {
             kind: string;
             /** @enum {string} */
             status: "ok" | "unavailable";
+            /**
+             * @description While unavailable, the class of the fault: `unavailable` (cannot be reached), `disk_full`, `read_only`, `damaged` (deleted, replaced or overwritten under the server, or malformed) or `timeout`.
+             * @enum {string}
+             */
+            reason?: "unavailable" | "disk_full" | "read_only" | "damaged" | "timeout";
             /** @description Why it is unavailable. */
             message?: string;
         };
