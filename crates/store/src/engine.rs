@@ -134,9 +134,10 @@ pub trait WriteConn: Send + 'static {
     async fn committed(&mut self) -> Result<bool> {
         Ok(false)
     }
-    /// Whether the store is still the one opened (a file not deleted,
-    /// replaced or overwritten); the reason when it is not, for good.
-    async fn intact(&mut self) -> Result<()> {
+    /// Whether the store is still the one opened (a file not deleted or
+    /// replaced; `thorough`: nor overwritten); the reason when it is not,
+    /// for good.
+    async fn intact(&mut self, _thorough: bool) -> Result<()> {
         Ok(())
     }
     /// `e` with its class made precise where the database gave none (an

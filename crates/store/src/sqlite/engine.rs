@@ -310,12 +310,9 @@ impl WriteConn for SqliteWriter {
         }
     }
 
-    async fn intact(&mut self) -> Result<()> {
-        match self
-            .opened
-            .changed(&self.path)
-            .or_else(|| self.checkpointer.overwritten())
-        {
+    async fn intact(&mut self, thorough: bool) -> Result<()> {
+        let overwritten = || thorough.then(|| self.checkpointer.overwritten()).flatten();
+        match self.opened.changed(&self.path).or_else(overwritten) {
             Some(why) => Err(Fail::of(Reason::Damaged, why)),
             None => Ok(()),
         }
@@ -324,7 +321,7 @@ impl WriteConn for SqliteWriter {
     /// Everything into the file and the log emptied; the log and its index
     /// go when this, the last connection, closes.
     async fn close(&mut self) -> Result<()> {
-        self.intact().await?;
+        self.intact(true).await?;
         let done = self
             .checkpointer
             .run(&self.conn, "TRUNCATE")

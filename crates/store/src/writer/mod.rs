@@ -97,6 +97,7 @@ impl Writer {
             shared,
             changes,
             refused: None,
+            last_look: Instant::now(),
             last_prune: Instant::now(),
             now_ms: 0,
         };
@@ -182,6 +183,8 @@ struct Worker<W> {
     /// Set when the store is no longer the one opened (deleted, replaced,
     /// overwritten): every write is refused from then on.
     refused: Option<Unhealthy>,
+    /// When the store's file was last looked at.
+    last_look: Instant,
     last_prune: Instant,
     /// The newest request's clock, for expiring idempotency keys.
     now_ms: i64,
@@ -247,8 +250,16 @@ impl<W: WriteConn> Worker<W> {
     /// and whether another process committed (an import): then serves its
     /// symbols and gives the followed topics their bars as they are now.
     async fn watch(&mut self) {
+        // Before every batch, whether the store is still the file opened
+        // (a stat); every WATCH_EVERY, also whether another program wrote
+        // it (a few reads, too many for every batch under back-to-back
+        // ingest).
         if self.refused.is_none() {
-            if let Err(e) = self.conn.intact().await {
+            let thorough = self.last_look.elapsed() >= WATCH_EVERY;
+            if thorough {
+                self.last_look = Instant::now();
+            }
+            if let Err(e) = self.conn.intact(thorough).await {
                 eprintln!("store {}: {e}", self.shown);
                 let damaged = Unhealthy {
                     reason: e.reason,
