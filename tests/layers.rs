@@ -14,6 +14,8 @@ const LAYERS: &[&[&str]] = &[
     &["trading-pro"],
     // The market-data domain.
     &["trading-market"],
+    // The paper broker's domain: orders, the matcher, accounts.
+    &["trading-broker"],
     // Where bars come from: the synthetic market and the stores.
     &["trading-synthetic", "trading-store"],
     // How nodes share a store's writes.

@@ -59,7 +59,10 @@ pub(super) async fn ingest_server(
     name: &str,
 ) -> Result<Process, String> {
     let store = scratch.path(&format!("{name}.db"));
-    let _ = std::fs::remove_file(&store);
+    // A server before was killed: its log and the record beside it go too.
+    for suffix in ["", "-wal", "-shm", "-walbase"] {
+        let _ = std::fs::remove_file(scratch.path(&format!("{name}.db{suffix}")));
+    }
     let store_arg = store.display().to_string();
     register_ingest_symbols(o, scratch, &store_arg)?;
     server::trading_server(

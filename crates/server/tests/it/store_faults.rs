@@ -250,7 +250,7 @@ async fn a_log_left_by_a_crash_is_never_replayed_onto_a_restored_backup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_store_with_its_own_log_opens_with_everything_acknowledged() {
     let dir = TempDir::new("faults-own-log");
-    let (_, store) = sqlite_store(&dir);
+    let (path, store) = sqlite_store(&dir);
     let server = start(&store, &[]).await;
     let client = with_token(&server.base, TOKEN);
     for i in 0..30 {
@@ -260,6 +260,21 @@ async fn a_crashed_store_with_its_own_log_opens_with_everything_acknowledged() {
     let server = start(&store, &[]).await;
     let client = with_token(&server.base, TOKEN);
     assert_eq!(landed(&client).await, (0..30).collect::<Vec<_>>());
+    ingest(&client, 30).await.expect("ingest");
+    server.kill_9().await;
+
+    // The file gone, its log left: never applied to a new, empty store.
+    std::fs::remove_file(&path).unwrap();
+    let symbols = dir.file("again.json", &crypto_24x7(&["FAULT"]));
+    let run = cli(&[
+        "import",
+        "--store",
+        &store,
+        "--symbols",
+        symbols.to_str().unwrap(),
+    ]);
+    assert!(!run.ok && run.stderr.contains("no store file"), "{run:?}");
+    assert!(!path.exists(), "no new store was made");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,8 +151,21 @@ fn record(path: &Path, state: FileState, pending: bool) -> std::io::Result<()> {
 /// another version of the file than the one at `path` now.
 pub fn check_log(path: &Path) -> Result<(), String> {
     let log_len = fs::metadata(wal_path(path)).map_or(0, |m| m.len());
-    if log_len == 0 || !path.exists() {
+    if log_len == 0 {
         return Ok(());
+    }
+    if !path.exists() {
+        // SQLite would apply it to the new, empty file made here.
+        return Err(format!(
+            "store {}: there is a write-ahead log {} ({log_len} bytes) but no store file: the \
+             file was deleted or moved after a crash. Put it back, or remove {}, {} and {} to \
+             start a new store",
+            path.display(),
+            wal_path(path).display(),
+            wal_path(path).display(),
+            shm_path(path).display(),
+            base_path(path).display()
+        ));
     }
     // A store written before the record existed, or by another program:
     // nothing to check against.

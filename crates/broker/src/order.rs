@@ -1,0 +1,113 @@
+//! Orders as TradingView's broker API names them: its numeric wire values
+//! for status, type and side, so its Trading Platform maps one to one.
+
+use crate::units::{Price, Qty};
+
+/// An order's id, unique per broker (not per account).
+pub type OrderId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    Buy = 1,
+    Sell = -1,
+}
+
+impl Side {
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        }
+    }
+
+    /// +1 for a buy, -1 for a sell: the sign a fill gives a position.
+    pub fn sign(self) -> i64 {
+        self as i64
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OrderType {
+    Limit = 1,
+    Market = 2,
+    Stop = 3,
+    StopLimit = 4,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    Canceled = 1,
+    Filled = 2,
+    /// Waiting for something before it can work: a bracket until its
+    /// parent fills.
+    Inactive = 3,
+    Placing = 4,
+    Rejected = 5,
+    Working = 6,
+}
+
+impl Status {
+    /// Filled, canceled and rejected are final: nothing moves an order out
+    /// of them.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Canceled | Status::Filled | Status::Rejected)
+    }
+}
+
+/// Time in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Duration {
+    /// Good till cancelled.
+    Gtc,
+    /// Expires at the close of the session it was placed in.
+    Day,
+    /// Immediate or cancel: what fills at once, the rest cancelled.
+    Ioc,
+    /// Fill or kill: all at once, or nothing.
+    Fok,
+}
+
+/// What a client asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderRequest {
+    pub symbol: String,
+    pub order_type: OrderType,
+    pub side: Side,
+    pub qty: Qty,
+    pub limit_price: Option<Price>,
+    pub stop_price: Option<Price>,
+    pub duration: Duration,
+    pub take_profit: Option<Price>,
+    pub stop_loss: Option<Price>,
+}
+
+/// An order as the broker keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Order {
+    pub id: OrderId,
+    pub request: OrderRequest,
+    pub status: Status,
+    pub filled_qty: Qty,
+    /// The average price of its fills (None before the first).
+    pub avg_price: Option<Price>,
+    /// A stop that triggered and now rests as a limit (stop-limit), or
+    /// fills at the next print (stop).
+    pub triggered: bool,
+}
+
+impl Order {
+    pub fn new(id: OrderId, request: OrderRequest) -> Order {
+        Order {
+            id,
+            request,
+            status: Status::Placing,
+            filled_qty: Qty::ZERO,
+            avg_price: None,
+            triggered: false,
+        }
+    }
+
+    pub fn remaining(&self) -> Qty {
+        self.request.qty - self.filled_qty
+    }
+}
