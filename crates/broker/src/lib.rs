@@ -9,6 +9,7 @@
 //! the same fills.
 
 pub mod account;
+pub mod broker;
 pub mod matcher;
 pub mod order;
 pub mod rules;

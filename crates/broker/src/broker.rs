@@ -1,0 +1,644 @@
+//! The broker as a state machine: commands (place, cancel, close) and the
+//! market's prints in, events (order updates, executions, positions) out,
+//! with nothing else deciding anything. Each account's events carry the
+//! account's own sequence number, so a client that sees a gap knows to
+//! read the state again.
+//!
+//! Brackets: an order's take-profit and stop-loss are orders of their own,
+//! on the other side and of the same quantity, inactive until their parent
+//! fills, then working, one-cancels-other; cancelled with their parent.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::account::{Account, Position};
+use crate::matcher::{Book, Fill, Print, Resting};
+use crate::order::{Duration, Order, OrderId, OrderRequest, OrderType, Side, Status};
+use crate::rules::{Refusal, SymbolRules};
+use crate::units::{Cash, Price, Qty};
+
+/// Whose account: the token's `sub`, or the local demo account.
+pub type AccountId = String;
+
+/// One fill as the account sees it, linked to its order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Execution {
+    pub order: OrderId,
+    pub symbol: String,
+    pub side: Side,
+    pub price: Price,
+    pub qty: Qty,
+    pub time_ms: i64,
+    pub commission: Cash,
+}
+
+/// What changed, for one account.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Order(Order),
+    Execution(Execution),
+    /// A position as it is now (qty 0: closed).
+    Position {
+        symbol: String,
+        position: Position,
+    },
+}
+
+/// A change and the account's sequence number for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub account: AccountId,
+    pub seq: u64,
+    pub change: Change,
+}
+
+/// Why a command was not carried out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerError {
+    /// The order breaks a rule (400): the field and why.
+    Refused(Refusal),
+    /// No such order in this account (404): another account's order is
+    /// not found either.
+    NotFound(OrderId),
+    /// The order is filled, cancelled or rejected already (409).
+    Final(OrderId, Status),
+    /// An unknown symbol, or one that does not trade (404).
+    UnknownSymbol(String),
+}
+
+struct Kept {
+    owner: AccountId,
+    order: Order,
+    /// Its brackets (a parent), or its parent and sibling (a bracket).
+    children: Vec<OrderId>,
+    parent: Option<OrderId>,
+}
+
+struct AccountState {
+    account: Account,
+    seq: u64,
+}
+
+pub struct Broker {
+    rules: HashMap<String, SymbolRules>,
+    books: HashMap<String, Book>,
+    orders: BTreeMap<OrderId, Kept>,
+    accounts: BTreeMap<AccountId, AccountState>,
+    next_id: OrderId,
+    starting_cash: Cash,
+    commission: Cash,
+}
+
+impl Broker {
+    /// A broker whose accounts start with `starting_cash` and pay
+    /// `commission` per fill.
+    pub fn new(starting_cash: Cash, commission: Cash) -> Broker {
+        Broker {
+            rules: HashMap::new(),
+            books: HashMap::new(),
+            orders: BTreeMap::new(),
+            accounts: BTreeMap::new(),
+            next_id: 1,
+            starting_cash,
+            commission,
+        }
+    }
+
+    /// Makes `symbol` tradable under `rules`.
+    pub fn list(&mut self, symbol: &str, rules: SymbolRules) {
+        self.rules.insert(symbol.to_string(), rules);
+        self.books.entry(symbol.to_string()).or_default();
+    }
+
+    /// The account, created with the starting cash on first use.
+    pub fn account(&mut self, id: &str) -> &Account {
+        &self.state(id).account
+    }
+
+    fn state(&mut self, id: &str) -> &mut AccountState {
+        let cash = self.starting_cash;
+        self.accounts
+            .entry(id.to_string())
+            .or_insert_with(|| AccountState {
+                account: Account::new(cash),
+                seq: 0,
+            })
+    }
+
+    /// The account's orders, oldest first.
+    pub fn orders(&self, account: &str) -> Vec<&Order> {
+        self.orders
+            .values()
+            .filter(|k| k.owner == account)
+            .map(|k| &k.order)
+            .collect()
+    }
+
+    fn event(&mut self, account: &str, change: Change, out: &mut Vec<Event>) {
+        let state = self.state(account);
+        state.seq += 1;
+        out.push(Event {
+            account: account.to_string(),
+            seq: state.seq,
+            change,
+        });
+    }
+
+    fn order_event(&mut self, id: OrderId, out: &mut Vec<Event>) {
+        let kept = &self.orders[&id];
+        let (owner, order) = (kept.owner.clone(), kept.order.clone());
+        self.event(&owner, Change::Order(order), out);
+    }
+
+    /// Places an order: checked, then filled at once (a market order, a
+    /// marketable limit), cancelled (an IOC or FOK that is not
+    /// marketable), or working in the book.
+    pub fn place(
+        &mut self,
+        account: &str,
+        request: OrderRequest,
+        now_ms: i64,
+    ) -> Result<(OrderId, Vec<Event>), BrokerError> {
+        let rules = self
+            .rules
+            .get(&request.symbol)
+            .ok_or_else(|| BrokerError::UnknownSymbol(request.symbol.clone()))?;
+        let book = &self.books[&request.symbol];
+        rules
+            .check(&request, book.last())
+            .map_err(BrokerError::Refused)?;
+        self.check_buying_power(account, &request)?;
+        let id = self.take_id();
+        let mut out = Vec::new();
+        let brackets = self.brackets_of(account, id, &request);
+        self.orders.insert(
+            id,
+            Kept {
+                owner: account.to_string(),
+                order: Order::new(id, request),
+                children: brackets.clone(),
+                parent: None,
+            },
+        );
+        // The brackets as they start (inactive), then the order's fate,
+        // which may start them.
+        for child in brackets {
+            self.order_event(child, &mut out);
+        }
+        self.work(id, now_ms, &mut out);
+        Ok((id, out))
+    }
+
+    fn take_id(&mut self) -> OrderId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// The take-profit and stop-loss of `parent`, inactive until it fills.
+    fn brackets_of(&mut self, account: &str, parent: OrderId, r: &OrderRequest) -> Vec<OrderId> {
+        let mut ids = Vec::new();
+        let legs = [
+            r.take_profit.map(|p| (OrderType::Limit, Some(p), None)),
+            r.stop_loss.map(|p| (OrderType::Stop, None, Some(p))),
+        ];
+        for (order_type, limit_price, stop_price) in legs.into_iter().flatten() {
+            let id = self.take_id();
+            let mut order = Order::new(
+                id,
+                OrderRequest {
+                    symbol: r.symbol.clone(),
+                    order_type,
+                    side: r.side.opposite(),
+                    qty: r.qty,
+                    limit_price,
+                    stop_price,
+                    duration: Duration::Gtc,
+                    take_profit: None,
+                    stop_loss: None,
+                },
+            );
+            order.status = Status::Inactive;
+            self.orders.insert(
+                id,
+                Kept {
+                    owner: account.to_string(),
+                    order,
+                    children: Vec::new(),
+                    parent: Some(parent),
+                },
+            );
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// An accepted order starts working: filled at once if it can be,
+    /// else resting (or cancelled, for IOC and FOK).
+    fn work(&mut self, id: OrderId, now_ms: i64, out: &mut Vec<Event>) {
+        let request = self.orders[&id].order.request.clone();
+        let book = self.books.get_mut(&request.symbol).expect("listed");
+        let at_once = match request.order_type {
+            OrderType::Market => book.market(request.side),
+            OrderType::Limit => {
+                book.marketable(request.side, request.limit_price.expect("checked"))
+            }
+            OrderType::Stop | OrderType::StopLimit => None,
+        };
+        if let Some(price) = at_once {
+            let fill = Fill {
+                order: id,
+                side: request.side,
+                price,
+                qty: request.qty,
+                time_ms: now_ms,
+            };
+            self.filled(&request.symbol, fill, out);
+            return;
+        }
+        if matches!(request.duration, Duration::Ioc | Duration::Fok) {
+            self.end(id, Status::Canceled, out);
+            return;
+        }
+        let resting = match request.order_type {
+            OrderType::Limit => Resting::Limit(request.limit_price.expect("checked")),
+            OrderType::Stop => Resting::Stop(request.stop_price.expect("checked")),
+            OrderType::StopLimit => Resting::StopLimit {
+                stop: request.stop_price.expect("checked"),
+                limit: request.limit_price.expect("checked"),
+            },
+            OrderType::Market => unreachable!("a market order fills at once"),
+        };
+        book.rest(id, request.side, resting, request.qty);
+        self.orders.get_mut(&id).expect("kept").order.status = Status::Working;
+        self.order_event(id, out);
+    }
+
+    /// A print of `symbol`: the orders it fills, and what follows.
+    pub fn on_print(&mut self, symbol: &str, print: Print) -> Vec<Event> {
+        let mut out = Vec::new();
+        let Some(book) = self.books.get_mut(symbol) else {
+            return out;
+        };
+        for fill in book.on_print(print) {
+            // A sibling cancelled by an earlier fill of this print is not
+            // in the book any more; its fill cannot be here.
+            self.filled(symbol, fill, &mut out);
+        }
+        out
+    }
+
+    /// Books a fill: the order, the execution, the position; then its
+    /// brackets start working, or its sibling is cancelled.
+    fn filled(&mut self, symbol: &str, fill: Fill, out: &mut Vec<Event>) {
+        let commission = self.commission;
+        let kept = self.orders.get_mut(&fill.order).expect("kept");
+        kept.order.status = Status::Filled;
+        kept.order.filled_qty = fill.qty;
+        kept.order.avg_price = Some(fill.price);
+        let owner = kept.owner.clone();
+        let (children, parent) = (kept.children.clone(), kept.parent);
+        self.order_event(fill.order, out);
+        let state = self.state(&owner);
+        state.account.apply(symbol, &fill, commission);
+        let position = state
+            .account
+            .positions
+            .get(symbol)
+            .copied()
+            .unwrap_or_default();
+        let execution = Execution {
+            order: fill.order,
+            symbol: symbol.to_string(),
+            side: fill.side,
+            price: fill.price,
+            qty: fill.qty,
+            time_ms: fill.time_ms,
+            commission,
+        };
+        self.event(&owner, Change::Execution(execution), out);
+        self.event(
+            &owner,
+            Change::Position {
+                symbol: symbol.to_string(),
+                position,
+            },
+            out,
+        );
+        for child in children {
+            self.work(child, fill.time_ms, out);
+        }
+        if let Some(parent) = parent {
+            // One-cancels-other.
+            let siblings = self.orders[&parent].children.clone();
+            for sibling in siblings.into_iter().filter(|s| *s != fill.order) {
+                if !self.orders[&sibling].order.status.is_final() {
+                    self.end(sibling, Status::Canceled, out);
+                }
+            }
+        }
+    }
+
+    /// Ends an order that did not fill, taking it out of the book.
+    fn end(&mut self, id: OrderId, status: Status, out: &mut Vec<Event>) {
+        let kept = self.orders.get_mut(&id).expect("kept");
+        kept.order.status = status;
+        let symbol = kept.order.request.symbol.clone();
+        if let Some(book) = self.books.get_mut(&symbol) {
+            book.cancel(id);
+        }
+        self.order_event(id, out);
+    }
+
+    /// Cancels an order of `account` and its inactive or working brackets.
+    pub fn cancel(&mut self, account: &str, id: OrderId) -> Result<Vec<Event>, BrokerError> {
+        let kept = self
+            .orders
+            .get(&id)
+            .filter(|k| k.owner == account)
+            .ok_or(BrokerError::NotFound(id))?;
+        if kept.order.status.is_final() {
+            return Err(BrokerError::Final(id, kept.order.status));
+        }
+        let children = kept.children.clone();
+        let mut out = Vec::new();
+        self.end(id, Status::Canceled, &mut out);
+        for child in children {
+            if !self.orders[&child].order.status.is_final() {
+                self.end(child, Status::Canceled, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuses an order whose margin would take the account's margin past
+    /// its equity, at the price it would fill at (its limit or stop, else
+    /// the market). Orders that only reduce a position always pass.
+    fn check_buying_power(&mut self, account: &str, r: &OrderRequest) -> Result<(), BrokerError> {
+        let rules = self.rules[&r.symbol].clone();
+        let book = &self.books[&r.symbol];
+        let Some(price) = r.limit_price.or(r.stop_price).or(book.market(r.side)) else {
+            return Ok(());
+        };
+        let marks: HashMap<String, Price> = self
+            .books
+            .iter()
+            .filter_map(|(s, b)| b.last().map(|p| (s.clone(), p)))
+            .collect();
+        let margins: HashMap<String, i64> = self
+            .rules
+            .iter()
+            .map(|(s, r)| (s.clone(), r.margin_bp))
+            .collect();
+        let state = self.state(account);
+        let held = state.account.positions.get(&r.symbol).map_or(0, |p| p.qty);
+        let signed = r.qty.0 * r.side.sign();
+        if held != 0 && held.signum() != signed.signum() && signed.abs() <= held.abs() {
+            return Ok(());
+        }
+        let mark = |s: &str| marks.get(s).copied();
+        let equity = state.account.equity(&mark);
+        let used = state
+            .account
+            .margin(&mark, &|s: &str| margins.get(s).copied().unwrap_or(10_000));
+        let added = Cash::notional(price, r.qty).times_bp(rules.margin_bp);
+        let available = equity - used;
+        if added > available {
+            return Err(BrokerError::Refused(Refusal {
+                field: "qty",
+                message: format!(
+                    "{} {} at {price} needs {added} of margin; the account has {available} \
+                     available",
+                    r.qty, r.symbol
+                ),
+            }));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn px(s: &str) -> Price {
+        Price::parse(s).unwrap()
+    }
+
+    fn q(s: &str) -> Qty {
+        Qty::parse(s).unwrap()
+    }
+
+    fn broker() -> Broker {
+        let mut b = Broker::new(Cash::parse("100000").unwrap(), Cash::parse("1").unwrap());
+        b.list(
+            "BTCUSD",
+            SymbolRules {
+                tick: px("0.01"),
+                qty_min: q("0.001"),
+                qty_max: q("100"),
+                qty_step: q("0.001"),
+                margin_bp: 10_000,
+            },
+        );
+        b
+    }
+
+    fn print(b: &mut Broker, price: &str, t: i64) -> Vec<Event> {
+        b.on_print(
+            "BTCUSD",
+            Print {
+                price: px(price),
+                time_ms: t,
+                opens_bar: false,
+            },
+        )
+    }
+
+    fn request(order_type: OrderType, side: Side, qty: &str) -> OrderRequest {
+        OrderRequest {
+            symbol: "BTCUSD".into(),
+            order_type,
+            side,
+            qty: q(qty),
+            limit_price: None,
+            stop_price: None,
+            duration: Duration::Gtc,
+            take_profit: None,
+            stop_loss: None,
+        }
+    }
+
+    fn statuses(b: &Broker, account: &str) -> Vec<(OrderId, Status)> {
+        b.orders(account).iter().map(|o| (o.id, o.status)).collect()
+    }
+
+    #[test]
+    fn a_market_buy_fills_at_the_last_print_and_every_event_is_numbered() {
+        let mut b = broker();
+        print(&mut b, "1000", 1);
+        let (id, events) = b
+            .place("alice", request(OrderType::Market, Side::Buy, "0.5"), 2)
+            .unwrap();
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        match &events[1].change {
+            Change::Execution(x) => {
+                assert_eq!((x.order, x.price, x.qty), (id, px("1000"), q("0.5")))
+            }
+            other => panic!("{other:?}"),
+        }
+        let account = b.account("alice").clone();
+        // 500 paid and 1 of commission.
+        assert_eq!(account.cash, Cash::parse("99499").unwrap());
+        assert_eq!(account.positions["BTCUSD"].qty, q("0.5").0);
+    }
+
+    #[test]
+    fn a_limit_with_brackets_fills_then_the_take_profit_cancels_the_stop_loss() {
+        let mut b = broker();
+        print(&mut b, "1000", 1);
+        let r = OrderRequest {
+            limit_price: Some(px("990")),
+            take_profit: Some(px("1010")),
+            stop_loss: Some(px("980")),
+            ..request(OrderType::Limit, Side::Buy, "1")
+        };
+        let (parent, _) = b.place("alice", r, 2).unwrap();
+        let (tp, sl) = (parent + 1, parent + 2);
+        assert_eq!(
+            statuses(&b, "alice"),
+            [
+                (parent, Status::Working),
+                (tp, Status::Inactive),
+                (sl, Status::Inactive)
+            ]
+        );
+        // Through the limit: filled at 990; the brackets start working.
+        print(&mut b, "989", 3);
+        assert_eq!(
+            statuses(&b, "alice"),
+            [
+                (parent, Status::Filled),
+                (tp, Status::Working),
+                (sl, Status::Working)
+            ]
+        );
+        // Up through the take-profit: it fills at 1010, the stop-loss goes.
+        let events = print(&mut b, "1011", 4);
+        assert_eq!(
+            statuses(&b, "alice"),
+            [
+                (parent, Status::Filled),
+                (tp, Status::Filled),
+                (sl, Status::Canceled)
+            ]
+        );
+        assert!(events.iter().any(|e| matches!(
+            &e.change,
+            Change::Position { position, .. } if position.qty == 0
+        )));
+        let account = b.account("alice").clone();
+        assert!(account.positions.is_empty());
+        // +20 on the round trip, less two commissions.
+        assert_eq!(account.realized, Cash::parse("18").unwrap());
+        // Nothing moves a final order; the stop-loss never fills.
+        assert_eq!(
+            b.cancel("alice", tp),
+            Err(BrokerError::Final(tp, Status::Filled))
+        );
+        assert!(print(&mut b, "970", 5).is_empty());
+    }
+
+    #[test]
+    fn accounts_are_apart_and_refusals_change_nothing() {
+        let mut b = broker();
+        print(&mut b, "1001", 1);
+        let r = OrderRequest {
+            limit_price: Some(px("900")),
+            ..request(OrderType::Limit, Side::Buy, "1")
+        };
+        let (id, _) = b.place("alice", r, 2).unwrap();
+        assert_eq!(b.cancel("bob", id), Err(BrokerError::NotFound(id)));
+        assert!(b.orders("bob").is_empty());
+        // 100 BTC at 1001 needs 100,100 of margin; bob has 100,000.
+        let too_big = request(OrderType::Market, Side::Buy, "100");
+        let refused = b.place("bob", too_big, 3).unwrap_err();
+        assert!(matches!(
+            refused,
+            BrokerError::Refused(Refusal { field: "qty", .. })
+        ));
+        assert!(b.orders("bob").is_empty());
+        assert_eq!(b.account("bob").cash, Cash::parse("100000").unwrap());
+        let unknown = OrderRequest {
+            symbol: "NOPE".into(),
+            ..request(OrderType::Market, Side::Buy, "1")
+        };
+        assert_eq!(
+            b.place("bob", unknown, 4).unwrap_err(),
+            BrokerError::UnknownSymbol("NOPE".into())
+        );
+        let events = b.cancel("alice", id).unwrap();
+        assert_eq!(events.len(), 1);
+        assert!(
+            print(&mut b, "800", 5).is_empty(),
+            "a cancelled order never fills"
+        );
+    }
+
+    #[test]
+    fn an_ioc_limit_that_is_not_marketable_is_cancelled_at_once() {
+        let mut b = broker();
+        print(&mut b, "1000", 1);
+        let r = OrderRequest {
+            limit_price: Some(px("999")),
+            duration: Duration::Ioc,
+            ..request(OrderType::Limit, Side::Buy, "1")
+        };
+        let (id, events) = b.place("alice", r.clone(), 2).unwrap();
+        assert_eq!(statuses(&b, "alice"), [(id, Status::Canceled)]);
+        assert_eq!(events.len(), 1);
+        let marketable = OrderRequest {
+            limit_price: Some(px("1001")),
+            ..r
+        };
+        let (id, _) = b.place("alice", marketable, 3).unwrap();
+        let order = b.orders("alice")[1].clone();
+        assert_eq!(
+            (order.id, order.status, order.avg_price),
+            (id, Status::Filled, Some(px("1000")))
+        );
+    }
+
+    #[test]
+    fn the_same_prints_and_orders_give_the_same_events() {
+        let run = || {
+            let mut b = broker();
+            let mut all = Vec::new();
+            print(&mut b, "1000", 0);
+            for i in 0..50i64 {
+                let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
+                let limit = Price(px("1000").0 + (i % 7 - 3) * px("1").0);
+                let r = OrderRequest {
+                    limit_price: Some(limit),
+                    ..request(OrderType::Limit, side, "0.01")
+                };
+                if let Ok((_, events)) = b.place(&format!("u{}", i % 3), r, i) {
+                    all.extend(events);
+                }
+                let price = Price(px("1000").0 + ((i * 37) % 11 - 5) * px("1").0);
+                all.extend(b.on_print(
+                    "BTCUSD",
+                    Print {
+                        price,
+                        time_ms: i,
+                        opens_bar: false,
+                    },
+                ));
+            }
+            all
+        };
+        let (a, b) = (run(), run());
+        assert!(a.len() > 50);
+        assert_eq!(a, b);
+    }
+}
