@@ -7,6 +7,7 @@
 
 mod abuse;
 mod baseline;
+mod broker;
 mod engine;
 mod http;
 mod logs;
@@ -21,7 +22,7 @@ mod ws;
 use std::time::Duration;
 
 const USAGE: &str =
-    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|compression|auth|logs|store|wal|nodes|ws|abuse] [--runs N] [--seconds S]";
+    "usage: trading-bench [--server PATH] [--quick] [--only engine|rest|compression|auth|logs|store|wal|nodes|ws|abuse|broker] [--runs N] [--seconds S]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Part {
@@ -36,6 +37,8 @@ pub enum Part {
     Nodes,
     Ws,
     Abuse,
+    /// The paper broker's matcher, in-process.
+    Broker,
 }
 
 pub struct Options {
@@ -75,9 +78,10 @@ fn parse_args(args: &[String], fd_limit: u64) -> Result<Options, String> {
                     "nodes" => Part::Nodes,
                     "ws" => Part::Ws,
                     "abuse" => Part::Abuse,
+                    "broker" => Part::Broker,
                     other => {
                         return Err(format!(
-                        "--only: engine, rest, compression, auth, logs, store, wal, nodes, ws or abuse, not {other}"
+                        "--only: engine, rest, compression, auth, logs, store, wal, nodes, ws, abuse or broker, not {other}"
                     ))
                     }
                 })
@@ -158,6 +162,9 @@ async fn main() {
     }
     if runs(Part::Ws) {
         ok &= ws::scenarios::run_all(&options).await;
+    }
+    if runs(Part::Broker) {
+        ok &= broker::run_all(&options);
     }
     if runs(Part::Abuse) {
         ok &= abuse::run_all(&options).await;

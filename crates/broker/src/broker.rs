@@ -373,34 +373,30 @@ impl Broker {
     /// Refuses an order whose margin would take the account's margin past
     /// its equity, at the price it would fill at (its limit or stop, else
     /// the market). Orders that only reduce a position always pass.
-    fn check_buying_power(&mut self, account: &str, r: &OrderRequest) -> Result<(), BrokerError> {
-        let rules = self.rules[&r.symbol].clone();
+    fn check_buying_power(&self, account: &str, r: &OrderRequest) -> Result<(), BrokerError> {
+        let margin_bp = self.rules[&r.symbol].margin_bp;
         let book = &self.books[&r.symbol];
         let Some(price) = r.limit_price.or(r.stop_price).or(book.market(r.side)) else {
             return Ok(());
         };
-        let marks: HashMap<String, Price> = self
-            .books
-            .iter()
-            .filter_map(|(s, b)| b.last().map(|p| (s.clone(), p)))
-            .collect();
-        let margins: HashMap<String, i64> = self
-            .rules
-            .iter()
-            .map(|(s, r)| (s.clone(), r.margin_bp))
-            .collect();
-        let state = self.state(account);
-        let held = state.account.positions.get(&r.symbol).map_or(0, |p| p.qty);
-        let signed = r.qty.0 * r.side.sign();
-        if held != 0 && held.signum() != signed.signum() && signed.abs() <= held.abs() {
-            return Ok(());
-        }
-        let mark = |s: &str| marks.get(s).copied();
-        let equity = state.account.equity(&mark);
-        let used = state
-            .account
-            .margin(&mark, &|s: &str| margins.get(s).copied().unwrap_or(10_000));
-        let added = Cash::notional(price, r.qty).times_bp(rules.margin_bp);
+        let added = Cash::notional(price, r.qty).times_bp(margin_bp);
+        // An account not used yet has its starting cash and nothing else.
+        let (equity, used) = match self.accounts.get(account) {
+            None => (self.starting_cash, Cash::ZERO),
+            Some(state) => {
+                let held = state.account.positions.get(&r.symbol).map_or(0, |p| p.qty);
+                let signed = r.qty.0 * r.side.sign();
+                if held != 0 && held.signum() != signed.signum() && signed.abs() <= held.abs() {
+                    return Ok(());
+                }
+                let mark = |s: &str| self.books.get(s).and_then(Book::last);
+                let rate = |s: &str| self.rules.get(s).map_or(10_000, |r| r.margin_bp);
+                (
+                    state.account.equity(&mark),
+                    state.account.margin(&mark, &rate),
+                )
+            }
+        };
         let available = equity - used;
         if added > available {
             return Err(BrokerError::Refused(Refusal {
