@@ -7,6 +7,12 @@
 //! Brackets: an order's take-profit and stop-loss are orders of their own,
 //! on the other side and of the same quantity, inactive until their parent
 //! fills, then working, one-cancels-other; cancelled with their parent.
+//! A position's brackets likewise, for its whole quantity; every bracket
+//! of a symbol goes when the account's position in it closes.
+//!
+//! DAY orders end at the `expires_at_ms` they were given (the session's
+//! close): a print or a clock tick at or after it cancels them before
+//! anything else, so an expired order never fills.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -61,6 +67,8 @@ pub enum BrokerError {
     NotFound(OrderId),
     /// The order is filled, cancelled or rejected already (409).
     Final(OrderId, Status),
+    /// The account holds no position in the symbol (404).
+    NoPosition(String),
     /// An unknown symbol, or one that does not trade (404).
     UnknownSymbol(String),
 }
@@ -71,11 +79,15 @@ struct Kept {
     /// Its brackets (a parent), or its parent and sibling (a bracket).
     children: Vec<OrderId>,
     parent: Option<OrderId>,
+    /// A bracket of a position (see `edit_position_brackets`).
+    of_position: bool,
 }
 
 struct AccountState {
     account: Account,
     seq: u64,
+    /// The brackets attached to each position, by symbol.
+    position_brackets: BTreeMap<String, Vec<OrderId>>,
 }
 
 pub struct Broker {
@@ -86,6 +98,9 @@ pub struct Broker {
     next_id: OrderId,
     starting_cash: Cash,
     commission: Cash,
+    /// DAY orders by when they expire, soonest first (ended ones are
+    /// skipped when reached).
+    expiries: std::collections::BTreeSet<(i64, OrderId)>,
 }
 
 impl Broker {
@@ -100,6 +115,7 @@ impl Broker {
             next_id: 1,
             starting_cash,
             commission,
+            expiries: std::collections::BTreeSet::new(),
         }
     }
 
@@ -121,6 +137,7 @@ impl Broker {
             .or_insert_with(|| AccountState {
                 account: Account::new(cash),
                 seq: 0,
+                position_brackets: BTreeMap::new(),
             })
     }
 
@@ -177,8 +194,12 @@ impl Broker {
                 order: Order::new(id, request),
                 children: brackets.clone(),
                 parent: None,
+                of_position: false,
             },
         );
+        if let Some(at) = self.orders[&id].order.request.expires_at_ms {
+            self.expiries.insert((at, id));
+        }
         // The brackets as they start (inactive), then the order's fate,
         // which may start them.
         for child in brackets {
@@ -215,6 +236,7 @@ impl Broker {
                     duration: Duration::Gtc,
                     take_profit: None,
                     stop_loss: None,
+                    expires_at_ms: None,
                 },
             );
             order.status = Status::Inactive;
@@ -225,6 +247,7 @@ impl Broker {
                     order,
                     children: Vec::new(),
                     parent: Some(parent),
+                    of_position: false,
                 },
             );
             ids.push(id);
@@ -275,7 +298,7 @@ impl Broker {
 
     /// A print of `symbol`: the orders it fills, and what follows.
     pub fn on_print(&mut self, symbol: &str, print: Print) -> Vec<Event> {
-        let mut out = Vec::new();
+        let mut out = self.on_time(print.time_ms);
         let Some(book) = self.books.get_mut(symbol) else {
             return out;
         };
@@ -283,6 +306,21 @@ impl Broker {
             // A sibling cancelled by an earlier fill of this print is not
             // in the book any more; its fill cannot be here.
             self.filled(symbol, fill, &mut out);
+        }
+        out
+    }
+
+    /// The clock reached `now_ms`: DAY orders whose session closed end.
+    pub fn on_time(&mut self, now_ms: i64) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Some(&(at, id)) = self.expiries.first() {
+            if at > now_ms {
+                break;
+            }
+            self.expiries.pop_first();
+            if !self.orders[&id].order.status.is_final() {
+                self.end_with(id, "expired at the close of its session", &mut out);
+            }
         }
         out
     }
@@ -324,18 +362,52 @@ impl Broker {
             },
             out,
         );
+        // One-cancels-other: an order's brackets, or a position's.
+        let siblings = match parent {
+            Some(parent) => self.orders[&parent].children.clone(),
+            None => self
+                .state(&owner)
+                .position_brackets
+                .get(symbol)
+                .filter(|b| b.contains(&fill.order))
+                .cloned()
+                .unwrap_or_default(),
+        };
+        for sibling in siblings.into_iter().filter(|s| *s != fill.order) {
+            if !self.orders[&sibling].order.status.is_final() {
+                self.end_with(sibling, "its other bracket filled", out);
+            }
+        }
+        if position.qty == 0 {
+            // Flat: every bracket of the symbol goes with the position.
+            self.state(&owner).position_brackets.remove(symbol);
+            let left: Vec<OrderId> = self
+                .orders
+                .values()
+                .filter(|k| {
+                    k.owner == owner
+                        && k.order.request.symbol == symbol
+                        // Brackets protecting what was held: working
+                        // ones (inactive ones wait for an order that
+                        // has not filled).
+                        && k.order.status == Status::Working
+                        && (k.parent.is_some() || k.of_position)
+                        && !children.contains(&k.order.id)
+                })
+                .map(|k| k.order.id)
+                .collect();
+            for id in left {
+                self.end_with(id, "the position closed", out);
+            }
+        }
         for child in children {
             self.work(child, fill.time_ms, out);
         }
-        if let Some(parent) = parent {
-            // One-cancels-other.
-            let siblings = self.orders[&parent].children.clone();
-            for sibling in siblings.into_iter().filter(|s| *s != fill.order) {
-                if !self.orders[&sibling].order.status.is_final() {
-                    self.end(sibling, Status::Canceled, out);
-                }
-            }
-        }
+    }
+
+    fn end_with(&mut self, id: OrderId, why: &str, out: &mut Vec<Event>) {
+        self.orders.get_mut(&id).expect("kept").order.message = Some(why.to_string());
+        self.end(id, Status::Canceled, out);
     }
 
     /// Ends an order that did not fill, taking it out of the book.
@@ -366,6 +438,179 @@ impl Broker {
             if !self.orders[&child].order.status.is_final() {
                 self.end(child, Status::Canceled, &mut out);
             }
+        }
+        Ok(out)
+    }
+
+    /// Closes `amount` of the account's position in `symbol` (all of it
+    /// when None) with a market order.
+    pub fn close_position(
+        &mut self,
+        account: &str,
+        symbol: &str,
+        amount: Option<Qty>,
+        now_ms: i64,
+    ) -> Result<(OrderId, Vec<Event>), BrokerError> {
+        let held = self.position(account, symbol)?;
+        let amount = amount.unwrap_or(Qty(held.qty.abs()));
+        if amount.0 <= 0 || amount.0 > held.qty.abs() {
+            return Err(BrokerError::Refused(Refusal {
+                field: "amount",
+                message: format!(
+                    "amount must be more than 0 and at most the position's {}, got {amount}",
+                    Qty(held.qty.abs())
+                ),
+            }));
+        }
+        let side = if held.qty > 0 { Side::Sell } else { Side::Buy };
+        self.place(account, market(symbol, side, amount), now_ms)
+    }
+
+    /// Turns the position in `symbol` around: a market order of twice its
+    /// quantity.
+    pub fn reverse_position(
+        &mut self,
+        account: &str,
+        symbol: &str,
+        now_ms: i64,
+    ) -> Result<(OrderId, Vec<Event>), BrokerError> {
+        let held = self.position(account, symbol)?;
+        let side = if held.qty > 0 { Side::Sell } else { Side::Buy };
+        self.place(
+            account,
+            market(symbol, side, Qty(held.qty.abs() * 2)),
+            now_ms,
+        )
+    }
+
+    /// Sets the position's take-profit and stop-loss (None removes one),
+    /// for its whole quantity, one-cancels-other; replaces those it had.
+    pub fn edit_position_brackets(
+        &mut self,
+        account: &str,
+        symbol: &str,
+        take_profit: Option<Price>,
+        stop_loss: Option<Price>,
+        now_ms: i64,
+    ) -> Result<Vec<Event>, BrokerError> {
+        let held = self.position(account, symbol)?;
+        let side = if held.qty > 0 { Side::Sell } else { Side::Buy };
+        let rules = self.rules[symbol].clone();
+        let last = self.books[symbol].last();
+        // Checked as the closing order's brackets would be: on the tick,
+        // on the right side of the market.
+        let probe = OrderRequest {
+            take_profit,
+            stop_loss,
+            ..market(symbol, side.opposite(), Qty(held.qty.abs()))
+        };
+        rules.check(&probe, last).map_err(BrokerError::Refused)?;
+        let mut out = Vec::new();
+        let old = self
+            .state(account)
+            .position_brackets
+            .remove(symbol)
+            .unwrap_or_default();
+        for id in old {
+            if !self.orders[&id].order.status.is_final() {
+                self.end_with(id, "replaced", &mut out);
+            }
+        }
+        let legs = [
+            take_profit.map(|p| (OrderType::Limit, Some(p), None)),
+            stop_loss.map(|p| (OrderType::Stop, None, Some(p))),
+        ];
+        let mut ids = Vec::new();
+        for (order_type, limit_price, stop_price) in legs.into_iter().flatten() {
+            let id = self.take_id();
+            let order = Order::new(
+                id,
+                OrderRequest {
+                    order_type,
+                    limit_price,
+                    stop_price,
+                    ..market(symbol, side, Qty(held.qty.abs()))
+                },
+            );
+            self.orders.insert(
+                id,
+                Kept {
+                    owner: account.to_string(),
+                    order,
+                    children: Vec::new(),
+                    parent: None,
+                    of_position: true,
+                },
+            );
+            ids.push(id);
+        }
+        self.state(account)
+            .position_brackets
+            .insert(symbol.to_string(), ids.clone());
+        for id in ids {
+            if !self.orders[&id].order.status.is_final() {
+                self.work(id, now_ms, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    fn position(&mut self, account: &str, symbol: &str) -> Result<Position, BrokerError> {
+        self.state(account)
+            .account
+            .positions
+            .get(symbol)
+            .copied()
+            .ok_or_else(|| BrokerError::NoPosition(symbol.to_string()))
+    }
+
+    /// Changes a working (or inactive) order's quantity and prices: checked
+    /// as a new order, then put back in the book (behind others at its
+    /// price). Its brackets follow its quantity.
+    pub fn modify(
+        &mut self,
+        account: &str,
+        id: OrderId,
+        qty: Qty,
+        limit_price: Option<Price>,
+        stop_price: Option<Price>,
+        now_ms: i64,
+    ) -> Result<Vec<Event>, BrokerError> {
+        let kept = self
+            .orders
+            .get(&id)
+            .filter(|k| k.owner == account)
+            .ok_or(BrokerError::NotFound(id))?;
+        if kept.order.status.is_final() {
+            return Err(BrokerError::Final(id, kept.order.status));
+        }
+        let request = OrderRequest {
+            qty,
+            limit_price,
+            stop_price,
+            ..kept.order.request.clone()
+        };
+        let (status, children) = (kept.order.status, kept.children.clone());
+        let rules = &self.rules[&request.symbol];
+        // The order's own brackets are checked against its new entry.
+        rules
+            .check(&request, self.books[&request.symbol].last())
+            .map_err(BrokerError::Refused)?;
+        let mut out = Vec::new();
+        if let Some(book) = self.books.get_mut(&request.symbol) {
+            book.cancel(id);
+        }
+        self.orders.get_mut(&id).expect("kept").order.request = request;
+        for child in &children {
+            self.orders.get_mut(child).expect("kept").order.request.qty = qty;
+            if self.orders[child].order.status == Status::Inactive {
+                self.order_event(*child, &mut out);
+            }
+        }
+        if status == Status::Inactive {
+            self.order_event(id, &mut out);
+        } else {
+            self.work(id, now_ms, &mut out);
         }
         Ok(out)
     }
@@ -409,6 +654,21 @@ impl Broker {
             }));
         }
         Ok(())
+    }
+}
+
+fn market(symbol: &str, side: Side, qty: Qty) -> OrderRequest {
+    OrderRequest {
+        symbol: symbol.to_string(),
+        order_type: OrderType::Market,
+        side,
+        qty,
+        limit_price: None,
+        stop_price: None,
+        duration: Duration::Gtc,
+        take_profit: None,
+        stop_loss: None,
+        expires_at_ms: None,
     }
 }
 
@@ -461,6 +721,7 @@ mod tests {
             duration: Duration::Gtc,
             take_profit: None,
             stop_loss: None,
+            expires_at_ms: None,
         }
     }
 
@@ -636,5 +897,162 @@ mod tests {
         let (a, b) = (run(), run());
         assert!(a.len() > 50);
         assert_eq!(a, b);
+    }
+
+    fn buy_at_market(b: &mut Broker, account: &str, qty: &str, t: i64) {
+        b.place(account, request(OrderType::Market, Side::Buy, qty), t)
+            .unwrap();
+    }
+
+    fn held(b: &mut Broker, account: &str) -> i64 {
+        b.account(account)
+            .positions
+            .get("BTCUSD")
+            .map_or(0, |p| p.qty)
+    }
+
+    #[test]
+    fn positions_close_in_part_or_whole_and_reverse() {
+        let mut b = broker();
+        print(&mut b, "1000", 1);
+        assert_eq!(
+            b.close_position("alice", "BTCUSD", None, 2).unwrap_err(),
+            BrokerError::NoPosition("BTCUSD".into())
+        );
+        buy_at_market(&mut b, "alice", "2", 2);
+        let too_much = b.close_position("alice", "BTCUSD", Some(q("3")), 3);
+        assert!(matches!(
+            too_much,
+            Err(BrokerError::Refused(Refusal {
+                field: "amount",
+                ..
+            }))
+        ));
+        b.close_position("alice", "BTCUSD", Some(q("0.5")), 3)
+            .unwrap();
+        assert_eq!(held(&mut b, "alice"), q("1.5").0);
+        b.reverse_position("alice", "BTCUSD", 4).unwrap();
+        assert_eq!(held(&mut b, "alice"), -q("1.5").0);
+        let (_, events) = b.close_position("alice", "BTCUSD", None, 5).unwrap();
+        assert_eq!(held(&mut b, "alice"), 0);
+        // A closed position is reported with quantity 0.
+        assert!(events.iter().any(|e| matches!(
+            &e.change,
+            Change::Position { position, .. } if position.qty == 0
+        )));
+    }
+
+    #[test]
+    fn a_positions_brackets_are_one_cancels_other_and_go_with_the_position() {
+        let mut b = broker();
+        print(&mut b, "1000", 1);
+        buy_at_market(&mut b, "alice", "1", 2);
+        let wrong_side = b.edit_position_brackets("alice", "BTCUSD", Some(px("990")), None, 3);
+        assert!(matches!(
+            wrong_side,
+            Err(BrokerError::Refused(Refusal {
+                field: "takeProfit",
+                ..
+            }))
+        ));
+        b.edit_position_brackets("alice", "BTCUSD", Some(px("1010")), Some(px("990")), 3)
+            .unwrap();
+        let working: Vec<Status> = b.orders("alice").iter().map(|o| o.status).collect();
+        assert_eq!(working, [Status::Filled, Status::Working, Status::Working]);
+        // Gapped below the stop-loss: filled at the print, the take-profit
+        // cancelled, the position flat.
+        print(&mut b, "985", 4);
+        let ended: Vec<(Status, Option<Price>)> = b
+            .orders("alice")
+            .iter()
+            .map(|o| (o.status, o.avg_price))
+            .collect();
+        assert_eq!(
+            ended,
+            [
+                (Status::Filled, Some(px("1000"))),
+                (Status::Canceled, None),
+                (Status::Filled, Some(px("985")))
+            ]
+        );
+        assert_eq!(held(&mut b, "alice"), 0);
+
+        // Closed by hand: the working brackets go too; an order's own
+        // brackets that wait for it do not.
+        buy_at_market(&mut b, "alice", "1", 5);
+        b.edit_position_brackets("alice", "BTCUSD", Some(px("1010")), Some(px("900")), 5)
+            .unwrap();
+        let waiting = OrderRequest {
+            limit_price: Some(px("950")),
+            take_profit: Some(px("960")),
+            ..request(OrderType::Limit, Side::Buy, "1")
+        };
+        let (parent, _) = b.place("alice", waiting, 6).unwrap();
+        b.close_position("alice", "BTCUSD", None, 7).unwrap();
+        let open: Vec<OrderId> = b
+            .orders("alice")
+            .iter()
+            .filter(|o| !o.status.is_final())
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(open, [parent, parent + 1]);
+    }
+
+    #[test]
+    fn a_modified_order_fills_at_its_new_price_and_a_final_one_cannot_change() {
+        let mut b = broker();
+        print(&mut b, "1000", 1);
+        let r = OrderRequest {
+            limit_price: Some(px("900")),
+            ..request(OrderType::Limit, Side::Buy, "1")
+        };
+        let (id, _) = b.place("alice", r, 2).unwrap();
+        let off_tick = b.modify("alice", id, q("1"), Some(px("950.001")), None, 3);
+        assert!(matches!(
+            off_tick,
+            Err(BrokerError::Refused(Refusal {
+                field: "limitPrice",
+                ..
+            }))
+        ));
+        assert_eq!(b.orders("alice")[0].request.limit_price, Some(px("900")));
+        assert_eq!(
+            b.modify("bob", id, q("1"), Some(px("950")), None, 3),
+            Err(BrokerError::NotFound(id))
+        );
+        b.modify("alice", id, q("2"), Some(px("950")), None, 3)
+            .unwrap();
+        assert!(print(&mut b, "960", 4).is_empty());
+        print(&mut b, "949", 5);
+        let order = b.orders("alice")[0].clone();
+        assert_eq!(
+            (order.status, order.filled_qty, order.avg_price),
+            (Status::Filled, q("2"), Some(px("950")))
+        );
+        assert_eq!(
+            b.modify("alice", id, q("1"), Some(px("940")), None, 6),
+            Err(BrokerError::Final(id, Status::Filled))
+        );
+    }
+
+    #[test]
+    fn a_day_order_expires_at_its_sessions_close_and_never_fills_after() {
+        let mut b = broker();
+        print(&mut b, "1000", 1);
+        let r = OrderRequest {
+            limit_price: Some(px("990")),
+            duration: Duration::Day,
+            expires_at_ms: Some(100),
+            ..request(OrderType::Limit, Side::Buy, "1")
+        };
+        let (id, _) = b.place("alice", r, 2).unwrap();
+        assert!(b.on_time(99).is_empty());
+        // A print through the limit at the close: expired first.
+        let events = print(&mut b, "980", 100);
+        assert_eq!(events.len(), 1);
+        let order = b.orders("alice")[0].clone();
+        assert_eq!((order.id, order.status), (id, Status::Canceled));
+        assert!(order.message.unwrap().contains("expired"));
+        assert_eq!(held(&mut b, "alice"), 0);
     }
 }

@@ -79,6 +79,10 @@ pub struct OrderRequest {
     pub duration: Duration,
     pub take_profit: Option<Price>,
     pub stop_loss: Option<Price>,
+    /// When a DAY order expires: the close of the session it was placed
+    /// in, filled in by whoever knows the symbol's calendar (None: not a
+    /// DAY order, or a market that never closes).
+    pub expires_at_ms: Option<i64>,
 }
 
 /// An order as the broker keeps it.
@@ -93,6 +97,9 @@ pub struct Order {
     /// A stop that triggered and now rests as a limit (stop-limit), or
     /// fills at the next print (stop).
     pub triggered: bool,
+    /// Why it ended as it did, when that is not plain (expired, cancelled
+    /// with its parent or its position).
+    pub message: Option<String>,
 }
 
 impl Order {
@@ -104,6 +111,7 @@ impl Order {
             filled_qty: Qty::ZERO,
             avg_price: None,
             triggered: false,
+            message: None,
         }
     }
 

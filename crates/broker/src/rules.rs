@@ -209,6 +209,7 @@ mod tests {
             duration: Duration::Gtc,
             take_profit: None,
             stop_loss: None,
+            expires_at_ms: None,
         }
     }
 
