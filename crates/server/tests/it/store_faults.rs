@@ -47,6 +47,26 @@ fn request(i: i64) -> TradesIngestRequest {
 
 /// The requests whose bars are in the store, as the server serves them.
 async fn landed(client: &Client) -> Vec<i64> {
+    try_landed(client).await.expect("bars are served")
+}
+
+/// [`landed`], once reads work again (a read cut by a fault may fail
+/// first), until `deadline`.
+async fn landed_once_readable(client: &Client, deadline: tokio::time::Instant) -> Vec<i64> {
+    loop {
+        if let Ok(got) = try_landed(client).await {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reads never recover"
+        );
+    }
+}
+
+async fn try_landed(
+    client: &Client,
+) -> Result<Vec<i64>, trading_pro_client::Error<trading_pro_client::types::Error>> {
     let from = FROZEN_NOW_S - 86_400;
     let bars = client
         .get_bars()
@@ -55,18 +75,18 @@ async fn landed(client: &Client) -> Vec<i64> {
         .from_time(from)
         .to_time(FROZEN_NOW_S)
         .send()
-        .await
-        .expect("bars are served")
+        .await?
         .into_inner()
         .bars;
-    bars.iter()
+    Ok(bars
+        .iter()
         .map(|b| {
             // Each request's bar holds all three of its trades, or it
             // was half applied.
             assert_eq!(b.volume, 6.0, "{b:?}");
             (b.time - from * 1000) / MINUTE
         })
-        .collect()
+        .collect())
 }
 
 async fn ingest(client: &Client, i: i64) -> Result<(), (u16, String)> {
@@ -507,23 +527,7 @@ async fn a_database_gone_silent_costs_one_store_timeout_then_the_node_recovers()
         i += 1;
     }
     ready_becomes(&server.base, 200).await;
-    let got = loop {
-        let bars = client
-            .get_bars()
-            .symbol("FAULT")
-            .resolution("1")
-            .from_time(FROZEN_NOW_S - 86_400)
-            .to_time(FROZEN_NOW_S)
-            .send()
-            .await;
-        if bars.is_ok() {
-            break landed(&client).await;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "reads never recover"
-        );
-    };
+    let got = landed_once_readable(&client, deadline).await;
     // Every acknowledged request, each whole; those refused either landed
     // whole or not at all (`landed` checks every bar is whole).
     for i in &acked {
@@ -562,23 +566,7 @@ async fn database_settings_set_and_reset_under_the_node_are_survived_or_reported
         assert!(tokio::time::Instant::now() < deadline, "no recovery");
         i += 1;
     }
-    let got = loop {
-        let bars = client
-            .get_bars()
-            .symbol("FAULT")
-            .resolution("1")
-            .from_time(FROZEN_NOW_S - 86_400)
-            .to_time(FROZEN_NOW_S)
-            .send()
-            .await;
-        if bars.is_ok() {
-            break landed(&client).await;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "reads never recover"
-        );
-    };
+    let got = landed_once_readable(&client, deadline).await;
     assert!(got.contains(&0) && got.contains(&i), "{got:?}");
     postgres_sql(
         &admin,
