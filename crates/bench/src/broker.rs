@@ -62,6 +62,7 @@ fn resting(i: usize) -> OrderRequest {
         duration: Duration::Gtc,
         take_profit: None,
         stop_loss: None,
+        trailing_stop: None,
         expires_at_ms: None,
     }
 }

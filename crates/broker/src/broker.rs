@@ -101,6 +101,9 @@ pub struct Broker {
     /// DAY orders by when they expire, soonest first (ended ones are
     /// skipped when reached).
     expiries: std::collections::BTreeSet<(i64, OrderId)>,
+    /// Working trailing stops by symbol: each print of the symbol looks at
+    /// these (and only these) to move their stops.
+    trailing: HashMap<String, Vec<OrderId>>,
 }
 
 impl Broker {
@@ -116,6 +119,7 @@ impl Broker {
             starting_cash,
             commission,
             expiries: std::collections::BTreeSet::new(),
+            trailing: HashMap::new(),
         }
     }
 
@@ -223,6 +227,8 @@ impl Broker {
             r.stop_loss.map(|p| (OrderType::Stop, None, Some(p))),
         ];
         for (order_type, limit_price, stop_price) in legs.into_iter().flatten() {
+            // The stop-loss trails when the order asks for it.
+            let trailing_stop = r.trailing_stop.filter(|_| order_type == OrderType::Stop);
             let id = self.take_id();
             let mut order = Order::new(
                 id,
@@ -236,6 +242,7 @@ impl Broker {
                     duration: Duration::Gtc,
                     take_profit: None,
                     stop_loss: None,
+                    trailing_stop,
                     expires_at_ms: None,
                 },
             );
@@ -292,6 +299,12 @@ impl Broker {
             OrderType::Market => unreachable!("a market order fills at once"),
         };
         book.rest(id, request.side, resting, request.qty);
+        if request.trailing_stop.is_some() && request.order_type == OrderType::Stop {
+            self.trailing
+                .entry(request.symbol.clone())
+                .or_default()
+                .push(id);
+        }
         self.orders.get_mut(&id).expect("kept").order.status = Status::Working;
         self.order_event(id, out);
     }
@@ -299,6 +312,7 @@ impl Broker {
     /// A print of `symbol`: the orders it fills, and what follows.
     pub fn on_print(&mut self, symbol: &str, print: Print) -> Vec<Event> {
         let mut out = self.on_time(print.time_ms);
+        self.trail(symbol, print.price, &mut out);
         let Some(book) = self.books.get_mut(symbol) else {
             return out;
         };
@@ -308,6 +322,47 @@ impl Broker {
             self.filled(symbol, fill, &mut out);
         }
         out
+    }
+
+    /// Moves the symbol's trailing stops after a print at `price`: a sell
+    /// stop up to `price - distance`, a buy stop down to `price +
+    /// distance`, never back. (A print below a sell stop triggers it in
+    /// the book; this only ever raises a stop below the print.)
+    fn trail(&mut self, symbol: &str, price: Price, out: &mut Vec<Event>) {
+        let Some(ids) = self.trailing.get_mut(symbol) else {
+            return;
+        };
+        let orders = &self.orders;
+        ids.retain(|id| orders[id].order.status == Status::Working);
+        let ids = ids.clone();
+        for id in ids {
+            let request = &self.orders[&id].order.request;
+            let (side, qty) = (request.side, request.qty);
+            let (Some(stop), Some(distance)) = (request.stop_price, request.trailing_stop) else {
+                continue;
+            };
+            let moved = match side {
+                Side::Sell => Price(price.0 - distance.0),
+                Side::Buy => Price(price.0 + distance.0),
+            };
+            let better = match side {
+                Side::Sell => moved > stop,
+                Side::Buy => moved < stop,
+            };
+            if !better {
+                continue;
+            }
+            let book = self.books.get_mut(symbol).expect("listed");
+            book.cancel(id);
+            book.rest(id, side, Resting::Stop(moved), qty);
+            self.orders
+                .get_mut(&id)
+                .expect("kept")
+                .order
+                .request
+                .stop_price = Some(moved);
+            self.order_event(id, out);
+        }
     }
 
     /// The clock reached `now_ms`: DAY orders whose session closed end.
@@ -615,6 +670,70 @@ impl Broker {
         Ok(out)
     }
 
+    /// Cancels the account's working and inactive orders of `symbol` (of
+    /// `side`, if given; only `ids`, if given): all that match, and says
+    /// nothing of those that do not.
+    pub fn cancel_orders(
+        &mut self,
+        account: &str,
+        symbol: &str,
+        side: Option<Side>,
+        ids: Option<&[OrderId]>,
+    ) -> Vec<Event> {
+        let chosen: Vec<OrderId> = self
+            .orders
+            .values()
+            .filter(|k| {
+                k.owner == account
+                    && k.order.request.symbol == symbol
+                    && !k.order.status.is_final()
+                    && side.is_none_or(|s| k.order.request.side == s)
+                    && ids.is_none_or(|ids| ids.contains(&k.order.id))
+            })
+            .map(|k| k.order.id)
+            .collect();
+        let mut out = Vec::new();
+        for id in chosen {
+            // A bracket may have gone with its parent a moment ago.
+            if !self.orders[&id].order.status.is_final() {
+                self.end(id, Status::Canceled, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Starts the account over: every open order cancelled, every position
+    /// gone, the starting cash back (the sequence goes on, so a client sees
+    /// the reset as updates).
+    pub fn reset(&mut self, account: &str) -> Vec<Event> {
+        let open: Vec<OrderId> = self
+            .orders
+            .values()
+            .filter(|k| k.owner == account && !k.order.status.is_final())
+            .map(|k| k.order.id)
+            .collect();
+        let mut out = Vec::new();
+        for id in open {
+            self.end_with(id, "the account was reset", &mut out);
+        }
+        let cash = self.starting_cash;
+        let state = self.state(account);
+        let symbols: Vec<String> = state.account.positions.keys().cloned().collect();
+        state.account = Account::new(cash);
+        state.position_brackets.clear();
+        for symbol in symbols {
+            self.event(
+                account,
+                Change::Position {
+                    symbol,
+                    position: Position::default(),
+                },
+                &mut out,
+            );
+        }
+        out
+    }
+
     /// Refuses an order whose margin would take the account's margin past
     /// its equity, at the price it would fill at (its limit or stop, else
     /// the market). Orders that only reduce a position always pass.
@@ -668,6 +787,7 @@ fn market(symbol: &str, side: Side, qty: Qty) -> OrderRequest {
         duration: Duration::Gtc,
         take_profit: None,
         stop_loss: None,
+        trailing_stop: None,
         expires_at_ms: None,
     }
 }
@@ -721,6 +841,7 @@ mod tests {
             duration: Duration::Gtc,
             take_profit: None,
             stop_loss: None,
+            trailing_stop: None,
             expires_at_ms: None,
         }
     }
@@ -1054,5 +1175,87 @@ mod tests {
         assert_eq!((order.id, order.status), (id, Status::Canceled));
         assert!(order.message.unwrap().contains("expired"));
         assert_eq!(held(&mut b, "alice"), 0);
+    }
+
+    #[test]
+    fn a_trailing_stop_loss_follows_the_market_up_and_never_down() {
+        let mut b = broker();
+        print(&mut b, "1000", 1);
+        let r = OrderRequest {
+            stop_loss: Some(px("990")),
+            trailing_stop: Some(px("10")),
+            ..request(OrderType::Market, Side::Buy, "1")
+        };
+        let (parent, _) = b.place("alice", r, 2).unwrap();
+        let sl = parent + 1;
+        let stop_of = |b: &Broker| b.orders("alice")[1].request.stop_price;
+        assert_eq!(stop_of(&b), Some(px("990")));
+        print(&mut b, "1015", 3);
+        assert_eq!(stop_of(&b), Some(px("1005")));
+        // Down again: the stop stays.
+        print(&mut b, "1008", 4);
+        assert_eq!(stop_of(&b), Some(px("1005")));
+        // Through the trailed stop: filled at the print.
+        print(&mut b, "1004", 5);
+        let order = b.orders("alice")[1].clone();
+        assert_eq!(
+            (order.id, order.status, order.avg_price),
+            (sl, Status::Filled, Some(px("1004")))
+        );
+        assert_eq!(held(&mut b, "alice"), 0);
+        // A trailing distance where there is no stop to trail is refused.
+        let stray = OrderRequest {
+            limit_price: Some(px("900")),
+            trailing_stop: Some(px("10")),
+            ..request(OrderType::Limit, Side::Buy, "1")
+        };
+        assert!(matches!(
+            b.place("alice", stray, 6),
+            Err(BrokerError::Refused(Refusal {
+                field: "trailingStop",
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn cancelling_several_orders_and_resetting_an_account() {
+        let mut b = broker();
+        print(&mut b, "1000", 1);
+        let limit = |side, price: &str| OrderRequest {
+            limit_price: Some(px(price)),
+            ..request(OrderType::Limit, side, "1")
+        };
+        let (a, _) = b.place("alice", limit(Side::Buy, "900"), 2).unwrap();
+        let (c, _) = b.place("alice", limit(Side::Buy, "901"), 2).unwrap();
+        let (d, _) = b.place("alice", limit(Side::Sell, "1100"), 2).unwrap();
+        let (e, _) = b.place("bob", limit(Side::Buy, "900"), 2).unwrap();
+        let events = b.cancel_orders("alice", "BTCUSD", Some(Side::Buy), Some(&[a, d, e]));
+        assert_eq!(events.len(), 1, "only alice's buy {a} matches");
+        assert_eq!(
+            statuses(&b, "alice"),
+            [
+                (a, Status::Canceled),
+                (c, Status::Working),
+                (d, Status::Working)
+            ]
+        );
+        b.cancel_orders("alice", "BTCUSD", None, None);
+        assert!(b.orders("alice").iter().all(|o| o.status.is_final()));
+        assert_eq!(statuses(&b, "bob"), [(e, Status::Working)]);
+
+        buy_at_market(&mut b, "alice", "3", 3);
+        b.place("alice", limit(Side::Sell, "1200"), 3).unwrap();
+        let events = b.reset("alice");
+        assert!(b.orders("alice").iter().all(|o| o.status.is_final()));
+        let account = b.account("alice").clone();
+        assert_eq!(account, Account::new(Cash::parse("100000").unwrap()));
+        assert!(events.iter().any(|e| matches!(
+            &e.change,
+            Change::Position { position, .. } if position.qty == 0
+        )));
+        // The sequence goes on.
+        let last = events.last().unwrap().seq;
+        assert!(last > 10, "{last}");
     }
 }

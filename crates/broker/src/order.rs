@@ -79,6 +79,9 @@ pub struct OrderRequest {
     pub duration: Duration,
     pub take_profit: Option<Price>,
     pub stop_loss: Option<Price>,
+    /// A trailing stop's distance from the best price since it started: a
+    /// stop order's own, or its stop-loss bracket's.
+    pub trailing_stop: Option<Price>,
     /// When a DAY order expires: the close of the session it was placed
     /// in, filled in by whoever knows the symbol's calendar (None: not a
     /// DAY order, or a market that never closes).

@@ -34,7 +34,37 @@ fn refuse(field: &'static str, message: impl Into<String>) -> Result<(), Refusal
     })
 }
 
+/// The largest quantity one order may have where a symbol says nothing
+/// else: one million units.
+pub const DEFAULT_QTY_MAX: Qty = Qty(1_000_000 * crate::units::SCALE);
+
 impl SymbolRules {
+    /// The rules of a symbol as the datafeed describes it: its tick is
+    /// `minmov / pricescale`, its quantity step `10^-volume_precision`
+    /// (also the least one may order), at most [`DEFAULT_QTY_MAX`]. None
+    /// when the tick or the step is finer than 8 places.
+    pub fn for_symbol(
+        pricescale: i64,
+        minmov: i64,
+        volume_precision: u32,
+        margin_bp: i64,
+    ) -> Option<SymbolRules> {
+        let scale = i128::from(crate::units::SCALE);
+        let units = i128::from(minmov) * scale;
+        if pricescale <= 0 || minmov <= 0 || units % i128::from(pricescale) != 0 {
+            return None;
+        }
+        let tick = Price(i64::try_from(units / i128::from(pricescale)).ok()?);
+        let step = Qty(10i64.checked_pow(8u32.checked_sub(volume_precision)?)?);
+        Some(SymbolRules {
+            tick,
+            qty_min: step,
+            qty_max: DEFAULT_QTY_MAX,
+            qty_step: step,
+            margin_bp,
+        })
+    }
+
     /// Checks `request` against the rules, with `market` the last price
     /// the market printed (None before the first). Nothing else is
     /// looked at: the account's buying power is the ledger's to check.
@@ -104,6 +134,15 @@ impl SymbolRules {
                 }
             }
             (false, None) => {}
+        }
+        if let Some(trail) = request.trailing_stop {
+            self.check_price("trailingStop", trail)?;
+            if request.order_type != OrderType::Stop && request.stop_loss.is_none() {
+                return refuse(
+                    "trailingStop",
+                    "a trailing stop is a stop order's, or its stop-loss's",
+                );
+            }
         }
         if matches!(request.duration, Duration::Ioc | Duration::Fok)
             && !matches!(request.order_type, OrderType::Market | OrderType::Limit)
@@ -209,6 +248,7 @@ mod tests {
             duration: Duration::Gtc,
             take_profit: None,
             stop_loss: None,
+            trailing_stop: None,
             expires_at_ms: None,
         }
     }
@@ -282,5 +322,22 @@ mod tests {
             ..limit
         };
         assert_eq!(rules.check(&bracketed, m), Ok(()));
+    }
+
+    #[test]
+    fn rules_follow_the_symbols_description() {
+        let btc = SymbolRules::for_symbol(100, 1, 8, 10_000).unwrap();
+        assert_eq!(
+            (btc.tick, btc.qty_step),
+            (Price::parse("0.01").unwrap(), Qty(1))
+        );
+        let fx = SymbolRules::for_symbol(100_000, 5, 0, 500).unwrap();
+        assert_eq!(fx.tick, Price::parse("0.00005").unwrap());
+        assert_eq!(
+            (fx.qty_min, fx.qty_step),
+            (Qty::parse("1").unwrap(), Qty::parse("1").unwrap())
+        );
+        assert_eq!(SymbolRules::for_symbol(1_000_000_000, 1, 2, 10_000), None);
+        assert_eq!(SymbolRules::for_symbol(100, 1, 9, 10_000), None);
     }
 }
