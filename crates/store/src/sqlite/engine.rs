@@ -221,6 +221,9 @@ fn checkpoint_in_background(
         .name("store-checkpoint".into())
         .spawn(move || {
             let mut seen = None;
+            // A failure is logged when it starts or changes, not every
+            // half second while it lasts (a full disk).
+            let mut failing: Option<String> = None;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(CHECKPOINT_EVERY);
                 // Only when someone committed since the last look.
@@ -230,8 +233,16 @@ fn checkpoint_in_background(
                     continue;
                 }
                 match checkpointer.run(&conn, "PASSIVE") {
-                    Ok(_) => seen = version,
-                    Err(e) => eprintln!("{e}"),
+                    Ok(_) => {
+                        seen = version;
+                        failing = None;
+                    }
+                    Err(e) => {
+                        if failing.as_ref() != Some(&e) {
+                            eprintln!("{e}");
+                        }
+                        failing = Some(e);
+                    }
                 }
             }
         });
