@@ -57,7 +57,10 @@ pub struct Config {
     #[arg(long, env = "TRADING_INGEST_TOKEN", hide_env_values = true)]
     pub ingest_token: Option<String>,
 
-    /// Browser origin allowed to call the API (repeatable; `*` allows any).
+    /// Browser origin allowed to call the API (repeatable; `*` allows any). Giving any
+    /// replaces the default (the Vite dev server's, `http://localhost:5173` and
+    /// `http://127.0.0.1:5173`): list those too to keep them. A page from an origin not
+    /// allowed gets no answer it can read; the server logs a warning once per such origin.
     #[arg(
         long = "cors-origin",
         env = "TRADING_CORS_ORIGINS",

@@ -119,7 +119,12 @@ pub struct Edge {
     drain: signal::Sender<Option<Instant>>,
     refused: AtomicU64,
     turned_away: AtomicU64,
+    /// Browser origins the CORS policy refused, each warned about once.
+    cors_warned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Refused browser origins remembered for their one warning, at most.
+const MAX_CORS_WARNINGS: usize = 256;
 
 impl Edge {
     pub fn new(
@@ -154,7 +159,28 @@ impl Edge {
             drain: signal::Sender::new(None),
             refused: AtomicU64::new(0),
             turned_away: AtomicU64::new(0),
+            cors_warned: Default::default(),
         }))
+    }
+
+    /// A browser page from `origin` called the API, and neither the CORS
+    /// policy nor this server's own origins allow it: the browser hides the
+    /// answer (the page only sees "Failed to fetch") while this side
+    /// answered 200. Said once per origin, with the flag that allows it.
+    pub fn note_origin(&self, origin: &str) {
+        if self.cors.allows(origin) || self.own_origins.iter().any(|o| o == origin) {
+            return;
+        }
+        let mut warned = self
+            .cors_warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded: a client sending a new Origin per request cannot grow it.
+        if warned.len() >= MAX_CORS_WARNINGS || !warned.insert(origin.to_string()) {
+            return;
+        }
+        warn!(self.log, "a browser page called the API from an origin CORS does not allow; the browser hides every answer from it (the page sees \"Failed to fetch\"): start the server with --cors-origin for that origin to allow it (giving any --cors-origin replaces the default)";
+            "origin" => origin, "flag" => format!("--cors-origin {origin}"));
     }
 
     pub fn is_draining(&self) -> bool {

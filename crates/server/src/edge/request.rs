@@ -150,8 +150,17 @@ pub async fn serve(
         Route::Found { op, .. } => Some(*op),
         _ => None,
     };
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(str::to_string);
     let (mut reply, budget) = admit(&conn, remote, request, found).await;
     let upgraded = reply.status() == StatusCode::SWITCHING_PROTOCOLS;
+    // A WebSocket handshake checks its origin itself (and says so).
+    if let (Some(origin), false) = (&origin, upgraded || path == WS_PATH) {
+        edge.note_origin(origin);
+    }
     match (&budget, &edge.rate, &edge.user_rate) {
         (Some(Budget::Address(v)), Some(rate), _) | (Some(Budget::User(v)), _, Some(rate)) => {
             rate.headers(v, reply.headers_mut())

@@ -640,3 +640,45 @@ async fn symbols_file_replaces_the_catalog() {
         .unwrap();
     assert!(err.contains("symbol infos"), "{err}");
 }
+
+/// A page refused by CORS sees only "Failed to fetch" while the server
+/// answered 200: the server says so in its log, once per origin, naming the
+/// flag that allows it; allowed origins and its own pages are not warned of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_browser_origin_is_logged_once_with_the_flag_that_allows_it() {
+    let server =
+        crate::common::process::ServerProcess::start(&["--cors-origin", "http://localhost:5173"])
+            .await;
+    let http = reqwest::Client::new();
+    let own = server.base.clone();
+    for origin in [
+        "http://app.example:3000",
+        "http://app.example:3000",
+        "http://localhost:5173",
+        own.as_str(),
+        "http://other.example",
+    ] {
+        let r = http
+            .get(format!("{}/api/v1/datafeed/config", server.base))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server
+        .log_lines("--cors-origin http://other.example")
+        .is_empty()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no warning");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let warned = server.log_lines("CORS does not allow");
+    let origins: Vec<bool> = ["app.example:3000", "other.example", "localhost:5173"]
+        .iter()
+        .map(|o| warned.iter().filter(|l| l.contains(o)).count() == 1)
+        .collect();
+    assert_eq!(origins, [true, true, false], "{warned:?}");
+    assert_eq!(warned.len(), 2, "{warned:?}");
+}
