@@ -75,6 +75,30 @@ type Outcome<T> =
   | { data: T; error?: never; response: Response }
   | { data?: never; error: unknown; response: Response };
 
+/**
+ * What to say of a request the browser could not complete: from a page of
+ * another origin than the server's, the likeliest cause is the server's
+ * CORS policy, which the browser enforces by hiding the answer (the page
+ * only sees "Failed to fetch" while the server answered 200). Empty
+ * outside a browser, or for a page of the server's own origin.
+ */
+export function corsHint(baseUrl: string): string {
+  const page = (globalThis as { location?: { origin?: string } }).location?.origin;
+  if (typeof page !== "string" || page === "null" || page === "") return "";
+  let server: string;
+  try {
+    server = new URL(baseUrl, page).origin;
+  } catch {
+    return "";
+  }
+  if (server === page) return "";
+  return (
+    ` (if the server at ${server} is running, its CORS policy may refuse this page's origin ${page}:` +
+    ` start it with --cors-origin ${page}; giving any --cors-origin replaces the default, and the` +
+    ` server logs a warning naming each origin it refuses)`
+  );
+}
+
 function errorMessage(operation: string, response: Response, error: unknown): string {
   const body = error as Partial<ErrorBody> | undefined;
   const detail = typeof body?.message === "string" ? body.message : JSON.stringify(error);
@@ -85,9 +109,11 @@ function errorMessage(operation: string, response: Response, error: unknown): st
 export class RestClient {
   readonly #client: ReturnType<typeof createClient<paths>>;
   readonly #tokens: TokenManager | undefined;
+  readonly #baseUrl: string;
 
   constructor(options: RestClientOptions) {
     const baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.#baseUrl = baseUrl;
     this.#client = createClient<paths>(options.fetch ? { baseUrl, fetch: options.fetch } : { baseUrl });
     const token = options.token;
     this.#tokens = token === undefined ? undefined : token instanceof TokenManager ? token : new TokenManager(token);
@@ -102,7 +128,10 @@ export class RestClient {
         outcome = await send(headers);
       } catch (err) {
         const reason = err instanceof Error ? `${err.message}${err.cause instanceof Error ? `: ${err.cause.message}` : ""}` : String(err);
-        throw new TradingProError(`${operation}: request failed: ${reason}`, { cause: err });
+        // fetch rejects with a TypeError when no answer came (or the
+        // browser hid it).
+        const hint = err instanceof TypeError ? corsHint(this.#baseUrl) : "";
+        throw new TradingProError(`${operation}: request failed: ${reason}${hint}`, { cause: err });
       }
       const { data, error, response } = outcome;
       if (error === undefined && data !== undefined) return data;
