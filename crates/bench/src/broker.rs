@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use trading_broker::broker::Broker;
 use trading_broker::matcher::Print;
-use trading_broker::order::{Duration, OrderRequest, OrderType, Side};
+use trading_broker::order::{OrderRequest, OrderType, Side};
 use trading_broker::rules::SymbolRules;
 use trading_broker::units::{Cash, Price, Qty};
 
@@ -53,17 +53,13 @@ fn print(price: Price, time_ms: i64) -> Print {
 /// spread over 400 prices.
 fn resting(i: usize) -> OrderRequest {
     OrderRequest {
-        symbol: format!("S{}", i % SYMBOLS),
-        order_type: OrderType::Limit,
-        side: Side::Buy,
-        qty: Qty(1_000_000),
         limit_price: Some(px(90_000 + (i / SYMBOLS % 400) as i64)),
-        stop_price: None,
-        duration: Duration::Gtc,
-        take_profit: None,
-        stop_loss: None,
-        trailing_stop: None,
-        expires_at_ms: None,
+        ..OrderRequest::new(
+            &format!("S{}", i % SYMBOLS),
+            OrderType::Limit,
+            Side::Buy,
+            Qty(1_000_000),
+        )
     }
 }
 

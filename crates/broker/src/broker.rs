@@ -233,17 +233,10 @@ impl Broker {
             let mut order = Order::new(
                 id,
                 OrderRequest {
-                    symbol: r.symbol.clone(),
-                    order_type,
-                    side: r.side.opposite(),
-                    qty: r.qty,
                     limit_price,
                     stop_price,
-                    duration: Duration::Gtc,
-                    take_profit: None,
-                    stop_loss: None,
                     trailing_stop,
-                    expires_at_ms: None,
+                    ..OrderRequest::new(&r.symbol, order_type, r.side.opposite(), r.qty)
                 },
             );
             order.status = Status::Inactive;
@@ -777,19 +770,7 @@ impl Broker {
 }
 
 fn market(symbol: &str, side: Side, qty: Qty) -> OrderRequest {
-    OrderRequest {
-        symbol: symbol.to_string(),
-        order_type: OrderType::Market,
-        side,
-        qty,
-        limit_price: None,
-        stop_price: None,
-        duration: Duration::Gtc,
-        take_profit: None,
-        stop_loss: None,
-        trailing_stop: None,
-        expires_at_ms: None,
-    }
+    OrderRequest::new(symbol, OrderType::Market, side, qty)
 }
 
 #[cfg(test)]
@@ -831,19 +812,7 @@ mod tests {
     }
 
     fn request(order_type: OrderType, side: Side, qty: &str) -> OrderRequest {
-        OrderRequest {
-            symbol: "BTCUSD".into(),
-            order_type,
-            side,
-            qty: q(qty),
-            limit_price: None,
-            stop_price: None,
-            duration: Duration::Gtc,
-            take_profit: None,
-            stop_loss: None,
-            trailing_stop: None,
-            expires_at_ms: None,
-        }
+        OrderRequest::new("BTCUSD", order_type, side, q(qty))
     }
 
     fn statuses(b: &Broker, account: &str) -> Vec<(OrderId, Status)> {

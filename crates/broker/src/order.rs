@@ -88,6 +88,26 @@ pub struct OrderRequest {
     pub expires_at_ms: Option<i64>,
 }
 
+impl OrderRequest {
+    /// An order of `order_type` with no prices, brackets or expiry, good
+    /// till cancelled: what the caller then fills in.
+    pub fn new(symbol: &str, order_type: OrderType, side: Side, qty: Qty) -> OrderRequest {
+        OrderRequest {
+            symbol: symbol.to_string(),
+            order_type,
+            side,
+            qty,
+            limit_price: None,
+            stop_price: None,
+            duration: Duration::Gtc,
+            take_profit: None,
+            stop_loss: None,
+            trailing_stop: None,
+            expires_at_ms: None,
+        }
+    }
+}
+
 /// An order as the broker keeps it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Order {

@@ -238,19 +238,7 @@ mod tests {
     }
 
     fn order(order_type: OrderType, side: Side, qty: &str) -> OrderRequest {
-        OrderRequest {
-            symbol: "BTCUSD".into(),
-            order_type,
-            side,
-            qty: Qty::parse(qty).unwrap(),
-            limit_price: None,
-            stop_price: None,
-            duration: Duration::Gtc,
-            take_profit: None,
-            stop_loss: None,
-            trailing_stop: None,
-            expires_at_ms: None,
-        }
+        OrderRequest::new("BTCUSD", order_type, side, Qty::parse(qty).unwrap())
     }
 
     fn field_of(r: Result<(), Refusal>) -> &'static str {

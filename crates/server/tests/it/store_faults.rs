@@ -535,6 +535,20 @@ async fn a_database_gone_silent_costs_one_store_timeout_then_the_node_recovers()
     }
 }
 
+/// `ALTER DATABASE db SET setting`, then every connection to it ended, so
+/// the node's next ones start with the setting.
+fn set_on_database(admin: &str, db: &str, setting: &str) {
+    postgres_sql(admin, &format!("ALTER DATABASE {db} SET {setting}")).unwrap();
+    postgres_sql(
+        admin,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+        ),
+    )
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_settings_set_and_reset_under_the_node_are_survived_or_reported() {
     let dir = TempDir::new("faults-statement-timeout");
@@ -544,21 +558,9 @@ async fn database_settings_set_and_reset_under_the_node_are_survived_or_reported
     let server = start(&store, &["--store-timeout", "5"]).await;
     let client = with_token(&server.base, TOKEN);
     ingest(&client, 0).await.expect("ingest");
-    postgres_sql(
-        &admin,
-        &format!("ALTER DATABASE {db} SET statement_timeout = 1"),
-    )
-    .unwrap();
     // Connections made now get the database's setting unless the node
-    // sets its own: every connection is renewed here.
-    postgres_sql(
-        &admin,
-        &format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = '{db}' AND pid <> pg_backend_pid()"
-        ),
-    )
-    .unwrap();
+    // sets its own.
+    set_on_database(&admin, &db, "statement_timeout = 1");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut i = 1;
     while ingest(&client, i).await.is_err() {
@@ -578,19 +580,7 @@ async fn database_settings_set_and_reset_under_the_node_are_survived_or_reported
 
     // A database that turns read-only: refused with that reason, and the
     // node renews its connections and recovers when it is writable again.
-    postgres_sql(
-        &admin,
-        &format!("ALTER DATABASE {db} SET default_transaction_read_only = on"),
-    )
-    .unwrap();
-    postgres_sql(
-        &admin,
-        &format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = '{db}' AND pid <> pg_backend_pid()"
-        ),
-    )
-    .unwrap();
+    set_on_database(&admin, &db, "default_transaction_read_only = on");
     let mut i = 600;
     let message = loop {
         match ingest(&client, i).await {
