@@ -88,6 +88,10 @@ struct AccountState {
     seq: u64,
     /// The brackets attached to each position, by symbol.
     position_brackets: BTreeMap<String, Vec<OrderId>>,
+    /// Brackets that started working (an order's, once it filled, or a
+    /// position's), by symbol: what goes when the position closes. Ended
+    /// ones are dropped when next looked at.
+    working_brackets: BTreeMap<String, Vec<OrderId>>,
 }
 
 pub struct Broker {
@@ -142,6 +146,7 @@ impl Broker {
                 account: Account::new(cash),
                 seq: 0,
                 position_brackets: BTreeMap::new(),
+                working_brackets: BTreeMap::new(),
             })
     }
 
@@ -298,7 +303,16 @@ impl Broker {
                 .or_default()
                 .push(id);
         }
-        self.orders.get_mut(&id).expect("kept").order.status = Status::Working;
+        let kept = self.orders.get_mut(&id).expect("kept");
+        kept.order.status = Status::Working;
+        if kept.parent.is_some() || kept.of_position {
+            let owner = kept.owner.clone();
+            self.state(&owner)
+                .working_brackets
+                .entry(request.symbol.clone())
+                .or_default()
+                .push(id);
+        }
         self.order_event(id, out);
     }
 
@@ -427,25 +441,16 @@ impl Broker {
             }
         }
         if position.qty == 0 {
-            // Flat: every bracket of the symbol goes with the position.
-            self.state(&owner).position_brackets.remove(symbol);
-            let left: Vec<OrderId> = self
-                .orders
-                .values()
-                .filter(|k| {
-                    k.owner == owner
-                        && k.order.request.symbol == symbol
-                        // Brackets protecting what was held: working
-                        // ones (inactive ones wait for an order that
-                        // has not filled).
-                        && k.order.status == Status::Working
-                        && (k.parent.is_some() || k.of_position)
-                        && !children.contains(&k.order.id)
-                })
-                .map(|k| k.order.id)
-                .collect();
+            // Flat: every working bracket of the symbol goes with the
+            // position (inactive ones wait for an order that has not
+            // filled; this fill's own start working below).
+            let state = self.state(&owner);
+            state.position_brackets.remove(symbol);
+            let left = state.working_brackets.remove(symbol).unwrap_or_default();
             for id in left {
-                self.end_with(id, "the position closed", out);
+                if self.orders[&id].order.status == Status::Working {
+                    self.end_with(id, "the position closed", out);
+                }
             }
         }
         for child in children {
@@ -714,6 +719,7 @@ impl Broker {
         let symbols: Vec<String> = state.account.positions.keys().cloned().collect();
         state.account = Account::new(cash);
         state.position_brackets.clear();
+        state.working_brackets.clear();
         for symbol in symbols {
             self.event(
                 account,

@@ -163,24 +163,30 @@ impl Edge {
         }))
     }
 
-    /// A browser page from `origin` called the API, and neither the CORS
-    /// policy nor this server's own origins allow it: the browser hides the
-    /// answer (the page only sees "Failed to fetch") while this side
-    /// answered 200. Said once per origin, with the flag that allows it.
-    pub fn note_origin(&self, origin: &str) {
-        if self.cors.allows(origin) || self.own_origins.iter().any(|o| o == origin) {
-            return;
-        }
+    /// The request's `Origin` when neither the CORS policy nor this
+    /// server's own origins allow it.
+    pub fn refused_origin(&self, request: &http::HeaderMap) -> Option<String> {
+        let origin = request.get(http::header::ORIGIN)?.to_str().ok()?;
+        let allowed = self.cors.allows(origin) || self.own_origins.iter().any(|o| o == origin);
+        (!allowed).then(|| origin.to_string())
+    }
+
+    /// A browser page from a refused `origin` called the API: the browser
+    /// hides the answer (the page only sees "Failed to fetch") while this
+    /// side answered 200. Said once per origin, with the flag that allows
+    /// it.
+    pub fn warn_refused_origin(&self, origin: String) {
         let mut warned = self
             .cors_warned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Bounded: a client sending a new Origin per request cannot grow it.
-        if warned.len() >= MAX_CORS_WARNINGS || !warned.insert(origin.to_string()) {
+        if warned.len() >= MAX_CORS_WARNINGS || warned.contains(&origin) {
             return;
         }
         warn!(self.log, "a browser page called the API from an origin CORS does not allow; the browser hides every answer from it (the page sees \"Failed to fetch\"): start the server with --cors-origin for that origin to allow it (giving any --cors-origin replaces the default)";
-            "origin" => origin, "flag" => format!("--cors-origin {origin}"));
+            "origin" => &origin, "flag" => format!("--cors-origin {origin}"));
+        warned.insert(origin);
     }
 
     pub fn is_draining(&self) -> bool {

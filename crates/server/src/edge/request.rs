@@ -150,16 +150,15 @@ pub async fn serve(
         Route::Found { op, .. } => Some(*op),
         _ => None,
     };
-    let origin = request
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .map(str::to_string);
+    // Kept only when CORS refuses it (most requests have no Origin or an
+    // allowed one). A WebSocket handshake checks its origin itself.
+    let refused_origin = (path != WS_PATH)
+        .then(|| edge.refused_origin(request.headers()))
+        .flatten();
     let (mut reply, budget) = admit(&conn, remote, request, found).await;
     let upgraded = reply.status() == StatusCode::SWITCHING_PROTOCOLS;
-    // A WebSocket handshake checks its origin itself (and says so).
-    if let (Some(origin), false) = (&origin, upgraded || path == WS_PATH) {
-        edge.note_origin(origin);
+    if let Some(origin) = refused_origin {
+        edge.warn_refused_origin(origin);
     }
     match (&budget, &edge.rate, &edge.user_rate) {
         (Some(Budget::Address(v)), Some(rate), _) | (Some(Budget::User(v)), _, Some(rate)) => {
@@ -485,7 +484,9 @@ async fn forward(
     let answer_by = conn.clock.answer_by();
     head.extensions
         .insert(crate::handlers::AnswerBy(answer_by.into_std()));
-    let request_headers = head.headers.clone();
+    // What a timeout answer needs of the request (its CORS headers): the
+    // origin, not a copy of every header of every request.
+    let origin = head.headers.get(header::ORIGIN).cloned();
     let handled = tokio::time::timeout_at(
         answer_by,
         crate::routes::handle(&edge.api, head, body, found, &edge.log),
@@ -493,7 +494,11 @@ async fn forward(
     .await;
     drop((permit, user_permit));
     let Ok(answer) = handled else {
-        return timed_out(edge, &request_headers, conn.clock.timeouts().request);
+        let mut request = http::HeaderMap::new();
+        if let Some(origin) = origin {
+            request.insert(header::ORIGIN, origin);
+        }
+        return timed_out(edge, &request, conn.clock.timeouts().request);
     };
     let mut response = answer.response;
     if personal {

@@ -48,9 +48,9 @@ macro_rules! read {
 /// out is given up.
 macro_rules! call {
     ($writer:ident, |$conn:ident| $call:expr) => {{
-        let connector = $writer.connector.clone();
+        let limit = $writer.connector.limit();
         let $conn = $writer.conn().await?;
-        let done = connector.bounded($call).await;
+        let done = bounded(limit, $call).await;
         $writer.after(&done);
         done
     }};
@@ -93,19 +93,15 @@ impl Connector {
         self.bounded(opened).await
     }
 
-    /// `work`, or a timeout error once the store timeout (and margin) has
-    /// passed.
+    /// How long this side waits for one call: the store timeout and a
+    /// margin.
+    fn limit(&self) -> Duration {
+        self.timeout + MARGIN
+    }
+
+    /// `work`, bounded by [`Connector::limit`].
     async fn bounded<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        match tokio::time::timeout(self.timeout + MARGIN, work).await {
-            Ok(done) => done,
-            Err(_) => Err(Fail::of(
-                Reason::Timeout,
-                format!(
-                    "no answer from the database within {} s",
-                    (self.timeout + MARGIN).as_secs()
-                ),
-            )),
-        }
+        bounded(self.limit(), work).await
     }
 
     /// Ends the server process of a connection abandoned mid-transaction
@@ -122,6 +118,17 @@ impl Connector {
                 })
                 .await;
         }
+    }
+}
+
+/// `work`, or a timeout error once `limit` has passed.
+async fn bounded<T>(limit: Duration, work: impl Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(done) => done,
+        Err(_) => Err(Fail::of(
+            Reason::Timeout,
+            format!("no answer from the database within {} s", limit.as_secs()),
+        )),
     }
 }
 
@@ -348,14 +355,12 @@ impl WriteConn for PgWriter {
         } else {
             ""
         };
-        let connector = self.connector.clone();
+        let limit = self.connector.limit();
         let conn = self.conn().await?;
         let sql = format!(
             "BEGIN; {flush} SELECT pg_advisory_xact_lock({WRITE_LOCK}); SELECT txid_current()"
         );
-        let began = connector
-            .bounded(async { Ok(conn.client.simple_query(&sql).await?) })
-            .await;
+        let began = bounded(limit, async { Ok(conn.client.simple_query(&sql).await?) }).await;
         match began {
             Ok(messages) => {
                 self.txid = messages.iter().rev().find_map(|m| match m {
@@ -374,11 +379,12 @@ impl WriteConn for PgWriter {
     }
 
     async fn commit(&mut self) -> Result<()> {
-        let connector = self.connector.clone();
+        let limit = self.connector.limit();
         let conn = self.conn().await?;
-        let done = connector
-            .bounded(async { Ok(conn.client.batch_execute("COMMIT").await) })
-            .await;
+        let done = bounded(limit, async {
+            Ok(conn.client.batch_execute("COMMIT").await)
+        })
+        .await;
         match done {
             Ok(Ok(())) => {
                 self.txid = None;
@@ -412,17 +418,16 @@ impl WriteConn for PgWriter {
         }
         let deadline = Instant::now() + self.connector.timeout;
         loop {
-            let connector = self.connector.clone();
+            let limit = self.connector.limit();
             let conn = self.conn().await?;
-            let status = connector
-                .bounded(async {
-                    let row = conn
-                        .client
-                        .query_one("SELECT txid_status($1)", &[&txid])
-                        .await?;
-                    Ok(row.try_get::<_, Option<String>>(0)?)
-                })
-                .await;
+            let status = bounded(limit, async {
+                let row = conn
+                    .client
+                    .query_one("SELECT txid_status($1)", &[&txid])
+                    .await?;
+                Ok(row.try_get::<_, Option<String>>(0)?)
+            })
+            .await;
             match status {
                 Ok(Some(s)) if s == "committed" => {
                     self.txid = None;
@@ -452,10 +457,11 @@ impl WriteConn for PgWriter {
 
     async fn rollback(&mut self) {
         if let Some(conn) = &self.conn {
-            let rolled = self
-                .connector
-                .bounded(async { Ok(conn.client.batch_execute("ROLLBACK").await?) })
-                .await;
+            let limit = self.connector.limit();
+            let rolled = bounded(limit, async {
+                Ok(conn.client.batch_execute("ROLLBACK").await?)
+            })
+            .await;
             if rolled.is_err() {
                 self.give_up();
             }
