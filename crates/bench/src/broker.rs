@@ -34,6 +34,8 @@ fn listed() -> Broker {
                 qty_max: Qty(100_000_000_000),
                 qty_step: Qty(1_000_000),
                 margin_bp: 10_000,
+                max_leverage: 1,
+                max_leverage: 1,
             },
         );
         b.on_print(&format!("S{s}"), print(px(100_000), 0));

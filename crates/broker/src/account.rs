@@ -11,12 +11,14 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::matcher::Fill;
 use crate::order::Side;
 use crate::units::{Cash, Price, Qty};
 
 /// One symbol's net position: `qty` > 0 long, < 0 short.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
     pub qty: i64,
     /// The signed notional of what is open (positive for a long).

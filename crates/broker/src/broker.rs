@@ -16,17 +16,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
+
 use crate::account::{Account, Position};
 use crate::matcher::{Book, Fill, Print, Resting};
-use crate::order::{Duration, Order, OrderId, OrderRequest, OrderType, Side, Status};
+use crate::order::{Duration, Order, OrderId, OrderRequest, OrderType, Parent, Side, Status};
 use crate::rules::{Refusal, SymbolRules};
 use crate::units::{Cash, Price, Qty};
+
+mod restore;
 
 /// Whose account: the token's `sub`, or the local demo account.
 pub type AccountId = String;
 
 /// One fill as the account sees it, linked to its order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Execution {
     pub order: OrderId,
     pub symbol: String,
@@ -37,8 +41,10 @@ pub struct Execution {
     pub commission: Cash,
 }
 
-/// What changed, for one account.
-#[derive(Clone, Debug, PartialEq)]
+/// What changed, for one account. Each carries the whole new state of
+/// what it names, so the account can be rebuilt from its events alone
+/// ([`Broker::restore`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Change {
     Order(Order),
     Execution(Execution),
@@ -47,10 +53,34 @@ pub enum Change {
         symbol: String,
         position: Position,
     },
+    /// The account's cash and what it realized, after a fill or a reset.
+    Balance(Balance),
+    /// The leverage the account trades `symbol` at.
+    Leverage {
+        symbol: String,
+        leverage: u32,
+    },
+}
+
+/// An account's cash figures (the position-dependent ones, equity and
+/// unrealized P&L, are marked at the market when asked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    pub cash: Cash,
+    pub realized: Cash,
+    pub commission_paid: Cash,
+}
+
+/// The leverage an account trades a symbol at, and its range (step 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leverage {
+    pub leverage: u32,
+    pub min: u32,
+    pub max: u32,
 }
 
 /// A change and the account's sequence number for it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub account: AccountId,
     pub seq: u64,
@@ -76,11 +106,8 @@ pub enum BrokerError {
 struct Kept {
     owner: AccountId,
     order: Order,
-    /// Its brackets (a parent), or its parent and sibling (a bracket).
+    /// Its brackets (an order's own; a bracket's parent is in the order).
     children: Vec<OrderId>,
-    parent: Option<OrderId>,
-    /// A bracket of a position (see `edit_position_brackets`).
-    of_position: bool,
 }
 
 struct AccountState {
@@ -92,6 +119,11 @@ struct AccountState {
     /// position's), by symbol: what goes when the position closes. Ended
     /// ones are dropped when next looked at.
     working_brackets: BTreeMap<String, Vec<OrderId>>,
+    /// Leverage chosen per symbol (others trade at the symbol's margin
+    /// rate).
+    leverage: BTreeMap<String, u32>,
+    /// Its fills, oldest first.
+    executions: Vec<Execution>,
 }
 
 pub struct Broker {
@@ -147,7 +179,50 @@ impl Broker {
                 seq: 0,
                 position_brackets: BTreeMap::new(),
                 working_brackets: BTreeMap::new(),
+                leverage: BTreeMap::new(),
+                executions: Vec::new(),
             })
+    }
+
+    /// The symbol's rules, if it trades.
+    pub fn rules(&self, symbol: &str) -> Option<&SymbolRules> {
+        self.rules.get(symbol)
+    }
+
+    /// The last price `symbol` printed (None before the first).
+    pub fn last(&self, symbol: &str) -> Option<Price> {
+        self.books.get(symbol).and_then(Book::last)
+    }
+
+    /// The market's bid and ask for `symbol`, when its source quotes them:
+    /// market orders fill at these (see [`Book::market`]).
+    pub fn on_quote(&mut self, symbol: &str, bid: Price, ask: Price) {
+        if let Some(book) = self.books.get_mut(symbol) {
+            book.set_quote(bid, ask);
+        }
+    }
+
+    /// The account's sequence number: that of its newest event (0: none).
+    pub fn seq(&self, account: &str) -> u64 {
+        self.accounts.get(account).map_or(0, |a| a.seq)
+    }
+
+    /// The account's fills of `symbol` (every symbol: None), oldest first.
+    pub fn executions(&self, account: &str, symbol: Option<&str>) -> Vec<&Execution> {
+        self.accounts.get(account).map_or_else(Vec::new, |a| {
+            a.executions
+                .iter()
+                .filter(|x| symbol.is_none_or(|s| x.symbol == s))
+                .collect()
+        })
+    }
+
+    /// The account's order `id` (another account's is not found).
+    pub fn order(&self, account: &str, id: OrderId) -> Option<&Order> {
+        self.orders
+            .get(&id)
+            .filter(|k| k.owner == account)
+            .map(|k| &k.order)
     }
 
     /// The account's orders, oldest first.
@@ -202,8 +277,6 @@ impl Broker {
                 owner: account.to_string(),
                 order: Order::new(id, request),
                 children: brackets.clone(),
-                parent: None,
-                of_position: false,
             },
         );
         if let Some(at) = self.orders[&id].order.request.expires_at_ms {
@@ -245,14 +318,13 @@ impl Broker {
                 },
             );
             order.status = Status::Inactive;
+            order.parent = Some(Parent::Order(parent));
             self.orders.insert(
                 id,
                 Kept {
                     owner: account.to_string(),
                     order,
                     children: Vec::new(),
-                    parent: Some(parent),
-                    of_position: false,
                 },
             );
             ids.push(id);
@@ -305,7 +377,7 @@ impl Broker {
         }
         let kept = self.orders.get_mut(&id).expect("kept");
         kept.order.status = Status::Working;
-        if kept.parent.is_some() || kept.of_position {
+        if kept.order.parent.is_some() {
             let owner = kept.owner.clone();
             self.state(&owner)
                 .working_brackets
@@ -323,9 +395,17 @@ impl Broker {
         let Some(book) = self.books.get_mut(symbol) else {
             return out;
         };
-        for fill in book.on_print(print) {
+        let fills = book.on_print(print);
+        for id in book.take_triggered() {
+            self.orders.get_mut(&id).expect("kept").order.triggered = true;
+            self.order_event(id, &mut out);
+        }
+        for fill in fills {
             // A sibling cancelled by an earlier fill of this print is not
             // in the book any more; its fill cannot be here.
+            if let Some(kept) = self.orders.get_mut(&fill.order) {
+                kept.order.triggered |= kept.order.request.order_type == OrderType::StopLimit;
+            }
             self.filled(symbol, fill, &mut out);
         }
         out
@@ -396,7 +476,7 @@ impl Broker {
         kept.order.filled_qty = fill.qty;
         kept.order.avg_price = Some(fill.price);
         let owner = kept.owner.clone();
-        let (children, parent) = (kept.children.clone(), kept.parent);
+        let (children, parent) = (kept.children.clone(), kept.order.parent.clone());
         self.order_event(fill.order, out);
         let state = self.state(&owner);
         state.account.apply(symbol, &fill, commission);
@@ -415,7 +495,15 @@ impl Broker {
             time_ms: fill.time_ms,
             commission,
         };
+        let account = &state.account;
+        let balance = Balance {
+            cash: account.cash,
+            realized: account.realized,
+            commission_paid: account.commission_paid,
+        };
+        state.executions.push(execution.clone());
         self.event(&owner, Change::Execution(execution), out);
+        self.event(&owner, Change::Balance(balance), out);
         self.event(
             &owner,
             Change::Position {
@@ -426,8 +514,8 @@ impl Broker {
         );
         // One-cancels-other: an order's brackets, or a position's.
         let siblings = match parent {
-            Some(parent) => self.orders[&parent].children.clone(),
-            None => self
+            Some(Parent::Order(parent)) => self.orders[&parent].children.clone(),
+            _ => self
                 .state(&owner)
                 .position_brackets
                 .get(symbol)
@@ -576,7 +664,7 @@ impl Broker {
         let mut ids = Vec::new();
         for (order_type, limit_price, stop_price) in legs.into_iter().flatten() {
             let id = self.take_id();
-            let order = Order::new(
+            let mut order = Order::new(
                 id,
                 OrderRequest {
                     order_type,
@@ -585,14 +673,13 @@ impl Broker {
                     ..market(symbol, side, Qty(held.qty.abs()))
                 },
             );
+            order.parent = Some(Parent::Position(symbol.to_string()));
             self.orders.insert(
                 id,
                 Kept {
                     owner: account.to_string(),
                     order,
                     children: Vec::new(),
-                    parent: None,
-                    of_position: true,
                 },
             );
             ids.push(id);
@@ -730,14 +817,107 @@ impl Broker {
                 &mut out,
             );
         }
+        let balance = Balance {
+            cash,
+            realized: Cash::ZERO,
+            commission_paid: Cash::ZERO,
+        };
+        self.event(account, Change::Balance(balance), &mut out);
         out
+    }
+
+    /// The margin rate `account` trades `symbol` at, in basis points: 1 /
+    /// its chosen leverage (rounded up), else the symbol's.
+    fn margin_bp(&self, account: &str, symbol: &str) -> i64 {
+        let chosen = self
+            .accounts
+            .get(account)
+            .and_then(|a| a.leverage.get(symbol).copied());
+        match (chosen, self.rules.get(symbol)) {
+            (Some(l), _) => (10_000 + i64::from(l) - 1) / i64::from(l),
+            (None, Some(rules)) => rules.margin_bp,
+            (None, None) => 10_000,
+        }
+    }
+
+    /// The leverage `account` trades `symbol` at and what it may choose.
+    pub fn leverage(&self, account: &str, symbol: &str) -> Result<Leverage, BrokerError> {
+        let rules = self
+            .rules
+            .get(symbol)
+            .ok_or_else(|| BrokerError::UnknownSymbol(symbol.to_string()))?;
+        let chosen = self
+            .accounts
+            .get(account)
+            .and_then(|a| a.leverage.get(symbol).copied());
+        let default = u32::try_from(10_000 / rules.margin_bp.max(1))
+            .unwrap_or(1)
+            .max(1);
+        Ok(Leverage {
+            leverage: chosen.unwrap_or(default),
+            min: 1,
+            max: rules.max_leverage.max(1),
+        })
+    }
+
+    /// Sets the leverage `account` trades `symbol` at: refused (naming
+    /// `leverage`) out of range, or when the margin its positions would
+    /// then hold is more than its equity.
+    pub fn set_leverage(
+        &mut self,
+        account: &str,
+        symbol: &str,
+        leverage: u32,
+    ) -> Result<Vec<Event>, BrokerError> {
+        let range = self.leverage(account, symbol)?;
+        if leverage < range.min || leverage > range.max {
+            return Err(BrokerError::Refused(Refusal {
+                field: "leverage",
+                message: format!(
+                    "leverage must be between {} and {} for {symbol}, got {leverage}",
+                    range.min, range.max
+                ),
+            }));
+        }
+        let before = self
+            .state(account)
+            .leverage
+            .insert(symbol.to_string(), leverage);
+        let state = &self.accounts[account];
+        let mark = |s: &str| self.books.get(s).and_then(Book::last);
+        let rate = |s: &str| self.margin_bp(account, s);
+        let (equity, used) = (
+            state.account.equity(&mark),
+            state.account.margin(&mark, &rate),
+        );
+        if used > equity {
+            let state = self.state(account);
+            match before {
+                Some(l) => state.leverage.insert(symbol.to_string(), l),
+                None => state.leverage.remove(symbol),
+            };
+            return Err(BrokerError::Refused(Refusal {
+                field: "leverage",
+                message: format!(
+                    "at {leverage}x the positions would hold {used} of margin; the account's \
+                     equity is {equity}"
+                ),
+            }));
+        }
+        let mut out = Vec::new();
+        let change = Change::Leverage {
+            symbol: symbol.to_string(),
+            leverage,
+        };
+        self.event(account, change, &mut out);
+        Ok(out)
     }
 
     /// Refuses an order whose margin would take the account's margin past
     /// its equity, at the price it would fill at (its limit or stop, else
     /// the market). Orders that only reduce a position always pass.
     fn check_buying_power(&self, account: &str, r: &OrderRequest) -> Result<(), BrokerError> {
-        let margin_bp = self.rules[&r.symbol].margin_bp;
+        let margin_bp = self.margin_bp(account, &r.symbol);
         let book = &self.books[&r.symbol];
         let Some(price) = r.limit_price.or(r.stop_price).or(book.market(r.side)) else {
             return Ok(());
@@ -753,7 +933,7 @@ impl Broker {
                     return Ok(());
                 }
                 let mark = |s: &str| self.books.get(s).and_then(Book::last);
-                let rate = |s: &str| self.rules.get(s).map_or(10_000, |r| r.margin_bp);
+                let rate = |s: &str| self.margin_bp(account, s);
                 (
                     state.account.equity(&mark),
                     state.account.margin(&mark, &rate),
@@ -801,6 +981,7 @@ mod tests {
                 qty_max: q("100"),
                 qty_step: q("0.001"),
                 margin_bp: 10_000,
+                max_leverage: 1,
             },
         );
         b
@@ -833,13 +1014,19 @@ mod tests {
             .place("alice", request(OrderType::Market, Side::Buy, "0.5"), 2)
             .unwrap();
         let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(seqs, [1, 2, 3, 4]);
         match &events[1].change {
             Change::Execution(x) => {
                 assert_eq!((x.order, x.price, x.qty), (id, px("1000"), q("0.5")))
             }
             other => panic!("{other:?}"),
         }
+        let balance = Balance {
+            cash: Cash::parse("99499").unwrap(),
+            realized: Cash::parse("-1").unwrap(),
+            commission_paid: Cash::parse("1").unwrap(),
+        };
+        assert_eq!(events[2].change, Change::Balance(balance));
         let account = b.account("alice").clone();
         // 500 paid and 1 of commission.
         assert_eq!(account.cash, Cash::parse("99499").unwrap());

@@ -71,6 +71,9 @@ pub struct Book {
     buy_stops: BTreeSet<(Price, u64, OrderId)>,
     sell_stops: BTreeSet<(Reverse<Price>, u64, OrderId)>,
     seq: u64,
+    /// Stop-limits the last print turned into limits without filling
+    /// them (see [`Book::take_triggered`]).
+    triggered: Vec<OrderId>,
 }
 
 impl Book {
@@ -242,7 +245,16 @@ impl Book {
             };
             fills.push(fill(id, &entry, price));
         }
+        converted.retain(|id| self.entries.contains_key(id));
+        self.triggered = converted;
         fills
+    }
+
+    /// The stop-limits the last print triggered that rest now as limits:
+    /// a change of the order its owner is told of, and what a rebuilt book
+    /// must know ([`Book::rest`] them as [`Resting::Limit`]).
+    pub fn take_triggered(&mut self) -> Vec<OrderId> {
+        std::mem::take(&mut self.triggered)
     }
 }
 

@@ -1,12 +1,14 @@
 //! Orders as TradingView's broker API names them: its numeric wire values
 //! for status, type and side, so its Trading Platform maps one to one.
 
+use serde::{Deserialize, Serialize};
+
 use crate::units::{Price, Qty};
 
 /// An order's id, unique per broker (not per account).
 pub type OrderId = u64;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Side {
     Buy = 1,
     Sell = -1,
@@ -26,7 +28,7 @@ impl Side {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OrderType {
     Limit = 1,
     Market = 2,
@@ -34,7 +36,7 @@ pub enum OrderType {
     StopLimit = 4,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Status {
     Canceled = 1,
     Filled = 2,
@@ -55,7 +57,7 @@ impl Status {
 }
 
 /// Time in force.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Duration {
     /// Good till cancelled.
     Gtc,
@@ -67,8 +69,23 @@ pub enum Duration {
     Fok,
 }
 
+/// What a bracket belongs to (TradingView's `parentType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ParentType {
+    Order = 1,
+    Position = 2,
+}
+
+/// A bracket's parent: the order it waits for, or the position (named by
+/// its symbol) it protects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Parent {
+    Order(OrderId),
+    Position(String),
+}
+
 /// What a client asks for.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OrderRequest {
     pub symbol: String,
     pub order_type: OrderType,
@@ -109,7 +126,7 @@ impl OrderRequest {
 }
 
 /// An order as the broker keeps it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Order {
     pub id: OrderId,
     pub request: OrderRequest,
@@ -123,6 +140,8 @@ pub struct Order {
     /// Why it ended as it did, when that is not plain (expired, cancelled
     /// with its parent or its position).
     pub message: Option<String>,
+    /// A bracket's parent (None: an order of its own).
+    pub parent: Option<Parent>,
 }
 
 impl Order {
@@ -135,6 +154,7 @@ impl Order {
             avg_price: None,
             triggered: false,
             message: None,
+            parent: None,
         }
     }
 

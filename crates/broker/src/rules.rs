@@ -15,8 +15,11 @@ pub struct SymbolRules {
     pub qty_max: Qty,
     pub qty_step: Qty,
     /// The share of a position's value held as margin, in basis points
-    /// (10,000: fully paid, no leverage).
+    /// (10,000: fully paid, no leverage) unless the account chose a
+    /// leverage for the symbol: then 1 / leverage.
     pub margin_bp: i64,
+    /// The most leverage an account may choose (1: none).
+    pub max_leverage: u32,
 }
 
 /// Why an order is refused: the field (as the API names it) and what is
@@ -62,6 +65,7 @@ impl SymbolRules {
             qty_max: DEFAULT_QTY_MAX,
             qty_step: step,
             margin_bp,
+            max_leverage: 1,
         })
     }
 
@@ -234,6 +238,7 @@ mod tests {
             qty_max: Qty::parse("100").unwrap(),
             qty_step: Qty::parse("0.001").unwrap(),
             margin_bp: 10_000,
+            max_leverage: 1,
         }
     }
 

@@ -5,20 +5,43 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// 10^8: one unit of a [`Price`] or a [`Qty`] is 10^-8.
 pub const SCALE: i64 = 100_000_000;
 
-/// A price: units of 10^-8.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A price: units of 10^-8 (stored as that integer).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
 pub struct Price(pub i64);
 
-/// A quantity: units of 10^-8.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A quantity: units of 10^-8 (stored as that integer).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
 pub struct Qty(pub i64);
 
-/// Cash: units of 10^-16 (a price times a quantity, exactly).
+/// Cash: units of 10^-16 (a price times a quantity, exactly). Stored as
+/// its exact decimal text: a JSON reader may not take a 128-bit integer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cash(pub i128);
+
+impl Serialize for Cash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cash, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Cash::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an amount of cash: {text}")))
+    }
+}
 
 /// The exact decimal `text` (`123.45`, `-0.5`, `1e-3`) in units of
 /// 10^-`places`; None when it has more places or does not fit.
