@@ -187,9 +187,13 @@ mod tests {
     /// and command, decided by `i` alone, so two brokers in the same state
     /// given the same steps must answer alike.
     fn step(b: &mut Broker, i: u64) -> Vec<Event> {
-        let symbol = if i % 5 == 0 { "ETHUSD" } else { "BTCUSD" };
+        let symbol = if i.is_multiple_of(5) {
+            "ETHUSD"
+        } else {
+            "BTCUSD"
+        };
         let account = ["alice", "bob", "carol"][(i % 3) as usize];
-        let side = if (i / 3) % 2 == 0 {
+        let side = if (i / 3).is_multiple_of(2) {
             Side::Buy
         } else {
             Side::Sell
@@ -210,8 +214,8 @@ mod tests {
                 let mut r = OrderRequest::new(symbol, OrderType::Limit, side, qty);
                 let entry = away(300, side.opposite());
                 r.limit_price = Some(entry);
-                r.take_profit = Some(Price(entry.0 + side.sign() * 2_000_000_00));
-                r.stop_loss = Some(Price(entry.0 - side.sign() * 2_000_000_00));
+                r.take_profit = Some(Price(entry.0 + side.sign() * 200_000_000));
+                r.stop_loss = Some(Price(entry.0 - side.sign() * 200_000_000));
                 r.trailing_stop = (i % 2 == 0).then_some(px(15_000));
                 b.place(account, r, now).map(|r| r.1)
             }
