@@ -216,7 +216,7 @@ mod tests {
                 r.limit_price = Some(entry);
                 r.take_profit = Some(Price(entry.0 + side.sign() * 200_000_000));
                 r.stop_loss = Some(Price(entry.0 - side.sign() * 200_000_000));
-                r.trailing_stop = (i % 2 == 0).then_some(px(15_000));
+                r.trailing_stop = i.is_multiple_of(2).then_some(px(15_000));
                 b.place(account, r, now).map(|r| r.1)
             }
             2 => {
@@ -292,7 +292,7 @@ mod tests {
             let print = Print {
                 price: price(i, s),
                 time_ms: now + 500,
-                opens_bar: i % 6 == 0,
+                opens_bar: i.is_multiple_of(6),
             };
             out.extend(b.on_print(s, print));
         }
