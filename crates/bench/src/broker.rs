@@ -35,7 +35,6 @@ fn listed() -> Broker {
                 qty_step: Qty(1_000_000),
                 margin_bp: 10_000,
                 max_leverage: 1,
-                max_leverage: 1,
             },
         );
         b.on_print(&format!("S{s}"), print(px(100_000), 0));

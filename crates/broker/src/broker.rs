@@ -202,6 +202,76 @@ impl Broker {
         }
     }
 
+    /// The symbols whose market matters now: those with resting orders or
+    /// an open position in some account (what a market that must be
+    /// asked for its prices is asked for).
+    pub fn active_symbols(&self) -> std::collections::BTreeSet<String> {
+        let mut symbols: std::collections::BTreeSet<String> = self
+            .books
+            .iter()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(s, _)| s.clone())
+            .collect();
+        for state in self.accounts.values() {
+            symbols.extend(state.account.positions.keys().cloned());
+        }
+        symbols
+    }
+
+    /// The account as it is (a new one: the starting cash, nothing else).
+    pub fn peek_account(&self, id: &str) -> Account {
+        self.accounts
+            .get(id)
+            .map_or_else(|| Account::new(self.starting_cash), |a| a.account.clone())
+    }
+
+    /// The working take-profit and stop-loss orders that protect the
+    /// account's position in `symbol` (its own, or an order's that filled).
+    pub fn position_brackets(&self, account: &str, symbol: &str) -> Vec<&Order> {
+        self.orders
+            .values()
+            .filter(|k| {
+                k.owner == account
+                    && k.order.request.symbol == symbol
+                    && k.order.parent.is_some()
+                    && k.order.status == Status::Working
+            })
+            .map(|k| &k.order)
+            .collect()
+    }
+
+    /// The margin rate `account` trades `symbol` at, in basis points.
+    pub fn margin_rate_bp(&self, account: &str, symbol: &str) -> i64 {
+        self.margin_bp(account, symbol)
+    }
+
+    /// The margin the account's positions hold, marked at the market.
+    pub fn margin_used(&self, account: &str) -> Cash {
+        let account_state = self.peek_account(account);
+        let mark = |s: &str| self.books.get(s).and_then(Book::last);
+        let rate = |s: &str| self.margin_bp(account, s);
+        account_state.margin(&mark, &rate)
+    }
+
+    /// The price an order of `side` would trade `symbol` at now: the ask
+    /// or the bid when quoted, else the last print.
+    pub fn market_price(&self, symbol: &str, side: Side) -> Option<Price> {
+        self.books.get(symbol).and_then(|b| b.market(side))
+    }
+
+    /// Whether placing `request` now would be accepted (the symbol's
+    /// rules, then the account's buying power), changing nothing.
+    pub fn check_order(&self, account: &str, request: &OrderRequest) -> Result<(), BrokerError> {
+        let rules = self
+            .rules
+            .get(&request.symbol)
+            .ok_or_else(|| BrokerError::UnknownSymbol(request.symbol.clone()))?;
+        rules
+            .check(request, self.books[&request.symbol].last())
+            .map_err(BrokerError::Refused)?;
+        self.check_buying_power(account, request)
+    }
+
     /// The account's sequence number: that of its newest event (0: none).
     pub fn seq(&self, account: &str) -> u64 {
         self.accounts.get(account).map_or(0, |a| a.seq)

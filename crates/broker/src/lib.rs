@@ -10,6 +10,7 @@
 
 pub mod account;
 pub mod broker;
+pub mod desk;
 pub mod matcher;
 pub mod order;
 pub mod rules;

@@ -69,6 +69,23 @@ impl SymbolRules {
         })
     }
 
+    /// The rules of a symbol as the datafeed describes it
+    /// ([`SymbolRules::for_symbol`] on its `SymbolInfo`), fully paid by default, with the most leverage its kind
+    /// of market usually allows (crypto 10, forex 50, stocks 4, others
+    /// none). None when it cannot trade (a tick or step finer than 8
+    /// places).
+    pub fn of_symbol(info: &trading_pro::types::SymbolInfo) -> Option<SymbolRules> {
+        let precision = u32::try_from(info.volume_precision).ok()?;
+        let mut rules = SymbolRules::for_symbol(info.pricescale, info.minmov, precision, 10_000)?;
+        rules.max_leverage = match info.type_.to_ascii_lowercase().as_str() {
+            "crypto" => 10,
+            "forex" => 50,
+            "stock" => 4,
+            _ => 1,
+        };
+        Some(rules)
+    }
+
     /// Checks `request` against the rules, with `market` the last price
     /// the market printed (None before the first). Nothing else is
     /// looked at: the account's buying power is the ledger's to check.

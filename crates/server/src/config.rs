@@ -57,6 +57,15 @@ pub struct Config {
     #[arg(long, env = "TRADING_INGEST_TOKEN", hide_env_values = true)]
     pub ingest_token: Option<String>,
 
+    /// The cash every paper-trading account starts with (and gets back on a reset), in
+    /// the account currency (USD).
+    #[arg(long, env = "TRADING_PAPER_CASH", default_value = "100000", value_parser = parse_cash)]
+    pub paper_cash: trading_broker::units::Cash,
+
+    /// What each paper fill costs, in the account currency.
+    #[arg(long, env = "TRADING_PAPER_COMMISSION", default_value = "0", value_parser = parse_commission)]
+    pub paper_commission: trading_broker::units::Cash,
+
     /// Browser origin allowed to call the API (repeatable; `*` allows any). Giving any
     /// replaces the default (the Vite dev server's, `http://localhost:5173` and
     /// `http://127.0.0.1:5173`): list those too to keep them. A page from an origin not
@@ -320,5 +329,25 @@ impl Config {
         Config::try_parse_from(
             std::iter::once("trading-server".into()).chain(args.into_iter().map(Into::into)),
         )
+    }
+}
+
+/// An amount of cash: a positive decimal with at most 16 places.
+fn parse_cash(text: &str) -> Result<trading_broker::units::Cash, String> {
+    match trading_broker::units::Cash::parse(text) {
+        Some(c) if c.0 > 0 => Ok(c),
+        _ => Err(format!(
+            "{text:?} is not a positive amount (e.g. 100000 or 2500.50)"
+        )),
+    }
+}
+
+/// A commission: a decimal of at least 0 with at most 16 places.
+fn parse_commission(text: &str) -> Result<trading_broker::units::Cash, String> {
+    match trading_broker::units::Cash::parse(text) {
+        Some(c) if c.0 >= 0 => Ok(c),
+        _ => Err(format!(
+            "{text:?} is not an amount of at least 0 (e.g. 0 or 1.25)"
+        )),
     }
 }

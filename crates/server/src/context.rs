@@ -22,6 +22,8 @@ pub struct AppContext {
     pub ws: Arc<WsState>,
     /// Present on a node of several (`--bus`): ingest goes through it.
     pub bus: Option<Bus>,
+    /// The paper broker, or why it is not served.
+    pub broker: Result<Arc<trading_store::trading::Trading>, String>,
     /// Counted by the edge, the WebSocket side and ingest.
     pub metrics: Arc<Metrics>,
     /// The chart and docs pages, read from `--web-dir` at start-up.

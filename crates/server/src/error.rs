@@ -59,6 +59,21 @@ pub enum ApiError {
     },
     /// An `Idempotency-Key` reused for a different request (422).
     KeyReused(String),
+    /// An order (or a position or leverage change) that breaks a rule:
+    /// the field as the API names it, and why (400).
+    InvalidOrder {
+        field: String,
+        message: String,
+    },
+    /// No such order in the caller's account (404): another account's
+    /// order is not found either.
+    OrderNotFound(String),
+    /// The order is filled, cancelled or rejected already (409).
+    OrderFinal(String),
+    /// No position in the symbol (404).
+    PositionNotFound(String),
+    /// The paper broker is not served here (503 saying why).
+    BrokerUnavailable(String),
 }
 
 impl ApiError {
@@ -80,12 +95,25 @@ impl ApiError {
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::InvalidIngest { code, .. } => code,
             ApiError::KeyReused(_) => "IdempotencyKeyReused",
+            ApiError::InvalidOrder { .. } => "InvalidOrder",
+            ApiError::OrderNotFound(_) => "OrderNotFound",
+            ApiError::OrderFinal(_) => "OrderFinal",
+            ApiError::PositionNotFound(_) => "PositionNotFound",
+            ApiError::BrokerUnavailable(_) => "BrokerUnavailable",
         }
     }
 
     pub fn into_http(self) -> HttpError {
         let status = match self {
-            ApiError::UnknownSymbol(_) => ClientErrorStatusCode::NOT_FOUND,
+            ApiError::UnknownSymbol(_)
+            | ApiError::OrderNotFound(_)
+            | ApiError::PositionNotFound(_) => ClientErrorStatusCode::NOT_FOUND,
+            ApiError::OrderFinal(_) => ClientErrorStatusCode::CONFLICT,
+            ApiError::BrokerUnavailable(why) => {
+                let mut e = HttpError::for_unavail(Some("BrokerUnavailable".into()), why.clone());
+                e.external_message = why;
+                return retry_after(e, 60);
+            }
             ApiError::Malformed(mut e) => {
                 // dropshot's parse errors carry no code; every error of
                 // ours has one.
@@ -170,7 +198,12 @@ impl std::fmt::Display for ApiError {
             | ApiError::IngestDisabled(why)
             | ApiError::Unauthenticated(why)
             | ApiError::Forbidden(why)
-            | ApiError::KeyReused(why) => f.write_str(why),
+            | ApiError::KeyReused(why)
+            | ApiError::OrderNotFound(why)
+            | ApiError::OrderFinal(why)
+            | ApiError::PositionNotFound(why)
+            | ApiError::BrokerUnavailable(why) => f.write_str(why),
+            ApiError::InvalidOrder { field, message } => write!(f, "{field}: {message}"),
             ApiError::InvalidIngest { message, .. } => f.write_str(message),
             ApiError::Retry {
                 message, detail, ..

@@ -28,6 +28,7 @@
 //!   shares, logs, start-up; `main.rs` the commands and signals.
 
 pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod context;
 pub mod cors;

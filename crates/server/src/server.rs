@@ -29,6 +29,7 @@ use trading_market::clock::Clock;
 use trading_market::source::{DataSource, UpdateSink};
 use trading_store::postgres::PostgresStore;
 use trading_store::replication::Applier;
+use trading_store::trading::{BrokerConfig, Trading};
 use trading_store::StoreUrl;
 use trading_synthetic::Synthetic;
 
@@ -58,12 +59,13 @@ fn open_source(
     config: &Config,
     hub: &Arc<Hub>,
     clock: &Clock,
-) -> Result<Arc<dyn DataSource>, String> {
+) -> Result<(Arc<dyn DataSource>, Arc<Trading>), String> {
     if let Some(store) = &config.store {
         let sink: Arc<dyn UpdateSink> = Arc::clone(hub) as Arc<dyn UpdateSink>;
         let options = trading_store::ServeOptions {
             create: config.create,
             timeout: std::time::Duration::from_secs_f64(config.store_timeout),
+            broker: broker_config(config),
         };
         return trading_store::open_source(store, sink, &options);
     }
@@ -76,7 +78,17 @@ fn open_source(
     let market = Arc::clone(synthetic.market());
     let now = clock.now_ms();
     std::thread::spawn(move || market.warm_up(now));
-    Ok(Arc::new(synthetic))
+    Ok((
+        Arc::new(synthetic),
+        Arc::new(Trading::memory(broker_config(config))),
+    ))
+}
+
+fn broker_config(config: &Config) -> BrokerConfig {
+    BrokerConfig {
+        starting_cash: config.paper_cash,
+        commission: config.paper_commission,
+    }
 }
 
 /// A node of several: its PostgreSQL store, following the bus.
@@ -97,7 +109,8 @@ async fn open_node(
     let sink: Arc<dyn UpdateSink> = Arc::clone(hub) as Arc<dyn UpdateSink>;
     let timeout = std::time::Duration::from_secs_f64(config.store_timeout);
     let store = Arc::new(
-        PostgresStore::open_for_serving(&store, sink, timeout).map_err(|e| e.to_string())?,
+        PostgresStore::open_for_serving(&store, sink, timeout, broker_config(config))
+            .map_err(|e| e.to_string())?,
     );
     let bus = Bus::start(
         url,
@@ -116,12 +129,20 @@ pub async fn build_context(config: &Config, log: &Logger) -> Result<AppContext, 
         config.clock_speed,
     );
     let hub = Arc::new(Hub::default());
-    let (source, bus) = match &config.bus {
+    let (source, bus, broker) = match &config.bus {
         Some(url) => {
             let (source, bus) = open_node(config, url, &hub, log).await?;
-            (source, Some(bus))
+            // Broker commands do not go through the bus's log yet: on one
+            // node only, an order would not be on the others.
+            let why = "the paper broker is not served on a node of several (--bus) yet: its \
+                       commands do not go through the bus's log; run it on a single node"
+                .to_string();
+            (source, Some(bus), Err(why))
         }
-        None => (open_source(config, &hub, &clock)?, None),
+        None => {
+            let (source, trading) = open_source(config, &hub, &clock)?;
+            (source, None, Ok(trading))
+        }
     };
     let limits = Limits {
         heartbeat: Duration::from_secs_f64(config.heartbeat_interval),
@@ -157,6 +178,7 @@ pub async fn build_context(config: &Config, log: &Logger) -> Result<AppContext, 
         cors: CorsPolicy::new(config.cors_origins.iter().cloned()),
         ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
         bus,
+        broker,
         pages,
         specs: crate::served_specs::Specs::new(
             config.auth_jwt_secret.is_some() || config.auth_jwt_public_key.is_some(),
@@ -302,6 +324,14 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         let _inside = live_runtime.enter();
         ws.spawn_broadcaster(Duration::from_millis(config.broadcast_interval_ms));
     }
+    if let Ok(trading) = &context.broker {
+        crate::broker::spawn_feed(
+            Arc::clone(trading),
+            Arc::clone(&context.source),
+            context.clock.clone(),
+            Duration::from_millis(config.broadcast_interval_ms),
+        );
+    }
     let listener =
         bind(config.bind).map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     let local_addr = listener
@@ -393,6 +423,22 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
         "audience" => config.auth_audience.as_deref(),
         "entitlement_claim" => &config.auth_entitlement_claim,
         "default_entitlement" => ?config.auth_default_entitlement);
+    match &context.broker {
+        Ok(trading) => info!(log, "paper broker";
+            "accounts" => if auth.is_some() {
+                "one per user (the token's sub)"
+            } else {
+                "one demo account (no authentication)"
+            },
+            "kept" => if trading.durable() {
+                "in the store's ledger (survives restarts)"
+            } else {
+                "in memory only: lost when the server stops (start with --store to keep them)"
+            },
+            "starting_cash" => trading.config().starting_cash.to_string(),
+            "commission" => trading.config().commission.to_string()),
+        Err(why) => warn!(log, "paper broker off"; "why" => why),
+    }
     if let Some(listener) = metrics_listener {
         let addr = listener.local_addr().ok();
         info!(log, "metrics"; "metrics_address" => addr.map(|a| a.to_string()));

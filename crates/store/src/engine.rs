@@ -214,4 +214,10 @@ pub trait WriteConn: Send + 'static {
     /// The recorded outcomes of entries `from..=to` of `log`.
     async fn recorded(&mut self, log: &str, from: u64, to: u64) -> Result<Vec<OutcomeRow>>;
     async fn record(&mut self, log: &str, rows: &[OutcomeRow], now_ms: i64) -> Result<()>;
+
+    /// Appends the paper broker's records (time, JSON), in order, inside
+    /// the transaction.
+    async fn append_ledger(&mut self, records: &[(i64, String)]) -> Result<()>;
+    /// The paper broker's ledger, oldest first (outside a transaction).
+    async fn load_ledger(&mut self) -> Result<Vec<String>>;
 }

@@ -27,6 +27,7 @@ pub mod chain;
 pub mod effects;
 pub mod engine;
 pub mod import;
+pub mod ledger;
 pub mod plan;
 pub mod postgres;
 pub mod recent;
@@ -34,6 +35,7 @@ pub mod replication;
 pub mod rules;
 pub mod served;
 pub mod sqlite;
+pub mod trading;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -116,15 +118,17 @@ pub struct ServeOptions {
     /// The longest one database call may take (PostgreSQL's
     /// `statement_timeout`, and this side's limit on every call).
     pub timeout: std::time::Duration,
+    /// How the paper broker's accounts start and what a fill costs.
+    pub broker: trading::BrokerConfig,
 }
 
-/// Opens the store `url` names as the server's data source; it pushes the
-/// bars its writes change to `sink`.
+/// Opens the store `url` names as the server's data source, and its paper
+/// broker; it pushes the bars its writes change to `sink`.
 pub fn open_source(
     url: &str,
     sink: Arc<dyn UpdateSink>,
     options: &ServeOptions,
-) -> Result<Arc<dyn DataSource>, String> {
+) -> Result<(Arc<dyn DataSource>, Arc<trading::Trading>), String> {
     match StoreUrl::parse(url)? {
         StoreUrl::Sqlite(path) => {
             if !options.create && !path.exists() {
@@ -136,14 +140,22 @@ pub fn open_source(
                     path.display()
                 ));
             }
-            Ok(Arc::new(
-                sqlite::SqliteStore::open_for_serving(&path, sink).map_err(|e| e.to_string())?,
-            ))
+            let store = sqlite::SqliteStore::open_for_serving(&path, sink, options.broker)
+                .map_err(|e| e.to_string())?;
+            let trading = store.trading();
+            Ok((Arc::new(store), trading))
         }
-        StoreUrl::Postgres(url) => Ok(Arc::new(
-            postgres::PostgresStore::open_for_serving(&url, sink, options.timeout)
-                .map_err(|e| e.to_string())?,
-        )),
+        StoreUrl::Postgres(url) => {
+            let store = postgres::PostgresStore::open_for_serving(
+                &url,
+                sink,
+                options.timeout,
+                options.broker,
+            )
+            .map_err(|e| e.to_string())?;
+            let trading = store.trading();
+            Ok((Arc::new(store), trading))
+        }
     }
 }
 

@@ -15,8 +15,10 @@ use trading_market::source::{
 };
 
 use crate::engine::{Engine, Fail};
+use crate::ledger::{BrokerConfig, Ledger};
 use crate::recent::{self, RecentBars};
 use crate::replication::{Applier, Logged, Outcome};
+use crate::trading::Trading;
 use crate::writer::{Health, Shared, Writer};
 use crate::{Records, StoredBar};
 
@@ -31,6 +33,8 @@ pub struct ServedStore<E: Engine> {
     writer: Writer,
     /// Whether the store can answer (the writer's last look).
     health: Arc<Health>,
+    /// The paper broker, whose desk lives with the writer.
+    trading: Arc<Trading>,
 }
 
 impl<E: Engine> ServedStore<E> {
@@ -42,11 +46,13 @@ impl<E: Engine> ServedStore<E> {
         records: Records,
         changes: i64,
         sink: Arc<dyn UpdateSink>,
+        broker: BrokerConfig,
     ) -> Result<ServedStore<E>, Fail> {
         let conn = engine.open_writer()?;
         let records = Arc::new(RwLock::new(Arc::new(records)));
         let recent = Arc::new(RecentBars::default());
         let health = Arc::new(Health::default());
+        let ledger = Ledger::for_store(broker);
         let (writer, run) = Writer::new(
             conn,
             engine.describe(),
@@ -56,16 +62,24 @@ impl<E: Engine> ServedStore<E> {
                 recent: Arc::clone(&recent),
                 sink,
                 health: Arc::clone(&health),
+                ledger: Arc::clone(&ledger),
             },
         );
         engine.spawn_writer(Box::pin(run));
+        let trading = Arc::new(Trading::store(ledger, writer.clone()));
         Ok(ServedStore {
             engine,
             records,
             recent,
             writer,
             health,
+            trading,
         })
+    }
+
+    /// The paper broker on this store.
+    pub fn trading(&self) -> Arc<Trading> {
+        Arc::clone(&self.trading)
     }
 
     fn snapshot(&self) -> Arc<Records> {

@@ -14,18 +14,29 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use trading_broker::broker::Change;
+use trading_broker::desk::{Action, Answer, Command as BrokerCommand, DeskError};
+use trading_broker::order::{OrderRequest, OrderType, Side, Status};
+use trading_broker::rules::SymbolRules;
+use trading_broker::units::{Cash, Price, Qty};
 use trading_market::calendar::Resolution;
 use trading_market::ingest::{IngestError, IngestRequest, TradeIn};
 use trading_market::source::{Bar, BarQuery, DataSource, UpdateSink};
 use trading_market::volume::Volume;
 use trading_pro::types::{DataStatus, PriceFormat, SymbolInfo};
 use trading_store::replication::{Applier, Command, Logged, Submitted};
+use trading_store::trading::{BrokerConfig, TradeError, Trading};
 use trading_store::{Registered, ServeOptions, StoreError, StoredBar};
 
 /// How the served stores here are opened.
 const SERVE: ServeOptions = ServeOptions {
     create: true,
     timeout: std::time::Duration::from_secs(30),
+    broker: BrokerConfig {
+        // 100,000 and 0.5 per fill.
+        starting_cash: Cash(100_000 * 10i128.pow(16)),
+        commission: Cash(5 * 10i128.pow(15)),
+    },
 };
 
 const MINUTE: i64 = 60_000;
@@ -384,7 +395,7 @@ async fn served_reads_follow_the_imported_bars(engine: &dyn Engine) {
     let fresh = engine.fresh("served");
     let bars = minutes(DAY, 600);
     with_store(&fresh.url, true, |store| import(store, "ALPHA", &bars));
-    let source =
+    let (source, _) =
         trading_store::open_source(&fresh.url, Arc::new(Published::default()), &SERVE).unwrap();
     let catalog = source.catalog();
     let symbol = catalog.lookup("ALPHA").unwrap();
@@ -449,7 +460,7 @@ async fn ingest_applies_whole_requests_exactly_once(engine: &dyn Engine) {
     let bars = minutes(DAY, 60);
     with_store(&fresh.url, true, |store| import(store, "ALPHA", &bars));
     let published = Arc::new(Published::default());
-    let source = trading_store::open_source(&fresh.url, published.clone(), &SERVE).unwrap();
+    let (source, _) = trading_store::open_source(&fresh.url, published.clone(), &SERVE).unwrap();
     let ingest = source.ingest().expect("a store takes ingest");
     let minute = DAY + 60 * MINUTE;
     let now = minute + MINUTE;
@@ -623,18 +634,235 @@ async fn a_shared_log_applies_once_across_nodes(engine: &dyn Engine) {
     assert_eq!(current(&*a, "ALPHA", Resolution::Min1).await, Some(want));
 }
 
+fn px(text: &str) -> Price {
+    Price::parse(text).unwrap()
+}
+
+fn q(text: &str) -> Qty {
+    Qty::parse(text).unwrap()
+}
+
+/// A command of `account` on ALPHA at `now`, with no market of its own (a
+/// store's market is what was ingested).
+fn on_alpha(account: &str, now: i64, action: Action) -> BrokerCommand {
+    BrokerCommand {
+        account: account.into(),
+        now_ms: now,
+        action,
+        rules: Some((
+            "ALPHA".into(),
+            SymbolRules::of_symbol(&info("ALPHA")).unwrap(),
+        )),
+        market: None,
+    }
+}
+
+/// The broker on a store: orders fill from the trades ingested, in the
+/// ingest's own transaction; every update is published once it is durable,
+/// in order; the desk the store rebuilds from its ledger after a restart is
+/// the one it had (orders, positions, cash, sequence, keys), and goes on.
+async fn the_broker_fills_from_ingested_trades_and_keeps_its_ledger(engine: &dyn Engine) {
+    let fresh = engine.fresh("broker");
+    with_store(&fresh.url, true, |store| {
+        import(store, "ALPHA", &minutes(DAY, 60))
+    });
+    let minute = DAY + 60 * MINUTE;
+    let (state, keyed) = {
+        let (source, trading) =
+            trading_store::open_source(&fresh.url, Arc::new(Published::default()), &SERVE).unwrap();
+        let mut updates = trading.updates();
+        let ingest = source.ingest().expect("a store takes ingest");
+        let send = |t: i64, price: f64| {
+            ingest.apply(
+                IngestRequest::Trades(vec![trade("ALPHA", t, price, 1.0)]),
+                None,
+                t,
+                None,
+            )
+        };
+        send(minute, 100.0).await.unwrap();
+        // A market buy fills at the last trade.
+        let buy = OrderRequest::new("ALPHA", OrderType::Market, Side::Buy, q("2"));
+        let placed = trading
+            .command(on_alpha(
+                "alice",
+                minute + 1,
+                Action::Place {
+                    request: buy,
+                    key: Some("k1".into()),
+                },
+            ))
+            .await
+            .unwrap();
+        let Answer::Order(bought) = placed else {
+            panic!("{placed:?}")
+        };
+        // A limit below the market with a take-profit and a stop-loss.
+        let mut limit = OrderRequest::new("ALPHA", OrderType::Limit, Side::Buy, q("1"));
+        limit.limit_price = Some(px("99.5"));
+        limit.take_profit = Some(px("101"));
+        limit.stop_loss = Some(px("98"));
+        let Answer::Order(resting) = trading
+            .command(on_alpha(
+                "bob",
+                minute + 2,
+                Action::Place {
+                    request: limit,
+                    key: None,
+                },
+            ))
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        // Refused, changing nothing: off the tick; another account's order.
+        let mut off = OrderRequest::new("ALPHA", OrderType::Limit, Side::Buy, q("1"));
+        off.limit_price = Some(px("99.555"));
+        let refused = trading
+            .command(on_alpha(
+                "bob",
+                minute + 3,
+                Action::Place {
+                    request: off,
+                    key: None,
+                },
+            ))
+            .await;
+        assert!(
+            matches!(&refused, Err(TradeError::Desk(DeskError::Broker(_)))),
+            "{refused:?}"
+        );
+        let foreign = trading
+            .command(on_alpha(
+                "alice",
+                minute + 3,
+                Action::Cancel { id: resting },
+            ))
+            .await;
+        assert!(foreign.is_err(), "{foreign:?}");
+        // The market trades through the limit: it fills at the limit (the
+        // trade is not the first of its minute), its brackets start.
+        send(minute + 10_000, 99.4).await.unwrap();
+        let orders = trading
+            .read(|d| {
+                d.broker()
+                    .orders("bob")
+                    .iter()
+                    .map(|o| (o.id, o.status, o.avg_price))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            orders,
+            [
+                (resting, Status::Filled, Some(px("99.5"))),
+                (resting + 1, Status::Working, None),
+                (resting + 2, Status::Working, None),
+            ]
+        );
+        // The take-profit fills when the market reaches it; the stop-loss
+        // goes with it.
+        send(minute + 20_000, 101.2).await.unwrap();
+        let (statuses, bob) = trading
+            .read(|d| {
+                let b = d.broker();
+                let statuses: Vec<Status> = b.orders("bob").iter().map(|o| o.status).collect();
+                (statuses, b.peek_account("bob"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(statuses, [Status::Filled, Status::Filled, Status::Canceled]);
+        assert!(bob.positions.is_empty());
+        // Bought 1 at 99.5, sold at 101: 1.5, less two fills at 0.5.
+        assert_eq!(bob.realized, Cash::parse("0.5").unwrap());
+        // Every update was published, in order, each account's numbered
+        // from 1 without a gap.
+        let mut seen: std::collections::HashMap<String, u64> = Default::default();
+        let mut fills = 0;
+        while let Ok(records) = updates.try_recv() {
+            for record in records.iter() {
+                for e in &record.events {
+                    let last = seen.entry(e.account.clone()).or_default();
+                    assert_eq!(e.seq, *last + 1, "{e:?}");
+                    *last = e.seq;
+                    fills += usize::from(matches!(e.change, Change::Execution(_)));
+                }
+            }
+        }
+        assert_eq!(fills, 3, "alice's buy, bob's limit and his take-profit");
+        let state = trading
+            .read(|d| {
+                let b = d.broker();
+                (
+                    ["alice", "bob"].map(|a| {
+                        (
+                            b.seq(a),
+                            b.peek_account(a),
+                            b.orders(a).into_iter().cloned().collect::<Vec<_>>(),
+                        )
+                    }),
+                    bought,
+                )
+            })
+            .await
+            .unwrap();
+        source.close().await;
+        state
+    };
+    // Opened again: the desk rebuilt from the ledger is the same, and a
+    // retried order under the same key is the first one.
+    let (source, trading): (Arc<dyn DataSource>, Arc<Trading>) =
+        trading_store::open_source(&fresh.url, Arc::new(Published::default()), &SERVE).unwrap();
+    let again = trading
+        .read(|d| {
+            let b = d.broker();
+            ["alice", "bob"].map(|a| {
+                (
+                    b.seq(a),
+                    b.peek_account(a),
+                    b.orders(a).into_iter().cloned().collect::<Vec<_>>(),
+                )
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(again, state);
+    let buy = OrderRequest::new("ALPHA", OrderType::Market, Side::Buy, q("2"));
+    let retried = trading
+        .command(on_alpha(
+            "alice",
+            minute + 30_000,
+            Action::Place {
+                request: buy,
+                key: Some("k1".into()),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(retried, Answer::Order(keyed));
+    source.close().await;
+}
+
 /// A served store as a node of several: its reads and its log applier.
 trait Node: DataSource + Applier {}
 impl<T: DataSource + Applier> Node for T {}
 
 fn open_node(url: &str, sink: Arc<Published>) -> Box<dyn Node> {
     match trading_store::StoreUrl::parse(url).unwrap() {
-        trading_store::StoreUrl::Sqlite(path) => {
-            Box::new(trading_store::sqlite::SqliteStore::open_for_serving(&path, sink).unwrap())
-        }
-        trading_store::StoreUrl::Postgres(url) => Box::new(
-            trading_store::postgres::PostgresStore::open_for_serving(&url, sink, SERVE.timeout)
+        trading_store::StoreUrl::Sqlite(path) => Box::new(
+            trading_store::sqlite::SqliteStore::open_for_serving(&path, sink, SERVE.broker)
                 .unwrap(),
+        ),
+        trading_store::StoreUrl::Postgres(url) => Box::new(
+            trading_store::postgres::PostgresStore::open_for_serving(
+                &url,
+                sink,
+                SERVE.timeout,
+                SERVE.broker,
+            )
+            .unwrap(),
         ),
     }
 }
@@ -662,6 +890,11 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn ingest_applies_whole_requests_exactly_once() {
                 super::ingest_applies_whole_requests_exactly_once(&$engine).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_broker_fills_from_ingested_trades_and_keeps_its_ledger() {
+                super::the_broker_fills_from_ingested_trades_and_keeps_its_ledger(&$engine).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

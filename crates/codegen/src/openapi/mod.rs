@@ -82,13 +82,31 @@ pub fn generate(text: &str) -> Result<Generated> {
     }
 
     let types_file = types.to_stream();
-    let methods = endpoints.iter().map(|e| &e.api_method);
+    // dropshot's router takes no literal segment beside a variable one
+    // (`/orders/preview` beside `/orders/{order_id}`, both kept from the
+    // original API); our route table does (the first whole match wins),
+    // so those operations get a trait of their own and the contract test
+    // renders both.
+    let (shadowing, plain): (Vec<&endpoint::Endpoint>, Vec<&endpoint::Endpoint>) = endpoints
+        .iter()
+        .partition(|e| endpoints.iter().any(|o| shadows(&e.path, &o.path)));
+    let methods = plain.iter().map(|e| &e.api_method);
+    let shadowing = shadowing.iter().map(|e| &e.api_method);
     let api = quote! {
-        /// The REST API of `specs/openapi.yaml`, one method per operation.
+        /// The REST API of `specs/openapi.yaml`, one method per operation
+        /// (but those of [`TradingApiLiterals`]).
         #[dropshot::api_description]
         pub trait TradingApi {
             type Context: Send + Sync + 'static;
             #(#methods)*
+        }
+
+        /// The operations whose path has a literal segment where another's
+        /// has a variable one, which dropshot's router cannot hold together.
+        #[dropshot::api_description]
+        pub trait TradingApiLiterals {
+            type Context: Send + Sync + 'static;
+            #(#shadowing)*
         }
     };
     Ok(Generated {
@@ -96,6 +114,20 @@ pub fn generate(text: &str) -> Result<Generated> {
         api,
         service: service::service(&endpoints),
     })
+}
+
+/// Whether `path` has a literal segment where `other`, the same before it,
+/// has a variable (`/orders/preview` and `/orders/{order_id}`).
+fn shadows(path: &str, other: &str) -> bool {
+    let variable = |s: &str| s.starts_with('{');
+    for (a, b) in path.split('/').zip(other.split('/')) {
+        match (variable(a), variable(b)) {
+            (false, true) => return true,
+            _ if a != b => return false,
+            _ => {}
+        }
+    }
+    false
 }
 
 fn new_type_space() -> TypeSpace {

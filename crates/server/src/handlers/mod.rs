@@ -1,12 +1,13 @@
 //! The REST API: `trading_pro::api::TradingService`, implemented, one
 //! module per tag of the spec: `datafeed` (what a chart asks for),
-//! `ingest` (what a feed sends), `meta` (health, readiness, versions, the
-//! index). The trait's implementation below only says which function
+//! `ingest` (what a feed sends), `broker` (the caller's paper-trading
+//! account), `meta` (health, readiness, versions, the index). The trait's implementation below only says which function
 //! answers each operation.
 //!
 //! Handlers are thin: they validate input into domain values, ask the data
 //! source, and map the answer onto generated wire types.
 
+pub mod broker;
 mod datafeed;
 mod ingest;
 mod meta;
@@ -171,5 +172,123 @@ impl TradingService for TradingServer {
 
     async fn get_server_time(rqctx: Request<AppContext>) -> Response<i64> {
         datafeed::get_server_time(rqctx).await
+    }
+
+    async fn place_order(
+        rqctx: Request<AppContext>,
+        headers: ApiHeader<PlaceOrderHeaders>,
+        body: ApiBody<PlaceOrderRequest>,
+    ) -> Response<PlaceOrderResult> {
+        broker::place_order(rqctx, headers, body).await
+    }
+
+    async fn preview_order(
+        rqctx: Request<AppContext>,
+        body: ApiBody<PlaceOrderRequest>,
+    ) -> Response<OrderPreview> {
+        broker::preview_order(rqctx, body).await
+    }
+
+    async fn get_orders(rqctx: Request<AppContext>) -> Response<Vec<Order>> {
+        broker::get_orders(rqctx).await
+    }
+
+    async fn get_orders_history(
+        rqctx: Request<AppContext>,
+        query: ApiQuery<GetOrdersHistoryQuery>,
+    ) -> Response<OrdersPage> {
+        broker::get_orders_history(rqctx, query).await
+    }
+
+    async fn cancel_orders(
+        rqctx: Request<AppContext>,
+        body: ApiBody<CancelOrdersRequest>,
+    ) -> Response<Vec<Order>> {
+        broker::cancel_orders(rqctx, body).await
+    }
+
+    async fn modify_order(
+        rqctx: Request<AppContext>,
+        path: ApiPath<ModifyOrderPath>,
+        body: ApiBody<ModifyOrderRequest>,
+    ) -> Response<Order> {
+        broker::modify_order(rqctx, path, body).await
+    }
+
+    async fn cancel_order(
+        rqctx: Request<AppContext>,
+        path: ApiPath<CancelOrderPath>,
+    ) -> Response<Order> {
+        broker::cancel_order(rqctx, path).await
+    }
+
+    async fn get_positions(rqctx: Request<AppContext>) -> Response<Vec<Position>> {
+        broker::get_positions(rqctx).await
+    }
+
+    async fn close_position(
+        rqctx: Request<AppContext>,
+        path: ApiPath<ClosePositionPath>,
+        query: ApiQuery<ClosePositionQuery>,
+    ) -> Response<Order> {
+        broker::close_position(rqctx, path, query).await
+    }
+
+    async fn reverse_position(
+        rqctx: Request<AppContext>,
+        path: ApiPath<ReversePositionPath>,
+    ) -> Response<Order> {
+        broker::reverse_position(rqctx, path).await
+    }
+
+    async fn edit_position_brackets(
+        rqctx: Request<AppContext>,
+        path: ApiPath<EditPositionBracketsPath>,
+        body: ApiBody<Brackets>,
+    ) -> Response<Position> {
+        broker::edit_position_brackets(rqctx, path, body).await
+    }
+
+    async fn get_executions(
+        rqctx: Request<AppContext>,
+        path: ApiPath<GetExecutionsPath>,
+    ) -> Response<Vec<Execution>> {
+        broker::get_executions(rqctx, path).await
+    }
+
+    async fn get_account_info(rqctx: Request<AppContext>) -> Response<AccountInfo> {
+        broker::get_account_info(rqctx).await
+    }
+
+    async fn reset_account(rqctx: Request<AppContext>) -> Response<AccountInfo> {
+        broker::reset_account(rqctx).await
+    }
+
+    async fn get_symbol_info(
+        rqctx: Request<AppContext>,
+        path: ApiPath<GetSymbolInfoPath>,
+    ) -> Response<InstrumentInfo> {
+        broker::get_symbol_info(rqctx, path).await
+    }
+
+    async fn leverage_info(
+        rqctx: Request<AppContext>,
+        query: ApiQuery<LeverageInfoQuery>,
+    ) -> Response<LeverageInfo> {
+        broker::leverage_info(rqctx, query).await
+    }
+
+    async fn set_leverage(
+        rqctx: Request<AppContext>,
+        body: ApiBody<LeverageRequest>,
+    ) -> Response<LeverageInfo> {
+        broker::set_leverage(rqctx, body).await
+    }
+
+    async fn preview_leverage(
+        rqctx: Request<AppContext>,
+        body: ApiBody<LeverageRequest>,
+    ) -> Response<LeveragePreview> {
+        broker::preview_leverage(rqctx, body).await
     }
 }

@@ -55,7 +55,7 @@ fn processes_starting_together_migrate_the_database_once() {
     );
     assert_eq!(
         one(&store, "SELECT version::text FROM schema_version").as_deref(),
-        Some("3")
+        Some("4")
     );
     assert_eq!(
         one(&store, "SELECT count(*)::text FROM symbols").as_deref(),
@@ -73,18 +73,18 @@ fn a_database_of_an_earlier_version_is_migrated_at_start_up() {
     let dir = TempDir::new("pg-upgrade");
     let store = Postgres.fresh(&dir);
     register_symbols(&dir, &store, &symbols());
-    // As the first release left it: version 1, without the bus's tables
-    // or the store's identity.
+    // As the first release left it: version 1, without the bus's tables,
+    // the store's identity or the broker's ledger.
     postgres_sql(
         &store,
         "DROP TABLE bus_logs; DROP TABLE bus_outcomes; DROP TABLE market; \
-         UPDATE schema_version SET version = 1",
+         DROP TABLE broker_ledger; UPDATE schema_version SET version = 1",
     )
     .unwrap();
     register_symbols(&dir, &store, &symbols());
     assert_eq!(
         one(&store, "SELECT version::text FROM schema_version").as_deref(),
-        Some("3")
+        Some("4")
     );
     assert_eq!(
         one(&store, "SELECT count(*)::text FROM bus_logs").as_deref(),
@@ -107,7 +107,8 @@ fn a_database_of_an_earlier_version_is_migrated_at_start_up() {
     // 999; epochs are creation times).
     postgres_sql(
         &store,
-        "DROP TABLE market; INSERT INTO bus_logs VALUES ('TRADING_INGEST@999', 40), \
+        "DROP TABLE market; DROP TABLE broker_ledger; \
+         INSERT INTO bus_logs VALUES ('TRADING_INGEST@999', 40), \
          ('TRADING_INGEST@1000', 7); UPDATE schema_version SET version = 2",
     )
     .unwrap();

@@ -485,6 +485,14 @@ impl WriteConn for PgWriter {
         call!(self, |conn| tables::find_key(conn, endpoint, key))
     }
 
+    async fn append_ledger(&mut self, records: &[(i64, String)]) -> Result<()> {
+        call!(self, |conn| tables::append_ledger(conn, records))
+    }
+
+    async fn load_ledger(&mut self) -> Result<Vec<String>> {
+        call!(self, |conn| tables::load_ledger(conn))
+    }
+
     async fn insert_key(
         &mut self,
         endpoint: &str,

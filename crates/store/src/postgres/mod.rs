@@ -169,6 +169,7 @@ impl PostgresStore {
         url: &str,
         sink: Arc<dyn UpdateSink>,
         timeout: Duration,
+        broker: crate::trading::BrokerConfig,
     ) -> Result<ServedStore<PgEngine>, StoreError> {
         let store = PostgresStore::open(url)?;
         let engine = PgEngine::new(
@@ -178,7 +179,7 @@ impl PostgresStore {
             store.io,
             timeout,
         );
-        ServedStore::start(engine, store.records, store.changes, sink)
+        ServedStore::start(engine, store.records, store.changes, sink, broker)
             .map_err(|e| StoreError::Failed(format!("store {}: {e}", store.shown)))
     }
 

@@ -16,6 +16,8 @@
 //! * `market`: one row: the store's identity (made with it) and the bus
 //!   stream incarnation it follows, so one store never follows two
 //!   markets' streams (see `bus::owner`).
+//! * `broker_ledger`: the paper broker's records, in order (see
+//!   `trading_broker::desk`); the broker's state is rebuilt from them.
 //! * `schema_version`: how many of [`MIGRATIONS`] were applied.
 //!
 //! Migrating takes a transaction-scoped advisory lock first, so several
@@ -83,6 +85,13 @@ const MIGRATIONS: &[&str] = &[
                  (SELECT log FROM bus_logs
                   ORDER BY length(split_part(log, '@', 2)) DESC, split_part(log, '@', 2) DESC
                   LIMIT 1));",
+    // 4: the paper broker's ledger: what each command or print changed,
+    // in order (`trading_broker::desk::Record` as JSON).
+    "CREATE TABLE broker_ledger (
+         pos bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         time_ms bigint NOT NULL,
+         record text NOT NULL
+     );",
 ];
 
 /// Advisory lock keys (one namespace per database): migrations, and every

@@ -57,6 +57,7 @@ pub struct Conn {
     pub set_log_position: Statement,
     pub log_outcomes: Statement,
     pub record_outcomes: Statement,
+    append_ledger: Statement,
 }
 
 impl Conn {
@@ -150,6 +151,12 @@ impl Conn {
             find_key: prepare(
                 "SELECT fingerprint, applied, created_ms FROM ingest_keys
                  WHERE endpoint = $1 AND key = $2",
+            )
+            .await?,
+            append_ledger: prepare(
+                "INSERT INTO broker_ledger (time_ms, record)
+                 SELECT t, b FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS r(t, b, n)
+                 ORDER BY n",
             )
             .await?,
             insert_key: prepare(
@@ -583,6 +590,26 @@ pub async fn bump_changes(client: &Client) -> Result<()> {
         )
         .await?;
     Ok(())
+}
+
+/// Appends the broker's records (time, JSON) to its ledger, in order, in
+/// one statement.
+pub async fn append_ledger(c: &Conn, records: &[(i64, String)]) -> Result<()> {
+    let times: Vec<i64> = records.iter().map(|r| r.0).collect();
+    let bodies: Vec<&str> = records.iter().map(|r| r.1.as_str()).collect();
+    c.client
+        .execute(&c.append_ledger, &[&times, &bodies])
+        .await?;
+    Ok(())
+}
+
+/// The broker's ledger, oldest first.
+pub async fn load_ledger(c: &Conn) -> Result<Vec<String>> {
+    let rows = c
+        .client
+        .query("SELECT record FROM broker_ledger ORDER BY pos", &[])
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 #[cfg(test)]

@@ -359,6 +359,14 @@ impl WriteConn for SqliteWriter {
         Ok(tables::find_key(&self.conn, endpoint, key)?)
     }
 
+    async fn append_ledger(&mut self, records: &[(i64, String)]) -> Result<()> {
+        Ok(tables::append_ledger(&self.conn, records)?)
+    }
+
+    async fn load_ledger(&mut self) -> Result<Vec<String>> {
+        Ok(tables::load_ledger(&self.conn)?)
+    }
+
     async fn insert_key(
         &mut self,
         endpoint: &str,

@@ -100,6 +100,7 @@ impl SqliteStore {
     pub fn open_for_serving(
         path: &Path,
         sink: Arc<dyn UpdateSink>,
+        broker: crate::trading::BrokerConfig,
     ) -> Result<ServedStore<SqliteEngine>, StoreError> {
         let store = SqliteStore::open(path)?;
         let conn = schema::connect(path, Role::Read).map_err(failed(path))?;
@@ -112,7 +113,7 @@ impl SqliteStore {
         let market = logged::market(&conn).map_err(failed(path))?;
         let engine = SqliteEngine::new(path, market)
             .map_err(|e| StoreError::Failed(format!("store {}: {e}", path.display())))?;
-        ServedStore::start(engine, records, changes, sink)
+        ServedStore::start(engine, records, changes, sink, broker)
             .map_err(|e| StoreError::Failed(format!("store {}: {e}", path.display())))
     }
 

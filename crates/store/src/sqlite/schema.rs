@@ -15,6 +15,8 @@
 //!   store's identity and the log it follows (see `replication`). The
 //!   same replication path as PostgreSQL's, for a single node that
 //!   follows a log (several nodes share a PostgreSQL store).
+//! * `broker_ledger`: the paper broker's records, in order (see
+//!   `trading_broker::desk`); the broker's state is rebuilt from them.
 //!
 //! `PRAGMA user_version` is the schema version; [`migrate`] brings an older
 //! file up to date when it is opened, inside one transaction.
@@ -77,6 +79,13 @@ const MIGRATIONS: &[&str] = &[
          stream TEXT
      );
      INSERT INTO market (one, id) VALUES (1, lower(hex(randomblob(16))));",
+    // 3: the paper broker's ledger: what each command or print changed,
+    // in order (`trading_broker::desk::Record` as JSON).
+    "CREATE TABLE broker_ledger (
+         pos INTEGER PRIMARY KEY,
+         time_ms INTEGER NOT NULL,
+         record TEXT NOT NULL
+     );",
 ];
 
 /// How long a writer waits for another (an import in another process) to

@@ -384,3 +384,20 @@ pub fn latest_bar(
 ) -> rusqlite::Result<Option<Bar>> {
     Ok(latest(conn, symbol, res, 1)?.first().map(StoredBar::to_bar))
 }
+
+/// Appends the broker's records (time, JSON) to its ledger, in order.
+pub fn append_ledger(conn: &Connection, records: &[(i64, String)]) -> rusqlite::Result<()> {
+    let mut insert =
+        conn.prepare_cached("INSERT INTO broker_ledger (time_ms, record) VALUES (?1, ?2)")?;
+    for (time_ms, record) in records {
+        insert.execute(params![time_ms, record])?;
+    }
+    Ok(())
+}
+
+/// The broker's ledger, oldest first.
+pub fn load_ledger(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut select = conn.prepare_cached("SELECT record FROM broker_ledger ORDER BY pos")?;
+    let rows = select.query_map([], |row| row.get(0))?;
+    rows.collect()
+}

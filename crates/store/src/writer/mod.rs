@@ -18,6 +18,12 @@
 //! Between requests the writer looks for commits by other processes (an
 //! import): the engine's change counter. Then it reloads the symbols and
 //! the followed topics' live bars.
+//!
+//! The paper broker's desk lives here too (`broker`, `crate::trading`):
+//! its commands are applied in transactions of their own, and the trades
+//! and bars of an ingest request are the market's prints for it, in the
+//! request's own transaction, so a trade and the fills it causes are
+//! durable together.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -28,12 +34,14 @@ use trading_market::source::{Reason, Unhealthy, UpdateSink};
 
 use crate::effects::{self, Effects, OUTCOME_RETENTION_MS};
 use crate::engine::{Fail, WriteConn};
+use crate::ledger::{BrokerJob, Ledger, TradeError};
 use crate::plan::{self, Job, Work};
 use crate::plan::{MAX_BATCH, MAX_PUBLISHED, QUEUE, QUEUE_WAIT, WATCH_EVERY};
 use crate::recent::RecentBars;
 use crate::replication::{Logged, Outcome};
 use crate::Records;
 
+mod broker;
 mod health;
 mod logged;
 mod request;
@@ -41,6 +49,7 @@ mod request;
 pub use health::Health;
 
 /// The request path's handle on the writer.
+#[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Task>,
 }
@@ -55,6 +64,13 @@ enum Task {
         entries: Vec<Logged>,
         reply: oneshot::Sender<Result<Vec<Outcome>, String>>,
     },
+    /// Paper broker commands (see `broker`), boxed: a command is several
+    /// times the size of the other tasks.
+    Broker(Box<BrokerJob>),
+    /// The clock for the broker's DAY orders.
+    BrokerTick(i64),
+    /// Rebuild the broker's desk from the ledger if it is not there.
+    BrokerRestore(oneshot::Sender<Result<(), TradeError>>),
     /// The server is stopping: leave the store clean and end.
     Close(oneshot::Sender<()>),
 }
@@ -67,6 +83,8 @@ pub struct Shared {
     /// Whether the store can be written and read, as of the writer's last
     /// look (every [`WATCH_EVERY`] at most) and its last transaction.
     pub health: Arc<Health>,
+    /// The paper broker's desk, which lives with this writer.
+    pub ledger: Arc<Ledger>,
 }
 
 impl Writer {
@@ -100,6 +118,7 @@ impl Writer {
             last_look: Instant::now(),
             last_prune: Instant::now(),
             now_ms: 0,
+            pending: Vec::new(),
         };
         (Writer { jobs }, worker.run(queue))
     }
@@ -154,6 +173,43 @@ impl Writer {
         answer.await.unwrap_or_else(|_| Err(stopped().to_string()))
     }
 
+    /// Carries out a paper broker command; answered once what it changed
+    /// is durable.
+    pub(crate) async fn broker(
+        &self,
+        command: trading_broker::desk::Command,
+    ) -> Result<trading_broker::desk::Answer, TradeError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Task::Broker(Box::new(BrokerJob { command, reply }));
+        match self.jobs.send_timeout(job, QUEUE_WAIT).await {
+            Ok(()) => {}
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                return Err(TradeError::Unavailable(Unhealthy {
+                    reason: Reason::Timeout,
+                    detail: "the store is not keeping up: its writer's queue stayed full; retry"
+                        .into(),
+                }))
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => return Err(broker_stopped()),
+        }
+        answer.await.unwrap_or_else(|_| Err(broker_stopped()))
+    }
+
+    /// The broker's clock: DAY orders whose session closed end.
+    pub(crate) async fn broker_tick(&self, now_ms: i64) {
+        let _ = self.jobs.send(Task::BrokerTick(now_ms)).await;
+    }
+
+    /// Has the writer rebuild the broker's desk if it is not there.
+    pub(crate) async fn broker_restore(&self) -> Result<(), TradeError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Task::BrokerRestore(reply))
+            .await
+            .map_err(|_| broker_stopped())?;
+        answer.await.unwrap_or_else(|_| Err(broker_stopped()))
+    }
+
     /// Finishes what is queued, leaves the store clean (see
     /// [`WriteConn::close`]) and ends the writer.
     pub async fn close(&self) {
@@ -162,6 +218,13 @@ impl Writer {
             let _ = closed.await;
         }
     }
+}
+
+fn broker_stopped() -> TradeError {
+    TradeError::Unavailable(Unhealthy {
+        reason: Reason::Unavailable,
+        detail: "the store's writer has stopped".into(),
+    })
 }
 
 fn stopped() -> IngestError {
@@ -188,6 +251,9 @@ struct Worker<W> {
     last_prune: Instant,
     /// The newest request's clock, for expiring idempotency keys.
     now_ms: i64,
+    /// The broker's records the open transaction writes (the prints of
+    /// its ingest requests), published after its commit.
+    pending: Vec<trading_broker::desk::Record>,
 }
 
 impl<W: WriteConn> Worker<W> {
@@ -213,7 +279,7 @@ impl<W: WriteConn> Worker<W> {
                     while batch.len() < MAX_BATCH {
                         match queue.try_recv() {
                             Ok(Task::Direct(job)) => batch.push(job),
-                            Ok(task @ (Task::Logged { .. } | Task::Close(_))) => {
+                            Ok(task) => {
                                 held = Some(task);
                                 break;
                             }
@@ -230,6 +296,25 @@ impl<W: WriteConn> Worker<W> {
                 }) => {
                     self.watch().await;
                     let _ = reply.send(self.apply_logged(&log, &entries).await);
+                }
+                Some(Task::Broker(first)) => {
+                    let mut batch = vec![*first];
+                    while batch.len() < MAX_BATCH {
+                        match queue.try_recv() {
+                            Ok(Task::Broker(job)) => batch.push(*job),
+                            Ok(task) => {
+                                held = Some(task);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.watch().await;
+                    self.apply_broker(batch).await;
+                }
+                Some(Task::BrokerTick(now_ms)) => self.broker_tick(now_ms).await,
+                Some(Task::BrokerRestore(reply)) => {
+                    let _ = reply.send(self.restore_desk().await);
                 }
                 Some(Task::Close(done)) => {
                     if let Err(e) = self.conn.close().await {
@@ -392,6 +477,17 @@ impl<W: WriteConn> Worker<W> {
         if batch.is_empty() {
             return;
         }
+        // The broker sees every trade: without its desk, nothing is applied.
+        if let Err(why) = self.restore_desk().await {
+            let why = match why {
+                TradeError::Unavailable(u) => IngestError::Unavailable(u),
+                TradeError::Desk(_) => unreachable!("restoring runs no command"),
+            };
+            for job in batch {
+                let _ = job.reply.send(Err(why.clone()));
+            }
+            return;
+        }
         let mut answers = Vec::with_capacity(batch.len());
         let mut work = Work::default();
         self.shared.health.busy();
@@ -434,16 +530,22 @@ impl<W: WriteConn> Worker<W> {
         };
         if let Some(why) = failed {
             // Whatever the database kept, what this node keeps in memory
-            // of these symbols is read again.
+            // of these symbols is read again, and the broker's desk, which
+            // saw the prints, is rebuilt from its ledger.
             for id in work.touched.keys() {
                 self.shared.recent.written(*id, true);
             }
+            self.pending.clear();
+            self.shared.ledger.lost();
             for job in batch {
                 let _ = job.reply.send(Err(why.clone()));
             }
             return;
         }
         self.healthy();
+        self.shared
+            .ledger
+            .durable(std::mem::take(&mut self.pending));
         let mut effects = effects::effects_of(&work);
         // Committed: a failed read of what changed costs its live updates,
         // never the write (the next look publishes the newest bars).
@@ -512,6 +614,7 @@ impl<W: WriteConn> Worker<W> {
                 .map_err(Cut::Failed)?;
             answers.push(answer);
         }
+        self.write_pending().await.map_err(Cut::Failed)?;
         // A client that gave up meanwhile was told its request timed out:
         // it must not be applied now, unseen. (The others are told to
         // retry; their keys make that safe.)

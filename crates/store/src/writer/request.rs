@@ -71,6 +71,9 @@ impl<W: WriteConn> Worker<W> {
             Err(e) => return Ok(Err(e)),
         };
         self.write(&targets, bars, work).await?;
+        // The market printed these: the broker's desk fills from them, in
+        // this transaction (a replayed request above printed nothing new).
+        self.prints(request);
         let applied = request.len();
         if let Some(key) = key {
             self.conn
