@@ -194,6 +194,14 @@ impl Broker {
         self.books.get(symbol).and_then(Book::last)
     }
 
+    /// Where `symbol`'s market is, for a book that has seen no print yet
+    /// (a desk rebuilt after a restart): its last price, matching nothing.
+    pub fn seed(&mut self, symbol: &str, last: Price) {
+        if let Some(book) = self.books.get_mut(symbol) {
+            book.seed(last);
+        }
+    }
+
     /// The market's bid and ask for `symbol`, when its source quotes them:
     /// market orders fill at these (see [`Book::market`]).
     pub fn on_quote(&mut self, symbol: &str, bid: Price, ask: Price) {
@@ -549,6 +557,7 @@ impl Broker {
         let (children, parent) = (kept.children.clone(), kept.order.parent.clone());
         self.order_event(fill.order, out);
         let state = self.state(&owner);
+        let before = state.account.positions.get(symbol).map_or(0, |p| p.qty);
         state.account.apply(symbol, &fill, commission);
         let position = state
             .account
@@ -598,10 +607,12 @@ impl Broker {
                 self.end_with(sibling, "its other bracket filled", out);
             }
         }
-        if position.qty == 0 {
-            // Flat: every working bracket of the symbol goes with the
-            // position (inactive ones wait for an order that has not
-            // filled; this fill's own start working below).
+        let after = position.qty;
+        if after == 0 || after.signum() == -before.signum() {
+            // Flat, or turned around: every working bracket of the symbol
+            // goes with the position it protected (inactive ones wait for
+            // an order that has not filled; this fill's own start working
+            // below, for the new position).
             let state = self.state(&owner);
             state.position_brackets.remove(symbol);
             let left = state.working_brackets.remove(symbol).unwrap_or_default();
@@ -610,10 +621,42 @@ impl Broker {
                     self.end_with(id, "the position closed", out);
                 }
             }
+        } else if after.abs() < before.abs() {
+            // Reduced: no working bracket may close more than is left.
+            let left = Qty(after.abs());
+            let working = self
+                .state(&owner)
+                .working_brackets
+                .get(symbol)
+                .cloned()
+                .unwrap_or_default();
+            for id in working {
+                let order = &self.orders[&id].order;
+                if order.status == Status::Working && order.request.qty > left {
+                    self.resize(id, left, out);
+                }
+            }
         }
         for child in children {
             self.work(child, fill.time_ms, out);
         }
+    }
+
+    /// A working order's quantity changed (a bracket of a position that
+    /// was reduced): it keeps its place in the book, with the new quantity.
+    fn resize(&mut self, id: OrderId, qty: Qty, out: &mut Vec<Event>) {
+        let kept = self.orders.get_mut(&id).expect("kept");
+        kept.order.request.qty = qty;
+        let order = kept.order.clone();
+        if let (Some(book), Some(how)) = (
+            self.books.get_mut(&order.request.symbol),
+            resting_of(&order),
+        ) {
+            if book.cancel(id) {
+                book.rest(id, order.request.side, how, qty);
+            }
+        }
+        self.order_event(id, out);
     }
 
     fn end_with(&mut self, id: OrderId, why: &str, out: &mut Vec<Event>) {
@@ -1025,6 +1068,18 @@ impl Broker {
     }
 }
 
+/// How a working order waits in the book (None: an order that cannot rest).
+fn resting_of(order: &Order) -> Option<Resting> {
+    let r = &order.request;
+    match (r.order_type, r.limit_price, r.stop_price) {
+        (OrderType::Limit, Some(limit), _) => Some(Resting::Limit(limit)),
+        (OrderType::Stop, _, Some(stop)) => Some(Resting::Stop(stop)),
+        (OrderType::StopLimit, Some(limit), _) if order.triggered => Some(Resting::Limit(limit)),
+        (OrderType::StopLimit, Some(limit), Some(stop)) => Some(Resting::StopLimit { stop, limit }),
+        _ => None,
+    }
+}
+
 fn market(symbol: &str, side: Side, qty: Qty) -> OrderRequest {
     OrderRequest::new(symbol, OrderType::Market, side, qty)
 }
@@ -1352,6 +1407,40 @@ mod tests {
     }
 
     #[test]
+    fn a_reduced_positions_brackets_shrink_and_a_reversed_ones_go() {
+        let mut b = broker();
+        print(&mut b, "1000", 1);
+        buy_at_market(&mut b, "alice", "2", 2);
+        b.edit_position_brackets("alice", "BTCUSD", Some(px("1010")), Some(px("900")), 3)
+            .unwrap();
+        let working = |b: &Broker| -> Vec<(OrderType, Qty)> {
+            b.orders("alice")
+                .iter()
+                .filter(|o| o.status == Status::Working)
+                .map(|o| (o.request.order_type, o.request.qty))
+                .collect()
+        };
+        // Half closed: the brackets close no more than is left.
+        b.close_position("alice", "BTCUSD", Some(q("1")), 4)
+            .unwrap();
+        assert_eq!(
+            working(&b),
+            [(OrderType::Limit, q("1")), (OrderType::Stop, q("1"))]
+        );
+        // The take-profit then closes exactly the position, not beyond.
+        print(&mut b, "1011", 5);
+        assert_eq!(held(&mut b, "alice"), 0);
+        assert!(working(&b).is_empty());
+        // Turned around through zero: the long's brackets go.
+        buy_at_market(&mut b, "alice", "1", 6);
+        b.edit_position_brackets("alice", "BTCUSD", Some(px("1020")), Some(px("900")), 7)
+            .unwrap();
+        b.reverse_position("alice", "BTCUSD", 8).unwrap();
+        assert_eq!(held(&mut b, "alice"), -q("1").0);
+        assert!(working(&b).is_empty());
+    }
+
+    #[test]
     fn a_modified_order_fills_at_its_new_price_and_a_final_one_cannot_change() {
         let mut b = broker();
         print(&mut b, "1000", 1);
@@ -1444,7 +1533,7 @@ mod tests {
         assert!(matches!(
             b.place("alice", stray, 6),
             Err(BrokerError::Refused(Refusal {
-                field: "trailingStop",
+                field: "trailingStopPips",
                 ..
             }))
         ));

@@ -76,12 +76,16 @@ pub struct Command {
     pub market: Option<Market>,
 }
 
-/// A symbol's market at a moment: its last price, and its bid and ask when
-/// the source quotes them.
+/// A symbol's market: its last price, and its bid and ask when the source
+/// quotes them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Market {
     pub symbol: String,
-    pub time_ms: i64,
+    /// When it printed `last`, for a market that prints as time passes
+    /// (the synthetic one: now). None for a store's, whose prints the desk
+    /// sees as they are ingested: its last price only tells a desk that
+    /// has seen none yet (after a restart) where the market is.
+    pub time_ms: Option<i64>,
     pub last: Price,
     pub quote: Option<(Price, Price)>,
 }
@@ -348,16 +352,25 @@ impl Desk {
 
     /// The market as the server sees it (with a command, or as a source
     /// that is asked for its prices moves): its quote; its price, a print
-    /// when newer than the last.
+    /// when it has a time newer than the last print's. A price without a
+    /// time only sets where the market is when the desk knows nothing of
+    /// it yet: it fills nothing and moves no watermark.
     pub fn observe(&mut self, m: Market) -> Option<Record> {
         if let Some((bid, ask)) = m.quote {
             self.broker.on_quote(&m.symbol, bid, ask);
         }
-        let newer = self.printed.get(&m.symbol).is_none_or(|t| m.time_ms > *t);
-        if newer || self.broker.last(&m.symbol).is_none() {
-            return self.print(&m.symbol, m.last, m.time_ms);
+        match m.time_ms {
+            Some(t) if self.printed.get(&m.symbol).is_none_or(|last| t > *last) => {
+                self.print(&m.symbol, m.last, t)
+            }
+            Some(_) => None,
+            None => {
+                if self.broker.last(&m.symbol).is_none() {
+                    self.broker.seed(&m.symbol, m.last);
+                }
+                None
+            }
         }
-        None
     }
 
     /// The clock reached `now_ms`: DAY orders whose session closed end.
@@ -401,7 +414,7 @@ mod tests {
             rules: Some(("BTCUSD".into(), rules())),
             market: Some(Market {
                 symbol: "BTCUSD".into(),
-                time_ms: t,
+                time_ms: Some(t),
                 last: Price::parse("100").unwrap(),
                 quote: None,
             }),

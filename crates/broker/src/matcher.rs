@@ -82,6 +82,11 @@ impl Book {
         self.last
     }
 
+    /// The last price, known without a print (matching nothing).
+    pub fn seed(&mut self, last: Price) {
+        self.last.get_or_insert(last);
+    }
+
     /// The market's bid and ask, when a source quotes them.
     pub fn set_quote(&mut self, bid: Price, ask: Price) {
         self.quote = Some((bid, ask));

@@ -157,10 +157,10 @@ impl SymbolRules {
             (false, None) => {}
         }
         if let Some(trail) = request.trailing_stop {
-            self.check_price("trailingStop", trail)?;
+            self.check_price("trailingStopPips", trail)?;
             if request.order_type != OrderType::Stop && request.stop_loss.is_none() {
                 return refuse(
-                    "trailingStop",
+                    "trailingStopPips",
                     "a trailing stop is a stop order's, or its stop-loss's",
                 );
             }

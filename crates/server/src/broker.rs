@@ -65,7 +65,7 @@ async fn feed(trading: &Trading, source: &dyn DataSource, now_ms: i64) {
         };
         trading.observe(Market {
             symbol: ticker,
-            time_ms: now_ms,
+            time_ms: Some(now_ms),
             last,
             quote: bid_ask,
         });

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 
 use super::{AccountState, Broker, Change, Event, Kept};
-use crate::matcher::Resting;
 use crate::order::{OrderId, OrderType, Parent, Status};
 use crate::rules::SymbolRules;
 use crate::units::Cash;
@@ -118,16 +117,10 @@ impl Broker {
                     .push(id);
             }
             let r = &order.request;
-            let how = match (r.order_type, r.limit_price, r.stop_price) {
-                (OrderType::Limit, Some(limit), _) => Resting::Limit(limit),
-                (OrderType::Stop, _, Some(stop)) => Resting::Stop(stop),
-                (OrderType::StopLimit, Some(limit), _) if order.triggered => Resting::Limit(limit),
-                (OrderType::StopLimit, Some(limit), Some(stop)) => {
-                    Resting::StopLimit { stop, limit }
-                }
-                // A working order that cannot rest (a market order) would
-                // have filled or ended: nothing to put back.
-                _ => continue,
+            // A working order that cannot rest (a market order) would have
+            // filled or ended: nothing to put back.
+            let Some(how) = super::resting_of(&order) else {
+                continue;
             };
             if r.order_type == OrderType::Stop && r.trailing_stop.is_some() {
                 self.trailing.entry(symbol.clone()).or_default().push(id);

@@ -64,9 +64,12 @@ async fn market(ctx: &AppContext, symbol: &Symbol, now_ms: i64) -> Option<Market
         (Some(bid), Some(ask)) => Price::from_f64(bid).zip(Price::from_f64(ask)),
         _ => None,
     };
+    // A market that moves with the clock printed this now; a store's
+    // prints reach the desk as they are ingested.
+    let live = ctx.source.live() == trading_market::source::Live::Clock;
     Some(Market {
         symbol: symbol.info.ticker.clone(),
-        time_ms: now_ms,
+        time_ms: live.then_some(now_ms),
         last,
         quote,
     })

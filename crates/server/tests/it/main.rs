@@ -8,6 +8,7 @@ mod common;
 
 mod auth;
 mod bars;
+mod broker;
 mod deployment;
 mod durability;
 mod edge;
