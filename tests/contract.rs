@@ -383,3 +383,32 @@ fn the_websocket_quote_is_the_rest_quote() {
         "a dropped field is caught"
     );
 }
+
+/// The private channels carry what the broker's REST operations return:
+/// an order, a position, an execution are described alike in both specs.
+#[test]
+fn the_private_channels_carry_the_rest_types() {
+    let openapi = spec();
+    let asyncapi: Value =
+        serde_yaml::from_str(trading_pro::ASYNCAPI_YAML).expect("asyncapi parses");
+    for name in ["Order", "Position", "Execution"] {
+        let of = |doc: &Value| {
+            schema(
+                doc,
+                &json!({ "$ref": format!("#/components/schemas/{name}") }),
+                0,
+            )
+        };
+        assert_eq!(of(&openapi), of(&asyncapi), "{name}");
+    }
+    // The equity figures are the account's, by the same names.
+    let account = &openapi["components"]["schemas"]["AccountInfo"]["properties"];
+    let equity = &asyncapi["components"]["schemas"]["EquityValues"]["properties"];
+    for (field, s) in equity.as_object().unwrap() {
+        assert_eq!(
+            schema(&asyncapi, s, 0),
+            schema(&openapi, &account[field], 0),
+            "{field}"
+        );
+    }
+}

@@ -171,6 +171,7 @@ pub async fn build_context(config: &Config, log: &Logger) -> Result<AppContext, 
             limits,
             log.new(o!("component" => "ws")),
             Arc::clone(&metrics),
+            &broker,
         )),
         metrics,
         source,
@@ -323,6 +324,7 @@ pub async fn start(config: &Config, log: Logger) -> Result<Server, String> {
     {
         let _inside = live_runtime.enter();
         ws.spawn_broadcaster(Duration::from_millis(config.broadcast_interval_ms));
+        ws.spawn_accounts(Duration::from_millis(config.broadcast_interval_ms));
     }
     if let Ok(trading) = &context.broker {
         crate::broker::spawn_feed(

@@ -5,6 +5,423 @@
  */
 
 /**
+ * TradingView's `Side`: 1 buy, -1 sell.
+ */
+export type Side = 1 | -1;
+
+/**
+ * TradingView's `OrderType`: 1 limit, 2 market, 3 stop, 4 stop-limit.
+ */
+export type OrderType = 1 | 2 | 3 | 4;
+
+/**
+ * TradingView's `OrderStatus`: 1 canceled, 2 filled, 3 inactive (a bracket waiting for its parent), 4 placing, 5 rejected, 6 working. Filled, canceled and rejected are final.
+ */
+export type OrderStatus = 1 | 2 | 3 | 4 | 5 | 6;
+
+/**
+ * TradingView's `ParentType`: 1 an order (the bracket waits for it to fill), 2 a position.
+ */
+export type ParentType = 1 | 2;
+
+/**
+ * Time in force: `GTC` good till cancelled, `DAY` until the close of the session it was placed in, `IOC` fill at once or cancel, `FOK` fill whole at once or cancel (orders fill whole, so IOC and FOK behave alike).
+ */
+export type DurationType = "GTC" | "DAY" | "IOC" | "FOK";
+
+export interface OrderDuration {
+  type: DurationType;
+}
+
+export interface OrderMessage {
+  /**
+   * `info` (why an order ended as it did: expired, cancelled with its parent or its position) or `error`.
+   */
+  type: "info" | "error";
+  text: string;
+}
+
+/**
+ * TradingView's `Order`.
+ */
+export interface Order {
+  id: string;
+  symbol: string;
+  type: OrderType;
+  side: Side;
+  qty: number;
+  status: OrderStatus;
+  limitPrice?: number;
+  stopPrice?: number;
+  takeProfit?: number;
+  stopLoss?: number;
+  trailingStopPips?: number;
+  duration: OrderDuration;
+  /**
+   * When a DAY order expires (the close of its session), unix milliseconds.
+   */
+  expiresAt?: number;
+  filledQty: number;
+  /**
+   * The price it filled at.
+   */
+  avgPrice?: number;
+  /**
+   * A stop-limit whose stop the market touched (it now works as a limit).
+   */
+  triggered?: boolean;
+  /**
+   * A bracket's parent (an order id, or a position id).
+   */
+  parentId?: string;
+  parentType?: ParentType;
+  message?: OrderMessage;
+}
+
+/**
+ * TradingView's `Position`, one per symbol (netted).
+ */
+export interface Position {
+  /**
+   * The position's id, its symbol.
+   */
+  id: string;
+  symbol: string;
+  /**
+   * Positive; `side` says long or short. 0 when the position closed (in `positions.update`).
+   */
+  qty: number;
+  side: Side;
+  avgPrice: number;
+  /**
+   * The market price it is marked at (absent before the market printed).
+   */
+  last?: number;
+  unrealizedPl: number;
+  /**
+   * The position's take-profit, when it has one.
+   */
+  takeProfit?: number;
+  stopLoss?: number;
+}
+
+/**
+ * TradingView's `Execution`, linked to its order.
+ */
+export interface Execution {
+  /**
+   * Its order's id and the fill's number (orders fill whole, so one each).
+   */
+  id: string;
+  orderId: string;
+  symbol: string;
+  /**
+   * A price the market printed.
+   */
+  price: number;
+  qty: number;
+  side: Side;
+  /**
+   * Unix milliseconds.
+   */
+  time: number;
+  commission: number;
+  /**
+   * What the fill moved the cash by (negative for a buy), commission included.
+   */
+  netAmount: number;
+}
+
+/**
+ * Nothing to choose; the account is the connection's.
+ */
+export interface PrivateSubscriptionRequest {}
+
+export interface PrivateUnsubscribeResponse {
+  status: SubscriptionStatus;
+  message: string;
+}
+
+/**
+ * The account's figures, as `GET /api/v1/broker/account` gives them (the `equity` route of the original).
+ */
+export interface EquityValues {
+  equity: number;
+  balance: number;
+  unrealizedPl: number;
+  realizedPl: number;
+  marginUsed: number;
+  buyingPower: number;
+}
+
+export interface Notification {
+  /**
+   * `canceled` (an order ended without filling: expired, its other bracket filled, its position closed, the account reset), `rejected`, or `resync` (updates were missed: read the state again over REST).
+   */
+  kind: "canceled" | "rejected" | "resync";
+  text: string;
+  orderId?: string;
+}
+
+export interface OrdersSubscribeFrame {
+  type: "orders.subscribe";
+  id?: FrameId;
+  payload?: PrivateSubscriptionRequest;
+}
+
+export interface OrdersUnsubscribeFrame {
+  type: "orders.unsubscribe";
+  id?: FrameId;
+  payload?: PrivateSubscriptionRequest;
+}
+
+export interface OrdersSubscribeResponseFrame {
+  type: "orders.subscribe.response";
+  id?: FrameId;
+  payload: OrdersSnapshot;
+}
+
+export interface OrdersUnsubscribeResponseFrame {
+  type: "orders.unsubscribe.response";
+  id?: FrameId;
+  payload: PrivateUnsubscribeResponse;
+}
+
+export interface OrdersUpdateFrame {
+  type: "orders.update";
+  payload: OrdersChange;
+}
+
+export interface OrdersSnapshot {
+  status: SubscriptionStatus;
+  /**
+   * What happened, or why not (the broker is not served here).
+   */
+  message: string;
+  /**
+   * The account's sequence number this state is as of; updates follow with higher numbers.
+   */
+  seq: number;
+  /**
+   * The account's open orders now (placing, inactive, working), oldest first.
+   */
+  orders: Order[];
+}
+
+export interface OrdersChange {
+  /**
+   * The account's sequence number of this change.
+   */
+  seq: number;
+  order: Order;
+}
+
+export interface PositionsSubscribeFrame {
+  type: "positions.subscribe";
+  id?: FrameId;
+  payload?: PrivateSubscriptionRequest;
+}
+
+export interface PositionsUnsubscribeFrame {
+  type: "positions.unsubscribe";
+  id?: FrameId;
+  payload?: PrivateSubscriptionRequest;
+}
+
+export interface PositionsSubscribeResponseFrame {
+  type: "positions.subscribe.response";
+  id?: FrameId;
+  payload: PositionsSnapshot;
+}
+
+export interface PositionsUnsubscribeResponseFrame {
+  type: "positions.unsubscribe.response";
+  id?: FrameId;
+  payload: PrivateUnsubscribeResponse;
+}
+
+export interface PositionsUpdateFrame {
+  type: "positions.update";
+  payload: PositionsChange;
+}
+
+export interface PositionsSnapshot {
+  status: SubscriptionStatus;
+  /**
+   * What happened, or why not (the broker is not served here).
+   */
+  message: string;
+  /**
+   * The account's sequence number this state is as of; updates follow with higher numbers.
+   */
+  seq: number;
+  /**
+   * The account's open positions now.
+   */
+  positions: Position[];
+}
+
+export interface PositionsChange {
+  /**
+   * The account's sequence number of this change.
+   */
+  seq: number;
+  position: Position;
+}
+
+export interface ExecutionsSubscribeFrame {
+  type: "executions.subscribe";
+  id?: FrameId;
+  payload?: PrivateSubscriptionRequest;
+}
+
+export interface ExecutionsUnsubscribeFrame {
+  type: "executions.unsubscribe";
+  id?: FrameId;
+  payload?: PrivateSubscriptionRequest;
+}
+
+export interface ExecutionsSubscribeResponseFrame {
+  type: "executions.subscribe.response";
+  id?: FrameId;
+  payload: ExecutionsSnapshot;
+}
+
+export interface ExecutionsUnsubscribeResponseFrame {
+  type: "executions.unsubscribe.response";
+  id?: FrameId;
+  payload: PrivateUnsubscribeResponse;
+}
+
+export interface ExecutionsUpdateFrame {
+  type: "executions.update";
+  payload: ExecutionsChange;
+}
+
+export interface ExecutionsSnapshot {
+  status: SubscriptionStatus;
+  /**
+   * What happened, or why not (the broker is not served here).
+   */
+  message: string;
+  /**
+   * The account's sequence number this state is as of; updates follow with higher numbers.
+   */
+  seq: number;
+  /**
+   * The account's latest fills (up to 100), oldest first.
+   */
+  executions: Execution[];
+}
+
+export interface ExecutionsChange {
+  /**
+   * The account's sequence number of this change.
+   */
+  seq: number;
+  execution: Execution;
+}
+
+export interface EquitySubscribeFrame {
+  type: "equity.subscribe";
+  id?: FrameId;
+  payload?: PrivateSubscriptionRequest;
+}
+
+export interface EquityUnsubscribeFrame {
+  type: "equity.unsubscribe";
+  id?: FrameId;
+  payload?: PrivateSubscriptionRequest;
+}
+
+export interface EquitySubscribeResponseFrame {
+  type: "equity.subscribe.response";
+  id?: FrameId;
+  payload: EquitySnapshot;
+}
+
+export interface EquityUnsubscribeResponseFrame {
+  type: "equity.unsubscribe.response";
+  id?: FrameId;
+  payload: PrivateUnsubscribeResponse;
+}
+
+export interface EquityUpdateFrame {
+  type: "equity.update";
+  payload: EquityChange;
+}
+
+export interface EquitySnapshot {
+  status: SubscriptionStatus;
+  /**
+   * What happened, or why not (the broker is not served here).
+   */
+  message: string;
+  /**
+   * The account's sequence number this state is as of; updates follow with higher numbers.
+   */
+  seq: number;
+  equity?: EquityValues;
+}
+
+export interface EquityChange {
+  /**
+   * The account's sequence number of this change.
+   */
+  seq: number;
+  equity: EquityValues;
+}
+
+export interface NotificationsSubscribeFrame {
+  type: "notifications.subscribe";
+  id?: FrameId;
+  payload?: PrivateSubscriptionRequest;
+}
+
+export interface NotificationsUnsubscribeFrame {
+  type: "notifications.unsubscribe";
+  id?: FrameId;
+  payload?: PrivateSubscriptionRequest;
+}
+
+export interface NotificationsSubscribeResponseFrame {
+  type: "notifications.subscribe.response";
+  id?: FrameId;
+  payload: NotificationsSnapshot;
+}
+
+export interface NotificationsUnsubscribeResponseFrame {
+  type: "notifications.unsubscribe.response";
+  id?: FrameId;
+  payload: PrivateUnsubscribeResponse;
+}
+
+export interface NotificationsUpdateFrame {
+  type: "notifications.update";
+  payload: NotificationsChange;
+}
+
+export interface NotificationsSnapshot {
+  status: SubscriptionStatus;
+  /**
+   * What happened, or why not (the broker is not served here).
+   */
+  message: string;
+  /**
+   * The account's sequence number this state is as of; updates follow with higher numbers.
+   */
+  seq: number;
+}
+
+export interface NotificationsChange {
+  /**
+   * The account's sequence number of this change.
+   */
+  seq: number;
+  notification: Notification;
+}
+
+/**
  * Optional request id, echoed in the reply.
  */
 export type FrameId = string;
@@ -238,7 +655,17 @@ export type ClientMessage =
   | BarsUnsubscribeFrame
   | AuthRefreshFrame
   | QuotesSubscribeFrame
-  | QuotesUnsubscribeFrame;
+  | QuotesUnsubscribeFrame
+  | OrdersSubscribeFrame
+  | OrdersUnsubscribeFrame
+  | PositionsSubscribeFrame
+  | PositionsUnsubscribeFrame
+  | ExecutionsSubscribeFrame
+  | ExecutionsUnsubscribeFrame
+  | EquitySubscribeFrame
+  | EquityUnsubscribeFrame
+  | NotificationsSubscribeFrame
+  | NotificationsUnsubscribeFrame;
 
 /**
  * Every frame the server sends (the `subscribe` messages of the channels).
@@ -250,4 +677,19 @@ export type ServerMessage =
   | AuthRefreshResponseFrame
   | QuotesSubscribeResponseFrame
   | QuotesUnsubscribeResponseFrame
-  | QuotesUpdateFrame;
+  | QuotesUpdateFrame
+  | OrdersSubscribeResponseFrame
+  | OrdersUnsubscribeResponseFrame
+  | OrdersUpdateFrame
+  | PositionsSubscribeResponseFrame
+  | PositionsUnsubscribeResponseFrame
+  | PositionsUpdateFrame
+  | ExecutionsSubscribeResponseFrame
+  | ExecutionsUnsubscribeResponseFrame
+  | ExecutionsUpdateFrame
+  | EquitySubscribeResponseFrame
+  | EquityUnsubscribeResponseFrame
+  | EquityUpdateFrame
+  | NotificationsSubscribeResponseFrame
+  | NotificationsUnsubscribeResponseFrame
+  | NotificationsUpdateFrame;

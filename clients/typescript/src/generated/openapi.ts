@@ -366,6 +366,384 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/broker/orders": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Open orders
+         * @description The account's orders that are not final (placing, inactive brackets, working), oldest first (TradingView's `orders`).
+         */
+        get: operations["getOrders"];
+        put?: never;
+        /**
+         * Place an order
+         * @description Places an order in the caller's paper account (TradingView's
+         *     `placeOrder`). The order is checked whole before anything happens:
+         *     a quantity that is not positive, off the symbol's step or outside
+         *     its min and max; a price off the tick; a limit order without
+         *     `limitPrice`; a stop without `stopPrice`; a buy stop at or below the
+         *     market (a sell stop at or above it); a take-profit or stop-loss on
+         *     the wrong side; IOC or FOK asked of a stop; an order whose margin is
+         *     more than the account's buying power: each is a **400**
+         *     `InvalidOrder` whose message starts with the field (`qty: ...`), and
+         *     nothing changes. An unknown symbol (or one the token is not
+         *     entitled to) is a **404**.
+         *
+         *     A market order fills at once at the ask (buy) or bid (sell), else
+         *     at the last price the market printed; a limit that is marketable
+         *     fills at once at the market, never beyond its limit; other orders
+         *     work until the market reaches them (the rules are in
+         *     `docs/BROKER.md`). The answer is the order as it is after that,
+         *     with its fill when it filled.
+         *
+         *     A 200 means the order is durable (with a store): it survives a
+         *     crash of the server. Retries must carry an `Idempotency-Key`: a key
+         *     this account used within 24 hours answers with the order it placed
+         *     then, placing nothing; the same key with another body is a **422**.
+         */
+        post: operations["placeOrder"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/orders/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Final orders
+         * @description The account's filled, cancelled and rejected orders, newest first,
+         *     a page at a time (TradingView's `ordersHistory`): pass the last
+         *     page's `next_before` as `before` for the next page; a page without
+         *     `next_before` is the last.
+         */
+        get: operations["getOrdersHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/orders/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Preview an order
+         * @description What placing this order would do now, changing nothing: the price it
+         *     would fill at (or rest at), its notional, commission and margin,
+         *     and the buying power left (TradingView's `previewOrder`). An order
+         *     that placing would refuse is answered as placing would (400 naming
+         *     the field, 404 for an unknown symbol).
+         */
+        post: operations["previewOrder"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/orders/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel several orders
+         * @description Cancels the account's open orders of `symbol`: all of them, those
+         *     of one `side`, or only those among `ids` (TradingView's
+         *     `cancelOrders`). Orders already final are left alone. A bracket
+         *     goes with its parent.
+         */
+        post: operations["cancelOrders"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/orders/{order_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Modify an order
+         * @description Changes an open order's quantity and prices (TradingView's
+         *     `modifyOrder`), checked as a new order; it goes back in the queue
+         *     behind others at its price, and its brackets follow its quantity.
+         *     Another account's order, or an id that does not exist, is a
+         *     **404**; a filled, cancelled or rejected order is a **409**
+         *     `OrderFinal`.
+         */
+        put: operations["modifyOrder"];
+        post?: never;
+        /**
+         * Cancel an order
+         * @description Cancels an open order and its brackets (TradingView's `cancelOrder`). 404 and 409 as for a modification.
+         */
+        delete: operations["cancelOrder"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/positions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Positions
+         * @description The account's open positions, one per symbol (netted), with their P&L marked at the market now.
+         */
+        get: operations["getPositions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/positions/{position_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Close a position
+         * @description Closes the position (its id is its symbol) with a market order, in
+         *     full or `amount` of it (TradingView's `closePosition`). More than
+         *     the position, or zero, is a **400** naming `amount`; no position in
+         *     the symbol is a **404**.
+         */
+        delete: operations["closePosition"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/positions/{position_id}/reverse": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reverse a position
+         * @description Turns the position around with one market order of twice its quantity (TradingView's `reversePosition`). No position is a **404**.
+         */
+        post: operations["reversePosition"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/positions/{position_id}/brackets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Set a position's take-profit and stop-loss
+         * @description Replaces the position's brackets (TradingView's
+         *     `editPositionBrackets`): a take-profit and a stop-loss for its whole
+         *     quantity, one-cancels-other, both gone when the position closes. An
+         *     absent one is removed. A price on the wrong side of the market or
+         *     off the tick is a **400** naming it.
+         */
+        put: operations["editPositionBrackets"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/executions/{symbol}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Executions of a symbol
+         * @description The account's fills of the symbol, oldest first (TradingView's `executions`), each linked to its order.
+         */
+        get: operations["getExecutions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/account": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The account
+         * @description The caller's paper account (created with the starting cash on first
+         *     use): its cash, equity, P&L, margin and buying power, marked at the
+         *     market now, and its sequence number (that of its newest update on
+         *     the private channels).
+         */
+        get: operations["getAccountInfo"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/account/reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start the account over
+         * @description Cancels every open order, drops every position (each reported closed) and gives back the starting cash. The executions and the history stay; the sequence goes on.
+         */
+        post: operations["resetAccount"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/symbols/{symbol}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A symbol's trading rules
+         * @description What orders the symbol takes (TradingView's broker `symbolInfo`). An unknown symbol, or one that does not trade, is a **404**.
+         */
+        get: operations["getSymbolInfo"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/leverage/info": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Leverage of a symbol
+         * @description The leverage the account trades the symbol at and the range it may choose (TradingView's `leverageInfo`); one leverage per symbol, whatever the order type and side.
+         */
+        get: operations["leverageInfo"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/leverage/set": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Set the leverage of a symbol
+         * @description Sets the leverage the account trades the symbol at: its margin rate
+         *     becomes 1 / leverage. Out of range, or a leverage at which the open
+         *     positions would hold more margin than the equity, is a **400**
+         *     naming `leverage`.
+         */
+        put: operations["setLeverage"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/broker/leverage/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Preview a leverage
+         * @description What setting this leverage would do (the margin rate, the margin the positions would hold), changing nothing; a leverage setting it would refuse is answered with `errors`.
+         */
+        post: operations["previewLeverage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -833,6 +1211,368 @@ export interface components {
              */
             applied: number;
         };
+        /**
+         * Format: int32
+         * @description TradingView's `Side`: 1 buy, -1 sell.
+         * @enum {integer}
+         */
+        Side: 1 | -1;
+        /**
+         * Format: int32
+         * @description TradingView's `OrderType`: 1 limit, 2 market, 3 stop, 4 stop-limit.
+         * @enum {integer}
+         */
+        OrderType: 1 | 2 | 3 | 4;
+        /**
+         * Format: int32
+         * @description TradingView's `OrderStatus`: 1 canceled, 2 filled, 3 inactive (a bracket waiting for its parent), 4 placing, 5 rejected, 6 working. Filled, canceled and rejected are final.
+         * @enum {integer}
+         */
+        OrderStatus: 1 | 2 | 3 | 4 | 5 | 6;
+        /**
+         * Format: int32
+         * @description TradingView's `ParentType`: 1 an order (the bracket waits for it to fill), 2 a position.
+         * @enum {integer}
+         */
+        ParentType: 1 | 2;
+        /**
+         * @description Time in force: `GTC` good till cancelled, `DAY` until the close of the session it was placed in, `IOC` fill at once or cancel, `FOK` fill whole at once or cancel (orders fill whole, so IOC and FOK behave alike).
+         * @enum {string}
+         */
+        DurationType: "GTC" | "DAY" | "IOC" | "FOK";
+        OrderDuration: {
+            type: components["schemas"]["DurationType"];
+        };
+        /** @description TradingView's `PreOrder`. */
+        PlaceOrderRequest: {
+            /**
+             * @description The symbol (case-insensitive, `EXCHANGE:SYMBOL` accepted).
+             * @example BTCUSD
+             */
+            symbol: string;
+            type: components["schemas"]["OrderType"];
+            side: components["schemas"]["Side"];
+            /**
+             * Format: double
+             * @description Positive, on the symbol's quantity step, within its min and max.
+             * @example 0.5
+             */
+            qty: number;
+            /**
+             * Format: double
+             * @description For limit and stop-limit orders (only), on the tick.
+             */
+            limitPrice?: number;
+            /**
+             * Format: double
+             * @description For stop and stop-limit orders (only), on the tick; a buy stop above the market, a sell stop below it.
+             */
+            stopPrice?: number;
+            /**
+             * Format: double
+             * @description A take-profit bracket's price (a limit on the other side), on the profitable side of the entry.
+             */
+            takeProfit?: number;
+            /**
+             * Format: double
+             * @description A stop-loss bracket's price (a stop on the other side), on the losing side of the entry.
+             */
+            stopLoss?: number;
+            /**
+             * Format: double
+             * @description A trailing distance in pips (the symbol's `pipSize`, its tick) for a stop order itself, or for its stop-loss.
+             */
+            trailingStopPips?: number;
+            duration?: components["schemas"]["OrderDuration"];
+            /**
+             * Format: double
+             * @description The price the trader saw when placing (sent by TradingView; recorded, not used).
+             */
+            seenPrice?: number | null;
+            /** @description Sent by TradingView for a closing order; closes are placed like any market order. */
+            isClose?: boolean;
+        };
+        PlaceOrderResult: {
+            /** @example 17 */
+            orderId: string;
+            order: components["schemas"]["Order"];
+        };
+        /** @description The order's new quantity and prices; a price the order type does not take is refused, one it needs must be given. */
+        ModifyOrderRequest: {
+            /** Format: double */
+            qty: number;
+            /** Format: double */
+            limitPrice?: number;
+            /** Format: double */
+            stopPrice?: number;
+        };
+        CancelOrdersRequest: {
+            symbol: string;
+            side?: components["schemas"]["Side"];
+            /** @description Only these orders (others are left alone). */
+            ids?: string[];
+        };
+        OrderMessage: {
+            /**
+             * @description `info` (why an order ended as it did: expired, cancelled with its parent or its position) or `error`.
+             * @enum {string}
+             */
+            type: "info" | "error";
+            text: string;
+        };
+        /** @description TradingView's `Order`. */
+        Order: {
+            /** @example 17 */
+            id: string;
+            /** @example BTCUSD */
+            symbol: string;
+            type: components["schemas"]["OrderType"];
+            side: components["schemas"]["Side"];
+            /** Format: double */
+            qty: number;
+            status: components["schemas"]["OrderStatus"];
+            /** Format: double */
+            limitPrice?: number;
+            /** Format: double */
+            stopPrice?: number;
+            /** Format: double */
+            takeProfit?: number;
+            /** Format: double */
+            stopLoss?: number;
+            /** Format: double */
+            trailingStopPips?: number;
+            duration: components["schemas"]["OrderDuration"];
+            /**
+             * Format: int64
+             * @description When a DAY order expires (the close of its session), unix milliseconds.
+             */
+            expiresAt?: number;
+            /** Format: double */
+            filledQty: number;
+            /**
+             * Format: double
+             * @description The price it filled at.
+             */
+            avgPrice?: number;
+            /** @description A stop-limit whose stop the market touched (it now works as a limit). */
+            triggered?: boolean;
+            /** @description A bracket's parent (an order id, or a position id). */
+            parentId?: string;
+            parentType?: components["schemas"]["ParentType"];
+            message?: components["schemas"]["OrderMessage"];
+        };
+        OrdersPage: {
+            orders: components["schemas"]["Order"][];
+            /** @description Pass as `before` for the next page; absent on the last. */
+            next_before?: string;
+        };
+        /** @description TradingView's `Position`, one per symbol (netted). */
+        Position: {
+            /**
+             * @description The position's id, its symbol.
+             * @example BTCUSD
+             */
+            id: string;
+            symbol: string;
+            /**
+             * Format: double
+             * @description Positive; `side` says long or short. 0 when the position closed (in `positions.update`).
+             */
+            qty: number;
+            side: components["schemas"]["Side"];
+            /** Format: double */
+            avgPrice: number;
+            /**
+             * Format: double
+             * @description The market price it is marked at (absent before the market printed).
+             */
+            last?: number;
+            /** Format: double */
+            unrealizedPl: number;
+            /**
+             * Format: double
+             * @description The position's take-profit, when it has one.
+             */
+            takeProfit?: number;
+            /** Format: double */
+            stopLoss?: number;
+        };
+        /** @description TradingView's `Brackets`. */
+        Brackets: {
+            /** Format: double */
+            takeProfit?: number | null;
+            /** Format: double */
+            stopLoss?: number | null;
+        };
+        /** @description TradingView's `Execution`, linked to its order. */
+        Execution: {
+            /** @description Its order's id and the fill's number (orders fill whole, so one each). */
+            id: string;
+            orderId: string;
+            symbol: string;
+            /**
+             * Format: double
+             * @description A price the market printed.
+             */
+            price: number;
+            /** Format: double */
+            qty: number;
+            side: components["schemas"]["Side"];
+            /**
+             * Format: int64
+             * @description Unix milliseconds.
+             */
+            time: number;
+            /** Format: double */
+            commission: number;
+            /**
+             * Format: double
+             * @description What the fill moved the cash by (negative for a buy), commission included.
+             */
+            netAmount: number;
+        };
+        AccountInfo: {
+            /** @description The account's id (the token's `sub`, or `demo` without authentication). */
+            id: string;
+            name: string;
+            /** @example USD */
+            currency: string;
+            /**
+             * Format: double
+             * @description Cash.
+             */
+            balance: number;
+            /**
+             * Format: double
+             * @description Cash plus the positions at the market.
+             */
+            equity: number;
+            /** Format: double */
+            unrealizedPl: number;
+            /**
+             * Format: double
+             * @description Realized on reductions, less commission.
+             */
+            realizedPl: number;
+            /** Format: double */
+            commissionPaid: number;
+            /** Format: double */
+            marginUsed: number;
+            /**
+             * Format: double
+             * @description Equity less margin used (what new orders' margin may take).
+             */
+            buyingPower: number;
+            /** Format: double */
+            startingCash: number;
+            /**
+             * Format: int64
+             * @description The account's sequence number (that of its newest private update).
+             */
+            seq: number;
+        };
+        OrderPreview: {
+            symbol: string;
+            side: components["schemas"]["Side"];
+            /** Format: double */
+            qty: number;
+            /**
+             * Format: double
+             * @description The price it would fill at now, or the limit or stop it would rest at; absent before the market printed.
+             */
+            price?: number;
+            /** @description Whether it would fill at once. */
+            fillsNow?: boolean;
+            /** Format: double */
+            notional: number;
+            /** Format: double */
+            commission: number;
+            /** Format: double */
+            margin: number;
+            /**
+             * Format: double
+             * @description The account's buying power now.
+             */
+            buyingPower: number;
+            /** @description The same, as rows for TradingView's order dialog. */
+            sections: components["schemas"]["PreviewSection"][];
+        };
+        PreviewSection: {
+            header?: string;
+            rows: {
+                title: string;
+                value: string;
+            }[];
+        };
+        /** @description TradingView's broker `InstrumentInfo`. */
+        InstrumentInfo: {
+            symbol: string;
+            description?: string;
+            qty: {
+                /** Format: double */
+                min: number;
+                /** Format: double */
+                max: number;
+                /** Format: double */
+                step: number;
+            };
+            /** Format: double */
+            minTick: number;
+            /**
+             * Format: double
+             * @description The tick (trailing distances count in these).
+             */
+            pipSize: number;
+            /**
+             * Format: double
+             * @description What one pip of one unit is worth, in the account currency.
+             */
+            pipValue: number;
+            /**
+             * Format: double
+             * @description The margin rate the account trades the symbol at (1 / leverage).
+             */
+            marginRate: number;
+            /** Format: int32 */
+            leverage: number;
+            currency: string;
+            allowedOrderTypes: components["schemas"]["OrderType"][];
+            allowedDurations: components["schemas"]["DurationType"][];
+        };
+        LeverageRequest: {
+            symbol: string;
+            /** Format: int32 */
+            leverage: number;
+            orderType?: components["schemas"]["OrderType"];
+            side?: components["schemas"]["Side"];
+        };
+        /** @description TradingView's `LeverageInfo`. */
+        LeverageInfo: {
+            title: string;
+            /** Format: int32 */
+            leverage: number;
+            /** Format: int32 */
+            min: number;
+            /** Format: int32 */
+            max: number;
+            /** Format: int32 */
+            step: number;
+        };
+        /** @description TradingView's `LeveragePreviewResult`, with the figures. */
+        LeveragePreview: {
+            /** Format: int32 */
+            leverage: number;
+            /** Format: double */
+            marginRate: number;
+            /**
+             * Format: double
+             * @description The margin the positions would hold.
+             */
+            marginUsed: number;
+            infos?: string[];
+            warnings?: string[];
+            errors?: string[];
+        };
         DatafeedHealth: {
             /** @example ok */
             status: string;
@@ -1270,6 +2010,480 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["IngestResponse"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    getOrders: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The open orders. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"][];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    placeOrder: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Any string of 1 to 255 printable ASCII characters, unique per order the account means to place.
+                 * @example ticket-42
+                 */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PlaceOrderRequest"];
+            };
+        };
+        responses: {
+            /** @description The order, as it is now. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlaceOrderResult"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    getOrdersHistory: {
+        parameters: {
+            query?: {
+                /** @description Orders per page, 1 to 500. */
+                limit?: number;
+                /** @description Only orders with an id below this one (from `next_before`). */
+                before?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of final orders. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrdersPage"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    previewOrder: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PlaceOrderRequest"];
+            };
+        };
+        responses: {
+            /** @description The preview. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrderPreview"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    cancelOrders: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CancelOrdersRequest"];
+            };
+        };
+        responses: {
+            /** @description The orders this cancelled. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"][];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    modifyOrder: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                order_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ModifyOrderRequest"];
+            };
+        };
+        responses: {
+            /** @description The order as it is now. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    cancelOrder: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                order_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The cancelled order. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    getPositions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The positions. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Position"][];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    closePosition: {
+        parameters: {
+            query?: {
+                /** @description How much to close; all of it when absent. */
+                amount?: number;
+            };
+            header?: never;
+            path: {
+                position_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The closing order, filled. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    reversePosition: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                position_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The reversing order, filled. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    editPositionBrackets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                position_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Brackets"];
+            };
+        };
+        responses: {
+            /** @description The position with its brackets. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Position"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    getExecutions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                symbol: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The fills. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Execution"][];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    getAccountInfo: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The account. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccountInfo"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    resetAccount: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The account after the reset. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccountInfo"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    getSymbolInfo: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                symbol: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rules. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InstrumentInfo"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    leverageInfo: {
+        parameters: {
+            query: {
+                symbol: string;
+                orderType?: components["schemas"]["OrderType"];
+                side?: components["schemas"]["Side"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The leverage and its range. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LeverageInfo"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    setLeverage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LeverageRequest"];
+            };
+        };
+        responses: {
+            /** @description The leverage now. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LeverageInfo"];
+                };
+            };
+            "4XX": components["responses"]["Error"];
+            "5XX": components["responses"]["Error"];
+        };
+    };
+    previewLeverage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LeverageRequest"];
+            };
+        };
+        responses: {
+            /** @description The preview. */
+            200: {
+                headers: {
+                    "API-Version": components["headers"]["API-Version"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LeveragePreview"];
                 };
             };
             "4XX": components["responses"]["Error"];

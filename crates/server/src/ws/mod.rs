@@ -8,8 +8,11 @@
 //! * `broadcaster`: clock-driven source changes -> updates (a pushing
 //!   source publishes to the hub itself, see `source`);
 //! * `quotes`: the quotes channel's board (each followed symbol's newest
-//!   quote frame, computed once an interval for everyone).
+//!   quote frame, computed once an interval for everyone);
+//! * `accounts`: the private channels' followers, fed the paper broker's
+//!   durable changes.
 
+pub mod accounts;
 mod broadcaster;
 mod channels;
 mod connection;
@@ -56,6 +59,10 @@ pub struct WsState {
     pub log: Logger,
     pub metrics: Arc<Metrics>,
     pub quotes: quote_board::QuoteBoard,
+    /// The private channels' feed (None: the broker is not served, and
+    /// `broker_off` says why).
+    pub accounts: Option<Arc<accounts::AccountFeed>>,
+    pub broker_off: Option<String>,
     shutdown: watch::Sender<bool>,
     open: AtomicUsize,
     all_closed: Notify,
@@ -70,8 +77,14 @@ impl WsState {
         limits: Limits,
         log: Logger,
         metrics: Arc<Metrics>,
+        broker: &Result<Arc<trading_store::trading::Trading>, String>,
     ) -> WsState {
         WsState {
+            accounts: broker
+                .as_ref()
+                .ok()
+                .map(|t| accounts::AccountFeed::new(Arc::clone(t))),
+            broker_off: broker.as_ref().err().cloned(),
             metrics,
             quotes: quote_board::QuoteBoard::default(),
             hub,
@@ -99,6 +112,14 @@ impl WsState {
             metrics: Arc::clone(&self.metrics),
         };
         tokio::spawn(broadcaster.run(self.shutdown.subscribe()));
+    }
+
+    /// Runs the private channels' feed until shutdown (`interval`: how
+    /// often `equity` follows the market).
+    pub fn spawn_accounts(&self, interval: Duration) {
+        if let Some(feed) = &self.accounts {
+            tokio::spawn(Arc::clone(feed).run(interval, self.shutdown.subscribe()));
+        }
     }
 
     pub fn open_connections(&self) -> usize {

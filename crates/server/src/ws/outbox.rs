@@ -65,6 +65,13 @@ impl Outbox {
         (self.lock().queue.drain(..).collect(), updated)
     }
 
+    /// The client left too much unread on a channel that cannot coalesce
+    /// (a private one): the connection ends as too slow.
+    pub fn overflow(&self) {
+        self.lock().overflowed = true;
+        self.notify.notify_one();
+    }
+
     pub fn overflowed(&self) -> bool {
         self.lock().overflowed
     }

@@ -815,3 +815,142 @@ async fn positions_close_reverse_and_carry_brackets_and_an_account_resets() {
     );
     s.stop().await;
 }
+
+/// The private channels: a snapshot on subscribe, then every change of the
+/// account once it is durable, numbered, on its channel, each frame valid
+/// against the spec; another user's socket hears nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_channels_carry_every_change_in_order_and_only_to_its_account() {
+    use crate::common::tokens::handshake;
+    use crate::common::ws::{recv, send, Received};
+    let dir = TempDir::new("broker-ws");
+    let store = Sqlite.fresh(&dir);
+    register_symbols(&dir, &store, &crypto_24x7(&["WS"]));
+    let s = store_server(
+        &store,
+        &[
+            "--auth-jwt-secret",
+            SECRET,
+            "--auth-default-entitlement",
+            "all",
+        ],
+    )
+    .await;
+    let feed = with_token(&s.base, TOKEN);
+    let alice = with_token(&s.base, &token("alice", None));
+    let sec = |n: i64| (FROZEN_NOW_S - 100) * 1000 + n * 1000;
+    trade(&feed, "WS", sec(1), 100.0).await;
+    // Something before the sockets: the snapshot must carry it.
+    let early = place(&alice, limit("WS", BUY, 1.0, 90.0)).await;
+
+    let channels = [
+        "orders",
+        "positions",
+        "executions",
+        "equity",
+        "notifications",
+    ];
+    let mut sockets = Vec::new();
+    for who in ["alice", "bob"] {
+        let query = format!("?access_token={}", token(who, None));
+        let mut ws = handshake(&s.base, &query, None)
+            .await
+            .expect("the handshake is accepted");
+        for ch in channels {
+            send(
+                &mut ws,
+                serde_json::json!({ "type": format!("{ch}.subscribe"), "id": ch, "payload": {} }),
+            )
+            .await;
+            let Received::Frame(reply) = recv(&mut ws).await else {
+                panic!("no reply")
+            };
+            assert_eq!(reply["type"], format!("{ch}.subscribe.response"));
+            assert_eq!(reply["id"], ch);
+            assert_eq!(reply["payload"]["status"], "ok", "{reply}");
+            if who == "alice" && ch == "orders" {
+                assert_eq!(reply["payload"]["orders"][0]["id"], early.id.as_str());
+                assert_eq!(reply["payload"]["seq"], 1);
+            }
+        }
+        sockets.push(ws);
+    }
+    let mut bob_ws = sockets.pop().unwrap();
+    let mut alice_ws = sockets.pop().unwrap();
+
+    // A bracket order that fills, whose take-profit fills and whose
+    // stop-loss is then cancelled.
+    place(
+        &alice,
+        PlaceOrderRequest {
+            take_profit: Some(103.0),
+            stop_loss: Some(95.0),
+            ..limit("WS", BUY, 1.0, 99.0)
+        },
+    )
+    .await;
+    trade(&feed, "WS", sec(2), 98.5).await;
+    trade(&feed, "WS", sec(3), 103.5).await;
+
+    // Every sequence number from 2 on arrives, in order, on its channel.
+    let account = alice.get_account_info().send().await.unwrap().into_inner();
+    let mut seen: Vec<(u64, String)> = Vec::new();
+    let mut last = 1;
+    while last < account.seq as u64 {
+        let Received::Frame(f) = recv(&mut alice_ws).await else {
+            panic!("the socket closed")
+        };
+        let kind = f["type"].as_str().unwrap().to_string();
+        let seq = f["payload"]["seq"].as_u64().unwrap();
+        assert!(seq >= last, "{seq} after {last}: {f}");
+        if seq > last {
+            assert_eq!(seq, last + 1, "a gap before {f}");
+        }
+        last = seq;
+        seen.push((seq, kind));
+    }
+    // The stop-loss cancelled by the take-profit's fill is also told, with
+    // the same number, right after its order update.
+    let Received::Frame(note) = recv(&mut alice_ws).await else {
+        panic!("the socket closed")
+    };
+    assert_eq!(note["type"], "notifications.update", "{note}");
+    assert_eq!(note["payload"]["seq"], last);
+    assert_eq!(note["payload"]["notification"]["kind"], "canceled");
+    assert_eq!(
+        note["payload"]["notification"]["text"],
+        "its other bracket filled"
+    );
+    seen.push((last, "notifications.update".into()));
+    let kinds: Vec<&str> = seen.iter().map(|(_, k)| k.as_str()).collect();
+    for ch in [
+        "orders",
+        "positions",
+        "executions",
+        "equity",
+        "notifications",
+    ] {
+        assert!(
+            kinds.contains(&format!("{ch}.update").as_str()),
+            "no {ch}: {kinds:?}"
+        );
+    }
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "executions.update").count(),
+        2
+    );
+    // The position opened, then closed: pushed with qty 0.
+    let positions = seen.iter().filter(|(_, k)| k == "positions.update").count();
+    assert_eq!(positions, 2);
+    // Bob heard nothing: his next frame is the answer to a request of ours.
+    send(
+        &mut bob_ws,
+        serde_json::json!({ "type": "orders.unsubscribe", "id": "u", "payload": {} }),
+    )
+    .await;
+    let Received::Frame(next) = recv(&mut bob_ws).await else {
+        panic!("bob's socket closed")
+    };
+    assert_eq!(next["type"], "orders.unsubscribe.response", "{next}");
+    s.stop().await;
+}

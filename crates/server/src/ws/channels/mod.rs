@@ -7,8 +7,11 @@
 //! module here and a line in [`Channels::new`].
 //!
 //! * `bars`: live bars of (symbol, resolution) topics, pulled from the hub;
-//! * `quotes`: watchlist quotes, pulled from the quote board on a tick.
+//! * `quotes`: watchlist quotes, pulled from the quote board on a tick;
+//! * `account`: the five private channels of the paper-trading account,
+//!   fed by `ws::accounts`.
 
+mod account;
 mod bars;
 mod quotes;
 
@@ -123,6 +126,7 @@ impl Channels {
         Channels(vec![
             Box::new(bars::BarsChannel::default()),
             Box::new(quotes::QuotesChannel::default()),
+            Box::new(account::AccountChannel::default()),
         ])
     }
 
