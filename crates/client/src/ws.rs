@@ -18,9 +18,47 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::messages::{
     AuthRefreshRequest, AuthRefreshResponse, BarUpdate, BarsSubscriptionRequest, ClientMessage,
-    QuoteData, QuotesSubscriptionRequest, QuotesSubscriptionResponse, ServerMessage,
-    SubscriptionResponse,
+    EquityChange, EquitySnapshot, ExecutionsChange, ExecutionsSnapshot, NotificationsChange,
+    NotificationsSnapshot, OrdersChange, OrdersSnapshot, PositionsChange, PositionsSnapshot,
+    PrivateSubscriptionRequest, PrivateUnsubscribeResponse, QuoteData, QuotesSubscriptionRequest,
+    QuotesSubscriptionResponse, ServerMessage, SubscriptionResponse,
 };
+
+/// A change of the connection's paper-trading account, from one of its
+/// private channels, in the order the server sent them (the account's
+/// sequence number, `seq`, in each; see [`WsClient::next_account_update`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum AccountUpdate {
+    Order(OrdersChange),
+    Position(PositionsChange),
+    Execution(ExecutionsChange),
+    Equity(EquityChange),
+    Notification(NotificationsChange),
+}
+
+impl AccountUpdate {
+    /// The account's sequence number of this change.
+    pub fn seq(&self) -> i64 {
+        match self {
+            AccountUpdate::Order(c) => c.seq,
+            AccountUpdate::Position(c) => c.seq,
+            AccountUpdate::Execution(c) => c.seq,
+            AccountUpdate::Equity(c) => c.seq,
+            AccountUpdate::Notification(c) => c.seq,
+        }
+    }
+}
+
+/// A private channel, to stop following with
+/// [`WsClient::unsubscribe_account`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Private {
+    Orders,
+    Positions,
+    Executions,
+    Equity,
+    Notifications,
+}
 
 /// Updates held for a consumer that is not reading yet.
 const UPDATE_BUFFER: usize = 4096;
@@ -69,6 +107,7 @@ pub struct WsClient {
     requests: mpsc::Sender<Request>,
     updates: mpsc::Receiver<BarUpdate>,
     quotes: mpsc::Receiver<QuoteData>,
+    account: mpsc::Receiver<AccountUpdate>,
     closed: watch::Receiver<Option<Closed>>,
 }
 
@@ -108,12 +147,19 @@ impl WsClient {
         let (requests, request_rx) = mpsc::channel(64);
         let (update_tx, updates) = mpsc::channel(UPDATE_BUFFER);
         let (quote_tx, quotes) = mpsc::channel(QUOTE_BUFFER);
+        let (account_tx, account) = mpsc::channel(UPDATE_BUFFER);
         let (closed_tx, closed) = watch::channel(None);
-        tokio::spawn(run(socket, request_rx, update_tx, quote_tx, closed_tx));
+        let feeds = Feeds {
+            updates: update_tx,
+            quotes: quote_tx,
+            account: account_tx,
+        };
+        tokio::spawn(run(socket, request_rx, feeds, closed_tx));
         Ok(WsClient {
             requests,
             updates,
             quotes,
+            account,
             closed,
         })
     }
@@ -174,6 +220,85 @@ impl WsClient {
     /// The next quote update; `None` once the connection has ended.
     pub async fn next_quote(&mut self) -> Option<QuoteData> {
         self.quotes.recv().await
+    }
+
+    /// Follows the account's orders: the open ones now, then every change
+    /// ([`WsClient::next_account_update`]).
+    pub async fn subscribe_orders(&self) -> Result<OrdersSnapshot, WsError> {
+        let m = ClientMessage::OrdersSubscribe(PrivateSubscriptionRequest {});
+        match self.request(m).await? {
+            ServerMessage::OrdersSubscribeResponse(r) => Ok(r),
+            other => Err(WsError::UnexpectedReply(other.type_name().into())),
+        }
+    }
+
+    /// Follows the account's positions: the open ones now, then every
+    /// change (a closed position with qty 0).
+    pub async fn subscribe_positions(&self) -> Result<PositionsSnapshot, WsError> {
+        let m = ClientMessage::PositionsSubscribe(PrivateSubscriptionRequest {});
+        match self.request(m).await? {
+            ServerMessage::PositionsSubscribeResponse(r) => Ok(r),
+            other => Err(WsError::UnexpectedReply(other.type_name().into())),
+        }
+    }
+
+    /// Follows the account's fills: the latest now, then each new one.
+    pub async fn subscribe_executions(&self) -> Result<ExecutionsSnapshot, WsError> {
+        let m = ClientMessage::ExecutionsSubscribe(PrivateSubscriptionRequest {});
+        match self.request(m).await? {
+            ServerMessage::ExecutionsSubscribeResponse(r) => Ok(r),
+            other => Err(WsError::UnexpectedReply(other.type_name().into())),
+        }
+    }
+
+    /// Follows the account's equity, cash and P&L.
+    pub async fn subscribe_equity(&self) -> Result<EquitySnapshot, WsError> {
+        let m = ClientMessage::EquitySubscribe(PrivateSubscriptionRequest {});
+        match self.request(m).await? {
+            ServerMessage::EquitySubscribeResponse(r) => Ok(r),
+            other => Err(WsError::UnexpectedReply(other.type_name().into())),
+        }
+    }
+
+    /// Follows what the account should be told (orders that ended with a
+    /// reason; a `resync` when updates were missed).
+    pub async fn subscribe_notifications(&self) -> Result<NotificationsSnapshot, WsError> {
+        let m = ClientMessage::NotificationsSubscribe(PrivateSubscriptionRequest {});
+        match self.request(m).await? {
+            ServerMessage::NotificationsSubscribeResponse(r) => Ok(r),
+            other => Err(WsError::UnexpectedReply(other.type_name().into())),
+        }
+    }
+
+    /// Stops following one private channel.
+    pub async fn unsubscribe_account(
+        &self,
+        channel: Private,
+    ) -> Result<PrivateUnsubscribeResponse, WsError> {
+        let r = PrivateSubscriptionRequest {};
+        let m = match channel {
+            Private::Orders => ClientMessage::OrdersUnsubscribe(r),
+            Private::Positions => ClientMessage::PositionsUnsubscribe(r),
+            Private::Executions => ClientMessage::ExecutionsUnsubscribe(r),
+            Private::Equity => ClientMessage::EquityUnsubscribe(r),
+            Private::Notifications => ClientMessage::NotificationsUnsubscribe(r),
+        };
+        match self.request(m).await? {
+            ServerMessage::OrdersUnsubscribeResponse(r)
+            | ServerMessage::PositionsUnsubscribeResponse(r)
+            | ServerMessage::ExecutionsUnsubscribeResponse(r)
+            | ServerMessage::EquityUnsubscribeResponse(r)
+            | ServerMessage::NotificationsUnsubscribeResponse(r) => Ok(r),
+            other => Err(WsError::UnexpectedReply(other.type_name().into())),
+        }
+    }
+
+    /// The next change of the account on the channels followed, in the
+    /// order the server sent them; `None` once the connection has ended.
+    /// A `seq` more than one above the last one seen means changes were
+    /// missed: read the state again over REST.
+    pub async fn next_account_update(&mut self) -> Option<AccountUpdate> {
+        self.account.recv().await
     }
 
     /// Hands the server a fresh token for this connection (same user);
@@ -243,11 +368,17 @@ fn subscription_reply(reply: ServerMessage) -> Result<SubscriptionResponse, WsEr
     }
 }
 
+/// Where the socket task hands what it receives.
+struct Feeds {
+    updates: mpsc::Sender<BarUpdate>,
+    quotes: mpsc::Sender<QuoteData>,
+    account: mpsc::Sender<AccountUpdate>,
+}
+
 async fn run<S>(
     mut socket: tokio_tungstenite::WebSocketStream<S>,
     mut requests: mpsc::Receiver<Request>,
-    updates: mpsc::Sender<BarUpdate>,
-    quotes: mpsc::Sender<QuoteData>,
+    feeds: Feeds,
     closed: watch::Sender<Option<Closed>>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -273,13 +404,26 @@ async fn run<S>(
             frame = socket.next() => match frame {
                 Some(Ok(Message::Text(text))) => match ServerMessage::decode(&text) {
                     Ok((_, ServerMessage::BarsUpdate(update))) => {
-                        if updates.send(update).await.is_err() {
+                        if feeds.updates.send(update).await.is_err() {
                             // Nobody reads updates any more; replies still matter.
                         }
                     }
                     Ok((_, ServerMessage::QuotesUpdate(quote))) => {
                         // Full or unread: this quote is dropped (see QUOTE_BUFFER).
-                        let _ = quotes.try_send(quote);
+                        let _ = feeds.quotes.try_send(quote);
+                    }
+                    Ok((None, message)) if private(&message) => {
+                        let change = match message {
+                            ServerMessage::OrdersUpdate(c) => AccountUpdate::Order(c),
+                            ServerMessage::PositionsUpdate(c) => AccountUpdate::Position(c),
+                            ServerMessage::ExecutionsUpdate(c) => AccountUpdate::Execution(c),
+                            ServerMessage::EquityUpdate(c) => AccountUpdate::Equity(c),
+                            ServerMessage::NotificationsUpdate(c) => AccountUpdate::Notification(c),
+                            _ => unreachable!("a private update"),
+                        };
+                        // Changes are never dropped: an unread backlog holds
+                        // the socket, and the server closes a client too slow.
+                        let _ = feeds.account.send(change).await;
                     }
                     Ok((Some(id), reply)) => {
                         if let Some(tx) = pending.remove(&id) {
@@ -311,4 +455,16 @@ async fn run<S>(
         code: 1006,
         reason: "connection lost".into(),
     })));
+}
+
+/// Whether `message` is a change on a private channel.
+fn private(message: &ServerMessage) -> bool {
+    matches!(
+        message,
+        ServerMessage::OrdersUpdate(_)
+            | ServerMessage::PositionsUpdate(_)
+            | ServerMessage::ExecutionsUpdate(_)
+            | ServerMessage::EquityUpdate(_)
+            | ServerMessage::NotificationsUpdate(_)
+    )
 }

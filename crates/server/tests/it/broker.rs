@@ -954,3 +954,119 @@ async fn private_channels_carry_every_change_in_order_and_only_to_its_account() 
     assert_eq!(next["type"], "orders.unsubscribe.response", "{next}");
     s.stop().await;
 }
+
+/// The Rust client's typed private channels: what a service following an
+/// account sees of a bracket order's life, each change once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_follows_an_account_through_a_bracket_order() {
+    use trading_pro_client::ws::{AccountUpdate, WsClient};
+    let dir = TempDir::new("broker-client");
+    let store = Sqlite.fresh(&dir);
+    register_symbols(&dir, &store, &crypto_24x7(&["RC"]));
+    let s = store_server(&store, &[]).await;
+    let c = with_token(&s.base, TOKEN);
+    let sec = |n: i64| (FROZEN_NOW_S - 100) * 1000 + n * 1000;
+    trade(&c, "RC", sec(1), 100.0).await;
+
+    let mut ws = WsClient::connect(&s.base).await.unwrap();
+    assert!(ws.subscribe_orders().await.unwrap().orders.is_empty());
+    assert!(ws.subscribe_positions().await.unwrap().positions.is_empty());
+    ws.subscribe_executions().await.unwrap();
+    let equity = ws.subscribe_equity().await.unwrap();
+    assert_eq!(equity.equity.map(|e| e.balance), Some(100_000.0));
+    let start = ws.subscribe_notifications().await.unwrap().seq;
+
+    place(
+        &c,
+        PlaceOrderRequest {
+            take_profit: Some(102.0),
+            stop_loss: Some(97.0),
+            ..limit("RC", BUY, 3.0, 99.0)
+        },
+    )
+    .await;
+    trade(&c, "RC", sec(2), 98.9).await;
+    trade(&c, "RC", sec(3), 102.5).await;
+
+    let mut last = start;
+    let mut realized = None;
+    let mut cancelled_note = None;
+    while cancelled_note.is_none() {
+        let update = ws
+            .next_account_update()
+            .await
+            .expect("the connection stays");
+        assert!(
+            update.seq() == last || update.seq() == last + 1,
+            "{update:?} after {last}"
+        );
+        last = update.seq();
+        match update {
+            AccountUpdate::Equity(e) => realized = Some(e.equity.realized_pl),
+            AccountUpdate::Notification(n) => cancelled_note = Some(n.notification.text),
+            _ => {}
+        }
+    }
+    // Bought 3 at 99, sold at 102.
+    assert_eq!(realized, Some(9.0));
+    assert_eq!(cancelled_note.as_deref(), Some("its other bracket filled"));
+    s.stop().await;
+}
+
+/// A DAY order ends at the close of the session it was placed in, told on
+/// `notifications`, and no later trade fills it; a GTC order stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_order_expires_at_its_sessions_close() {
+    let dir = TempDir::new("broker-day");
+    let store = Sqlite.fresh(&dir);
+    // A market open two minutes a day, from the test's clock start.
+    let symbols = crypto_24x7(&["DAY"]).replace("\"24x7\"", "\"1530-1532\"");
+    register_symbols(&dir, &store, &symbols);
+    let start = FROZEN_NOW_S.to_string();
+    // The clock runs a minute a second; the broker looks every 100 ms.
+    let s = TestServer::start(&[
+        "--store",
+        &store,
+        "--ingest-token",
+        TOKEN,
+        "--clock-start",
+        &start,
+        "--clock-speed",
+        "60",
+        "--broadcast-interval-ms",
+        "100",
+    ])
+    .await;
+    let c = with_token(&s.base, TOKEN);
+    trade(&c, "DAY", FROZEN_NOW_S * 1000 + 1_000, 100.0).await;
+    let day = place(
+        &c,
+        PlaceOrderRequest {
+            duration: Some(OrderDuration {
+                type_: DurationType::Day,
+            }),
+            ..limit("DAY", BUY, 1.0, 90.0)
+        },
+    )
+    .await;
+    // The session closes at 15:32 UTC.
+    assert_eq!(day.expires_at, Some((FROZEN_NOW_S + 120) * 1000));
+    let gtc = place(&c, limit("DAY", BUY, 1.0, 80.0)).await;
+    let mut waited = 0;
+    let ended = loop {
+        let o = status(&c, &day.id).await;
+        if *o.status != WORKING {
+            break o;
+        }
+        waited += 1;
+        assert!(waited < 600, "the DAY order never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(*ended.status, CANCELED);
+    assert_eq!(
+        ended.message.map(|m| m.text).as_deref(),
+        Some("expired at the close of its session")
+    );
+    assert_eq!(*status(&c, &gtc.id).await.status, WORKING);
+    s.stop().await;
+}
