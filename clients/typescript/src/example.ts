@@ -33,6 +33,21 @@ const SERVER_MESSAGE_TYPES = [
   "quotes.subscribe.response",
   "quotes.unsubscribe.response",
   "quotes.update",
+  "orders.subscribe.response",
+  "orders.unsubscribe.response",
+  "orders.update",
+  "positions.subscribe.response",
+  "positions.unsubscribe.response",
+  "positions.update",
+  "executions.subscribe.response",
+  "executions.unsubscribe.response",
+  "executions.update",
+  "equity.subscribe.response",
+  "equity.unsubscribe.response",
+  "equity.update",
+  "notifications.subscribe.response",
+  "notifications.unsubscribe.response",
+  "notifications.update",
 ] as const satisfies readonly ServerMessage["type"][];
 type MissingServerMessageType = Exclude<ServerMessage["type"], (typeof SERVER_MESSAGE_TYPES)[number]>;
 const serverMessageTypesComplete: [MissingServerMessageType] extends [never] ? true : never = true;
@@ -195,6 +210,22 @@ async function subscribeAndWaitForUpdate(url: string, symbol: string, resolution
           case "quotes.subscribe.response":
           case "quotes.unsubscribe.response":
           case "quotes.update":
+          // The account's private channels (this example follows none).
+          case "orders.subscribe.response":
+          case "orders.unsubscribe.response":
+          case "orders.update":
+          case "positions.subscribe.response":
+          case "positions.unsubscribe.response":
+          case "positions.update":
+          case "executions.subscribe.response":
+          case "executions.unsubscribe.response":
+          case "executions.update":
+          case "equity.subscribe.response":
+          case "equity.unsubscribe.response":
+          case "equity.update":
+          case "notifications.subscribe.response":
+          case "notifications.unsubscribe.response":
+          case "notifications.update":
             return;
           default: {
             const unexpected: never = message;
