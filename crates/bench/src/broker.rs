@@ -114,9 +114,9 @@ pub fn run_all(o: &Options) -> bool {
             }
         }
         filling.push(started.elapsed().as_nanos() as f64 / prints as f64);
-        // Order, execution, position: three events per fill.
-        fills_per_print.push(fill_events as f64 / 3.0 / prints as f64);
-        ok &= fill_events == RESTING * 3;
+        // Order, execution, balance, position: four events per fill.
+        fills_per_print.push(fill_events as f64 / 4.0 / prints as f64);
+        ok &= fill_events == RESTING * 4;
     }
     let (place, idle, filling) = (
         stats::median(place),

@@ -12,6 +12,7 @@ mod engine;
 mod http;
 mod logs;
 mod nodes;
+mod orders;
 mod rest;
 mod server;
 mod services;
@@ -165,6 +166,7 @@ async fn main() {
     }
     if runs(Part::Broker) {
         ok &= broker::run_all(&options);
+        ok &= orders::run_all(&options).await;
     }
     if runs(Part::Abuse) {
         ok &= abuse::run_all(&options).await;

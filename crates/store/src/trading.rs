@@ -139,6 +139,14 @@ impl Trading {
         }
     }
 
+    /// Whether the desk knows where `symbol`'s market is (it has seen a
+    /// print of it): a command then needs no quote from the source.
+    pub fn knows_market(&self, symbol: &str) -> bool {
+        self.ledger
+            .look(|desk| desk.broker().last(symbol).is_some())
+            .is_some_and(|(known, _, _)| known)
+    }
+
     /// Every durable record from now on, in ledger order (a subscriber
     /// that falls more than a few thousand behind is told it lagged).
     pub fn updates(&self) -> broadcast::Receiver<Arc<Vec<Record>>> {

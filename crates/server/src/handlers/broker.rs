@@ -223,7 +223,12 @@ async fn command(
     let trading = Arc::clone(trading(ctx)?);
     let account = account(rqctx);
     let now_ms = ctx.clock.now_ms();
+    // A store's prints reach the desk as they are ingested: its quote is
+    // needed only by a desk that has seen none of the symbol's yet (after
+    // a restart). The synthetic market's is a print at the clock.
+    let pushed = ctx.source.live() == trading_market::source::Live::Pushed;
     let market = match symbol {
+        Some((s, _)) if pushed && trading.knows_market(&s.info.ticker) => None,
         Some((s, _)) => market(ctx, s, now_ms).await,
         None => None,
     };
