@@ -9,9 +9,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::server::{self, Process, CLOCK_START};
+use crate::server::{Process, CLOCK_START};
 use crate::stats::{self, int, Percentiles};
-use crate::store::{register_ingest_symbols, Scratch, SENDERS, TOKEN};
+use crate::store::{ingest_server_with, Scratch, SENDERS, TOKEN};
 use crate::{http, Options};
 
 /// Connections placing orders back to back in the throughput run.
@@ -22,23 +22,9 @@ const PACED_RATE: f64 = 1_000.0;
 const PROBES: usize = 200;
 
 async fn broker_server(o: &Options, scratch: &Scratch, name: &str) -> Result<Process, String> {
-    let store = scratch.path(&format!("{name}.db"));
-    for suffix in ["", "-wal", "-shm", "-walbase"] {
-        let _ = std::fs::remove_file(scratch.path(&format!("{name}.db{suffix}")));
-    }
-    let store_arg = store.display().to_string();
-    register_ingest_symbols(o, scratch, &store_arg)?;
-    server::trading_server(
-        &o.server,
-        &[
-            ("--store", store_arg),
-            ("--ingest-token", TOKEN.into()),
-            ("--clock-speed", "1".into()),
-            // Enough cash that no order is refused for buying power.
-            ("--paper-cash", "1000000000000".into()),
-        ],
-    )
-    .await
+    // Enough cash that no order is refused for buying power.
+    let cash = [("--paper-cash", "1000000000000".to_string())];
+    ingest_server_with(o, scratch, name, &cash).await
 }
 
 fn post(path: &str, body: &str, headers: &str) -> Vec<u8> {

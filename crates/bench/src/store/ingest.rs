@@ -58,6 +58,16 @@ pub(super) async fn ingest_server(
     scratch: &Scratch,
     name: &str,
 ) -> Result<Process, String> {
+    ingest_server_with(o, scratch, name, &[]).await
+}
+
+/// [`ingest_server`] with more flags.
+pub async fn ingest_server_with(
+    o: &Options,
+    scratch: &Scratch,
+    name: &str,
+    extra: &[(&str, String)],
+) -> Result<Process, String> {
     let store = scratch.path(&format!("{name}.db"));
     // A server before was killed: its log and the record beside it go too.
     for suffix in ["", "-wal", "-shm", "-walbase"] {
@@ -65,15 +75,13 @@ pub(super) async fn ingest_server(
     }
     let store_arg = store.display().to_string();
     register_ingest_symbols(o, scratch, &store_arg)?;
-    server::trading_server(
-        &o.server,
-        &[
-            ("--store", store_arg),
-            ("--ingest-token", TOKEN.into()),
-            ("--clock-speed", "1".into()),
-        ],
-    )
-    .await
+    let mut flags = vec![
+        ("--store", store_arg),
+        ("--ingest-token", TOKEN.into()),
+        ("--clock-speed", "1".into()),
+    ];
+    flags.extend(extra.iter().map(|(f, v)| (*f, v.clone())));
+    server::trading_server(&o.server, &flags).await
 }
 
 fn trades_body(symbol: &str, first_ms: i64, seq: u64, n: usize) -> String {

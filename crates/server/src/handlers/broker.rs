@@ -243,6 +243,22 @@ async fn command(
     Ok((trading, account, answer))
 }
 
+/// Runs `action`, which answers with an order, and reads that order back.
+async fn order_command(
+    rqctx: &Request<AppContext>,
+    action: Action,
+    symbol: Option<(&Symbol, &SymbolRules)>,
+) -> Result<Order, ApiError> {
+    let (trading, account, answer) = command(rqctx, action, symbol).await?;
+    let Answer::Order(id) = answer else {
+        unreachable!("the action answers with an order")
+    };
+    trading
+        .read(|desk| order_of(desk, &account, id))
+        .await
+        .map_err(trade_error)?
+}
+
 /// Reads the desk for the caller once what it shows is durable.
 async fn read<R>(
     rqctx: &Request<AppContext>,
@@ -279,16 +295,9 @@ pub async fn place_order(
         let now = rqctx.context().clock.now_ms();
         let request = order_request(&body, &symbol, &rules, now)?;
         let action = Action::Place { request, key };
-        let (trading, account, answer) = command(&rqctx, action, Some((&symbol, &rules))).await?;
-        let Answer::Order(id) = answer else {
-            unreachable!("placing answers with an order")
-        };
-        let order = trading
-            .read(|desk| order_of(desk, &account, id))
-            .await
-            .map_err(trade_error)??;
+        let order = order_command(&rqctx, action, Some((&symbol, &rules))).await?;
         Ok(PlaceOrderResult {
-            order_id: id.to_string(),
+            order_id: order.id.clone(),
             order,
         })
     }
@@ -473,11 +482,7 @@ pub async fn modify_order(
             limit_price: price("limitPrice", body.limit_price)?,
             stop_price: price("stopPrice", body.stop_price)?,
         };
-        let (trading, account, _) = command(&rqctx, action, None).await?;
-        trading
-            .read(|desk| order_of(desk, &account, id))
-            .await
-            .map_err(trade_error)?
+        order_command(&rqctx, action, None).await
     }
     .await;
     respond(&rqctx, result)
@@ -489,11 +494,7 @@ pub async fn cancel_order(
 ) -> Response<Order> {
     let result = async {
         let id = order_id(&path.into_inner()?.order_id)?;
-        let (trading, account, _) = command(&rqctx, Action::Cancel { id }, None).await?;
-        trading
-            .read(|desk| order_of(desk, &account, id))
-            .await
-            .map_err(trade_error)?
+        order_command(&rqctx, Action::Cancel { id }, None).await
     }
     .await;
     respond(&rqctx, result)
@@ -579,14 +580,7 @@ pub async fn close_position(
             symbol: symbol.info.ticker.clone(),
             amount,
         };
-        let (trading, account, answer) = command(&rqctx, action, Some((&symbol, &rules))).await?;
-        let Answer::Order(id) = answer else {
-            unreachable!("closing answers with an order")
-        };
-        trading
-            .read(|desk| order_of(desk, &account, id))
-            .await
-            .map_err(trade_error)?
+        order_command(&rqctx, action, Some((&symbol, &rules))).await
     }
     .await;
     respond(&rqctx, result)
@@ -601,14 +595,7 @@ pub async fn reverse_position(
         let action = Action::Reverse {
             symbol: symbol.info.ticker.clone(),
         };
-        let (trading, account, answer) = command(&rqctx, action, Some((&symbol, &rules))).await?;
-        let Answer::Order(id) = answer else {
-            unreachable!("reversing answers with an order")
-        };
-        trading
-            .read(|desk| order_of(desk, &account, id))
-            .await
-            .map_err(trade_error)?
+        order_command(&rqctx, action, Some((&symbol, &rules))).await
     }
     .await;
     respond(&rqctx, result)

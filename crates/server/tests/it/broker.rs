@@ -53,6 +53,18 @@ fn limit(symbol: &str, side: i32, qty: f64, price: f64) -> PlaceOrderRequest {
     }
 }
 
+/// A new SQLite store with the 24x7 `tickers`, served with the market
+/// clock frozen (and `extra` flags), and a client carrying the ingest
+/// token (the broker's account is the demo one without authentication).
+async fn served(label: &str, tickers: &[&str], extra: &[&str]) -> (TempDir, TestServer, Client) {
+    let dir = TempDir::new(label);
+    let store = Sqlite.fresh(&dir);
+    register_symbols(&dir, &store, &crypto_24x7(tickers));
+    let s = store_server(&store, extra).await;
+    let c = with_token(&s.base, TOKEN);
+    (dir, s, c)
+}
+
 async fn place(c: &Client, body: PlaceOrderRequest) -> t::Order {
     c.place_order()
         .body(body)
@@ -93,11 +105,7 @@ async fn status(c: &Client, id: &str) -> t::Order {
 /// its minute's bar, linked to its order; the account's figures exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fill_rule_holds_for_a_market_fed_through_ingest() {
-    let dir = TempDir::new("broker-fills");
-    let store = Sqlite.fresh(&dir);
-    register_symbols(&dir, &store, &crypto_24x7(&["FILL", "TRAIL"]));
-    let s = store_server(&store, &[]).await;
-    let c = with_token(&s.base, TOKEN);
+    let (_dir, s, c) = served("broker-fills", &["FILL", "TRAIL"], &[]).await;
     let t0 = (FROZEN_NOW_S - 3600) * 1000;
     let sec = |n: i64| t0 + n * 1000;
 
@@ -668,15 +676,8 @@ async fn the_synthetic_market_trades_a_demo_account() {
 /// the client against a store fed by ingest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn positions_close_reverse_and_carry_brackets_and_an_account_resets() {
-    let dir = TempDir::new("broker-positions");
-    let store = Sqlite.fresh(&dir);
-    register_symbols(&dir, &store, &crypto_24x7(&["POS"]));
-    let s = store_server(
-        &store,
-        &["--paper-cash", "5000", "--paper-commission", "0.25"],
-    )
-    .await;
-    let c = with_token(&s.base, TOKEN);
+    let extra = ["--paper-cash", "5000", "--paper-commission", "0.25"];
+    let (_dir, s, c) = served("broker-positions", &["POS"], &extra).await;
     let sec = |n: i64| (FROZEN_NOW_S - 100) * 1000 + n * 1000;
     trade(&c, "POS", sec(1), 100.0).await;
 
@@ -823,20 +824,13 @@ async fn positions_close_reverse_and_carry_brackets_and_an_account_resets() {
 async fn private_channels_carry_every_change_in_order_and_only_to_its_account() {
     use crate::common::tokens::handshake;
     use crate::common::ws::{recv, send, Received};
-    let dir = TempDir::new("broker-ws");
-    let store = Sqlite.fresh(&dir);
-    register_symbols(&dir, &store, &crypto_24x7(&["WS"]));
-    let s = store_server(
-        &store,
-        &[
-            "--auth-jwt-secret",
-            SECRET,
-            "--auth-default-entitlement",
-            "all",
-        ],
-    )
-    .await;
-    let feed = with_token(&s.base, TOKEN);
+    let auth = [
+        "--auth-jwt-secret",
+        SECRET,
+        "--auth-default-entitlement",
+        "all",
+    ];
+    let (_dir, s, feed) = served("broker-ws", &["WS"], &auth).await;
     let alice = with_token(&s.base, &token("alice", None));
     let sec = |n: i64| (FROZEN_NOW_S - 100) * 1000 + n * 1000;
     trade(&feed, "WS", sec(1), 100.0).await;
@@ -960,11 +954,7 @@ async fn private_channels_carry_every_change_in_order_and_only_to_its_account() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_client_follows_an_account_through_a_bracket_order() {
     use trading_pro_client::ws::{AccountUpdate, WsClient};
-    let dir = TempDir::new("broker-client");
-    let store = Sqlite.fresh(&dir);
-    register_symbols(&dir, &store, &crypto_24x7(&["RC"]));
-    let s = store_server(&store, &[]).await;
-    let c = with_token(&s.base, TOKEN);
+    let (_dir, s, c) = served("broker-client", &["RC"], &[]).await;
     let sec = |n: i64| (FROZEN_NOW_S - 100) * 1000 + n * 1000;
     trade(&c, "RC", sec(1), 100.0).await;
 
