@@ -153,6 +153,8 @@ pub struct Record {
 pub struct Desk {
     broker: Broker,
     keys: HashMap<(AccountId, String), (u64, OrderId, i64)>,
+    /// When old keys were last dropped.
+    keys_pruned_ms: i64,
     /// Each symbol's newest print: older prices (history amended by a late
     /// trade) do not trade.
     printed: HashMap<String, i64>,
@@ -163,6 +165,7 @@ impl Desk {
         Desk {
             broker,
             keys: HashMap::new(),
+            keys_pruned_ms: i64::MIN,
             printed: HashMap::new(),
         }
     }
@@ -186,6 +189,7 @@ impl Desk {
         Desk {
             broker,
             keys,
+            keys_pruned_ms: i64::MIN,
             printed: HashMap::new(),
         }
     }
@@ -235,9 +239,12 @@ impl Desk {
             Action::Place { request, key } => {
                 let fingerprint = fingerprint(&request);
                 if let Some(key) = &key {
-                    self.keys
-                        .retain(|_, (_, _, at)| *at >= now_ms - KEY_RETENTION_MS);
-                    if let Some((seen, order, _)) = self.keys.get(&(account.clone(), key.clone())) {
+                    self.forget_old_keys(now_ms);
+                    let remembered = self
+                        .keys
+                        .get(&(account.clone(), key.clone()))
+                        .filter(|(_, _, at)| *at >= now_ms - KEY_RETENTION_MS);
+                    if let Some((seen, order, _)) = remembered {
                         let answer = if *seen == fingerprint {
                             Ok((Answer::Order(*order), None))
                         } else {
@@ -324,6 +331,18 @@ impl Desk {
             (answer, record)
         });
         (answer, printed)
+    }
+
+    /// Drops keys past their retention, at most once a minute (a key is
+    /// also checked for its age when looked up), so a placement with a
+    /// key does not walk every key.
+    fn forget_old_keys(&mut self, now_ms: i64) {
+        if now_ms.saturating_sub(self.keys_pruned_ms) < 60_000 {
+            return;
+        }
+        self.keys_pruned_ms = now_ms;
+        self.keys
+            .retain(|_, (_, _, at)| *at >= now_ms - KEY_RETENTION_MS);
     }
 
     /// A price the market printed: the orders it fills, what follows. A
