@@ -8,8 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use trading_broker::desk::Market;
-use trading_broker::units::Price;
 use trading_market::calendar::TradingCalendar;
 use trading_market::clock::Clock;
 use trading_market::source::DataSource;
@@ -56,18 +54,8 @@ async fn feed(trading: &Trading, source: &dyn DataSource, now_ms: i64) {
         let Ok(Some(quote)) = source.quote(symbol, now_ms).await else {
             continue;
         };
-        let Some(last) = Price::from_f64(quote.last) else {
-            continue;
-        };
-        let bid_ask = match (quote.bid, quote.ask) {
-            (Some(bid), Some(ask)) => Price::from_f64(bid).zip(Price::from_f64(ask)),
-            _ => None,
-        };
-        trading.observe(Market {
-            symbol: ticker,
-            time_ms: Some(now_ms),
-            last,
-            quote: bid_ask,
-        });
+        if let Some(market) = super::wire::market_of(&ticker, &quote, Some(now_ms)) {
+            trading.observe(market);
+        }
     }
 }

@@ -143,3 +143,24 @@ pub fn wire_account(desk: &Desk, account: &str, starting_cash: Cash) -> AccountI
         seq: broker.seq(account) as i64,
     }
 }
+
+/// A source's quote as the desk takes it: its last price (with `time_ms`
+/// when the market printed it then) and its bid and ask when it has both;
+/// None when the last price has more than 8 decimal places.
+pub fn market_of(
+    ticker: &str,
+    quote: &trading_market::source::Quote,
+    time_ms: Option<i64>,
+) -> Option<trading_broker::desk::Market> {
+    let last = Price::from_f64(quote.last)?;
+    let bid_ask = match (quote.bid, quote.ask) {
+        (Some(bid), Some(ask)) => Price::from_f64(bid).zip(Price::from_f64(ask)),
+        _ => None,
+    };
+    Some(trading_broker::desk::Market {
+        symbol: ticker.to_string(),
+        time_ms,
+        last,
+        quote: bid_ask,
+    })
+}

@@ -21,7 +21,9 @@ use trading_pro::types::*;
 use trading_store::trading::{TradeError, Trading};
 
 use super::{principal, respond, visible, Response};
-use crate::broker::wire::{wire_account, wire_execution, wire_order, wire_position, DEMO_ACCOUNT};
+use crate::broker::wire::{
+    market_of, wire_account, wire_execution, wire_order, wire_position, DEMO_ACCOUNT,
+};
 use crate::context::AppContext;
 use crate::error::ApiError;
 
@@ -57,20 +59,10 @@ fn tradable(rqctx: &Request<AppContext>, name: &str) -> Result<(Symbol, SymbolRu
 /// The market as the source quotes it now, for a command.
 async fn market(ctx: &AppContext, symbol: &Symbol, now_ms: i64) -> Option<Market> {
     let quote = ctx.source.quote(symbol, now_ms).await.ok().flatten()?;
-    let last = Price::from_f64(quote.last)?;
-    let quote = match (quote.bid, quote.ask) {
-        (Some(bid), Some(ask)) => Price::from_f64(bid).zip(Price::from_f64(ask)),
-        _ => None,
-    };
     // A market that moves with the clock printed this now; a store's
     // prints reach the desk as they are ingested.
     let live = ctx.source.live() == trading_market::source::Live::Clock;
-    Some(Market {
-        symbol: symbol.info.ticker.clone(),
-        time_ms: live.then_some(now_ms),
-        last,
-        quote,
-    })
+    market_of(&symbol.info.ticker, &quote, live.then_some(now_ms))
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {

@@ -408,6 +408,6 @@ fn frames_of(desk: &Desk, e: &Event, cash: Cash) -> Vec<(Kind, String, Option<Va
 }
 
 /// A wire type as a JSON value.
-fn value<T: serde::Serialize>(v: &T) -> Value {
+pub(crate) fn value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or_default()
 }

@@ -15,7 +15,7 @@ use trading_pro::messages::ClientMessage;
 
 use super::{Channel, Overflowed, Session};
 use crate::broker::wire::{wire_account, wire_execution, wire_order, wire_position, DEMO_ACCOUNT};
-use crate::ws::accounts::{equity_values, Follower, Kind};
+use crate::ws::accounts::{equity_values, value, Follower, Kind};
 
 /// Fills a snapshot of `executions` carries at most.
 const RECENT_FILLS: usize = 100;
@@ -174,11 +174,6 @@ fn snapshot(desk: &Desk, account: &str, kind: Kind, cash: trading_broker::units:
         Kind::Equity => json!({ "equity": equity_values(&wire_account(desk, account, cash)) }),
         Kind::Notifications => json!({}),
     }
-}
-
-/// A wire type as a JSON value.
-fn value<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or_default()
 }
 
 #[async_trait]
